@@ -1,0 +1,137 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Runtime is what the reconciler needs from a container runtime. The
+// containerd adapter (package runtime) satisfies it on a board; a fake
+// satisfies it in unit tests. Every container the agent manages carries the
+// labels below, so an agent restarted from scratch can find them again.
+type Runtime interface {
+	// List returns every container in the agent's namespace, with its labels
+	// and the state of its task.
+	List(ctx context.Context) ([]Container, error)
+	// EnsureImage makes ref available on the board according to policy
+	// (Always, IfNotPresent, Never) and returns the image's digest.
+	EnsureImage(ctx context.Context, ref, policy string) (digest string, err error)
+	// Create creates a container, not yet running. Creating an ID that
+	// already exists returns an error wrapping ErrAlreadyExists.
+	Create(ctx context.Context, spec ContainerSpec) error
+	// Start starts a new task for the container, first deleting an exited
+	// one. Its stdout and stderr go to logPath. It records the start time
+	// on the container, so List reports it after an agent restart.
+	Start(ctx context.Context, id, logPath string) error
+	// Stop sends SIGTERM, waits up to grace, then SIGKILL, and returns once
+	// the task has exited (it is then deleted). Stopping a container with no
+	// running task is not an error.
+	Stop(ctx context.Context, id string, grace time.Duration) error
+	// Remove deletes a stopped container and its filesystem. Removing a
+	// container that does not exist is not an error.
+	Remove(ctx context.Context, id string) error
+	// Exits delivers task-exit notifications for the containers' main
+	// processes until ctx ends, resubscribing if the runtime restarts.
+	Exits(ctx context.Context) <-chan Exit
+}
+
+// Container labels. Every container the agent creates carries all of them.
+const (
+	LabelPodUID       = "io.flotilla.pod.uid"
+	LabelPodName      = "io.flotilla.pod.name"
+	LabelPodNamespace = "io.flotilla.pod.namespace"
+	LabelSpecHash     = "io.flotilla.pod.spec-hash"
+	LabelRevision     = "io.flotilla.snapshot.revision"
+	LabelContainer    = "io.flotilla.container.name"
+	// LabelStartedAt is set by Runtime.Start (RFC 3339, nanoseconds).
+	LabelStartedAt = "io.flotilla.container.started-at"
+)
+
+// TaskState is the state of a container's task.
+type TaskState int
+
+// Task states. A container with no task (never started, or its task
+// deleted) is TaskNone.
+const (
+	TaskNone TaskState = iota
+	TaskCreated
+	TaskRunning
+	TaskExited
+	TaskUnknown
+)
+
+func (s TaskState) String() string {
+	switch s {
+	case TaskNone:
+		return "none"
+	case TaskCreated:
+		return "created"
+	case TaskRunning:
+		return "running"
+	case TaskExited:
+		return "exited"
+	}
+	return "unknown"
+}
+
+// Container is a container as the runtime reports it.
+type Container struct {
+	ID     string
+	Labels map[string]string
+	Image  string
+	State  TaskState
+	Pid    uint32
+	// StartedAt is when the current (or last) task started, from
+	// LabelStartedAt; zero if never started.
+	StartedAt time.Time
+	// ExitCode and FinishedAt are set when State is TaskExited.
+	ExitCode   int32
+	FinishedAt time.Time
+}
+
+// ContainerSpec is everything needed to create one container. Command and
+// Args follow Kubernetes: Command replaces the image's entrypoint, Args
+// replaces its cmd.
+type ContainerSpec struct {
+	ID         string
+	Labels     map[string]string
+	Image      string
+	Command    []string
+	Args       []string
+	Env        []string // KEY=VALUE, applied over the image's environment
+	WorkingDir string
+	// HostNetwork shares the board's network namespace (the default for now).
+	HostNetwork bool
+	Mounts      []Mount
+	// CPULimitMilli and MemoryLimitBytes are enforced through the OCI spec
+	// (CFS quota and memory limit); zero means unlimited. CPURequestMilli
+	// sets cpu shares.
+	CPULimitMilli    int64
+	CPURequestMilli  int64
+	MemoryLimitBytes int64
+}
+
+// Mount binds a board path into a container.
+type Mount struct {
+	Source      string
+	Destination string
+	ReadOnly    bool
+}
+
+// Exit is a task-exit notification.
+type Exit struct {
+	ContainerID string
+	ExitCode    int32
+	ExitedAt    time.Time
+}
+
+// Errors a Runtime classifies, so the reconciler can tell the reasons apart.
+var (
+	ErrAlreadyExists = errors.New("already exists")
+	ErrNotFound      = errors.New("not found")
+	// ErrImagePull wraps a failure to fetch an image from its registry.
+	ErrImagePull = errors.New("image pull failed")
+	// ErrImageNeverPull is returned for policy Never when the image is absent.
+	ErrImageNeverPull = errors.New("image not present and pull policy is Never")
+)

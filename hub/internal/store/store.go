@@ -1,0 +1,170 @@
+// Package store keeps the hub's objects: every API object and the hub's own
+// bookkeeping records, each with a resource version drawn from one
+// monotonically increasing counter. Writes are atomic transactions; readers
+// and controllers see committed state only, and can watch for changes to
+// wake early. There are two implementations with one contract: Badger on
+// disk (the hub) and memory (unit tests).
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/flotilla-edge/flotilla/pkg/api"
+)
+
+// Key addresses one object. Namespace is empty for cluster-scoped kinds.
+type Key struct {
+	Kind      string
+	Namespace string
+	Name      string
+}
+
+func (k Key) String() string {
+	if k.Namespace == "" {
+		return k.Kind + "/" + k.Name
+	}
+	return k.Kind + "/" + k.Namespace + "/" + k.Name
+}
+
+// KeyOf returns the key of obj, from its kind, namespace and name.
+func KeyOf(obj api.Object) Key {
+	m := obj.GetObjectMeta()
+	return Key{Kind: obj.GetTypeMeta().Kind, Namespace: m.Namespace, Name: m.Name}
+}
+
+// Record is one stored object: its key, its resource version and its JSON.
+type Record struct {
+	Key     Key
+	Version uint64
+	Value   []byte
+}
+
+// Errors.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrReadOnly is returned by writes inside View.
+	ErrReadOnly = errors.New("write in a read-only transaction")
+	ErrClosed   = errors.New("store is closed")
+)
+
+// Reader reads committed objects.
+type Reader interface {
+	// Get returns the object at key, or an error wrapping ErrNotFound.
+	Get(key Key) (Record, error)
+	// List returns the objects of kind in namespace (all namespaces when
+	// namespace is ""), sorted by namespace, then name.
+	List(kind, namespace string) ([]Record, error)
+}
+
+// Tx is a transaction: reads see the transaction's own writes.
+type Tx interface {
+	Reader
+	// Put stores obj under KeyOf(obj). It sets obj's resourceVersion to the
+	// next version before encoding it.
+	Put(obj api.Object) error
+	// PutTTL is Put for records that expire on their own (events,
+	// telemetry): after ttl they are gone from Get, List and disk.
+	PutTTL(obj api.Object, ttl time.Duration) error
+	// Delete removes key. Deleting a missing key wraps ErrNotFound.
+	Delete(key Key) error
+}
+
+// Store is the hub's object store.
+type Store interface {
+	// View runs fn in a read-only transaction.
+	View(fn func(Tx) error) error
+	// Update runs fn in a read-write transaction and commits it atomically
+	// when fn returns nil; nothing is written when it returns an error.
+	// Writers are serialized. The commit is durable before Update returns.
+	Update(fn func(Tx) error) error
+	// Watch delivers an Event for every committed change to one of kinds
+	// (all kinds when none are given) until ctx ends. A watcher that falls
+	// behind loses events and then receives one Event with Type Overflow;
+	// it should then re-read everything it cares about.
+	Watch(ctx context.Context, kinds ...string) <-chan Event
+	// Version returns the latest committed resource version.
+	Version() uint64
+	// Close releases the store; later calls return ErrClosed.
+	Close() error
+}
+
+// EventType says what happened to a key.
+type EventType int
+
+// Event types.
+const (
+	Put EventType = iota + 1
+	Deleted
+	Overflow
+)
+
+func (t EventType) String() string {
+	switch t {
+	case Put:
+		return "Put"
+	case Deleted:
+		return "Deleted"
+	case Overflow:
+		return "Overflow"
+	}
+	return "EventType(" + strconv.Itoa(int(t)) + ")"
+}
+
+// Event is one committed change.
+type Event struct {
+	Type    EventType
+	Key     Key
+	Version uint64
+}
+
+// Decode unmarshals a record into a new object of type T.
+func Decode[T any, PT interface {
+	*T
+	api.Object
+}](r Record) (PT, error) {
+	obj := PT(new(T))
+	if err := json.Unmarshal(r.Value, obj); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", r.Key, err)
+	}
+	return obj, nil
+}
+
+// Get reads and decodes one object.
+func Get[T any, PT interface {
+	*T
+	api.Object
+}](r Reader, kind, namespace, name string) (PT, error) {
+	rec, err := r.Get(Key{Kind: kind, Namespace: namespace, Name: name})
+	if err != nil {
+		return nil, err
+	}
+	return Decode[T, PT](rec)
+}
+
+// List reads and decodes every object of kind in namespace ("" for all).
+func List[T any, PT interface {
+	*T
+	api.Object
+}](r Reader, kind, namespace string) ([]PT, error) {
+	recs, err := r.List(kind, namespace)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PT, 0, len(recs))
+	for _, rec := range recs {
+		obj, err := Decode[T, PT](rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, obj)
+	}
+	return out, nil
+}
+
+// IsNotFound reports whether err wraps ErrNotFound.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

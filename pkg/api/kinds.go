@@ -1,0 +1,84 @@
+package api
+
+import (
+	"fmt"
+	"strings"
+)
+
+// KindInfo describes one resource type: how manifests name it, how the HTTP
+// API and the CLI address it, and whether users may write it.
+type KindInfo struct {
+	Kind       string
+	APIVersion string
+	// Resource is the plural, lower-case name used in URLs and the CLI.
+	Resource   string
+	Singular   string
+	ShortNames []string
+	Namespaced bool
+	// Writable is false for objects that only the hub and agents produce.
+	Writable bool
+	New      func() Object
+}
+
+// Kind names.
+const (
+	KindNamespace = "Namespace"
+	KindNode      = "Node"
+	KindPod       = "Pod"
+	KindDaemonSet = "DaemonSet"
+)
+
+// kinds is the fixed table of supported resource types.
+var kinds = []KindInfo{
+	{Kind: KindNamespace, APIVersion: "v1", Resource: "namespaces", Singular: "namespace", ShortNames: []string{"ns"}, Writable: true,
+		New: func() Object { return &Namespace{} }},
+	{Kind: KindNode, APIVersion: "v1", Resource: "nodes", Singular: "node", ShortNames: []string{"no"}, Writable: true,
+		New: func() Object { return &Node{} }},
+	{Kind: KindPod, APIVersion: "v1", Resource: "pods", Singular: "pod", ShortNames: []string{"po"}, Namespaced: true,
+		New: func() Object { return &Pod{} }},
+	{Kind: KindDaemonSet, APIVersion: "apps/v1", Resource: "daemonsets", Singular: "daemonset", ShortNames: []string{"ds"}, Namespaced: true, Writable: true,
+		New: func() Object { return &DaemonSet{} }},
+}
+
+// Kinds returns every supported resource type.
+func Kinds() []KindInfo { return kinds }
+
+// LookupKind finds a resource type by its Kind (for example "DaemonSet").
+func LookupKind(kind string) (KindInfo, bool) {
+	for _, k := range kinds {
+		if k.Kind == kind {
+			return k, true
+		}
+	}
+	return KindInfo{}, false
+}
+
+// LookupResource finds a resource type by any name a user may type:
+// plural, singular, short name or Kind, in any case ("ds", "daemonset",
+// "DaemonSets", "daemonsets.apps").
+func LookupResource(name string) (KindInfo, error) {
+	n := strings.ToLower(name)
+	n = strings.TrimSuffix(n, ".apps")
+	for _, k := range kinds {
+		if n == k.Resource || n == k.Singular || n == strings.ToLower(k.Kind) {
+			return k, nil
+		}
+		for _, s := range k.ShortNames {
+			if n == s {
+				return k, nil
+			}
+		}
+	}
+	return KindInfo{}, fmt.Errorf("the server doesn't have a resource type %q", name)
+}
+
+// NewObject returns an empty object of kind with its TypeMeta filled in.
+func (k KindInfo) NewObject() Object {
+	o := k.New()
+	tm := o.GetTypeMeta()
+	tm.APIVersion, tm.Kind = k.APIVersion, k.Kind
+	return o
+}
+
+// DefaultNamespace is the namespace used when none is given.
+const DefaultNamespace = "default"

@@ -1,0 +1,66 @@
+package wire
+
+import (
+	"github.com/flotilla-edge/flotilla/pkg/api"
+)
+
+// Snapshot is the full set of pods one node should run, published retained
+// on the node's desired topic. Revision increases with every change for that
+// node; an agent ignores a snapshot that is not newer than the one it holds,
+// so applying one is idempotent and a node back after a week needs nothing
+// but the retained message.
+type Snapshot struct {
+	Node     string        `json:"node"`
+	Revision uint64        `json:"revision"`
+	Pods     []SnapshotPod `json:"pods"`
+}
+
+// SnapshotPod is one pod of a snapshot: its identity and its spec. SpecHash
+// identifies the spec; the agent labels containers with it and replaces a
+// pod whose hash changed.
+type SnapshotPod struct {
+	UID       string            `json:"uid"`
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	SpecHash  string            `json:"specHash"`
+	Spec      api.PodSpec       `json:"spec"`
+}
+
+// Hello is the agent's announcement on connect: who it is and what the
+// board is.
+type Hello struct {
+	Labels           map[string]string  `json:"labels,omitempty"`
+	Info             api.NodeSystemInfo `json:"info"`
+	Capacity         api.ResourceList   `json:"capacity,omitempty"`
+	Addresses        []api.NodeAddress  `json:"addresses,omitempty"`
+	ObservedRevision uint64             `json:"observedRevision"`
+}
+
+// Heartbeat says the agent is alive and which snapshot it runs.
+type Heartbeat struct {
+	ObservedRevision uint64 `json:"observedRevision"`
+}
+
+// PodStatusReport is the status of every pod the agent runs or ran for the
+// snapshot with ObservedRevision. It is a full report: a pod the hub expects
+// but that is missing here is not running on the node.
+type PodStatusReport struct {
+	ObservedRevision uint64      `json:"observedRevision"`
+	Pods             []PodReport `json:"pods"`
+}
+
+// PodReport is one pod's status as the agent sees it.
+type PodReport struct {
+	UID       string        `json:"uid"`
+	Name      string        `json:"name"`
+	Namespace string        `json:"namespace"`
+	SpecHash  string        `json:"specHash"`
+	Status    api.PodStatus `json:"status"`
+}
+
+// Online is the payload of the retained online topic. The agent's last will
+// publishes Online{false}.
+type Online struct {
+	Online bool `json:"online"`
+}
