@@ -70,7 +70,8 @@ type Tx interface {
 	// PutTTL is Put for records that expire on their own (events,
 	// telemetry): after ttl they are gone from Get, List and disk.
 	PutTTL(obj api.Object, ttl time.Duration) error
-	// Delete removes key. Deleting a missing key wraps ErrNotFound.
+	// Delete removes key; the deletion takes the next version, like a Put.
+	// Deleting a missing key wraps ErrNotFound.
 	Delete(key Key) error
 }
 

@@ -1,0 +1,457 @@
+package store
+
+// Badger key layout. Every key is built by the helpers below
+// (objectKey, kindPrefix, namespacePrefix, versionKey) and by nothing else.
+//
+//	o/{kind}/{namespace}/{name} → 8-byte big-endian resource version, then
+//	                              the object's JSON (whose
+//	                              metadata.resourceVersion is that version)
+//	m/version                   → last resource version handed out,
+//	                              8-byte big-endian
+//
+// namespace is empty for cluster-scoped kinds, so a Node is o/Node//n1.
+// Kind, namespace and name never contain '/' (keys that do are refused), so
+// the prefix o/{kind}/{namespace}/ of one namespace never matches another
+// ("dev" and "dev2"), nor o/{kind}/ another kind ("Pod" and "PodX").
+// Records written with PutTTL carry Badger's expiry, in whole seconds and
+// rounded up so that none goes before its ttl; Badger hides them once
+// expired and drops them from disk at compaction.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/flotilla-edge/flotilla/pkg/api"
+)
+
+// ErrTooBig is wrapped by Update's error when a transaction holds more than
+// Badger can commit at once. Nothing was written; split the work into
+// several transactions.
+var ErrTooBig = errors.New("transaction too big: split it into smaller batches")
+
+// Key parts, see the layout above.
+const (
+	objectSpace = "o/"
+	metaVersion = "m/version"
+	versionSize = 8
+)
+
+// objectKey is the Badger key of one object. It refuses malformed keys.
+func objectKey(k Key) ([]byte, error) {
+	if err := k.validate(); err != nil {
+		return nil, err
+	}
+	return []byte(objectSpace + k.Kind + "/" + k.Namespace + "/" + k.Name), nil
+}
+
+// kindPrefix is the prefix of every object of kind, in all namespaces.
+func kindPrefix(kind string) []byte {
+	return []byte(objectSpace + kind + "/")
+}
+
+// namespacePrefix is the prefix of every object of kind in namespace.
+func namespacePrefix(kind, namespace string) []byte {
+	return []byte(objectSpace + kind + "/" + namespace + "/")
+}
+
+// versionKey holds the last resource version handed out.
+func versionKey() []byte { return []byte(metaVersion) }
+
+// parseObjectKey is the inverse of objectKey.
+func parseObjectKey(b []byte) (Key, error) {
+	rest, ok := strings.CutPrefix(string(b), objectSpace)
+	kind, rest, ok2 := strings.Cut(rest, "/")
+	namespace, name, ok3 := strings.Cut(rest, "/")
+	if !ok || !ok2 || !ok3 || strings.Contains(name, "/") {
+		return Key{}, fmt.Errorf("%w: malformed object key %q", errInvalidKey, b)
+	}
+	return Key{Kind: kind, Namespace: namespace, Name: name}, nil
+}
+
+// encodeValue and decodeValue frame an object's JSON with its version.
+func encodeValue(version uint64, data []byte) []byte {
+	v := make([]byte, versionSize, versionSize+len(data))
+	binary.BigEndian.PutUint64(v, version)
+	return append(v, data...)
+}
+
+func decodeValue(key Key, v []byte) (Record, error) {
+	if len(v) < versionSize {
+		return Record{}, fmt.Errorf("decode %s: value of %d bytes is too short", key, len(v))
+	}
+	return Record{Key: key, Version: binary.BigEndian.Uint64(v), Value: v[versionSize:]}, nil
+}
+
+// Badger is the hub's Store on disk. Every commit is synced before Update
+// returns. Badger's own background work (compaction, flushing) stops at
+// Close; value-log garbage collection runs only in RunGC.
+type Badger struct {
+	db       *badger.DB
+	gate     gate
+	writeMu  sync.Mutex // serializes Update
+	version  atomic.Uint64
+	watchers watchers
+}
+
+var _ Store = (*Badger)(nil)
+
+// BadgerOption configures OpenBadger.
+type BadgerOption func(*badgerConfig)
+
+type badgerConfig struct {
+	logger *slog.Logger
+	tune   func(badger.Options) badger.Options
+}
+
+// WithLogger sends Badger's warnings and errors to logger (default:
+// slog.Default()). Badger's info and debug messages are dropped.
+func WithLogger(logger *slog.Logger) BadgerOption {
+	return func(c *badgerConfig) {
+		if logger != nil {
+			c.logger = logger
+		}
+	}
+}
+
+// WithTuning lets the caller adjust Badger's options (memory table size,
+// cache sizes for small boards). OpenBadger applies it first, then sets
+// what the store relies on: SyncWrites on, conflict detection off (writers
+// are serialized) and the slog logger.
+func WithTuning(tune func(badger.Options) badger.Options) BadgerOption {
+	return func(c *badgerConfig) { c.tune = tune }
+}
+
+// OpenBadger opens (or creates) the store in dir.
+func OpenBadger(dir string, opts ...BadgerOption) (*Badger, error) {
+	cfg := badgerConfig{logger: slog.Default()}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	bopts := badger.DefaultOptions(dir)
+	if cfg.tune != nil {
+		bopts = cfg.tune(bopts)
+	}
+	bopts = bopts.
+		WithSyncWrites(true).
+		// Update serializes writers, so Badger need not track conflicts.
+		WithDetectConflicts(false).
+		WithLogger(badgerLogger{cfg.logger.With("component", "badger", "dir", dir)})
+	db, err := badger.Open(bopts)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	b := &Badger{db: db}
+	var version uint64
+	err = db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(versionKey())
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != versionSize {
+				return fmt.Errorf("%s holds %d bytes, want %d", metaVersion, len(v), versionSize)
+			}
+			version = binary.BigEndian.Uint64(v)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("open store %s: read version: %w", dir, err), db.Close())
+	}
+	b.version.Store(version)
+	return b, nil
+}
+
+// View runs fn in a read-only transaction over committed state. Views run
+// concurrently with each other and with Update.
+func (b *Badger) View(fn func(Tx) error) error {
+	if !b.gate.enter() {
+		return fmt.Errorf("view: %w", ErrClosed)
+	}
+	defer b.gate.leave()
+	txn := b.db.NewTransaction(false)
+	defer txn.Discard()
+	return fn(&badgerTx{txn: txn})
+}
+
+// Update runs fn in a read-write transaction and commits it, synced to
+// disk, when fn returns nil and every write in it succeeded (a write that
+// failed fails the Update even if fn ignored its error; a Delete of a
+// missing key is not a failed write). Each Put and each Delete takes the
+// next version. Writers are serialized: fn must not call Update.
+func (b *Badger) Update(fn func(Tx) error) error {
+	if !b.gate.enter() {
+		return fmt.Errorf("update: %w", ErrClosed)
+	}
+	defer b.gate.leave()
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+
+	txn := b.db.NewTransaction(true)
+	defer txn.Discard()
+	tx := &badgerTx{txn: txn, log: &writeLog{version: b.version.Load()}}
+	if err := fn(tx); err != nil {
+		tx.log.rollback()
+		return err
+	}
+	if err := b.commit(tx); err != nil {
+		tx.log.rollback()
+		return err
+	}
+	return nil
+}
+
+func (b *Badger) commit(tx *badgerTx) error {
+	if tx.log.err != nil {
+		return fmt.Errorf("update: a write failed: %w", tx.log.err)
+	}
+	if len(tx.log.changes) == 0 {
+		return nil
+	}
+	v := make([]byte, versionSize)
+	binary.BigEndian.PutUint64(v, tx.log.version)
+	if err := tx.txn.Set(versionKey(), v); err != nil {
+		return wrapTxnErr("update: write version", err)
+	}
+	if err := tx.txn.Commit(); err != nil {
+		return wrapTxnErr("update: commit", err)
+	}
+	b.version.Store(tx.log.version)
+	b.watchers.publish(tx.log.events())
+	return nil
+}
+
+// wrapTxnErr adds ErrTooBig to Badger's "too big" error.
+func wrapTxnErr(what string, err error) error {
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		return fmt.Errorf("%s: %w: %w", what, ErrTooBig, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// Watch delivers committed changes to kinds (all kinds when none are
+// given) until ctx ends or the store closes.
+func (b *Badger) Watch(ctx context.Context, kinds ...string) <-chan Event {
+	return b.watchers.add(ctx, kinds)
+}
+
+// Version returns the latest committed resource version.
+func (b *Badger) Version() uint64 { return b.version.Load() }
+
+// Close waits for the calls in flight, closes every watcher and closes
+// the database. Later calls return ErrClosed.
+func (b *Badger) Close() error {
+	if !b.gate.close() {
+		return fmt.Errorf("close: %w", ErrClosed)
+	}
+	b.watchers.close()
+	if err := b.db.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// gcDiscardRatio is the share of a value-log file that must be garbage
+// before GC rewrites it.
+const gcDiscardRatio = 0.5
+
+// RunGC collects value-log garbage every interval until ctx ends, when it
+// returns nil. It returns an error wrapping ErrClosed once the store is
+// closed, and any unexpected GC error. The hub runs it in a goroutine it
+// owns.
+func (b *Badger) RunGC(ctx context.Context, interval time.Duration) error {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+		if err := b.gcRound(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// gcRound rewrites value-log files while there are any worth rewriting.
+func (b *Badger) gcRound(ctx context.Context) error {
+	if !b.gate.enter() {
+		return fmt.Errorf("value log gc: %w", ErrClosed)
+	}
+	defer b.gate.leave()
+	for ctx.Err() == nil {
+		err := b.db.RunValueLogGC(gcDiscardRatio)
+		switch {
+		case err == nil:
+			continue // a file was rewritten; there may be more
+		case errors.Is(err, badger.ErrNoRewrite), errors.Is(err, badger.ErrRejected):
+			return nil
+		default:
+			return fmt.Errorf("value log gc: %w", err)
+		}
+	}
+	return nil
+}
+
+// badgerTx adapts a Badger transaction. log is nil in a read-only one.
+// Like the Badger transaction under it, it is not safe for concurrent use.
+type badgerTx struct {
+	txn *badger.Txn
+	log *writeLog
+}
+
+func (tx *badgerTx) Get(key Key) (Record, error) {
+	k, err := objectKey(key)
+	if err != nil {
+		return Record{}, fmt.Errorf("get: %w", err)
+	}
+	item, err := tx.txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return Record{}, fmt.Errorf("get %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("get %s: %w", key, err)
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return Record{}, fmt.Errorf("get %s: read value: %w", key, err)
+	}
+	return decodeValue(key, v)
+}
+
+func (tx *badgerTx) List(kind, namespace string) ([]Record, error) {
+	if err := validateScope(kind, namespace); err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	prefix := kindPrefix(kind)
+	if namespace != "" {
+		prefix = namespacePrefix(kind, namespace)
+	}
+	iopts := badger.DefaultIteratorOptions
+	iopts.Prefix = prefix
+	// Prefetching starts a goroutine per value; values are small and mostly
+	// in the LSM tree, so reading them inline is faster.
+	iopts.PrefetchValues = false
+	it := tx.txn.NewIterator(iopts)
+	defer it.Close()
+	var out []Record
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		item := it.Item()
+		key, err := parseObjectKey(item.Key())
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", kind, err)
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: read %s: %w", kind, key, err)
+		}
+		rec, err := decodeValue(key, v)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", kind, err)
+		}
+		out = append(out, rec)
+	}
+	// Within one namespace, key order is name order. Across namespaces it
+	// is not namespace order when a namespace holds a byte below '/'
+	// ("dev-a" sorts before "dev/"), so sort.
+	if !slices.IsSortedFunc(out, compareRecords) {
+		slices.SortFunc(out, compareRecords)
+	}
+	return out, nil
+}
+
+func (tx *badgerTx) Put(obj api.Object) error { return tx.put(obj, 0) }
+
+func (tx *badgerTx) PutTTL(obj api.Object, ttl time.Duration) error {
+	if tx.log == nil {
+		return fmt.Errorf("put %s: %w", KeyOf(obj), ErrReadOnly)
+	}
+	if err := checkTTL(KeyOf(obj), ttl); err != nil {
+		return tx.log.fail(err)
+	}
+	return tx.put(obj, ttl)
+}
+
+func (tx *badgerTx) put(obj api.Object, ttl time.Duration) error {
+	if tx.log == nil {
+		return fmt.Errorf("put %s: %w", KeyOf(obj), ErrReadOnly)
+	}
+	key, version, data, err := tx.log.encode(obj)
+	if err != nil {
+		return tx.log.fail(err)
+	}
+	k, err := objectKey(key)
+	if err != nil {
+		return tx.log.fail(fmt.Errorf("put: %w", err))
+	}
+	e := badger.NewEntry(k, encodeValue(version, data))
+	if ttl > 0 {
+		e.ExpiresAt = expiresAt(time.Now(), ttl)
+	}
+	if err := tx.txn.SetEntry(e); err != nil {
+		return tx.log.fail(wrapTxnErr("put "+key.String(), err))
+	}
+	tx.log.put(key, version)
+	return nil
+}
+
+// expiresAt is Badger's expiry (Unix seconds) for a record written at now
+// with ttl, rounded up: Badger has second resolution, and a record must not
+// vanish before its ttl (it may outlive it by less than a second).
+func expiresAt(now time.Time, ttl time.Duration) uint64 {
+	at := now.Add(ttl)
+	secs := at.Unix()
+	if at.Nanosecond() > 0 {
+		secs++
+	}
+	return uint64(secs)
+}
+
+func (tx *badgerTx) Delete(key Key) error {
+	if tx.log == nil {
+		return fmt.Errorf("delete %s: %w", key, ErrReadOnly)
+	}
+	k, err := objectKey(key)
+	if err != nil {
+		return tx.log.fail(fmt.Errorf("delete: %w", err))
+	}
+	if _, err := tx.txn.Get(k); errors.Is(err, badger.ErrKeyNotFound) {
+		return fmt.Errorf("delete %s: %w", key, ErrNotFound)
+	} else if err != nil {
+		return tx.log.fail(fmt.Errorf("delete %s: %w", key, err))
+	}
+	if err := tx.txn.Delete(k); err != nil {
+		return tx.log.fail(wrapTxnErr("delete "+key.String(), err))
+	}
+	tx.log.remove(key)
+	return nil
+}
+
+// badgerLogger routes Badger's log to slog, keeping warnings and errors.
+type badgerLogger struct{ l *slog.Logger }
+
+func (a badgerLogger) Errorf(format string, args ...any) { a.log(slog.LevelError, format, args) }
+func (a badgerLogger) Warningf(format string, args ...any) {
+	a.log(slog.LevelWarn, format, args)
+}
+func (a badgerLogger) Infof(string, ...any)  {}
+func (a badgerLogger) Debugf(string, ...any) {}
+
+func (a badgerLogger) log(level slog.Level, format string, args []any) {
+	msg := strings.TrimSpace(fmt.Sprintf(format, args...))
+	a.l.Log(context.Background(), level, msg)
+}
