@@ -6,7 +6,9 @@
 package api
 
 import (
+	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -110,4 +112,15 @@ func (m *ObjectMeta) ControllerRef() *OwnerReference {
 		}
 	}
 	return nil
+}
+
+// NewUID returns a random RFC 4122 version 4 UUID for metadata.uid.
+func NewUID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("api: crypto/rand failed: " + err.Error()) // the kernel's RNG does not fail
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

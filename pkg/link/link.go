@@ -1,0 +1,271 @@
+// Package link is an MQTT session that outlives its broker connection: it
+// connects with capped exponential back-off and full jitter (so a thousand
+// agents returning after a site outage do not stampede the broker),
+// re-subscribes after every reconnect, and publishes with a bounded wait for
+// the broker's acknowledgement. Both the hub and the agent talk MQTT only
+// through it; it carries bytes and knows nothing of Flotilla's messages.
+package link
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// ErrNotConnected is returned by Publish while the session is down.
+var ErrNotConnected = errors.New("not connected to the broker")
+
+// Handler receives one message. Handlers of one session run one at a time,
+// in arrival order, on the client's receive path: they must not block for
+// long, and must not wait on a Publish (its acknowledgement arrives on the
+// same path).
+type Handler func(topic string, payload []byte)
+
+// Will is the message the broker publishes when the session dies.
+type Will struct {
+	Topic    string
+	Payload  []byte
+	Retained bool
+}
+
+// Options configure a Session.
+type Options struct {
+	// Broker is the broker URL: tcp://host:port, ssl://host:port or mqtt://host:port.
+	Broker   string
+	ClientID string
+	Username string
+	Password string
+	TLS      *tls.Config
+	Will     *Will
+	// OnConnect runs after every successful (re)connect, once the
+	// subscriptions are in place. It runs in the session's goroutine.
+	OnConnect func(ctx context.Context)
+	// OnDisconnect runs when an established connection is lost.
+	OnDisconnect func(err error)
+
+	KeepAlive      time.Duration // default 30 s
+	ConnectTimeout time.Duration // default 10 s
+	AckTimeout     time.Duration // default 10 s
+	// BackoffMin and BackoffMax bound the reconnect delay (defaults 500 ms
+	// and 30 s). Each delay is drawn uniformly from [0, min(max, min·2ⁿ)].
+	BackoffMin time.Duration
+	BackoffMax time.Duration
+	Logger     *slog.Logger
+}
+
+type subscription struct {
+	filter  string
+	qos     byte
+	handler Handler
+}
+
+// Session is one client's MQTT session.
+type Session struct {
+	opts Options
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	subs   []subscription
+	client mqtt.Client
+
+	connected atomic.Bool
+	connects  atomic.Uint64
+}
+
+// New returns a session; call Run to connect.
+func New(opts Options) *Session {
+	if opts.KeepAlive <= 0 {
+		opts.KeepAlive = 30 * time.Second
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 10 * time.Second
+	}
+	if opts.AckTimeout <= 0 {
+		opts.AckTimeout = 10 * time.Second
+	}
+	if opts.BackoffMin <= 0 {
+		opts.BackoffMin = 500 * time.Millisecond
+	}
+	if opts.BackoffMax <= 0 {
+		opts.BackoffMax = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Session{opts: opts, log: opts.Logger.With("broker", opts.Broker, "client", opts.ClientID)}
+}
+
+// Subscribe registers a subscription. It takes effect on the next connect;
+// call it before Run.
+func (s *Session) Subscribe(filter string, qos byte, h Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.subs = append(s.subs, subscription{filter: filter, qos: qos, handler: h})
+}
+
+// Connected reports whether the session is up.
+func (s *Session) Connected() bool { return s.connected.Load() }
+
+// Connects counts successful connects so far.
+func (s *Session) Connects() uint64 { return s.connects.Load() }
+
+// Run connects and keeps the session up until ctx ends.
+func (s *Session) Run(ctx context.Context) error {
+	lost := make(chan error, 1)
+	client := mqtt.NewClient(s.clientOptions(lost))
+	s.mu.Lock()
+	s.client = client
+	s.mu.Unlock()
+	defer func() {
+		s.connected.Store(false)
+		if client.IsConnectionOpen() {
+			client.Disconnect(250)
+		}
+	}()
+
+	attempt := 0
+	for {
+		if attempt > 0 {
+			delay := Backoff(attempt, s.opts.BackoffMin, s.opts.BackoffMax)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(delay):
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := s.connect(ctx, client); err != nil {
+			attempt++
+			if ctx.Err() == nil {
+				s.log.Debug("connect failed", "attempt", attempt, "err", err)
+			}
+			continue
+		}
+		attempt = 0
+		s.connected.Store(true)
+		s.connects.Add(1)
+		s.log.Info("connected")
+		if s.opts.OnConnect != nil {
+			s.opts.OnConnect(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-lost:
+			s.connected.Store(false)
+			s.log.Warn("connection lost", "err", err)
+			if s.opts.OnDisconnect != nil {
+				s.opts.OnDisconnect(err)
+			}
+			attempt = 1
+		}
+	}
+}
+
+func (s *Session) clientOptions(lost chan<- error) *mqtt.ClientOptions {
+	o := mqtt.NewClientOptions().
+		AddBroker(s.opts.Broker).
+		SetClientID(s.opts.ClientID).
+		SetCleanSession(true).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetKeepAlive(s.opts.KeepAlive).
+		SetPingTimeout(s.opts.ConnectTimeout).
+		SetConnectTimeout(s.opts.ConnectTimeout).
+		SetWriteTimeout(s.opts.AckTimeout).
+		SetOrderMatters(true).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			select {
+			case lost <- err:
+			default:
+			}
+		})
+	if s.opts.Username != "" {
+		o.SetUsername(s.opts.Username).SetPassword(s.opts.Password)
+	}
+	if s.opts.TLS != nil {
+		o.SetTLSConfig(s.opts.TLS)
+	}
+	if w := s.opts.Will; w != nil {
+		o.SetBinaryWill(w.Topic, w.Payload, 1, w.Retained)
+	}
+	return o
+}
+
+func (s *Session) connect(ctx context.Context, client mqtt.Client) error {
+	if err := wait(ctx, client.Connect(), s.opts.ConnectTimeout); err != nil {
+		return fmt.Errorf("connect to %s: %w", s.opts.Broker, err)
+	}
+	s.mu.Lock()
+	subs := append([]subscription(nil), s.subs...)
+	s.mu.Unlock()
+	for _, sub := range subs {
+		h := sub.handler
+		tok := client.Subscribe(sub.filter, sub.qos, func(_ mqtt.Client, m mqtt.Message) { h(m.Topic(), m.Payload()) })
+		if err := wait(ctx, tok, s.opts.AckTimeout); err != nil {
+			client.Disconnect(0)
+			return fmt.Errorf("subscribe %s: %w", sub.filter, err)
+		}
+		if st, ok := tok.(*mqtt.SubscribeToken); ok {
+			for filter, code := range st.Result() {
+				if code == 0x80 {
+					client.Disconnect(0)
+					return fmt.Errorf("subscribe %s: refused by the broker", filter)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Publish sends one message and waits for the broker's acknowledgement
+// (QoS 1) or for the write (QoS 0).
+func (s *Session) Publish(ctx context.Context, topic string, qos byte, retained bool, payload []byte) error {
+	s.mu.Lock()
+	client := s.client
+	s.mu.Unlock()
+	if client == nil || !s.connected.Load() {
+		return ErrNotConnected
+	}
+	if err := wait(ctx, client.Publish(topic, qos, retained, payload), s.opts.AckTimeout); err != nil {
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	return nil
+}
+
+// wait waits for a paho token, ctx or the timeout.
+func wait(ctx context.Context, tok mqtt.Token, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("no answer from the broker within %s", timeout)
+	}
+}
+
+// Backoff returns the delay before reconnect attempt n (n ≥ 1): uniform in
+// [0, min(max, min·2ⁿ⁻¹)] ("full jitter").
+func Backoff(n int, min, max time.Duration) time.Duration {
+	ceiling := min
+	for i := 1; i < n && ceiling < max; i++ {
+		ceiling *= 2
+	}
+	if ceiling > max {
+		ceiling = max
+	}
+	return time.Duration(rand.Int64N(int64(ceiling) + 1))
+}

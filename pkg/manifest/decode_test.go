@@ -1,0 +1,594 @@
+package manifest
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/flotilla-edge/flotilla/pkg/api"
+)
+
+const nsDoc = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n"
+
+func ns(name string) string { return strings.Replace(nsDoc, "%s", name, 1) }
+
+// minimalDS is a small valid DaemonSet; tests edit it with strings.Replace.
+const minimalDS = `apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+spec:
+  selector:
+    matchLabels:
+      app: agent
+  template:
+    metadata:
+      labels:
+        app: agent
+    spec:
+      containers:
+      - name: main
+        image: registry.local/agent:1.0
+        ports:
+        - containerPort: 8080
+        env:
+        - name: MODE
+          value: edge
+`
+
+// errorsOf returns the errors in err, failing the test if err is not an
+// ErrorList.
+func errorsOf(t *testing.T, err error) ErrorList {
+	t.Helper()
+	if err == nil {
+		return nil
+	}
+	var list ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("error is %T, not an ErrorList: %v", err, err)
+	}
+	return list
+}
+
+func TestDecodeNumbersDocumentsAsUsersCountThem(t *testing.T) {
+	input := "---\n# leading comment\n" + ns("one") + "---\n---\n# only a comment\n---\n" + ns("two") + "--- # separator with a comment\n" + ns("three") + "...\n"
+	docs, err := Decode("all.yaml", []byte(input))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != 3 {
+		t.Fatalf("got %d documents, want 3", len(docs))
+	}
+	for i, want := range []string{"one", "two", "three"} {
+		d := docs[i]
+		if d.Index != i+1 || d.Source != "all.yaml" || d.Object.GetObjectMeta().Name != want {
+			t.Errorf("document %d: got index %d source %q name %q", i+1, d.Index, d.Source, d.Object.GetObjectMeta().Name)
+		}
+	}
+
+	// The third real document is broken: its error says "document 3",
+	// however many empty documents and separators come before it.
+	bad := "---\n" + ns("one") + "---\n\n---\n" + ns("two") + "---\n# nothing\n---\n" + strings.Replace(ns("three"), "name:", "nmae:", 1)
+	_, err = Decode("all.yaml", []byte(bad))
+	list := errorsOf(t, err)
+	if len(list) != 1 || list[0].Error() != "all.yaml: document 3: metadata.nmae: unknown field" {
+		t.Fatalf("got %q", err)
+	}
+}
+
+func TestDecodeErrorsAreCollectedAcrossDocuments(t *testing.T) {
+	input := strings.Replace(ns("one"), "name:", "nam:", 1) + "---\n" + ns("ok") + "---\n" + strings.Replace(ns("three"), "kind: Namespace", "kind: Namespac", 1)
+	docs, err := Decode("x.yaml", []byte(input))
+	if docs != nil {
+		t.Errorf("got documents with an error: %v", docs)
+	}
+	want := "x.yaml: document 1: metadata.nam: unknown field\n" +
+		`x.yaml: document 3: kind: unknown kind "Namespac" (supported kinds: Namespace, Node, Pod, DaemonSet)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got\n%v\nwant\n%s", err, want)
+	}
+}
+
+func TestDecodeFieldErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		old     string // replaced in minimalDS
+		new     string
+		field   string
+		msg     string
+		comment string
+	}{
+		{"unknown field", "image: registry", "imagee: registry", "spec.template.spec.containers[0].imagee", "unknown field", ""},
+		{"unknown top-level field", "kind: DaemonSet", "kind: DaemonSet\nspecs: {}", "specs", "unknown field", ""},
+		{"field names are case-sensitive", "image: registry", "Image: registry", "spec.template.spec.containers[0].Image", "unknown field", ""},
+		{"affinity", "      containers:", "      affinity: {}\n      containers:", "spec.template.spec.affinity", "not supported by Flotilla", ""},
+		{"tolerations", "      containers:", "      tolerations: []\n      containers:", "spec.template.spec.tolerations", "not supported by Flotilla", ""},
+		{"pod securityContext", "      containers:", "      securityContext: {}\n      containers:", "spec.template.spec.securityContext", "not supported by Flotilla", ""},
+		{"initContainers", "      containers:", "      initContainers: []\n      containers:", "spec.template.spec.initContainers", "not supported by Flotilla", ""},
+		{"serviceAccountName", "      containers:", "      serviceAccountName: x\n      containers:", "spec.template.spec.serviceAccountName", "not supported by Flotilla", ""},
+		{"dnsPolicy", "      containers:", "      dnsPolicy: ClusterFirst\n      containers:", "spec.template.spec.dnsPolicy", "not supported by Flotilla", ""},
+		{"imagePullSecrets", "      containers:", "      imagePullSecrets: []\n      containers:", "spec.template.spec.imagePullSecrets", "not supported by Flotilla", ""},
+		{"livenessProbe", "        ports:", "        livenessProbe: {}\n        ports:", "spec.template.spec.containers[0].livenessProbe", "not supported by Flotilla", ""},
+		{"readinessProbe", "        ports:", "        readinessProbe: {}\n        ports:", "spec.template.spec.containers[0].readinessProbe", "not supported by Flotilla", ""},
+		{"startupProbe", "        ports:", "        startupProbe: {}\n        ports:", "spec.template.spec.containers[0].startupProbe", "not supported by Flotilla", ""},
+		{"lifecycle", "        ports:", "        lifecycle: {}\n        ports:", "spec.template.spec.containers[0].lifecycle", "not supported by Flotilla", ""},
+		{"container securityContext", "        ports:", "        securityContext: {}\n        ports:", "spec.template.spec.containers[0].securityContext", "not supported by Flotilla", ""},
+		{"envFrom", "        ports:", "        envFrom: []\n        ports:", "spec.template.spec.containers[0].envFrom", "not supported by Flotilla", ""},
+		{"env valueFrom", "          value: edge", "          valueFrom: {}", "spec.template.spec.containers[0].env[0].valueFrom", "not supported by Flotilla", ""},
+		{"resources.claims", "        ports:", "        resources:\n          claims: []\n        ports:", "spec.template.spec.containers[0].resources.claims", "not supported by Flotilla", ""},
+		{"updateStrategy", "  template:", "  updateStrategy: {}\n  template:", "spec.updateStrategy", "not supported by Flotilla", ""},
+		{"configMap volume", "      containers:", "      volumes:\n      - name: cfg\n        configMap: {}\n      containers:", "spec.template.spec.volumes[0].configMap", "not supported by Flotilla", ""},
+		{"secret volume", "      containers:", "      volumes:\n      - name: s\n        secret: {}\n      containers:", "spec.template.spec.volumes[0].secret", "not supported by Flotilla", ""},
+		{"finalizers", "  name: agent", "  name: agent\n  finalizers: []", "metadata.finalizers", "not supported by Flotilla", ""},
+		{"string for an integer", "containerPort: 8080", `containerPort: "8080"`, "spec.template.spec.containers[0].ports[0].containerPort", "must be an integer", ""},
+		{"fraction for an integer", "containerPort: 8080", `containerPort: 80.5`, "spec.template.spec.containers[0].ports[0].containerPort", "must be an integer", ""},
+		{"integer out of range", "containerPort: 8080", `containerPort: 4294967296`, "spec.template.spec.containers[0].ports[0].containerPort", "must be an integer between -2147483648 and 2147483647", ""},
+		{"number for a string", "value: edge", "value: 8080", "spec.template.spec.containers[0].env[0].value", "must be a string", ""},
+		{"bool for a string", "value: edge", "value: yes", "spec.template.spec.containers[0].env[0].value", "must be a string", "YAML 1.1 reads yes as true"},
+		{"string for a bool", "      containers:", "      hostNetwork: \"true\"\n      containers:", "spec.template.spec.hostNetwork", "must be a boolean", ""},
+		{"object for a list", "      containers:\n", "      containers: {}\n      x:\n", "spec.template.spec.containers", "must be a list", ""},
+		{"list for an object", "  selector:\n", "  selector: []\n  x:\n", "spec.selector", "must be an object", ""},
+		{"label value not a string", "app: agent\n  template:", "app: 1\n  template:", "spec.selector.matchLabels.app", "must be a string", ""},
+		{"bad quantity type", "        ports:", "        resources:\n          limits:\n            cpu: [1]\n        ports:", "spec.template.spec.containers[0].resources.limits.cpu", "must be a quantity", ""},
+		{"bad time", "  name: agent", "  name: agent\n  creationTimestamp: yesterday", "metadata.creationTimestamp", "must be an RFC 3339 time", ""},
+		{"duplicate key", "  name: agent", "  name: agent\n  name: other", "", `key "name" already set in map`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			input := strings.Replace(minimalDS, tt.old, tt.new, 1)
+			if input == minimalDS {
+				t.Fatalf("replacement of %q did not apply", tt.old)
+			}
+			_, err := Decode("ds.yaml", []byte(input))
+			list := errorsOf(t, err)
+			if len(list) == 0 {
+				t.Fatal("no error")
+			}
+			for _, e := range list {
+				if e.Field == tt.field && strings.Contains(e.Msg, tt.msg) {
+					if e.Source != "ds.yaml" || e.Document != 1 {
+						t.Errorf("error not located: %+v", e)
+					}
+					return
+				}
+			}
+			t.Fatalf("want %s: %s, got:\n%v", tt.field, tt.msg, err)
+		})
+	}
+	// The control: the unedited manifest decodes.
+	if _, err := Decode("ds.yaml", []byte(minimalDS)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDecodeErrorMessagesExactly(t *testing.T) {
+	tests := []struct{ input, want string }{
+		{strings.Replace(minimalDS, "image: registry", "imagee: registry", 1),
+			"ds.yaml: document 1: spec.template.spec.containers[0].imagee: unknown field"},
+		{strings.Replace(minimalDS, "      containers:", "      affinity: {}\n      containers:", 1),
+			"ds.yaml: document 1: spec.template.spec.affinity: not supported by Flotilla"},
+		{strings.Replace(minimalDS, "containerPort: 8080", `containerPort: "8080"`, 1),
+			"ds.yaml: document 1: spec.template.spec.containers[0].ports[0].containerPort: must be an integer"},
+		{strings.Replace(minimalDS, "apps/v1", "extensions/v1beta1", 1),
+			`ds.yaml: document 1: apiVersion: must be "apps/v1" for kind DaemonSet, not "extensions/v1beta1"`},
+		{strings.Replace(minimalDS, "kind: DaemonSet", "kind: Deployment", 1),
+			"ds.yaml: document 1: kind: Deployment is not supported by Flotilla (supported kinds: Namespace, Node, Pod, DaemonSet)"},
+		{strings.Replace(minimalDS, "kind: DaemonSet\n", "", 1),
+			"ds.yaml: document 1: kind: required"},
+		{strings.Replace(minimalDS, "apiVersion: apps/v1\n", "", 1),
+			"ds.yaml: document 1: apiVersion: required"},
+		{strings.Replace(minimalDS, "kind: DaemonSet", "kind: 7", 1),
+			"ds.yaml: document 1: kind: must be a string"},
+		{"- a\n- b\n", "ds.yaml: document 1: a document must be an object with apiVersion and kind, not a list"},
+		{"hello\n", "ds.yaml: document 1: a document must be an object with apiVersion and kind, not a string"},
+		{strings.Replace(minimalDS, "    matchLabels:", "    matchLabels:\n      app.kubernetes.io/name: 3", 1),
+			"ds.yaml: document 1: spec.selector.matchLabels[app.kubernetes.io/name]: must be a string (quote the value: YAML reads it as a number)"},
+		{strings.Replace(minimalDS, "  name: agent", "  name: n", 1),
+			"ds.yaml: document 1: metadata.name: must be a string (quote the value: YAML reads unquoted true, false, yes, no, on, off, y and n as booleans)"},
+		{strings.Replace(minimalDS, "  name: agent", "  name: agent\n  \"we\\\"ird]\": 1", 1),
+			`ds.yaml: document 1: metadata["we\"ird]"]: unknown field`},
+	}
+	for _, tt := range tests {
+		_, err := Decode("ds.yaml", []byte(tt.input))
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("got  %v\nwant %s", err, tt.want)
+		}
+	}
+}
+
+func TestDecodeYAMLSyntaxErrorsNameSourceDocumentAndLine(t *testing.T) {
+	// Line 10 of the file is line 5 of the second document.
+	input := ns("one") + "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: two\n   bad: indent\n"
+	_, err := Decode("ns.yaml", []byte(input))
+	list := errorsOf(t, err)
+	if len(list) != 1 {
+		t.Fatalf("got %v", err)
+	}
+	e := list[0]
+	if e.Source != "ns.yaml" || e.Document != 2 || e.Line != 10 || !strings.HasPrefix(e.Msg, "invalid YAML: ") {
+		t.Errorf("got %+v", e)
+	}
+	if !strings.HasPrefix(e.Error(), "ns.yaml: document 2: line 10: invalid YAML: ") {
+		t.Errorf("rendered as %q", e.Error())
+	}
+
+	// Duplicate keys are reported with their line.
+	_, err = Decode("ns.yaml", []byte("apiVersion: v1\nkind: Namespace\nkind: Namespace\n"))
+	list = errorsOf(t, err)
+	if len(list) != 1 || list[0].Line != 3 || !strings.Contains(list[0].Msg, `key "kind" already set`) {
+		t.Errorf("got %v", err)
+	}
+
+	// A marker line with content starts a document; the line is that of the
+	// marker.
+	_, err = Decode("ns.yaml", []byte(ns("one")+"--- {apiVersion: v1, kind: Namespace\n"))
+	list = errorsOf(t, err)
+	if len(list) != 1 || list[0].Document != 2 || list[0].Line < 4 {
+		t.Errorf("got %+v", list)
+	}
+}
+
+func TestDecodeDocumentsOnMarkerLinesAndDirectives(t *testing.T) {
+	input := "%YAML 1.1\n---\n" + ns("one") +
+		"--- {apiVersion: v1, kind: Namespace, metadata: {name: two}}\n" +
+		"--- {apiVersion: v1, kind: Namespace, metadata: {name: three}}\n"
+	docs, err := Decode("", []byte(input))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range docs {
+		names = append(names, d.Object.GetObjectMeta().Name)
+	}
+	if strings.Join(names, ",") != "one,two,three" {
+		t.Fatalf("got %v", names)
+	}
+}
+
+func TestDecodeJSON(t *testing.T) {
+	input := `{
+	"apiVersion": "v1",
+	"kind": "Namespace",
+	"metadata": {"name": "from-json", "labels": {"emoji": "x\ud83d\ude00"}}
+}`
+	docs, err := Decode("ns.json", []byte(input))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != 1 || docs[0].Index != 1 || docs[0].Object.GetObjectMeta().Name != "from-json" {
+		t.Fatalf("got %+v", docs)
+	}
+	if got := docs[0].Object.GetObjectMeta().Labels["emoji"]; got != "x😀" {
+		t.Errorf("label = %q", got)
+	}
+
+	// A stream of JSON objects is several documents.
+	docs, err = Decode("ns.json", []byte(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a"}}
+{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"b"}}`))
+	if err != nil || len(docs) != 2 || docs[1].Index != 2 {
+		t.Fatalf("got %v, %v", docs, err)
+	}
+
+	// Errors in JSON carry paths too.
+	_, err = Decode("ds.json", []byte(`{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"x"},
+		"spec":{"template":{"spec":{"containers":[{"name":"c","image":"i","ports":[{"containerPort":"80"}]}]}}}}`))
+	if err == nil || err.Error() != "ds.json: document 1: spec.template.spec.containers[0].ports[0].containerPort: must be an integer" {
+		t.Errorf("got %v", err)
+	}
+
+	// Duplicate fields in JSON are errors.
+	_, err = Decode("ns.json", []byte(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a","name":"b"}}`))
+	if err == nil || err.Error() != "ns.json: document 1: metadata.name: duplicate field" {
+		t.Errorf("got %v", err)
+	}
+
+	// A JSON syntax error names the line.
+	_, err = Decode("ns.json", []byte("{\n\"apiVersion\": \"v1\",\n\"kind\": \"Namespace\",,\n}"))
+	list := errorsOf(t, err)
+	if len(list) != 1 || list[0].Line != 3 || list[0].Document != 1 || !strings.HasPrefix(list[0].Msg, "invalid JSON") {
+		t.Errorf("got %+v", list)
+	}
+
+	// YAML that starts with '{' is still YAML.
+	docs, err = Decode("ns.yaml", []byte("{apiVersion: v1, kind: Namespace, metadata: {name: flow}}\n---\n"+ns("block")))
+	if err != nil || len(docs) != 2 {
+		t.Fatalf("got %v, %v", docs, err)
+	}
+}
+
+func TestDecodeList(t *testing.T) {
+	input := `apiVersion: v1
+kind: List
+metadata:
+  resourceVersion: ""
+items:
+- apiVersion: v1
+  kind: Namespace
+  metadata:
+    name: one
+- apiVersion: apps/v1
+  kind: DaemonSet
+  metadata:
+    name: agent
+    namespace: one
+  spec:
+    selector:
+      matchLabels: {app: agent}
+    template:
+      metadata:
+        labels: {app: agent}
+      spec:
+        containers:
+        - name: main
+          image: agent:1
+`
+	docs, err := Decode("list.yaml", []byte(ns("first")+"---\n"+input))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != 3 {
+		t.Fatalf("got %d documents", len(docs))
+	}
+	if docs[1].Index != 2 || docs[1].Path != "items[0]" || docs[2].Index != 2 || docs[2].Path != "items[1]" {
+		t.Errorf("got %+v %+v", docs[1], docs[2])
+	}
+	if _, ok := docs[2].Object.(*api.DaemonSet); !ok {
+		t.Errorf("item 1 is %T", docs[2].Object)
+	}
+
+	// Errors inside items carry the item path.
+	bad := strings.Replace(input, "image: agent:1", "image: agent:1\n          tty: true", 1)
+	_, err = Decode("list.yaml", []byte(bad))
+	if err == nil || err.Error() != "list.yaml: document 1: items[1].spec.template.spec.containers[0].tty: not supported by Flotilla" {
+		t.Errorf("got %v", err)
+	}
+	bad = strings.Replace(input, "  kind: Namespace", "  kind: Namespace\n  spec: {}", 1)
+	_, err = Decode("list.yaml", []byte(bad))
+	if err == nil || err.Error() != "list.yaml: document 1: items[0].spec: not supported by Flotilla" {
+		t.Errorf("got %v", err)
+	}
+	bad = strings.Replace(input, "  kind: DaemonSet", "  kind: List", 1)
+	_, err = Decode("list.yaml", []byte(bad))
+	if err == nil || err.Error() != "list.yaml: document 1: items[1].kind: a List may not contain another List" {
+		t.Errorf("got %v", err)
+	}
+	bad = strings.Replace(input, "items:", "itemz: []\nitems:", 1)
+	_, err = Decode("list.yaml", []byte(bad))
+	if err == nil || err.Error() != "list.yaml: document 1: itemz: unknown field" {
+		t.Errorf("got %v", err)
+	}
+
+	// Validation of an item is located in the item.
+	docs, err = Decode("list.yaml", []byte(strings.Replace(input, "image: agent:1", "image: \"\"", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = docs[1].Validate()
+	if err == nil || err.Error() != "list.yaml: document 1: items[1].spec.template.spec.containers[0].image: required" {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestDecodeAcceptsServerSetFieldsAndStatus(t *testing.T) {
+	input := strings.Replace(minimalDS, "  name: agent", `  name: agent
+  namespace: default
+  uid: 0b0f6a8e-4c1b-4f7e-9f57-1c4d2f7b2a11
+  resourceVersion: "42"
+  generation: 3
+  creationTimestamp: "2024-05-01T12:00:00Z"
+  ownerReferences:
+  - apiVersion: v1
+    kind: Namespace
+    name: default
+    uid: abc
+    controller: true`, 1) + `status:
+  observedGeneration: 3
+  desiredNumberScheduled: 2
+  currentNumberScheduled: 2
+  numberMisscheduled: 0
+  numberReady: 1
+`
+	docs, err := Decode("ds.yaml", []byte(input))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := docs[0].Object.(*api.DaemonSet)
+	if ds.UID == "" || ds.ResourceVersion != "42" || ds.Generation != 3 || ds.CreationTimestamp.IsZero() || ds.Status.NumberReady != 1 {
+		t.Errorf("server-set fields lost: %+v", ds)
+	}
+	// creationTimestamp: null, as kubectl prints for templates, decodes.
+	input = strings.Replace(minimalDS, "    metadata:\n", "    metadata:\n      creationTimestamp: null\n", 1)
+	if _, err := Decode("ds.yaml", []byte(input)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDecodeRealDaemonSet(t *testing.T) {
+	data, err := os.ReadFile("testdata/fluentd-elasticsearch.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := Decode("fluentd-elasticsearch.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != 1 {
+		t.Fatalf("got %d documents", len(docs))
+	}
+	if err := Validate(docs[0].Object); err != nil {
+		t.Fatalf("before defaults: %v", err)
+	}
+	Default(docs[0].Object, "")
+	if err := docs[0].Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ds := docs[0].Object.(*api.DaemonSet)
+	c := ds.Spec.Template.Spec.Containers[0]
+	if ds.Namespace != "kube-system" || c.Image != "quay.io/fluentd_elasticsearch/fluentd:v2.5.2" ||
+		c.Resources.Limits["memory"] != "200Mi" || c.Resources.Requests["cpu"] != "100m" ||
+		c.VolumeMounts[0].MountPath != "/var/log" || ds.Spec.Template.Spec.Volumes[0].HostPath.Path != "/var/log" ||
+		*ds.Spec.Template.Spec.TerminationGracePeriodSeconds != 30 || c.ImagePullPolicy != api.PullIfNotPresent {
+		t.Errorf("decoded wrongly: %+v", ds)
+	}
+
+	// The upstream manifest, with tolerations, is refused for them alone.
+	data, err = os.ReadFile("testdata/fluentd-elasticsearch-upstream.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Decode("fluentd.yaml", data)
+	if err == nil || err.Error() != "fluentd.yaml: document 1: spec.template.spec.tolerations: not supported by Flotilla" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestDecodeRoundTrip(t *testing.T) {
+	data, err := os.ReadFile("testdata/fluentd-elasticsearch.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := strings.Replace(minimalDS, "        env:", `        command: [/bin/agent]
+        args: ["--verbose"]
+        workingDir: /srv
+        imagePullPolicy: Always
+        resources:
+          limits: {cpu: 500m, memory: 64Mi}
+          requests: {cpu: 0.25, memory: 1e6}
+        volumeMounts:
+        - {name: scratch, mountPath: /scratch, readOnly: true}
+        env:`, 1) + `      volumes:
+      - name: scratch
+        emptyDir: {medium: Memory, sizeLimit: 1Gi}
+      nodeSelector: {kubernetes.io/arch: arm64}
+      hostNetwork: true
+      restartPolicy: Always
+`
+	inputs := map[string]string{
+		"fluentd":   string(data),
+		"full":      full,
+		"namespace": ns("team-a"),
+		"node": `apiVersion: v1
+kind: Node
+metadata: {name: board-7, labels: {site: north}}
+spec: {unschedulable: true}
+status:
+  capacity: {cpu: "4", memory: 4Gi}
+  conditions: [{type: Ready, status: "True", lastHeartbeatTime: "2024-05-01T12:00:00Z"}]
+  nodeInfo: {architecture: arm64}
+  desiredRevision: 18446744073709551615
+  lastSeen: "2024-05-01T12:00:00.5Z"
+`,
+	}
+	for name, in := range inputs {
+		t.Run(name, func(t *testing.T) {
+			first, err := Decode(name, []byte(in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			Default(first[0].Object, "")
+			b, err := json.Marshal(first[0].Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			second, err := Decode(name, b)
+			if err != nil {
+				t.Fatalf("re-decoding %s: %v", b, err)
+			}
+			if !reflect.DeepEqual(first[0].Object, second[0].Object) {
+				t.Errorf("round trip changed the object:\n%+v\n%+v", first[0].Object, second[0].Object)
+			}
+		})
+	}
+}
+
+func TestDecodeBounds(t *testing.T) {
+	big := make([]byte, MaxSize+1)
+	_, err := Decode("big.yaml", big)
+	if err == nil || !strings.Contains(err.Error(), "more than the limit") {
+		t.Errorf("got %v", err)
+	}
+
+	deepYAML := "apiVersion: v1\nkind: Namespace\nmetadata:\n  annotations:\n    x: " + strings.Repeat("[", 70) + strings.Repeat("]", 70) + "\n"
+	_, err = Decode("deep.yaml", []byte(deepYAML))
+	if err == nil || !strings.Contains(err.Error(), "nested deeper than 64 levels") {
+		t.Errorf("got %v", err)
+	}
+	deepJSON := `{"apiVersion":"v1","kind":"Namespace","metadata":{"annotations":{"x":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + "}}}"
+	_, err = Decode("deep.json", []byte(deepJSON))
+	if err == nil || !strings.Contains(err.Error(), "nested deeper than 64 levels") {
+		t.Errorf("got %v", err)
+	}
+	// 63 levels under the document are fine as far as nesting goes.
+	ok := `{"apiVersion":"v1","kind":"Namespace","metadata":{"annotations":{"x":` + strings.Repeat("[", 61) + strings.Repeat("]", 61) + "}}}"
+	_, err = Decode("ok.json", []byte(ok))
+	if err == nil || strings.Contains(err.Error(), "nested") {
+		t.Errorf("got %v", err)
+	}
+
+	// Very many errors are capped.
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n")
+	for i := 0; i < 500; i++ {
+		b.WriteString("f")
+		b.WriteString(strings.Repeat("x", i%7+1))
+		b.WriteString(string(rune('a' + i%26)))
+		b.WriteString(strings.Repeat("y", i/26))
+		b.WriteString(": 1\n")
+	}
+	_, err = Decode("many.yaml", []byte(b.String()))
+	list := errorsOf(t, err)
+	if len(list) != maxErrors+1 || list[maxErrors].Msg != "400 more errors not shown" {
+		t.Errorf("got %d errors, last %v", len(list), list[len(list)-1])
+	}
+
+	// Very many bad documents stop the decoder early.
+	_, err = Decode("many.yaml", []byte(strings.Repeat("x\n---\n", 100000)))
+	list = errorsOf(t, err)
+	if len(list) != maxErrors+1 || list[maxErrors].Msg != "too many errors; stopped looking for more" {
+		t.Errorf("got %d errors, last %v", len(list), list[len(list)-1])
+	}
+
+	// Truncated JSON says so.
+	_, err = Decode("cut.json", []byte(`{"apiVersion": "v1", "kind": "Namespace", "metadata": {`))
+	if err == nil || err.Error() != "cut.json: document 1: line 1: invalid JSON: unexpected end of JSON input" {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestDecodeEmptyInput(t *testing.T) {
+	for _, in := range []string{"", "\n", "# just a comment\n", "---\n---\n", "\xef\xbb\xbf", "null", "~\n"} {
+		docs, err := Decode("empty.yaml", []byte(in))
+		if err != nil || len(docs) != 0 {
+			t.Errorf("%q: got %v, %v", in, docs, err)
+		}
+	}
+}
+
+func TestErrorRendering(t *testing.T) {
+	tests := []struct {
+		e    Error
+		want string
+	}{
+		{Error{Source: "ds.yaml", Document: 2, Field: "spec.template.spec.containers[0].image", Msg: "required"}, "ds.yaml: document 2: spec.template.spec.containers[0].image: required"},
+		{Error{Document: 2, Field: "spec", Msg: "required"}, "document 2: spec: required"},
+		{Error{Source: "ds.yaml", Field: "spec", Msg: "required"}, "ds.yaml: spec: required"},
+		{Error{Field: "spec", Msg: "required"}, "spec: required"},
+		{Error{Source: "a.yaml", Document: 1, Line: 3, Msg: "invalid YAML: x"}, "a.yaml: document 1: line 3: invalid YAML: x"},
+	}
+	for _, tt := range tests {
+		if got := tt.e.Error(); got != tt.want {
+			t.Errorf("got %q, want %q", got, tt.want)
+		}
+	}
+	list := ErrorList{&tests[0].e, &tests[1].e}
+	if got := list.Error(); got != tests[0].want+"\n"+tests[1].want {
+		t.Errorf("list renders as %q", got)
+	}
+	var e *Error
+	if !errors.As(error(list), &e) || e != &tests[0].e {
+		t.Error("errors.As does not find the first Error")
+	}
+}

@@ -1,0 +1,59 @@
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"testing"
+)
+
+// FuzzDecode feeds arbitrary bytes to Decode, Default and Validate, which
+// must never panic. Whatever Decode accepts must also survive a round trip:
+// encoded as JSON and decoded again, it is the same.
+func FuzzDecode(f *testing.F) {
+	for _, name := range []string{"testdata/fluentd-elasticsearch.yaml", "testdata/fluentd-elasticsearch-upstream.yaml"} {
+		if data, err := os.ReadFile(name); err == nil {
+			f.Add(data)
+		}
+	}
+	f.Add([]byte(minimalDS))
+	f.Add([]byte(ns("a") + "---\n" + ns("b")))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		docs, err := Decode("fuzz.yaml", data)
+		if err != nil {
+			if docs != nil {
+				t.Fatal("documents returned with an error")
+			}
+			_ = err.Error()
+			return
+		}
+		for _, d := range docs {
+			if d.Object == nil {
+				t.Fatal("document without an object")
+			}
+			_ = Validate(d.Object)
+			Default(d.Object, "fuzz")
+			if err := d.Validate(); err != nil {
+				_ = err.Error()
+			}
+			first, err := json.Marshal(d.Object)
+			if err != nil {
+				t.Fatalf("cannot encode a decoded object: %v", err)
+			}
+			again, err := Decode("again.json", first)
+			if err != nil {
+				t.Fatalf("re-decoding %s: %v", first, err)
+			}
+			if len(again) != 1 {
+				t.Fatalf("re-decoding %s gave %d documents", first, len(again))
+			}
+			second, err := json.Marshal(again[0].Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(first, second) {
+				t.Fatalf("round trip changed the object:\n%s\n%s", first, second)
+			}
+		}
+	})
+}
