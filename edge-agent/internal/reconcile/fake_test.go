@@ -1,0 +1,212 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/flotilla-edge/flotilla/pkg/wire"
+)
+
+// fakeRuntime is an in-memory Runtime that records every call.
+type fakeRuntime struct {
+	mu         sync.Mutex
+	now        func() time.Time
+	containers map[string]*Container
+	specs      map[string]ContainerSpec
+	images     map[string]bool
+	pullErr    map[string]error
+	calls      []string
+	exits      chan Exit
+}
+
+func newFakeRuntime(now func() time.Time) *fakeRuntime {
+	return &fakeRuntime{
+		now:        now,
+		containers: map[string]*Container{},
+		specs:      map[string]ContainerSpec{},
+		images:     map[string]bool{},
+		pullErr:    map[string]error{},
+		exits:      make(chan Exit, 16),
+	}
+}
+
+func (f *fakeRuntime) record(format string, args ...any) {
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+
+func (f *fakeRuntime) List(ctx context.Context) ([]Container, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Container
+	for _, c := range f.containers {
+		cp := *c
+		cp.Labels = map[string]string{}
+		for k, v := range c.Labels {
+			cp.Labels[k] = v
+		}
+		out = append(out, cp)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (f *fakeRuntime) EnsureImage(ctx context.Context, ref, policy string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("pull %s", ref)
+	if err := f.pullErr[ref]; err != nil {
+		return "", err
+	}
+	f.images[ref] = true
+	return "sha256:" + ref, nil
+}
+
+func (f *fakeRuntime) Create(ctx context.Context, spec ContainerSpec) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("create %s", spec.Labels[LabelContainer])
+	if _, ok := f.containers[spec.ID]; ok {
+		return fmt.Errorf("create %s: %w", spec.ID, ErrAlreadyExists)
+	}
+	f.containers[spec.ID] = &Container{ID: spec.ID, Labels: spec.Labels, Image: spec.Image, State: TaskNone}
+	f.specs[spec.ID] = spec
+	return nil
+}
+
+func (f *fakeRuntime) Start(ctx context.Context, id, logPath string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return fmt.Errorf("start %s: %w", id, ErrNotFound)
+	}
+	f.record("start %s", c.Labels[LabelContainer])
+	c.State = TaskRunning
+	c.StartedAt = f.now()
+	c.ExitCode = 0
+	c.FinishedAt = time.Time{}
+	return nil
+}
+
+func (f *fakeRuntime) Stop(ctx context.Context, id string, grace time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return nil
+	}
+	f.record("stop %s %s", c.Labels[LabelContainer], grace)
+	if c.State == TaskRunning {
+		c.State = TaskExited
+		c.ExitCode = 137
+		c.FinishedAt = f.now()
+	}
+	return nil
+}
+
+func (f *fakeRuntime) Remove(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.containers[id]; ok {
+		f.record("remove %s", c.Labels[LabelContainer])
+		delete(f.containers, id)
+	}
+	return nil
+}
+
+func (f *fakeRuntime) Exits(ctx context.Context) <-chan Exit { return f.exits }
+
+// exit makes a running container exit with code.
+func (f *fakeRuntime) exit(id string, code int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.containers[id]
+	c.State = TaskExited
+	c.ExitCode = code
+	c.FinishedAt = f.now()
+}
+
+func (f *fakeRuntime) takeCalls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	calls := f.calls
+	f.calls = nil
+	return calls
+}
+
+func (f *fakeRuntime) get(id string) (Container, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return Container{}, false
+	}
+	return *c, true
+}
+
+// memHistory is an in-memory History.
+type memHistory struct {
+	mu   sync.Mutex
+	recs map[string]RestartRecord
+}
+
+func newMemHistory() *memHistory { return &memHistory{recs: map[string]RestartRecord{}} }
+
+func (h *memHistory) Restarts(id string) (RestartRecord, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.recs[id], nil
+}
+
+func (h *memHistory) SaveRestarts(id string, rec RestartRecord) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recs[id] = rec
+	return nil
+}
+
+func (h *memHistory) DeleteRestarts(id string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.recs, id)
+	return nil
+}
+
+// fakeClock is a settable clock.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// snapshotHolder is a mutable desired snapshot.
+type snapshotHolder struct {
+	mu   sync.Mutex
+	snap wire.Snapshot
+}
+
+func (s *snapshotHolder) get() (wire.Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snap, nil
+}
+
+func (s *snapshotHolder) set(snap wire.Snapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.snap = snap
+}

@@ -1,0 +1,696 @@
+// Package reconcile keeps a board's containers matching the desired snapshot
+// the agent last persisted. Its loop is level-triggered: read the desired
+// pods, read the actual containers, act on the difference, report what it
+// sees. Task exits and new snapshots only wake the loop early; a periodic
+// resync catches anything an event missed. Each pod's slow work (pulls,
+// graceful stops) runs in that pod's own worker, so one pod never holds up
+// another.
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/pkg/wire"
+)
+
+// History persists restart records across agent restarts.
+type History interface {
+	// Restarts returns the record for a container ID (zero if none).
+	Restarts(id string) (RestartRecord, error)
+	SaveRestarts(id string, rec RestartRecord) error
+	DeleteRestarts(id string) error
+}
+
+// Config wires a Reconciler.
+type Config struct {
+	Runtime Runtime
+	History History
+	// Desired returns the persisted desired snapshot, the only source of
+	// truth for what to run.
+	Desired func() (wire.Snapshot, error)
+	// Report receives the node's pod status whenever it changes. It is
+	// called from the reconcile loop and must not block for long.
+	Report func(wire.PodStatusReport)
+	// DataDir holds container logs (logs/) and pod volumes (pods/).
+	DataDir string
+	// HostIP is reported as each pod's hostIP.
+	HostIP string
+	// Resync is the period of the full resync (default 10 s).
+	Resync time.Duration
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Reconciler drives a Runtime towards the desired snapshot.
+type Reconciler struct {
+	cfg  Config
+	log  *slog.Logger
+	now  func() time.Time
+	wake chan struct{}
+
+	mu      sync.Mutex
+	busy    map[string]bool      // pod UID (or orphan key) → worker running
+	waiting map[string]waitState // container ID → why it is not running
+	pulls   map[string]pullState // container ID → image pull back-off
+	wg      sync.WaitGroup
+
+	lastReport *wire.PodStatusReport
+}
+
+type waitState struct {
+	reason, message string
+}
+
+type pullState struct {
+	failures int
+	next     time.Time
+}
+
+// Waiting reasons, as kubelet reports them.
+const (
+	reasonCreating       = "ContainerCreating"
+	reasonCrashLoop      = "CrashLoopBackOff"
+	reasonErrImagePull   = "ErrImagePull"
+	reasonImagePullBack  = "ImagePullBackOff"
+	reasonErrNeverPull   = "ErrImageNeverPull"
+	reasonConfigError    = "CreateContainerConfigError"
+	reasonCreateError    = "CreateContainerError"
+	reasonRunError       = "RunContainerError"
+	reasonCompleted      = "Completed"
+	reasonError          = "Error"
+	defaultResync        = 10 * time.Second
+	defaultGracePeriod   = 30 * time.Second
+	labelGracePeriodSecs = "io.flotilla.pod.grace-seconds"
+)
+
+// New returns a Reconciler; call Run to start it.
+func New(cfg Config) *Reconciler {
+	if cfg.Resync <= 0 {
+		cfg.Resync = defaultResync
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Reconciler{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		wake:    make(chan struct{}, 1),
+		busy:    map[string]bool{},
+		waiting: map[string]waitState{},
+		pulls:   map[string]pullState{},
+	}
+}
+
+// Wake asks the loop to run soon (a new snapshot arrived).
+func (r *Reconciler) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run reconciles until ctx ends, then waits for its pod workers.
+func (r *Reconciler) Run(ctx context.Context) error {
+	exits := r.cfg.Runtime.Exits(ctx)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	defer r.wg.Wait()
+	for {
+		next := r.Sync(ctx)
+		wait := r.cfg.Resync
+		if !next.IsZero() {
+			if d := next.Sub(r.now()); d < wait {
+				wait = max(d, time.Millisecond)
+			}
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.wake:
+		case _, ok := <-exits:
+			if !ok {
+				exits = nil
+			}
+		case <-timer.C:
+		}
+	}
+}
+
+// podPlan is what one pass decided for one desired pod.
+type podPlan struct {
+	pod     *wire.SnapshotPod
+	current map[string]Container // container name → container at the current spec
+	stale   []Container          // containers of this pod at an older spec
+}
+
+// Sync runs one reconcile pass: it starts workers for pods that need work,
+// reports status, and returns the earliest time it must run again to honour
+// a back-off (zero if none).
+func (r *Reconciler) Sync(ctx context.Context) time.Time {
+	snap, err := r.cfg.Desired()
+	if err != nil {
+		r.log.Error("read desired snapshot", "err", err)
+		return r.now().Add(time.Second)
+	}
+	containers, err := r.cfg.Runtime.List(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Error("list containers", "err", err)
+		}
+		return r.now().Add(time.Second)
+	}
+
+	plans := make(map[string]*podPlan, len(snap.Pods))
+	for i := range snap.Pods {
+		p := &snap.Pods[i]
+		plans[p.UID] = &podPlan{pod: p, current: map[string]Container{}}
+	}
+	orphans := map[string][]Container{}
+	for _, c := range containers {
+		uid := c.Labels[LabelPodUID]
+		plan, desired := plans[uid]
+		switch {
+		case uid == "":
+			orphans["foreign:"+c.ID] = append(orphans["foreign:"+c.ID], c)
+		case !desired:
+			orphans["orphan:"+uid] = append(orphans["orphan:"+uid], c)
+		case c.Labels[LabelSpecHash] != plan.pod.SpecHash:
+			plan.stale = append(plan.stale, c)
+		default:
+			plan.current[c.Labels[LabelContainer]] = c
+		}
+	}
+
+	var next time.Time
+	soon := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for key, cs := range orphans {
+		cs := cs
+		r.spawn(ctx, key, func(ctx context.Context) { r.removePod(ctx, cs) })
+	}
+	for _, plan := range plans {
+		soon(r.planPod(ctx, plan))
+	}
+	r.report(snap, plans)
+	return next
+}
+
+// planPod decides what one desired pod needs and starts its worker if it
+// needs anything. It returns when it must be looked at again.
+func (r *Reconciler) planPod(ctx context.Context, plan *podPlan) time.Time {
+	pod := plan.pod
+	if len(plan.stale) > 0 {
+		stale := plan.stale
+		r.spawn(ctx, pod.UID, func(ctx context.Context) { r.replacePod(ctx, pod, stale) })
+		return time.Time{}
+	}
+	var next time.Time
+	var todo []func(context.Context)
+	for i := range pod.Spec.Containers {
+		spec := &pod.Spec.Containers[i]
+		id := ContainerID(pod, spec.Name)
+		c, exists := plan.current[spec.Name]
+		switch {
+		case !exists:
+			if wait := r.pullWait(id); !wait.IsZero() {
+				next = earliest(next, wait)
+				continue
+			}
+			todo = append(todo, func(ctx context.Context) { r.createAndStart(ctx, pod, spec) })
+		case c.State == TaskNone || c.State == TaskCreated:
+			todo = append(todo, func(ctx context.Context) { r.start(ctx, pod, c.ID, false) })
+		case c.State == TaskExited:
+			at, restart := r.exitedPlan(pod, c)
+			if !restart {
+				continue
+			}
+			if now := r.now(); at.After(now) {
+				next = earliest(next, at)
+				continue
+			}
+			todo = append(todo, func(ctx context.Context) { r.start(ctx, pod, c.ID, true) })
+		case c.State == TaskRunning:
+			r.maybeResetBackoff(c)
+		}
+	}
+	if len(todo) > 0 {
+		r.spawn(ctx, pod.UID, func(ctx context.Context) {
+			for _, f := range todo {
+				if ctx.Err() != nil {
+					return
+				}
+				f(ctx)
+			}
+		})
+	}
+	return next
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+// spawn runs fn as the worker for key unless one is already running.
+func (r *Reconciler) spawn(ctx context.Context, key string, fn func(context.Context)) {
+	r.mu.Lock()
+	if r.busy[key] {
+		r.mu.Unlock()
+		return
+	}
+	r.busy[key] = true
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		fn(ctx)
+		r.mu.Lock()
+		delete(r.busy, key)
+		r.mu.Unlock()
+		r.Wake()
+	}()
+}
+
+// shouldRestart applies the pod's restartPolicy to an exit code.
+func shouldRestart(policy string, exitCode int32) bool {
+	switch policy {
+	case api.RestartNever:
+		return false
+	case api.RestartOnFailure:
+		return exitCode != 0
+	}
+	return true
+}
+
+// exitedPlan records a new exit in the container's history and says whether
+// and when it restarts.
+func (r *Reconciler) exitedPlan(pod *wire.SnapshotPod, c Container) (time.Time, bool) {
+	if !shouldRestart(pod.Spec.RestartPolicy, c.ExitCode) {
+		return time.Time{}, false
+	}
+	rec, err := r.cfg.History.Restarts(c.ID)
+	if err != nil {
+		r.log.Error("read restart history", "container", c.ID, "err", err)
+		return r.now().Add(time.Second), true
+	}
+	if rec.Last == nil || !rec.Last.StartedAt.Equal(c.StartedAt) {
+		finished := c.FinishedAt
+		if finished.IsZero() {
+			finished = r.now()
+		}
+		rec.recordExit(Termination{ExitCode: c.ExitCode, StartedAt: c.StartedAt, FinishedAt: finished})
+		if err := r.cfg.History.SaveRestarts(c.ID, rec); err != nil {
+			r.log.Error("save restart history", "container", c.ID, "err", err)
+		}
+	}
+	return rec.NextRestart, true
+}
+
+// maybeResetBackoff forgets the back-off of a container that has now run
+// cleanly for long enough.
+func (r *Reconciler) maybeResetBackoff(c Container) {
+	if c.StartedAt.IsZero() || r.now().Sub(c.StartedAt) < backoffReset {
+		return
+	}
+	rec, err := r.cfg.History.Restarts(c.ID)
+	if err != nil || rec.Backoffs == 0 {
+		return
+	}
+	rec.Backoffs = 0
+	if err := r.cfg.History.SaveRestarts(c.ID, rec); err != nil {
+		r.log.Error("save restart history", "container", c.ID, "err", err)
+	}
+}
+
+func (r *Reconciler) setWaiting(id, reason, message string) {
+	r.mu.Lock()
+	r.waiting[id] = waitState{reason: reason, message: message}
+	r.mu.Unlock()
+}
+
+func (r *Reconciler) clearWaiting(id string) {
+	r.mu.Lock()
+	delete(r.waiting, id)
+	delete(r.pulls, id)
+	r.mu.Unlock()
+}
+
+// pullWait returns when a failed pull for id may be retried, or zero.
+func (r *Reconciler) pullWait(id string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.pulls[id]
+	if !ok || !p.next.After(r.now()) {
+		return time.Time{}
+	}
+	if w, ok := r.waiting[id]; ok && w.reason == reasonErrImagePull {
+		r.waiting[id] = waitState{reason: reasonImagePullBack, message: w.message}
+	}
+	return p.next
+}
+
+func (r *Reconciler) pullFailed(id string, err error) {
+	reason := reasonErrImagePull
+	if errors.Is(err, ErrImageNeverPull) {
+		reason = reasonErrNeverPull
+	}
+	r.mu.Lock()
+	p := r.pulls[id]
+	p.failures++
+	p.next = r.now().Add(backoffDelay(p.failures))
+	r.pulls[id] = p
+	r.waiting[id] = waitState{reason: reason, message: err.Error()}
+	r.mu.Unlock()
+}
+
+// createAndStart pulls, creates and starts one container.
+func (r *Reconciler) createAndStart(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container) {
+	if r.pull(ctx, pod, spec) && r.create(ctx, pod, spec) {
+		r.start(ctx, pod, ContainerID(pod, spec.Name), false)
+	}
+}
+
+// pull makes a container's image present, recording a failure for the
+// status and the pull back-off.
+func (r *Reconciler) pull(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container) bool {
+	id := ContainerID(pod, spec.Name)
+	if _, err := r.cfg.Runtime.EnsureImage(ctx, spec.Image, spec.ImagePullPolicy); err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("pull image", "pod", pod.Namespace+"/"+pod.Name, "container", spec.Name, "image", spec.Image, "err", err)
+			r.pullFailed(id, err)
+		}
+		return false
+	}
+	return true
+}
+
+// create creates a container (not started) for spec.
+func (r *Reconciler) create(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container) bool {
+	id := ContainerID(pod, spec.Name)
+	log := r.log.With("pod", pod.Namespace+"/"+pod.Name, "container", spec.Name)
+	r.setWaiting(id, reasonCreating, "")
+	cs, err := r.containerSpec(pod, spec)
+	if err != nil {
+		log.Warn("container config", "err", err)
+		r.setWaiting(id, reasonConfigError, err.Error())
+		return false
+	}
+	if err := r.cfg.Runtime.Create(ctx, cs); err != nil && !errors.Is(err, ErrAlreadyExists) {
+		if ctx.Err() == nil {
+			log.Warn("create container", "err", err)
+			r.setWaiting(id, reasonCreateError, err.Error())
+		}
+		return false
+	}
+	return true
+}
+
+// start starts a container's task; restart counts it as a restart.
+func (r *Reconciler) start(ctx context.Context, pod *wire.SnapshotPod, id string, restart bool) {
+	log := r.log.With("pod", pod.Namespace+"/"+pod.Name, "container", id)
+	rec, err := r.cfg.History.Restarts(id)
+	if err != nil {
+		log.Error("read restart history", "err", err)
+		return
+	}
+	if restart {
+		// Count the restart before doing it, so a crash of the agent right
+		// after cannot grant a free quick restart.
+		rec.Restarts++
+		rec.Backoffs++
+		if err := r.cfg.History.SaveRestarts(id, rec); err != nil {
+			log.Error("save restart history", "err", err)
+			return
+		}
+	}
+	if err := r.cfg.Runtime.Start(ctx, id, r.logPath(pod, id, rec.Restarts)); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("start container", "err", err)
+		r.setWaiting(id, reasonRunError, err.Error())
+		return
+	}
+	r.clearWaiting(id)
+	if restart {
+		log.Info("restarted container", "restarts", rec.Restarts)
+	} else {
+		log.Info("started container")
+	}
+}
+
+// replacePod moves a pod whose spec changed to the new spec: it pulls the
+// new images while the old containers keep running, creates the new
+// containers, and only then stops and removes the old ones and starts the
+// new ones.
+func (r *Reconciler) replacePod(ctx context.Context, pod *wire.SnapshotPod, stale []Container) {
+	for i := range pod.Spec.Containers {
+		spec := &pod.Spec.Containers[i]
+		if !r.pull(ctx, pod, spec) || !r.create(ctx, pod, spec) {
+			return // the old containers keep running
+		}
+	}
+	r.log.Info("replacing pod with new spec", "pod", pod.Namespace+"/"+pod.Name, "specHash", pod.SpecHash, "old", len(stale))
+	r.stopAndRemove(ctx, stale)
+	for i := range pod.Spec.Containers {
+		r.start(ctx, pod, ContainerID(pod, pod.Spec.Containers[i].Name), false)
+	}
+}
+
+// removePod stops and removes the containers of a pod that is no longer
+// desired, then its volumes and history.
+func (r *Reconciler) removePod(ctx context.Context, cs []Container) {
+	r.stopAndRemove(ctx, cs)
+	if ctx.Err() != nil {
+		return
+	}
+	if uid := cs[0].Labels[LabelPodUID]; uid != "" {
+		if err := removePodVolumes(r.podDir(uid)); err != nil {
+			r.log.Warn("remove pod volumes", "uid", uid, "err", err)
+		}
+	}
+}
+
+func (r *Reconciler) stopAndRemove(ctx context.Context, cs []Container) {
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		c := c
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			log := r.log.With("container", c.ID, "pod", c.Labels[LabelPodNamespace]+"/"+c.Labels[LabelPodName])
+			grace := defaultGracePeriod
+			if s, err := strconv.ParseInt(c.Labels[labelGracePeriodSecs], 10, 64); err == nil && s >= 0 {
+				grace = time.Duration(s) * time.Second
+			}
+			if c.State == TaskRunning || c.State == TaskCreated || c.State == TaskUnknown {
+				if err := r.cfg.Runtime.Stop(ctx, c.ID, grace); err != nil {
+					log.Warn("stop container", "err", err)
+					return
+				}
+			}
+			if err := r.cfg.Runtime.Remove(ctx, c.ID); err != nil {
+				log.Warn("remove container", "err", err)
+				return
+			}
+			if err := r.cfg.History.DeleteRestarts(c.ID); err != nil {
+				log.Warn("delete restart history", "err", err)
+			}
+			r.clearWaiting(c.ID)
+			log.Info("removed container")
+		}()
+	}
+	wg.Wait()
+}
+
+// containerSpec turns a pod container into a runtime ContainerSpec.
+func (r *Reconciler) containerSpec(pod *wire.SnapshotPod, c *api.Container) (ContainerSpec, error) {
+	grace := int64(defaultGracePeriod / time.Second)
+	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = *g
+	}
+	cs := ContainerSpec{
+		ID: ContainerID(pod, c.Name),
+		Labels: map[string]string{
+			LabelPodUID:          pod.UID,
+			LabelPodName:         pod.Name,
+			LabelPodNamespace:    pod.Namespace,
+			LabelSpecHash:        pod.SpecHash,
+			LabelContainer:       c.Name,
+			labelGracePeriodSecs: strconv.FormatInt(grace, 10),
+		},
+		Image:      c.Image,
+		Command:    c.Command,
+		Args:       c.Args,
+		WorkingDir: c.WorkingDir,
+		// Pods share the board's network until pod networking lands.
+		HostNetwork: true,
+	}
+	for _, e := range c.Env {
+		cs.Env = append(cs.Env, e.Name+"="+e.Value)
+	}
+	if q, ok := c.Resources.Limits[api.ResourceCPU]; ok {
+		cs.CPULimitMilli = q.MilliValue()
+	}
+	if q, ok := c.Resources.Requests[api.ResourceCPU]; ok {
+		cs.CPURequestMilli = q.MilliValue()
+	}
+	if q, ok := c.Resources.Limits[api.ResourceMemory]; ok {
+		cs.MemoryLimitBytes = q.Value()
+	}
+	mounts, err := r.mounts(pod, c)
+	if err != nil {
+		return ContainerSpec{}, err
+	}
+	cs.Mounts = mounts
+	return cs, nil
+}
+
+func (r *Reconciler) podDir(uid string) string {
+	return filepath.Join(r.cfg.DataDir, "pods", uid)
+}
+
+// logPath is where one run of a container writes its output:
+// logs/{namespace}_{pod}_{uid}/{container}/{restarts}.log, as kubelet lays
+// out /var/log/pods.
+func (r *Reconciler) logPath(pod *wire.SnapshotPod, id string, restarts int32) string {
+	container := id
+	for i := range pod.Spec.Containers {
+		if ContainerID(pod, pod.Spec.Containers[i].Name) == id {
+			container = pod.Spec.Containers[i].Name
+		}
+	}
+	return filepath.Join(r.cfg.DataDir, "logs", pod.Namespace+"_"+pod.Name+"_"+pod.UID, container,
+		strconv.Itoa(int(restarts))+".log")
+}
+
+// report builds the node's pod status and hands it on if it changed.
+func (r *Reconciler) report(snap wire.Snapshot, plans map[string]*podPlan) {
+	rep := wire.PodStatusReport{ObservedRevision: snap.Revision, Pods: make([]wire.PodReport, 0, len(snap.Pods))}
+	for i := range snap.Pods {
+		pod := &snap.Pods[i]
+		rep.Pods = append(rep.Pods, wire.PodReport{
+			UID: pod.UID, Name: pod.Name, Namespace: pod.Namespace, SpecHash: pod.SpecHash,
+			Status: r.podStatus(pod, plans[pod.UID]),
+		})
+	}
+	if r.lastReport != nil && reflect.DeepEqual(*r.lastReport, rep) {
+		return
+	}
+	r.lastReport = &rep
+	if r.cfg.Report != nil {
+		r.cfg.Report(rep)
+	}
+}
+
+// podStatus derives a pod's status, as kubelet would show it.
+func (r *Reconciler) podStatus(pod *wire.SnapshotPod, plan *podPlan) api.PodStatus {
+	st := api.PodStatus{HostIP: r.cfg.HostIP, SpecHash: pod.SpecHash}
+	var running, succeeded, failed, ready int
+	for i := range pod.Spec.Containers {
+		spec := &pod.Spec.Containers[i]
+		id := ContainerID(pod, spec.Name)
+		cst := api.ContainerStatus{Name: spec.Name, Image: spec.Image}
+		rec, _ := r.cfg.History.Restarts(id)
+		cst.RestartCount = rec.Restarts
+		if rec.Last != nil {
+			cst.LastState.Terminated = terminated(*rec.Last)
+		}
+		c, exists := plan.current[spec.Name]
+		if exists {
+			cst.ContainerID = "containerd://" + c.ID
+			if !c.StartedAt.IsZero() && (st.StartTime.IsZero() || c.StartedAt.Before(st.StartTime.Time)) {
+				st.StartTime = api.NewTime(c.StartedAt)
+			}
+		}
+		r.mu.Lock()
+		w, isWaiting := r.waiting[id]
+		r.mu.Unlock()
+		switch {
+		case exists && c.State == TaskRunning:
+			cst.State.Running = &api.ContainerStateRunning{StartedAt: api.NewTime(c.StartedAt)}
+			cst.Ready = true
+			started := true
+			cst.Started = &started
+			running++
+			ready++
+		case isWaiting:
+			cst.State.Waiting = &api.ContainerStateWaiting{Reason: w.reason, Message: w.message}
+		case exists && c.State == TaskExited:
+			t := Termination{ExitCode: c.ExitCode, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt}
+			if shouldRestart(pod.Spec.RestartPolicy, c.ExitCode) {
+				wait := rec.NextRestart.Sub(r.now()).Round(time.Second)
+				cst.State.Waiting = &api.ContainerStateWaiting{Reason: reasonCrashLoop,
+					Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s", max(wait, 0), spec.Name, pod.Name)}
+				cst.LastState.Terminated = terminated(t)
+			} else {
+				cst.State.Terminated = terminated(t)
+				if c.ExitCode == 0 {
+					succeeded++
+				} else {
+					failed++
+				}
+			}
+		default:
+			cst.State.Waiting = &api.ContainerStateWaiting{Reason: reasonCreating}
+		}
+		st.ContainerStatuses = append(st.ContainerStatuses, cst)
+	}
+	n := len(pod.Spec.Containers)
+	switch {
+	case succeeded == n:
+		st.Phase = api.PodSucceeded
+	case succeeded+failed == n:
+		st.Phase = api.PodFailed
+	case running > 0 || !st.StartTime.IsZero():
+		// A pod whose containers have started stays Running while one
+		// restarts, as in Kubernetes.
+		st.Phase = api.PodRunning
+	default:
+		st.Phase = api.PodPending
+	}
+
+	readyStatus := api.ConditionFalse
+	if ready == n {
+		readyStatus = api.ConditionTrue
+	}
+	st.Conditions = []api.PodCondition{{Type: api.PodReady, Status: readyStatus}}
+	return st
+}
+
+func terminated(t Termination) *api.ContainerStateTerminated {
+	reason := reasonError
+	if t.ExitCode == 0 {
+		reason = reasonCompleted
+	}
+	return &api.ContainerStateTerminated{
+		ExitCode: t.ExitCode, Reason: reason,
+		StartedAt: api.NewTime(t.StartedAt), FinishedAt: api.NewTime(t.FinishedAt),
+	}
+}

@@ -1,0 +1,447 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/pkg/wire"
+)
+
+type harness struct {
+	t       *testing.T
+	clock   *fakeClock
+	rt      *fakeRuntime
+	hist    *memHistory
+	desired *snapshotHolder
+	rec     *Reconciler
+	reports []wire.PodStatusReport
+}
+
+func newHarness(t *testing.T) *harness {
+	h := &harness{t: t, clock: &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, hist: newMemHistory(), desired: &snapshotHolder{}}
+	h.rt = newFakeRuntime(h.clock.Now)
+	h.rec = h.newReconciler()
+	return h
+}
+
+func (h *harness) newReconciler() *Reconciler {
+	return New(Config{
+		Runtime: h.rt, History: h.hist, Desired: h.desired.get,
+		Report:  func(r wire.PodStatusReport) { h.reports = append(h.reports, r) },
+		DataDir: h.t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: h.clock.Now,
+	})
+}
+
+// sync runs one pass and waits for the workers it started, then one more
+// pass so that status reflects the workers' results.
+func (h *harness) sync() time.Time {
+	h.rec.Sync(context.Background())
+	h.rec.wg.Wait()
+	next := h.rec.Sync(context.Background())
+	h.rec.wg.Wait()
+	return next
+}
+
+func (h *harness) lastStatus(pod string) api.PodStatus {
+	h.t.Helper()
+	if len(h.reports) == 0 {
+		h.t.Fatalf("no status reported")
+	}
+	for _, p := range h.reports[len(h.reports)-1].Pods {
+		if p.Name == pod {
+			return p.Status
+		}
+	}
+	h.t.Fatalf("pod %s not in the last report", pod)
+	return api.PodStatus{}
+}
+
+func pod(name, image string, policy string) wire.SnapshotPod {
+	spec := api.PodSpec{
+		RestartPolicy: policy,
+		Containers:    []api.Container{{Name: "main", Image: image, ImagePullPolicy: api.PullIfNotPresent}},
+	}
+	return wire.SnapshotPod{UID: "uid-" + name, Name: name, Namespace: "default", Spec: spec, SpecHash: api.HashPodSpec(&spec)}
+}
+
+func TestCreatesAndStartsDesiredPods(t *testing.T) {
+	h := newHarness(t)
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	want := []string{"pull reg/web:v1", "create main", "start main"}
+	if got := h.rt.takeCalls(); !slices.Equal(got, want) {
+		t.Fatalf("calls = %v, want %v", got, want)
+	}
+	c, ok := h.rt.get(ContainerID(&p, "main"))
+	if !ok || c.State != TaskRunning {
+		t.Fatalf("container not running: %+v", c)
+	}
+	for _, l := range []string{LabelPodUID, LabelPodName, LabelPodNamespace, LabelSpecHash, LabelContainer} {
+		if c.Labels[l] == "" {
+			t.Errorf("label %s missing", l)
+		}
+	}
+	st := h.lastStatus("web")
+	if st.Phase != api.PodRunning || !st.ContainerStatuses[0].Ready {
+		t.Fatalf("status = %+v", st)
+	}
+	if h.reports[len(h.reports)-1].ObservedRevision != 1 {
+		t.Fatalf("observed revision not reported")
+	}
+	// A second pass with nothing changed does nothing and reports nothing new.
+	n := len(h.reports)
+	h.sync()
+	if calls := h.rt.takeCalls(); len(calls) != 0 {
+		t.Fatalf("idle pass made calls %v", calls)
+	}
+	if len(h.reports) != n {
+		t.Fatalf("idle pass reported again")
+	}
+}
+
+func TestReadoptsRunningContainers(t *testing.T) {
+	h := newHarness(t)
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	h.rt.takeCalls()
+	// A new agent process: fresh reconciler, same runtime and history.
+	h.rec = h.newReconciler()
+	h.sync()
+	if calls := h.rt.takeCalls(); len(calls) != 0 {
+		t.Fatalf("restarted agent touched running containers: %v", calls)
+	}
+}
+
+func TestRestartBackoff(t *testing.T) {
+	h := newHarness(t)
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	id := ContainerID(&p, "main")
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	h.rt.takeCalls()
+
+	// First crash: restarted at once.
+	h.clock.Advance(time.Second)
+	h.rt.exit(id, 1)
+	h.sync()
+	if got := h.rt.takeCalls(); !slices.Equal(got, []string{"start main"}) {
+		t.Fatalf("first crash: calls = %v", got)
+	}
+	if rc := h.lastStatus("web").ContainerStatuses[0].RestartCount; rc != 1 {
+		t.Fatalf("restartCount = %d, want 1", rc)
+	}
+
+	// Second crash: waits 10 s, reports CrashLoopBackOff meanwhile.
+	h.clock.Advance(time.Second)
+	h.rt.exit(id, 2)
+	next := h.sync()
+	if got := h.rt.takeCalls(); len(got) != 0 {
+		t.Fatalf("second crash restarted at once: %v", got)
+	}
+	if want := h.clock.Now().Add(10 * time.Second); !next.Equal(want) {
+		t.Fatalf("next wake = %v, want %v", next, want)
+	}
+	st := h.lastStatus("web").ContainerStatuses[0]
+	if st.State.Waiting == nil || st.State.Waiting.Reason != reasonCrashLoop {
+		t.Fatalf("state = %+v, want CrashLoopBackOff", st.State)
+	}
+	if st.LastState.Terminated == nil || st.LastState.Terminated.ExitCode != 2 {
+		t.Fatalf("lastState = %+v, want exit code 2", st.LastState)
+	}
+	if h.lastStatus("web").Phase != api.PodRunning {
+		t.Fatalf("crash-looping pod phase = %s, want Running", h.lastStatus("web").Phase)
+	}
+
+	// The back-off survives an agent restart.
+	h.rec = h.newReconciler()
+	h.sync()
+	if got := h.rt.takeCalls(); len(got) != 0 {
+		t.Fatalf("restarted agent ignored the back-off: %v", got)
+	}
+	h.clock.Advance(10 * time.Second)
+	h.sync()
+	if got := h.rt.takeCalls(); !slices.Equal(got, []string{"start main"}) {
+		t.Fatalf("after back-off: calls = %v", got)
+	}
+
+	// Third crash: 20 s.
+	h.clock.Advance(time.Second)
+	h.rt.exit(id, 1)
+	if next := h.sync(); !next.Equal(h.clock.Now().Add(20 * time.Second)) {
+		t.Fatalf("third back-off ends %v, want +20s", next.Sub(h.clock.Now()))
+	}
+}
+
+func TestBackoffResetsAfterCleanRun(t *testing.T) {
+	h := newHarness(t)
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	id := ContainerID(&p, "main")
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	for i := 0; i < 3; i++ { // crash loop builds up back-off
+		h.clock.Advance(time.Second)
+		h.rt.exit(id, 1)
+		h.sync()
+		h.clock.Advance(5 * time.Minute)
+		h.sync()
+	}
+	h.rt.takeCalls()
+	h.clock.Advance(11 * time.Minute) // a clean run
+	h.rt.exit(id, 1)
+	h.sync()
+	if got := h.rt.takeCalls(); !slices.Equal(got, []string{"start main"}) {
+		t.Fatalf("after a clean run the restart should be immediate, calls = %v", got)
+	}
+}
+
+func TestBackoffDelays(t *testing.T) {
+	want := []time.Duration{0, 10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second, 160 * time.Second, 300 * time.Second, 300 * time.Second}
+	for n, w := range want {
+		if got := backoffDelay(n); got != w {
+			t.Errorf("backoffDelay(%d) = %s, want %s", n, got, w)
+		}
+	}
+}
+
+func TestRestartPolicies(t *testing.T) {
+	for _, tc := range []struct {
+		policy    string
+		exit      int32
+		restarted bool
+		phase     string
+	}{
+		{api.RestartAlways, 0, true, api.PodRunning},
+		{api.RestartAlways, 1, true, api.PodRunning},
+		{api.RestartOnFailure, 0, false, api.PodSucceeded},
+		{api.RestartOnFailure, 1, true, api.PodRunning},
+		{api.RestartNever, 0, false, api.PodSucceeded},
+		{api.RestartNever, 3, false, api.PodFailed},
+	} {
+		t.Run(fmt.Sprintf("%s/exit%d", tc.policy, tc.exit), func(t *testing.T) {
+			h := newHarness(t)
+			p := pod("job", "reg/job:v1", tc.policy)
+			h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+			h.sync()
+			h.rt.takeCalls()
+			h.rt.exit(ContainerID(&p, "main"), tc.exit)
+			h.sync()
+			restarted := slices.Contains(h.rt.takeCalls(), "start main")
+			if restarted != tc.restarted {
+				t.Fatalf("restarted = %v, want %v", restarted, tc.restarted)
+			}
+			if ph := h.lastStatus("job").Phase; ph != tc.phase {
+				t.Fatalf("phase = %s, want %s", ph, tc.phase)
+			}
+		})
+	}
+}
+
+func TestSpecChangeReplacesPodAfterPullingNewImage(t *testing.T) {
+	h := newHarness(t)
+	old := pod("web", "reg/web:v1", api.RestartAlways)
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{old}})
+	h.sync()
+	h.rt.takeCalls()
+
+	next := pod("web", "reg/web:v2", api.RestartAlways)
+	h.desired.set(wire.Snapshot{Revision: 2, Pods: []wire.SnapshotPod{next}})
+	h.sync()
+	want := []string{"pull reg/web:v2", "create main", "stop main 30s", "remove main", "start main"}
+	if got := h.rt.takeCalls(); !slices.Equal(got, want) {
+		t.Fatalf("calls = %v, want %v", got, want)
+	}
+	if _, ok := h.rt.get(ContainerID(&old, "main")); ok {
+		t.Fatalf("old container still there")
+	}
+	if c, ok := h.rt.get(ContainerID(&next, "main")); !ok || c.State != TaskRunning || c.Image != "reg/web:v2" {
+		t.Fatalf("new container = %+v", c)
+	}
+	if h.lastStatus("web").SpecHash != next.SpecHash {
+		t.Fatalf("status does not carry the new spec hash")
+	}
+}
+
+func TestFailedPullKeepsOldPodRunning(t *testing.T) {
+	h := newHarness(t)
+	old := pod("web", "reg/web:v1", api.RestartAlways)
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{old}})
+	h.sync()
+	h.rt.pullErr["reg/web:bad"] = fmt.Errorf("pull reg/web:bad: %w", ErrImagePull)
+	bad := pod("web", "reg/web:bad", api.RestartAlways)
+	h.desired.set(wire.Snapshot{Revision: 2, Pods: []wire.SnapshotPod{bad}})
+	h.sync()
+	if c, ok := h.rt.get(ContainerID(&old, "main")); !ok || c.State != TaskRunning {
+		t.Fatalf("old container stopped although the new image failed to pull: %+v", c)
+	}
+}
+
+func TestImagePullBackOff(t *testing.T) {
+	h := newHarness(t)
+	h.rt.pullErr["reg/missing:v1"] = fmt.Errorf("pull reg/missing:v1: %w", ErrImagePull)
+	p := pod("web", "reg/missing:v1", api.RestartAlways)
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.rec.Sync(context.Background())
+	h.rec.wg.Wait()
+	h.rec.Sync(context.Background()) // reports ErrImagePull → ImagePullBackOff while backing off
+	h.rec.wg.Wait()
+	st := h.lastStatus("web")
+	if w := st.ContainerStatuses[0].State.Waiting; w == nil || w.Reason != reasonImagePullBack {
+		t.Fatalf("state = %+v, want ImagePullBackOff", st.ContainerStatuses[0].State)
+	}
+	if st.Phase != api.PodPending {
+		t.Fatalf("phase = %s, want Pending", st.Phase)
+	}
+	h.rt.takeCalls()
+	h.sync()
+	if calls := h.rt.takeCalls(); len(calls) != 0 {
+		t.Fatalf("pulled again inside the back-off: %v", calls)
+	}
+	delete(h.rt.pullErr, "reg/missing:v1")
+	h.clock.Advance(11 * time.Second)
+	h.sync()
+	if c, ok := h.rt.get(ContainerID(&p, "main")); !ok || c.State != TaskRunning {
+		t.Fatalf("not running after the image appeared: %+v", c)
+	}
+}
+
+func TestRemovesUndesiredAndForeignContainers(t *testing.T) {
+	h := newHarness(t)
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	grace := int64(5)
+	p.Spec.TerminationGracePeriodSeconds = &grace
+	p.SpecHash = api.HashPodSpec(&p.Spec)
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	h.rt.containers["stray"] = &Container{ID: "stray", Labels: map[string]string{}, State: TaskRunning}
+	h.rt.takeCalls()
+	if err := h.hist.SaveRestarts(ContainerID(&p, "main"), RestartRecord{Restarts: 3}); err != nil {
+		t.Fatal(err)
+	}
+	h.desired.set(wire.Snapshot{Revision: 2})
+	h.sync()
+	calls := h.rt.takeCalls()
+	for _, want := range []string{"stop main 5s", "remove main"} {
+		if !slices.Contains(calls, want) {
+			t.Errorf("calls %v lack %q", calls, want)
+		}
+	}
+	if len(h.rt.containers) != 0 {
+		t.Fatalf("containers left: %v", h.rt.containers)
+	}
+	if rec, _ := h.hist.Restarts(ContainerID(&p, "main")); rec.Restarts != 0 {
+		t.Fatalf("history of removed container kept")
+	}
+	if len(h.reports[len(h.reports)-1].Pods) != 0 {
+		t.Fatalf("removed pod still reported")
+	}
+}
+
+func TestContainerSpecFromPod(t *testing.T) {
+	h := newHarness(t)
+	hostDir := t.TempDir()
+	spec := api.PodSpec{
+		Containers: []api.Container{{
+			Name: "app", Image: "reg/app:v1", Command: []string{"/bin/app"}, Args: []string{"-v"},
+			Env:        []api.EnvVar{{Name: "A", Value: "1"}},
+			WorkingDir: "/work",
+			Resources: api.ResourceRequirements{
+				Limits:   api.ResourceList{"cpu": "500m", "memory": "64Mi"},
+				Requests: api.ResourceList{"cpu": "100m"},
+			},
+			VolumeMounts: []api.VolumeMount{{Name: "host", MountPath: "/host", ReadOnly: true}, {Name: "scratch", MountPath: "/scratch"}},
+		}},
+		Volumes: []api.Volume{
+			{Name: "host", HostPath: &api.HostPathVolumeSource{Path: hostDir}},
+			{Name: "scratch", EmptyDir: &api.EmptyDirVolumeSource{}},
+		},
+	}
+	p := wire.SnapshotPod{UID: "u1", Name: "app", Namespace: "default", Spec: spec, SpecHash: api.HashPodSpec(&spec)}
+	cs, err := h.rec.containerSpec(&p, &p.Spec.Containers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.CPULimitMilli != 500 || cs.CPURequestMilli != 100 || cs.MemoryLimitBytes != 64<<20 {
+		t.Errorf("resources = %d/%d/%d", cs.CPULimitMilli, cs.CPURequestMilli, cs.MemoryLimitBytes)
+	}
+	if !slices.Equal(cs.Env, []string{"A=1"}) || cs.WorkingDir != "/work" || !cs.HostNetwork {
+		t.Errorf("spec = %+v", cs)
+	}
+	if len(cs.Mounts) != 2 || cs.Mounts[0].Source != hostDir || !cs.Mounts[0].ReadOnly ||
+		!strings.HasSuffix(cs.Mounts[1].Source, "/pods/u1/volumes/scratch") {
+		t.Errorf("mounts = %+v", cs.Mounts)
+	}
+	bad := p
+	bad.Spec.Containers = []api.Container{{Name: "app", Image: "x", VolumeMounts: []api.VolumeMount{{Name: "nope", MountPath: "/x"}}}}
+	if _, err := h.rec.containerSpec(&bad, &bad.Spec.Containers[0]); err == nil {
+		t.Errorf("mount of an undeclared volume accepted")
+	}
+}
+
+var containerdID = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$`)
+
+func TestContainerIDs(t *testing.T) {
+	long := strings.Repeat("a", 63)
+	for _, p := range []wire.SnapshotPod{
+		{UID: "1", Name: "web", Namespace: "default", SpecHash: "h1"},
+		{UID: "2", Name: long + "." + long, Namespace: long, SpecHash: "h1"},
+		{UID: "3", Name: "a--b", Namespace: "x-", SpecHash: "h"},
+	} {
+		id := ContainerID(&p, "main-")
+		if len(id) > 76 || !containerdID.MatchString(id) {
+			t.Errorf("ContainerID(%s) = %q is not a valid containerd ID", p.Name, id)
+		}
+		if ContainerID(&p, "main-") != id {
+			t.Errorf("not deterministic")
+		}
+		other := p
+		other.SpecHash = "h2"
+		if ContainerID(&other, "main-") == id {
+			t.Errorf("spec hash does not change the ID")
+		}
+	}
+}
+
+func TestRunWakesOnExit(t *testing.T) {
+	h := newHarness(t)
+	h.rec.cfg.Now = time.Now
+	h.rec.now = time.Now
+	h.rt.now = time.Now
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.rec.cfg.Resync = time.Hour // only events may wake it
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- h.rec.Run(ctx) }()
+	id := ContainerID(&p, "main")
+	waitFor(t, func() bool { c, ok := h.rt.get(id); return ok && c.State == TaskRunning })
+	first, _ := h.rt.get(id)
+	h.rt.exit(id, 1)
+	h.rt.exits <- Exit{ContainerID: id, ExitCode: 1}
+	waitFor(t, func() bool { c, _ := h.rt.get(id); return c.State == TaskRunning && c.StartedAt.After(first.StartedAt) })
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
