@@ -1,0 +1,92 @@
+// Package broker runs the hub's embedded MQTT broker (mochi-mqtt), so a
+// small fleet needs nothing but the hub binary. Larger fleets point the hub
+// and agents at an external broker instead; nothing else in the hub knows
+// which one is in use.
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// Options configure the broker.
+type Options struct {
+	// Listen is the TCP address for MQTT clients (default ":1883").
+	Listen string
+	// MaxPacketSize bounds any packet; larger ones close the connection.
+	MaxPacketSize uint32
+	Logger        *slog.Logger
+}
+
+// Broker is an embedded MQTT broker.
+type Broker struct {
+	srv  *mqtt.Server
+	addr string
+}
+
+// New creates the broker and binds its listener, so a busy port fails here.
+func New(opts Options) (*Broker, error) {
+	if opts.Listen == "" {
+		opts.Listen = ":1883"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = opts.MaxPacketSize
+	// Agents run MQTT 3.1.1 (paho); keep sessions of vanished clients short.
+	caps.MaximumSessionExpiryInterval = 3600
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities:             caps,
+		Logger:                   opts.Logger.With("component", "broker"),
+		InlineClient:             false,
+		SysTopicResendInterval:   0,
+		ClientNetWriteBufferSize: 4096,
+		ClientNetReadBufferSize:  4096,
+	})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, fmt.Errorf("broker auth hook: %w", err)
+	}
+	ln := listeners.NewTCP(listeners.Config{ID: "mqtt", Address: opts.Listen})
+	if err := srv.AddListener(ln); err != nil {
+		return nil, fmt.Errorf("broker listen on %s: %w", opts.Listen, err)
+	}
+	return &Broker{srv: srv, addr: ln.Address()}, nil
+}
+
+// Addr returns the address the broker listens on.
+func (b *Broker) Addr() string { return b.addr }
+
+// URL returns a client URL for the broker, with a wildcard host replaced by
+// loopback.
+func (b *Broker) URL() string {
+	host, port, err := net.SplitHostPort(b.addr)
+	if err != nil {
+		return "tcp://" + b.addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "tcp://" + net.JoinHostPort(host, port)
+}
+
+// Clients returns the number of connected clients.
+func (b *Broker) Clients() int {
+	return int(atomic.LoadInt64(&b.srv.Info.ClientsConnected))
+}
+
+// Run serves until ctx ends, then closes every connection.
+func (b *Broker) Run(ctx context.Context) error {
+	if err := b.srv.Serve(); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	<-ctx.Done()
+	return b.srv.Close()
+}

@@ -1,0 +1,100 @@
+// Package cli is the hub binary's command line: `hub serve` runs the hub,
+// and every other command is an operator's client of the hub's HTTP API,
+// shaped like kubectl (apply, get, describe, delete, label).
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/flotilla-edge/flotilla/hub/internal/client"
+	"github.com/flotilla-edge/flotilla/pkg/config"
+)
+
+// BuildInfo identifies the binary.
+type BuildInfo struct {
+	Version, Commit, Date string
+}
+
+// env is what every client command needs.
+type env struct {
+	configFile  string
+	server      string
+	namespace   string
+	out, errOut io.Writer
+	v           *viper.Viper
+}
+
+// NewRootCommand returns the `hub` command tree.
+func NewRootCommand(build BuildInfo) *cobra.Command {
+	e := &env{}
+	root := &cobra.Command{
+		Use:   "hub",
+		Short: "Flotilla hub: the control plane of an edge fleet, and its operator CLI",
+		Long: `hub serve runs the Flotilla hub. Every other command talks to a running hub
+over its HTTP API (--server, FLOTILLA_SERVER, or "server:" in --config).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&e.configFile, "config", os.Getenv("FLOTILLA_CONFIG"), "YAML file with settings (keys are the flag names)")
+	pf.String("server", "http://127.0.0.1:8080", "URL of the hub's HTTP API")
+	pf.StringP("namespace", "n", "", "namespace (default \"default\")")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		v, err := config.Load(cmd.Flags(), e.configFile)
+		if err != nil {
+			return err
+		}
+		e.v = v
+		e.server = v.GetString("server")
+		e.namespace = v.GetString("namespace")
+		e.out, e.errOut = cmd.OutOrStdout(), cmd.ErrOrStderr()
+		return nil
+	}
+	root.AddCommand(
+		newServeCommand(e),
+		newApplyCommand(e),
+		newGetCommand(e),
+		newDescribeCommand(e),
+		newDeleteCommand(e),
+		newLabelCommand(e),
+		newVersionCommand(build),
+	)
+	return root
+}
+
+// client returns an API client for the configured server.
+func (e *env) client() (*client.Client, error) {
+	return client.New(e.server)
+}
+
+// ns is the namespace to use: -n, or "default".
+func (e *env) ns() string {
+	if e.namespace == "" {
+		return "default"
+	}
+	return e.namespace
+}
+
+// signalContext ends on Ctrl-C or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func newVersionCommand(build BuildInfo) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the hub's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "hub %s (commit %s, built %s)\n", build.Version, build.Commit, build.Date)
+		},
+	}
+}

@@ -1,0 +1,532 @@
+// Package dispatch turns the pods bound to each node into that node's
+// desired snapshot and publishes it, retained, on the node's desired topic.
+// A node's revision increases only when its snapshot's content changes, and
+// is stored before the snapshot is published, so a node never receives a
+// revision lower than one it has seen, across hub restarts included.
+package dispatch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/flotilla-edge/flotilla/hub/internal/store"
+	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/pkg/wire"
+)
+
+// KindNodeSnapshot is the store kind of dispatch's per-node bookkeeping.
+// It is internal to the hub and not served as an API resource.
+const KindNodeSnapshot = "NodeSnapshot"
+
+// NodeSnapshot records the revision and content hash of the last snapshot
+// dispatched to one node (metadata.name is the node's name).
+type NodeSnapshot struct {
+	api.TypeMeta   `json:",inline"`
+	api.ObjectMeta `json:"metadata"`
+	Revision       uint64   `json:"revision"`
+	Hash           string   `json:"hash"`
+	Published      api.Time `json:"published,omitempty"`
+}
+
+// Publisher sends one MQTT message and waits for the broker to take it.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, qos byte, retained bool, payload []byte) error
+}
+
+// Options configure a Dispatcher.
+type Options struct {
+	Store     store.Store
+	Publisher Publisher
+	Logger    *slog.Logger
+	// Debounce gathers bursts of pod changes into one pass (default 20 ms).
+	Debounce time.Duration
+	// Resync is the period of the full pass (default 30 s).
+	Resync time.Duration
+	// Parallel bounds concurrent publishes (default 32).
+	Parallel int
+}
+
+// Dispatcher keeps every node's published snapshot in step with its pods.
+type Dispatcher struct {
+	opts Options
+	log  *slog.Logger
+	wake chan struct{}
+
+	mu          sync.Mutex
+	republish   bool                          // publish every snapshot again (after a reconnect)
+	pods        map[store.Key]*cachedPod      // pod → its snapshot entry
+	nodes       map[string]map[store.Key]bool // node → its pods
+	dirty       map[string]bool               // nodes whose snapshot may have changed
+	unpublished map[string]bool               // nodes whose last publish failed
+	records     map[string]*NodeSnapshot      // node → last dispatched record
+	observed    map[string]uint64             // node → revision the agent reports
+	published   map[string]uint64             // node → revision published in this process
+}
+
+type cachedPod struct {
+	node string
+	pod  wire.SnapshotPod
+}
+
+// New returns a Dispatcher; call Run to start it.
+func New(opts Options) *Dispatcher {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = 20 * time.Millisecond
+	}
+	if opts.Resync <= 0 {
+		opts.Resync = 30 * time.Second
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 32
+	}
+	return &Dispatcher{
+		opts: opts, log: opts.Logger.With("component", "dispatch"),
+		wake:        make(chan struct{}, 1),
+		pods:        map[store.Key]*cachedPod{},
+		nodes:       map[string]map[store.Key]bool{},
+		dirty:       map[string]bool{},
+		unpublished: map[string]bool{},
+		records:     map[string]*NodeSnapshot{},
+		observed:    map[string]uint64{},
+		published:   map[string]uint64{},
+	}
+}
+
+// Republish asks for every node's snapshot to be published again, as after
+// a reconnect to a broker that may have lost its retained messages.
+func (d *Dispatcher) Republish() {
+	d.mu.Lock()
+	d.republish = true
+	d.mu.Unlock()
+	d.poke()
+}
+
+func (d *Dispatcher) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run dispatches until ctx ends.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	events := d.opts.Store.Watch(ctx, api.KindPod, api.KindNode)
+	if err := d.resync(); err != nil {
+		return err
+	}
+	resync := time.NewTicker(d.opts.Resync)
+	defer resync.Stop()
+	for {
+		d.flush(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				return nil
+			}
+			d.handle(ev)
+			// Gather the rest of a burst before the next pass.
+			timer := time.NewTimer(d.opts.Debounce)
+		gather:
+			for {
+				select {
+				case ev, ok := <-events:
+					if !ok {
+						break gather
+					}
+					d.handle(ev)
+				case <-timer.C:
+					break gather
+				}
+			}
+			timer.Stop()
+		case <-d.wake:
+		case <-resync.C:
+			if err := d.resync(); err != nil {
+				d.log.Error("resync", "err", err)
+			}
+		}
+	}
+}
+
+// handle updates the cache for one store event.
+func (d *Dispatcher) handle(ev store.Event) {
+	if ev.Type == store.Overflow {
+		if err := d.resync(); err != nil {
+			d.log.Error("resync after overflow", "err", err)
+		}
+		return
+	}
+	switch ev.Key.Kind {
+	case api.KindPod:
+		d.handlePod(ev)
+	case api.KindNode:
+		d.handleNode(ev)
+	}
+}
+
+func (d *Dispatcher) handlePod(ev store.Event) {
+	var pod *api.Pod
+	if ev.Type == store.Put {
+		err := d.opts.Store.View(func(tx store.Tx) error {
+			var err error
+			pod, err = store.Get[api.Pod](tx, api.KindPod, ev.Key.Namespace, ev.Key.Name)
+			return err
+		})
+		if err != nil && !store.IsNotFound(err) {
+			d.log.Error("read pod", "pod", ev.Key, "err", err)
+			return
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.setPod(ev.Key, pod)
+}
+
+// setPod records pod (nil: gone) in the cache and marks the nodes whose
+// snapshot changes. The caller holds d.mu.
+func (d *Dispatcher) setPod(key store.Key, pod *api.Pod) {
+	old := d.pods[key]
+	if pod == nil || pod.Spec.NodeName == "" {
+		if old != nil {
+			delete(d.pods, key)
+			delete(d.nodes[old.node], key)
+			d.dirty[old.node] = true
+		}
+		return
+	}
+	entry := &cachedPod{node: pod.Spec.NodeName, pod: snapshotPod(pod)}
+	if old != nil && old.node == entry.node && old.pod.UID == entry.pod.UID &&
+		old.pod.SpecHash == entry.pod.SpecHash && equalLabels(old.pod.Labels, entry.pod.Labels) {
+		return // a status update: the snapshot does not change
+	}
+	if old != nil && old.node != entry.node {
+		delete(d.nodes[old.node], key)
+		d.dirty[old.node] = true
+	}
+	d.pods[key] = entry
+	if d.nodes[entry.node] == nil {
+		d.nodes[entry.node] = map[store.Key]bool{}
+	}
+	d.nodes[entry.node][key] = true
+	d.dirty[entry.node] = true
+}
+
+func (d *Dispatcher) handleNode(ev store.Event) {
+	if ev.Type != store.Put {
+		return
+	}
+	var node *api.Node
+	err := d.opts.Store.View(func(tx store.Tx) error {
+		var err error
+		node, err = store.Get[api.Node](tx, api.KindNode, "", ev.Key.Name)
+		return err
+	})
+	if err != nil {
+		if !store.IsNotFound(err) {
+			d.log.Error("read node", "node", ev.Key.Name, "err", err)
+		}
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.noteObserved(node)
+}
+
+// noteObserved remembers the revision a node's agent runs. An agent that
+// holds a revision the hub does not know (the hub's data was lost) gets a
+// fresh snapshot numbered above it. The caller holds d.mu.
+func (d *Dispatcher) noteObserved(node *api.Node) {
+	obs := node.Status.ObservedRevision
+	d.observed[node.Name] = obs
+	if rec := d.records[node.Name]; obs > 0 && (rec == nil || obs > rec.Revision) {
+		d.dirty[node.Name] = true
+	}
+}
+
+// resync rebuilds the cache from the store.
+func (d *Dispatcher) resync() error {
+	var pods []*api.Pod
+	var nodes []*api.Node
+	var recs []*NodeSnapshot
+	err := d.opts.Store.View(func(tx store.Tx) error {
+		var err error
+		if pods, err = store.List[api.Pod](tx, api.KindPod, ""); err != nil {
+			return err
+		}
+		if nodes, err = store.List[api.Node](tx, api.KindNode, ""); err != nil {
+			return err
+		}
+		recs, err = store.List[NodeSnapshot](tx, KindNodeSnapshot, "")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("dispatch resync: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range recs {
+		d.records[r.Name] = r
+	}
+	seen := make(map[store.Key]bool, len(pods))
+	for _, p := range pods {
+		k := store.KeyOf(p)
+		seen[k] = true
+		d.setPod(k, p)
+	}
+	for k := range d.pods {
+		if !seen[k] {
+			d.setPod(k, nil)
+		}
+	}
+	for _, n := range nodes {
+		d.noteObserved(n)
+	}
+	// Compare every known node's content with its record; flush skips the
+	// ones that did not change.
+	for node := range d.nodes {
+		d.dirty[node] = true
+	}
+	for node := range d.records {
+		d.dirty[node] = true
+	}
+	return nil
+}
+
+// flush writes and publishes the snapshots of dirty nodes.
+func (d *Dispatcher) flush(ctx context.Context) {
+	d.mu.Lock()
+	republish := d.republish
+	d.republish = false
+	var todo []string
+	for node := range d.dirty {
+		todo = append(todo, node)
+	}
+	d.dirty = map[string]bool{}
+	snaps := make(map[string]*wire.Snapshot, len(todo))
+	for _, node := range todo {
+		snaps[node] = d.buildLocked(node)
+	}
+	d.mu.Unlock()
+
+	changed, err := d.commit(snaps)
+	if err != nil {
+		d.log.Error("store snapshot revisions", "err", err)
+		d.mu.Lock()
+		for _, node := range todo {
+			d.dirty[node] = true
+		}
+		d.mu.Unlock()
+		return
+	}
+
+	d.mu.Lock()
+	toPublish := map[string]*wire.Snapshot{}
+	for node, snap := range changed {
+		toPublish[node] = snap
+	}
+	again := func(node string) {
+		if _, ok := toPublish[node]; ok {
+			return
+		}
+		// Publish the recorded revision only with the content it was
+		// recorded for; if the pods changed since, the next pass numbers it.
+		snap := d.buildLocked(node)
+		if rec := d.records[node]; rec == nil || rec.Hash != contentHash(snap) {
+			d.dirty[node] = true
+			d.poke()
+			return
+		}
+		toPublish[node] = snap
+	}
+	for node := range d.unpublished {
+		again(node)
+	}
+	if republish {
+		for node := range d.records {
+			again(node)
+		}
+	}
+	d.unpublished = map[string]bool{}
+	d.mu.Unlock()
+	d.publish(ctx, toPublish)
+}
+
+// buildLocked assembles node's snapshot from the cache, numbered with its
+// recorded revision. The caller holds d.mu.
+func (d *Dispatcher) buildLocked(node string) *wire.Snapshot {
+	snap := &wire.Snapshot{Node: node, Pods: []wire.SnapshotPod{}}
+	for key := range d.nodes[node] {
+		snap.Pods = append(snap.Pods, d.pods[key].pod)
+	}
+	sort.Slice(snap.Pods, func(i, j int) bool {
+		a, b := &snap.Pods[i], &snap.Pods[j]
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	})
+	if rec := d.records[node]; rec != nil {
+		snap.Revision = rec.Revision
+	}
+	return snap
+}
+
+// commit gives every snapshot whose content changed the next revision and
+// stores the records, in batches. It returns the changed snapshots.
+func (d *Dispatcher) commit(snaps map[string]*wire.Snapshot) (map[string]*wire.Snapshot, error) {
+	changed := map[string]*wire.Snapshot{}
+	var batch []*NodeSnapshot
+	d.mu.Lock()
+	for node, snap := range snaps {
+		hash := contentHash(snap)
+		rec := d.records[node]
+		obs := d.observed[node]
+		if rec != nil && rec.Hash == hash && rec.Revision >= obs {
+			continue
+		}
+		if rec == nil && len(snap.Pods) == 0 && obs == 0 {
+			continue // a node that never ran anything needs no empty snapshot
+		}
+		next := &NodeSnapshot{
+			TypeMeta:   api.TypeMeta{Kind: KindNodeSnapshot},
+			ObjectMeta: api.ObjectMeta{Name: node},
+			Hash:       hash,
+			Published:  api.Now(),
+		}
+		next.Revision = obs + 1
+		if rec != nil && rec.Revision+1 > next.Revision {
+			next.Revision = rec.Revision + 1
+		}
+		snap.Revision = next.Revision
+		batch = append(batch, next)
+		changed[node] = snap
+	}
+	d.mu.Unlock()
+
+	const batchSize = 500
+	for start := 0; start < len(batch); start += batchSize {
+		part := batch[start:min(start+batchSize, len(batch))]
+		err := d.opts.Store.Update(func(tx store.Tx) error {
+			for _, rec := range part {
+				if err := tx.Put(rec); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		d.mu.Lock()
+		for _, rec := range part {
+			d.records[rec.Name] = rec
+		}
+		d.mu.Unlock()
+	}
+	return changed, nil
+}
+
+// publish sends snapshots with bounded parallelism. A failed publish is
+// retried on the next pass.
+func (d *Dispatcher) publish(ctx context.Context, snaps map[string]*wire.Snapshot) {
+	if len(snaps) == 0 {
+		return
+	}
+	sem := make(chan struct{}, d.opts.Parallel)
+	var wg sync.WaitGroup
+	for node, snap := range snaps {
+		if snap.Revision == 0 {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := d.publishOne(ctx, snap)
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			if err != nil {
+				if ctx.Err() == nil {
+					d.log.Warn("publish snapshot; will retry", "node", node, "revision", snap.Revision, "err", err)
+				}
+				d.unpublished[node] = true
+				return
+			}
+			d.published[node] = snap.Revision
+		}()
+	}
+	wg.Wait()
+	d.mu.Lock()
+	retry := len(d.unpublished) > 0
+	d.mu.Unlock()
+	if retry && ctx.Err() == nil {
+		go func() {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+				d.poke()
+			}
+		}()
+	}
+}
+
+func (d *Dispatcher) publishOne(ctx context.Context, snap *wire.Snapshot) error {
+	b, err := wire.Encode(wire.TypeSnapshot, snap.Node, snap.Revision, time.Now(), snap)
+	if err != nil {
+		return err
+	}
+	if len(b) > wire.MaxPayload {
+		return fmt.Errorf("snapshot for node %s is %d bytes, over the %d limit", snap.Node, len(b), wire.MaxPayload)
+	}
+	return d.opts.Publisher.Publish(ctx, wire.NodeTopic(snap.Node, wire.TopicDesired), 1, true, b)
+}
+
+// PublishedRevision returns the revision last published to node by this
+// process (0 if none).
+func (d *Dispatcher) PublishedRevision(node string) uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.published[node]
+}
+
+func snapshotPod(p *api.Pod) wire.SnapshotPod {
+	return wire.SnapshotPod{
+		UID: p.UID, Name: p.Name, Namespace: p.Namespace,
+		Labels: p.Labels, SpecHash: api.HashPodSpec(&p.Spec), Spec: p.Spec,
+	}
+}
+
+// contentHash identifies a snapshot's content, ignoring its revision.
+func contentHash(s *wire.Snapshot) string {
+	b, err := json.Marshal(s.Pods)
+	if err != nil {
+		panic("dispatch: snapshot does not encode: " + err.Error()) // plain data always encodes
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+func equalLabels(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
+}

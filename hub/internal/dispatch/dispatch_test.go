@@ -1,0 +1,184 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flotilla-edge/flotilla/hub/internal/store"
+	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/pkg/wire"
+)
+
+type message struct {
+	topic    string
+	retained bool
+	snap     wire.Snapshot
+}
+
+type fakePublisher struct {
+	mu   sync.Mutex
+	msgs []message
+	fail bool
+}
+
+func (f *fakePublisher) Publish(ctx context.Context, topic string, qos byte, retained bool, payload []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail {
+		return errors.New("broker down")
+	}
+	env, err := wire.Decode(topic, payload)
+	if err != nil {
+		return err
+	}
+	var s wire.Snapshot
+	if err := wire.DecodePayload(env, topic, &s); err != nil {
+		return err
+	}
+	f.msgs = append(f.msgs, message{topic: topic, retained: retained, snap: s})
+	return nil
+}
+
+func (f *fakePublisher) take() []message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := f.msgs
+	f.msgs = nil
+	return m
+}
+
+func (f *fakePublisher) setFail(v bool) {
+	f.mu.Lock()
+	f.fail = v
+	f.mu.Unlock()
+}
+
+func putPod(t *testing.T, st store.Store, name, node, image string, ready bool) {
+	t.Helper()
+	p := &api.Pod{
+		TypeMeta:   api.TypeMeta{APIVersion: "v1", Kind: api.KindPod},
+		ObjectMeta: api.ObjectMeta{Name: name, Namespace: "default", UID: "uid-" + name},
+		Spec:       api.PodSpec{NodeName: node, Containers: []api.Container{{Name: "c", Image: image}}},
+	}
+	if ready {
+		p.Status.Phase = api.PodRunning
+	}
+	if err := st.Update(func(tx store.Tx) error { return tx.Put(p) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func start(t *testing.T, st store.Store, pub Publisher) (*Dispatcher, func()) {
+	d := New(Options{Store: st, Publisher: pub, Debounce: time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	return d, func() { cancel(); <-done }
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestRevisionsIncreaseOnlyOnChange(t *testing.T) {
+	st := store.NewMemory()
+	pub := &fakePublisher{}
+	d, stop := start(t, st, pub)
+	defer stop()
+
+	putPod(t, st, "p1", "n1", "img:v1", false)
+	waitFor(t, "revision 1", func() bool { return d.PublishedRevision("n1") == 1 })
+	msgs := pub.take()
+	if len(msgs) != 1 || msgs[0].topic != "flotilla/v1/nodes/n1/desired" || !msgs[0].retained {
+		t.Fatalf("messages = %+v", msgs)
+	}
+	if s := msgs[0].snap; s.Node != "n1" || s.Revision != 1 || len(s.Pods) != 1 || s.Pods[0].SpecHash == "" {
+		t.Fatalf("snapshot = %+v", s)
+	}
+
+	// A status change does not change the snapshot.
+	putPod(t, st, "p1", "n1", "img:v1", true)
+	putPod(t, st, "p2", "n2", "img:v1", false) // a change elsewhere, to know the pass ran
+	waitFor(t, "n2", func() bool { return d.PublishedRevision("n2") == 1 })
+	if d.PublishedRevision("n1") != 1 {
+		t.Fatalf("status update bumped the revision")
+	}
+	pub.take()
+
+	// A spec change does.
+	putPod(t, st, "p1", "n1", "img:v2", true)
+	waitFor(t, "revision 2", func() bool { return d.PublishedRevision("n1") == 2 })
+	// Deleting the pod publishes an empty snapshot.
+	if err := st.Update(func(tx store.Tx) error {
+		return tx.Delete(store.Key{Kind: api.KindPod, Namespace: "default", Name: "p1"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "revision 3", func() bool { return d.PublishedRevision("n1") == 3 })
+	var last wire.Snapshot
+	for _, m := range pub.take() {
+		if m.snap.Node == "n1" {
+			last = m.snap
+		}
+	}
+	if last.Revision != 3 || len(last.Pods) != 0 {
+		t.Fatalf("last snapshot = %+v", last)
+	}
+}
+
+func TestRevisionSurvivesRestartAndRepublish(t *testing.T) {
+	st := store.NewMemory()
+	pub := &fakePublisher{}
+	d, stop := start(t, st, pub)
+	putPod(t, st, "p1", "n1", "img:v1", false)
+	waitFor(t, "revision 1", func() bool { return d.PublishedRevision("n1") == 1 })
+	stop()
+	pub.take()
+
+	// A new hub process: nothing changed, so the same revision is
+	// republished (the broker may have lost it), never a lower one.
+	d2, stop2 := start(t, st, pub)
+	defer stop2()
+	d2.Republish()
+	waitFor(t, "republish", func() bool { return d2.PublishedRevision("n1") == 1 })
+	putPod(t, st, "p1", "n1", "img:v2", false)
+	waitFor(t, "revision 2", func() bool { return d2.PublishedRevision("n1") == 2 })
+}
+
+func TestFailedPublishIsRetried(t *testing.T) {
+	st := store.NewMemory()
+	pub := &fakePublisher{fail: true}
+	d, stop := start(t, st, pub)
+	defer stop()
+	putPod(t, st, "p1", "n1", "img:v1", false)
+	time.Sleep(50 * time.Millisecond)
+	if d.PublishedRevision("n1") != 0 {
+		t.Fatalf("published while the broker was down")
+	}
+	pub.setFail(false)
+	waitFor(t, "retry", func() bool { return d.PublishedRevision("n1") == 1 })
+}
+
+func TestAgentAheadOfHubGetsHigherRevision(t *testing.T) {
+	// The hub's data was lost; the agent still holds revision 41.
+	st := store.NewMemory()
+	pub := &fakePublisher{}
+	n := &api.Node{TypeMeta: api.TypeMeta{Kind: api.KindNode}, ObjectMeta: api.ObjectMeta{Name: "n1"}}
+	n.Status.ObservedRevision = 41
+	if err := st.Update(func(tx store.Tx) error { return tx.Put(n) }); err != nil {
+		t.Fatal(err)
+	}
+	d, stop := start(t, st, pub)
+	defer stop()
+	waitFor(t, "revision 42", func() bool { return d.PublishedRevision("n1") == 42 })
+}

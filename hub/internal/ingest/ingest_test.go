@@ -1,0 +1,201 @@
+package ingest
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flotilla-edge/flotilla/hub/internal/store"
+	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/pkg/wire"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func newIngest(st store.Store, logs *syncBuffer) *Ingest {
+	return New(Options{Store: st, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: func() time.Time { return t0 }})
+}
+
+func msg(t *testing.T, node, typ string, seq uint64, payload any) []byte {
+	t.Helper()
+	b, err := wire.Encode(typ, node, seq, t0, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func getNode(t *testing.T, st store.Store, name string) *api.Node {
+	t.Helper()
+	var n *api.Node
+	err := st.View(func(tx store.Tx) error {
+		var err error
+		n, err = store.Get[api.Node](tx, api.KindNode, "", name)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestBadMessagesAreDroppedAndNamed(t *testing.T) {
+	st := store.NewMemory()
+	var logs syncBuffer
+	in := newIngest(st, &logs)
+	status := wire.NodeTopic("n1", wire.TopicStatus)
+	cases := []struct {
+		name    string
+		topic   string
+		payload []byte
+		want    string
+	}{
+		{"not json", status, []byte("{nope"), "node=n1"},
+		{"oversized", status, bytes.Repeat([]byte("x"), wire.MaxPayload+1), "payload too large"},
+		{"other node's envelope", status, msg(t, "n2", wire.TypeHeartbeat, 1, wire.Heartbeat{}), `names node`},
+		{"wrong type for topic", status, msg(t, "n1", wire.TypeSnapshot, 1, wire.Snapshot{}), "not allowed"},
+		{"payload of wrong shape", status, []byte(`{"v":1,"type":"Heartbeat","node":"n1","seq":1,"payload":{"observedRevision":"x"}}`), "Heartbeat payload"},
+		{"bad version", status, []byte(`{"v":9,"type":"Heartbeat","node":"n1","seq":1,"payload":{}}`), "version 9"},
+		{"topic outside the tree", "elsewhere/n1/status", []byte(`{}`), "topic=elsewhere/n1/status"},
+	}
+	for i, tc := range cases {
+		in.Handle(tc.topic, tc.payload)
+		if _, dropped := in.Stats(); dropped != uint64(i+1) {
+			t.Fatalf("%s: dropped = %d, want %d", tc.name, dropped, i+1)
+		}
+		if !strings.Contains(logs.String(), tc.want) {
+			t.Fatalf("%s: log lacks %q:\n%s", tc.name, tc.want, logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), "topic="+status) {
+		t.Fatalf("log does not name the topic")
+	}
+	in.Flush()
+	if err := st.View(func(tx store.Tx) error {
+		_, err := tx.Get(store.Key{Kind: api.KindNode, Name: "n1"})
+		return err
+	}); !store.IsNotFound(err) {
+		t.Fatalf("a bad message created a node: %v", err)
+	}
+}
+
+func TestHelloRegistersNodeAndKeepsOperatorLabels(t *testing.T) {
+	st := store.NewMemory()
+	in := newIngest(st, &syncBuffer{})
+	topic := wire.NodeTopic("n1", wire.TopicStatus)
+	hello := wire.Hello{
+		Labels:   map[string]string{"site": "lab", "zone": "a", api.LabelArch: "arm64"},
+		Info:     api.NodeSystemInfo{Architecture: "arm64", AgentVersion: "v1"},
+		Capacity: api.ResourceList{"cpu": "4", "memory": "1Gi"},
+	}
+	in.Handle(topic, msg(t, "n1", wire.TypeHello, 1, hello))
+	in.Flush()
+	n := getNode(t, st, "n1")
+	if n.Labels["site"] != "lab" || !n.IsReady() || n.Status.NodeInfo.Architecture != "arm64" || n.Status.Capacity["cpu"] != "4" || n.UID == "" {
+		t.Fatalf("node = %+v", n)
+	}
+
+	// The operator relabels; the agent then drops "zone" from its flags.
+	if err := st.Update(func(tx store.Tx) error {
+		n.Labels["site"] = "field"
+		n.Labels["owner"] = "ops"
+		return tx.Put(n)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hello.Labels = map[string]string{"site": "lab", api.LabelArch: "arm64"}
+	in.Handle(topic, msg(t, "n1", wire.TypeHello, 2, hello))
+	in.Flush()
+	n = getNode(t, st, "n1")
+	if n.Labels["site"] != "field" || n.Labels["owner"] != "ops" {
+		t.Fatalf("operator's labels lost: %v", n.Labels)
+	}
+	if _, ok := n.Labels["zone"]; ok {
+		t.Fatalf("label the agent dropped is still there: %v", n.Labels)
+	}
+}
+
+func TestStaleMessagesAreIgnored(t *testing.T) {
+	st := store.NewMemory()
+	in := newIngest(st, &syncBuffer{})
+	topic := wire.NodeTopic("n1", wire.TopicStatus)
+	in.Handle(topic, msg(t, "n1", wire.TypeHello, 1, wire.Hello{}))
+	in.Handle(topic, msg(t, "n1", wire.TypeHeartbeat, 5, wire.Heartbeat{ObservedRevision: 7}))
+	in.Handle(topic, msg(t, "n1", wire.TypeHeartbeat, 4, wire.Heartbeat{ObservedRevision: 3}))
+	in.Flush()
+	if got := getNode(t, st, "n1").Status.ObservedRevision; got != 7 {
+		t.Fatalf("observedRevision = %d, want 7 (the older message must not win)", got)
+	}
+}
+
+func TestPodReportLandsOnTheRightPod(t *testing.T) {
+	st := store.NewMemory()
+	in := newIngest(st, &syncBuffer{})
+	pod := &api.Pod{
+		TypeMeta:   api.TypeMeta{APIVersion: "v1", Kind: api.KindPod},
+		ObjectMeta: api.ObjectMeta{Name: "p", Namespace: "default", UID: "u1"},
+		Spec:       api.PodSpec{NodeName: "n1", Containers: []api.Container{{Name: "c", Image: "i"}}},
+	}
+	if err := st.Update(func(tx store.Tx) error { return tx.Put(pod) }); err != nil {
+		t.Fatal(err)
+	}
+	report := func(seq uint64, node, uid string) {
+		rep := wire.PodStatusReport{ObservedRevision: 3, Pods: []wire.PodReport{{UID: uid, Name: "p", Namespace: "default", SpecHash: "h",
+			Status: api.PodStatus{Phase: api.PodRunning}}}}
+		in.Handle(wire.NodeTopic(node, wire.TopicStatus), msg(t, node, wire.TypePodStatus, seq, rep))
+		in.Flush()
+	}
+	phase := func() string {
+		var p *api.Pod
+		_ = st.View(func(tx store.Tx) error {
+			p, _ = store.Get[api.Pod](tx, api.KindPod, "default", "p")
+			return nil
+		})
+		return p.Status.Phase + "/" + p.Status.SpecHash
+	}
+	report(1, "n2", "u1") // wrong node
+	report(2, "n1", "u0") // a previous pod of the same name
+	if phase() != "/" {
+		t.Fatalf("status from the wrong node or pod was applied: %s", phase())
+	}
+	report(3, "n1", "u1")
+	if phase() != api.PodRunning+"/h" {
+		t.Fatalf("status = %s", phase())
+	}
+}
+
+func TestWillMarksNodeOffline(t *testing.T) {
+	st := store.NewMemory()
+	in := newIngest(st, &syncBuffer{})
+	in.Handle(wire.NodeTopic("n1", wire.TopicStatus), msg(t, "n1", wire.TypeHello, 1, wire.Hello{}))
+	in.Flush()
+	in.Handle(wire.NodeTopic("n1", wire.TopicOnline), msg(t, "n1", wire.TypeOnline, 0, wire.Online{Online: false}))
+	in.Flush()
+	n := getNode(t, st, "n1")
+	if n.IsReady() || n.Status.Online {
+		t.Fatalf("node still ready after its will: %+v", n.Status)
+	}
+	if c := n.Status.Condition(api.NodeReady); c.Reason != ReasonAgentOffline {
+		t.Fatalf("reason = %s", c.Reason)
+	}
+}

@@ -1,0 +1,134 @@
+// Package nodelifecycle marks nodes whose agents went quiet: a node not
+// heard from for longer than the grace period becomes NotReady (Ready
+// Unknown, as Kubernetes does), and the pods on any node that is not Ready
+// show Unknown instead of a stale Running until the agent reports again.
+package nodelifecycle
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/flotilla-edge/flotilla/hub/internal/store"
+	"github.com/flotilla-edge/flotilla/pkg/api"
+)
+
+// Reasons the controller sets.
+const (
+	ReasonNodeStatusUnknown = "NodeStatusUnknown"
+	ReasonNodeLost          = "NodeLost"
+)
+
+// Options configure the controller.
+type Options struct {
+	Store  store.Store
+	Logger *slog.Logger
+	// Grace is how long a node may stay silent before it is NotReady
+	// (default 40 s, as kube-controller-manager's node-monitor-grace-period).
+	Grace time.Duration
+	// Period is how often nodes are checked (default 2 s).
+	Period time.Duration
+	Now    func() time.Time
+}
+
+// Controller watches node liveness.
+type Controller struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns a controller; call Run to start it.
+func New(opts Options) *Controller {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Grace <= 0 {
+		opts.Grace = 40 * time.Second
+	}
+	if opts.Period <= 0 {
+		opts.Period = 2 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Controller{opts: opts, log: opts.Logger.With("component", "nodelifecycle")}
+}
+
+// Run checks nodes every period until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	t := time.NewTicker(c.opts.Period)
+	defer t.Stop()
+	for {
+		if err := c.Sync(); err != nil {
+			c.log.Error("sync", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Sync runs one pass.
+func (c *Controller) Sync() error {
+	now := c.opts.Now().UTC()
+	return c.opts.Store.Update(func(tx store.Tx) error {
+		nodes, err := store.List[api.Node](tx, api.KindNode, "")
+		if err != nil {
+			return err
+		}
+		notReady := map[string]bool{}
+		for _, n := range nodes {
+			cond := n.Status.Condition(api.NodeReady)
+			if cond != nil && cond.Status == api.ConditionTrue && now.Sub(n.Status.LastSeen.Time) > c.opts.Grace {
+				cond.Status = api.ConditionUnknown
+				cond.Reason = ReasonNodeStatusUnknown
+				cond.Message = fmt.Sprintf("agent stopped posting heartbeats (last seen %s ago)", now.Sub(n.Status.LastSeen.Time).Round(time.Second))
+				cond.LastTransitionTime = api.NewTime(now.Truncate(time.Second))
+				c.log.Warn("node not ready: no heartbeat", "node", n.Name, "lastSeen", n.Status.LastSeen.Time)
+				if err := tx.Put(n); err != nil {
+					return err
+				}
+			}
+			if !n.IsReady() {
+				notReady[n.Name] = true
+			}
+		}
+		if len(notReady) == 0 {
+			return nil
+		}
+		pods, err := store.List[api.Pod](tx, api.KindPod, "")
+		if err != nil {
+			return err
+		}
+		for _, p := range pods {
+			if !notReady[p.Spec.NodeName] || p.Status.Reason == ReasonNodeLost {
+				continue
+			}
+			markLost(p, now)
+			if err := tx.Put(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// markLost shows a pod whose node is unreachable as Unknown and not ready;
+// the container states stay as last reported.
+func markLost(p *api.Pod, now time.Time) {
+	p.Status.Phase = api.PodUnknown
+	p.Status.Reason = ReasonNodeLost
+	p.Status.Message = fmt.Sprintf("node %s is not ready", p.Spec.NodeName)
+	for i := range p.Status.Conditions {
+		if p.Status.Conditions[i].Type == api.PodReady && p.Status.Conditions[i].Status != api.ConditionFalse {
+			p.Status.Conditions[i].Status = api.ConditionFalse
+			p.Status.Conditions[i].LastTransitionTime = api.NewTime(now.Truncate(time.Second))
+		}
+	}
+	for i := range p.Status.ContainerStatuses {
+		p.Status.ContainerStatuses[i].Ready = false
+	}
+}

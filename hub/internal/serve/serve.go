@@ -1,0 +1,173 @@
+// Package serve runs the hub: it opens the store, starts the embedded broker
+// (unless an external one is configured), connects the hub's MQTT session,
+// and runs the controllers, dispatch, ingest and the HTTP API until its
+// context ends. Wiring is plain code here and nowhere else.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/flotilla-edge/flotilla/hub/internal/apiserver"
+	"github.com/flotilla-edge/flotilla/hub/internal/broker"
+	"github.com/flotilla-edge/flotilla/hub/internal/daemonset"
+	"github.com/flotilla-edge/flotilla/hub/internal/dispatch"
+	"github.com/flotilla-edge/flotilla/hub/internal/ingest"
+	"github.com/flotilla-edge/flotilla/hub/internal/nodelifecycle"
+	"github.com/flotilla-edge/flotilla/hub/internal/store"
+	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/pkg/link"
+	"github.com/flotilla-edge/flotilla/pkg/wire"
+)
+
+// Config is the hub's configuration.
+type Config struct {
+	DataDir    string
+	HTTPListen string
+	// MQTTListen is the embedded broker's address; ignored with BrokerURL.
+	MQTTListen string
+	// BrokerURL selects an external broker instead of the embedded one.
+	BrokerURL string
+	// NodeGrace is how long a silent node stays Ready.
+	NodeGrace time.Duration
+	Logger    *slog.Logger
+	// Ready, if set, is closed once the hub serves HTTP and MQTT.
+	Ready chan<- struct{}
+}
+
+// ingestGroup is the shared-subscription group of the hub's ingest.
+const ingestGroup = "flotilla-hub"
+
+// Run runs the hub until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+	}
+	st, err := store.OpenBadger(filepath.Join(cfg.DataDir, "store"), store.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := ensureDefaultNamespace(st); err != nil {
+		return err
+	}
+
+	httpLn, err := net.Listen("tcp", cfg.HTTPListen)
+	if err != nil {
+		return fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPListen, err)
+	}
+	defer httpLn.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	run := func(name string, f func(ctx context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	defer wg.Wait()
+
+	brokerURL := cfg.BrokerURL
+	if brokerURL == "" {
+		b, err := broker.New(broker.Options{Listen: cfg.MQTTListen, MaxPacketSize: wire.MaxPayload + 1024, Logger: log})
+		if err != nil {
+			return err
+		}
+		brokerURL = b.URL()
+		run("broker", b.Run)
+		log.Info("embedded MQTT broker listening", "addr", b.Addr())
+	}
+
+	in := ingest.New(ingest.Options{Store: st, Logger: log})
+	var disp *dispatch.Dispatcher
+	hostname, _ := os.Hostname()
+	session := link.New(link.Options{
+		Broker:   brokerURL,
+		ClientID: fmt.Sprintf("flotilla-hub-%s-%d", hostname, os.Getpid()),
+		Logger:   log.With("component", "link"),
+		OnConnect: func(context.Context) {
+			disp.Republish()
+		},
+	})
+	session.Subscribe(wire.SharedTopic(ingestGroup, wire.AllNodesTopic(wire.TopicStatus)), 1, in.Handle)
+	// Online flags are retained: a plain subscription delivers the current
+	// flag of every node when the hub (re)connects, which shared ones do not.
+	session.Subscribe(wire.AllNodesTopic(wire.TopicOnline), 1, in.Handle)
+	disp = dispatch.New(dispatch.Options{Store: st, Publisher: session, Logger: log})
+
+	run("link", session.Run)
+	run("ingest", in.Run)
+	run("dispatch", disp.Run)
+	run("daemonset", daemonset.New(daemonset.Options{Store: st, Logger: log}).Run)
+	run("nodelifecycle", nodelifecycle.New(nodelifecycle.Options{Store: st, Logger: log, Grace: cfg.NodeGrace}).Run)
+	run("store-gc", func(ctx context.Context) error { return st.RunGC(ctx, 10*time.Minute) })
+
+	srv := &http.Server{
+		Handler:           apiserver.New(st, log).Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	run("http", func(ctx context.Context) error {
+		go func() {
+			<-ctx.Done()
+			shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
+			defer done()
+			_ = srv.Shutdown(shutdown)
+		}()
+		if err := srv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	log.Info("hub serving", "http", httpLn.Addr().String(), "broker", brokerURL, "data", cfg.DataDir)
+	if cfg.Ready != nil {
+		close(cfg.Ready)
+	}
+
+	<-ctx.Done()
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// ensureDefaultNamespace creates "default" on first start.
+func ensureDefaultNamespace(st store.Store) error {
+	return st.Update(func(tx store.Tx) error {
+		_, err := tx.Get(store.Key{Kind: api.KindNamespace, Name: api.DefaultNamespace})
+		if err == nil || !store.IsNotFound(err) {
+			return err
+		}
+		return tx.Put(&api.Namespace{
+			TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: api.KindNamespace},
+			ObjectMeta: api.ObjectMeta{
+				Name: api.DefaultNamespace, UID: api.NewUID(), CreationTimestamp: api.Now(),
+				Labels: map[string]string{"kubernetes.io/metadata.name": api.DefaultNamespace},
+			},
+			Status: api.NamespaceStatus{Phase: "Active"},
+		})
+	})
+}
