@@ -1,0 +1,46 @@
+# Flotilla build, test and quick-start targets. Run `make help` for the list.
+
+GO        ?= go
+BIN       ?= bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DATE      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+
+.PHONY: help build up down status test test-unit test-e2e fuzz lint clean
+
+help: ## Show the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## Build bin/hub and bin/edge-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hub ./hub/cmd/hub
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/edge-agent ./edge-agent/cmd/edge-agent
+
+up: build ## Quick start: hub + broker + containerd + registry + agent, apply the example, show it Running
+	$(GO) run ./test/devstack up
+
+down: ## Stop everything `make up` started and remove its containers
+	$(GO) run ./test/devstack down
+
+status: ## Show what `make up` started
+	$(GO) run ./test/devstack status
+
+test: ## Run the whole test suite (unit and end-to-end; needs root and the daemons, see README)
+	$(GO) test -count=1 -timeout 20m ./...
+
+test-unit: ## Run the tests outside test/ (most need no root and no daemons)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/test/')
+
+test-e2e: ## Run the end-to-end tests only
+	$(GO) test -count=1 -timeout 20m -v ./test/e2e/...
+
+fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$${FUZZTIME:-30s} ./pkg/manifest/
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: the files above need formatting" && exit 1)
+	$(GO) vet ./...
+
+clean: ## Remove build output
+	rm -rf $(BIN) dist
