@@ -96,12 +96,12 @@ func StartContainerd(ctx context.Context, dir string) (*Containerd, error) {
 
 // start runs the daemon and waits for its health check.
 func (c *Containerd) start(ctx context.Context) error {
-	p, err := startProcess("containerd", filepath.Join(c.Dir, "containerd.log"), c.bin,
+	p, err := StartProcess("containerd", filepath.Join(c.Dir, "containerd.log"), c.bin,
 		"--config", c.Config, "--root", c.Root, "--state", c.State, "--address", c.Socket)
 	if err != nil {
 		return err
 	}
-	if err := p.waitReady(ctx, c.serving); err != nil {
+	if err := p.WaitReady(ctx, c.serving); err != nil {
 		p.Stop()
 		return err
 	}
@@ -113,7 +113,7 @@ func (c *Containerd) start(ctx context.Context) error {
 
 // serving asks containerd's health service.
 func (c *Containerd) serving(ctx context.Context) error {
-	if err := dialCheck("unix", c.Socket)(ctx); err != nil {
+	if err := DialCheck("unix", c.Socket)(ctx); err != nil {
 		return err
 	}
 	client, err := containerd.New(c.Socket, containerd.WithTimeout(time.Second))

@@ -50,11 +50,11 @@ func StartMosquitto(ctx context.Context, dir string) (*Mosquitto, error) {
 		if err := os.WriteFile(conf, []byte(fmt.Sprintf(mosquittoConfig, port)), 0o644); err != nil {
 			return nil, fmt.Errorf("mosquitto config: %w", err)
 		}
-		p, err := startProcess("mosquitto", filepath.Join(dir, "mosquitto.log"), bin, "-c", conf)
+		p, err := StartProcess("mosquitto", filepath.Join(dir, "mosquitto.log"), bin, "-c", conf)
 		if err != nil {
 			return nil, err
 		}
-		lastErr = p.waitReady(ctx, dialCheck("tcp", addr))
+		lastErr = p.WaitReady(ctx, DialCheck("tcp", addr))
 		if lastErr == nil {
 			return &Mosquitto{Process: p, URL: "tcp://" + addr, Addr: addr}, nil
 		}

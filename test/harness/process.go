@@ -91,7 +91,7 @@ type Process struct {
 
 // startProcess starts bin with args in a new process group, appending its
 // output to logPath.
-func startProcess(name, logPath, bin string, args ...string) (*Process, error) {
+func StartProcess(name, logPath, bin string, args ...string) (*Process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: open log: %w", name, err)
@@ -193,10 +193,10 @@ func (p *Process) exitError() error {
 	return fmt.Errorf("%s exited on its own", p.name)
 }
 
-// waitReady polls check until it succeeds, the process exits, ctx ends or
+// WaitReady polls check until it succeeds, the process exits, ctx ends or
 // ReadyTimeout passes. The error carries the last check error and the tail
 // of the daemon's log.
-func (p *Process) waitReady(ctx context.Context, check func(context.Context) error) error {
+func (p *Process) WaitReady(ctx context.Context, check func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
 	defer cancel()
 	ticker := time.NewTicker(pollInterval)
@@ -245,8 +245,8 @@ func tailFile(path string, n int64) string {
 	return s
 }
 
-// dialCheck succeeds once network/addr accepts a connection.
-func dialCheck(network, addr string) func(context.Context) error {
+// DialCheck succeeds once network/addr accepts a connection.
+func DialCheck(network, addr string) func(context.Context) error {
 	return func(ctx context.Context) error {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, network, addr)
@@ -254,5 +254,19 @@ func dialCheck(network, addr string) func(context.Context) error {
 			return err
 		}
 		return conn.Close()
+	}
+}
+
+// Kill sends SIGKILL to the process group at once and waits for the exit,
+// as a power cut or an OOM kill would end a daemon.
+func (p *Process) Kill() error {
+	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill %s: %w", p.name, err)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(StopTimeout):
+		return fmt.Errorf("kill %s: still running %s after SIGKILL", p.name, StopTimeout)
 	}
 }

@@ -44,9 +44,33 @@ type Registry struct {
 	Dir  string
 }
 
-// StartRegistry starts a registry storing under dir and returns once GET
-// /v2/ answers 200.
+// StartRegistry starts a registry storing under dir on a free port of
+// 127.0.0.1 and returns once GET /v2/ answers 200.
 func StartRegistry(ctx context.Context, dir string) (*Registry, error) {
+	var lastErr error
+	for range portAttempts {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		r, err := StartRegistryAt(ctx, dir, fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			return r, nil
+		}
+		lastErr = err
+		if !errors.Is(err, ErrAddressInUse) {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+// ErrAddressInUse is wrapped when a daemon could not bind its address.
+var ErrAddressInUse = errors.New("address already in use")
+
+// StartRegistryAt starts a registry storing under dir and serving addr
+// (host:port), and returns once GET /v2/ answers 200.
+func StartRegistryAt(ctx context.Context, dir, addr string) (*Registry, error) {
 	bin, err := FindBinary("docker-registry")
 	if err != nil {
 		return nil, err
@@ -55,31 +79,22 @@ func StartRegistry(ctx context.Context, dir string) (*Registry, error) {
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return nil, fmt.Errorf("registry dir: %w", err)
 	}
-	var lastErr error
-	for range portAttempts {
-		port, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		cfgPath := filepath.Join(dir, "config.yml")
-		if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(registryConfig, data, addr)), 0o644); err != nil {
-			return nil, fmt.Errorf("registry config: %w", err)
-		}
-		p, err := startProcess("docker-registry", filepath.Join(dir, "registry.log"), bin, "serve", cfgPath)
-		if err != nil {
-			return nil, err
-		}
-		lastErr = p.waitReady(ctx, registryCheck(addr))
-		if lastErr == nil {
-			return &Registry{Process: p, Addr: addr, Dir: dir}, nil
-		}
-		p.Stop()
-		if !strings.Contains(p.Logs(), "address already in use") {
-			break
-		}
+	cfgPath := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(registryConfig, data, addr)), 0o644); err != nil {
+		return nil, fmt.Errorf("registry config: %w", err)
 	}
-	return nil, fmt.Errorf("start registry: %w", lastErr)
+	p, err := StartProcess("docker-registry", filepath.Join(dir, "registry.log"), bin, "serve", cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.WaitReady(ctx, registryCheck(addr)); err != nil {
+		p.Stop()
+		if strings.Contains(p.Logs(), "address already in use") {
+			return nil, fmt.Errorf("start registry on %s: %w", addr, ErrAddressInUse)
+		}
+		return nil, fmt.Errorf("start registry: %w", err)
+	}
+	return &Registry{Process: p, Addr: addr, Dir: dir}, nil
 }
 
 // registryCheck succeeds once GET /v2/ returns 200.

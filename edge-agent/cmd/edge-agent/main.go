@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	goruntime "runtime"
 	"syscall"
 	"time"
@@ -84,7 +85,11 @@ func newRootCommand() *cobra.Command {
 		if err := api.ValidateDNSSubdomain(nodeName); err != nil {
 			return fmt.Errorf("--node-name: %w", err)
 		}
-		stateDir := v.GetString("state-dir")
+		// containerd needs absolute paths for log files and mounts.
+		stateDir, err := filepath.Abs(v.GetString("state-dir"))
+		if err != nil {
+			return fmt.Errorf("--state-dir: %w", err)
+		}
 		if err := agent.EnsureDirs(stateDir); err != nil {
 			return err
 		}

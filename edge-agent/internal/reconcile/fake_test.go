@@ -18,6 +18,7 @@ type fakeRuntime struct {
 	specs      map[string]ContainerSpec
 	images     map[string]bool
 	pullErr    map[string]error
+	startErr   error
 	calls      []string
 	exits      chan Exit
 }
@@ -84,6 +85,9 @@ func (f *fakeRuntime) Start(ctx context.Context, id, logPath string) error {
 		return fmt.Errorf("start %s: %w", id, ErrNotFound)
 	}
 	f.record("start %s", c.Labels[LabelContainer])
+	if f.startErr != nil {
+		return f.startErr
+	}
 	c.State = TaskRunning
 	c.StartedAt = f.now()
 	c.ExitCode = 0

@@ -59,19 +59,23 @@ type Reconciler struct {
 	wake chan struct{}
 
 	mu      sync.Mutex
-	busy    map[string]bool      // pod UID (or orphan key) → worker running
-	waiting map[string]waitState // container ID → why it is not running
-	pulls   map[string]pullState // container ID → image pull back-off
+	busy    map[string]bool       // pod UID (or orphan key) → worker running
+	waiting map[string]waitState  // container ID → why it is not running
+	retries map[string]retryState // container ID → back-off after a failed pull, create or start
 	wg      sync.WaitGroup
 
 	lastReport *wire.PodStatusReport
+	revision   uint64 // of the snapshot the current pass works from; guarded by mu
 }
 
 type waitState struct {
 	reason, message string
 }
 
-type pullState struct {
+// retryState is the back-off of a container whose pull, create or start
+// failed, so a persistent failure is retried at kubelet's pace, not in a
+// hot loop.
+type retryState struct {
 	failures int
 	next     time.Time
 }
@@ -111,7 +115,7 @@ func New(cfg Config) *Reconciler {
 		wake:    make(chan struct{}, 1),
 		busy:    map[string]bool{},
 		waiting: map[string]waitState{},
-		pulls:   map[string]pullState{},
+		retries: map[string]retryState{},
 	}
 }
 
@@ -173,6 +177,9 @@ func (r *Reconciler) Sync(ctx context.Context) time.Time {
 		r.log.Error("read desired snapshot", "err", err)
 		return r.now().Add(time.Second)
 	}
+	r.mu.Lock()
+	r.revision = snap.Revision
+	r.mu.Unlock()
 	containers, err := r.cfg.Runtime.List(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -236,17 +243,24 @@ func (r *Reconciler) planPod(ctx context.Context, plan *podPlan) time.Time {
 		c, exists := plan.current[spec.Name]
 		switch {
 		case !exists:
-			if wait := r.pullWait(id); !wait.IsZero() {
+			if wait := r.retryWait(id); !wait.IsZero() {
 				next = earliest(next, wait)
 				continue
 			}
 			todo = append(todo, func(ctx context.Context) { r.createAndStart(ctx, pod, spec) })
 		case c.State == TaskNone || c.State == TaskCreated:
+			if wait := r.retryWait(id); !wait.IsZero() {
+				next = earliest(next, wait)
+				continue
+			}
 			todo = append(todo, func(ctx context.Context) { r.start(ctx, pod, c.ID, false) })
 		case c.State == TaskExited:
 			at, restart := r.exitedPlan(pod, c)
 			if !restart {
 				continue
+			}
+			if wait := r.retryWait(c.ID); wait.After(at) {
+				at = wait
 			}
 			if now := r.now(); at.After(now) {
 				next = earliest(next, at)
@@ -357,15 +371,15 @@ func (r *Reconciler) setWaiting(id, reason, message string) {
 func (r *Reconciler) clearWaiting(id string) {
 	r.mu.Lock()
 	delete(r.waiting, id)
-	delete(r.pulls, id)
+	delete(r.retries, id)
 	r.mu.Unlock()
 }
 
-// pullWait returns when a failed pull for id may be retried, or zero.
-func (r *Reconciler) pullWait(id string) time.Time {
+// retryWait returns when a failed step for id may be retried, or zero.
+func (r *Reconciler) retryWait(id string) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	p, ok := r.pulls[id]
+	p, ok := r.retries[id]
 	if !ok || !p.next.After(r.now()) {
 		return time.Time{}
 	}
@@ -375,18 +389,24 @@ func (r *Reconciler) pullWait(id string) time.Time {
 	return p.next
 }
 
+// failed records why a container could not be pulled, created or started
+// and backs off its next attempt.
+func (r *Reconciler) failed(id, reason string, err error) {
+	r.mu.Lock()
+	p := r.retries[id]
+	p.failures++
+	p.next = r.now().Add(backoffDelay(p.failures))
+	r.retries[id] = p
+	r.waiting[id] = waitState{reason: reason, message: err.Error()}
+	r.mu.Unlock()
+}
+
 func (r *Reconciler) pullFailed(id string, err error) {
 	reason := reasonErrImagePull
 	if errors.Is(err, ErrImageNeverPull) {
 		reason = reasonErrNeverPull
 	}
-	r.mu.Lock()
-	p := r.pulls[id]
-	p.failures++
-	p.next = r.now().Add(backoffDelay(p.failures))
-	r.pulls[id] = p
-	r.waiting[id] = waitState{reason: reason, message: err.Error()}
-	r.mu.Unlock()
+	r.failed(id, reason, err)
 }
 
 // createAndStart pulls, creates and starts one container.
@@ -418,13 +438,13 @@ func (r *Reconciler) create(ctx context.Context, pod *wire.SnapshotPod, spec *ap
 	cs, err := r.containerSpec(pod, spec)
 	if err != nil {
 		log.Warn("container config", "err", err)
-		r.setWaiting(id, reasonConfigError, err.Error())
+		r.failed(id, reasonConfigError, err)
 		return false
 	}
 	if err := r.cfg.Runtime.Create(ctx, cs); err != nil && !errors.Is(err, ErrAlreadyExists) {
 		if ctx.Err() == nil {
 			log.Warn("create container", "err", err)
-			r.setWaiting(id, reasonCreateError, err.Error())
+			r.failed(id, reasonCreateError, err)
 		}
 		return false
 	}
@@ -454,7 +474,7 @@ func (r *Reconciler) start(ctx context.Context, pod *wire.SnapshotPod, id string
 			return
 		}
 		log.Warn("start container", "err", err)
-		r.setWaiting(id, reasonRunError, err.Error())
+		r.failed(id, reasonRunError, err)
 		return
 	}
 	r.clearWaiting(id)
@@ -535,6 +555,9 @@ func (r *Reconciler) containerSpec(pod *wire.SnapshotPod, c *api.Container) (Con
 	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil {
 		grace = *g
 	}
+	r.mu.Lock()
+	revision := r.revision
+	r.mu.Unlock()
 	cs := ContainerSpec{
 		ID: ContainerID(pod, c.Name),
 		Labels: map[string]string{
@@ -543,6 +566,7 @@ func (r *Reconciler) containerSpec(pod *wire.SnapshotPod, c *api.Container) (Con
 			LabelPodNamespace:    pod.Namespace,
 			LabelSpecHash:        pod.SpecHash,
 			LabelContainer:       c.Name,
+			LabelRevision:        strconv.FormatUint(revision, 10),
 			labelGracePeriodSecs: strconv.FormatInt(grace, 10),
 		},
 		Image:      c.Image,

@@ -86,7 +86,7 @@ func TestCreatesAndStartsDesiredPods(t *testing.T) {
 	if !ok || c.State != TaskRunning {
 		t.Fatalf("container not running: %+v", c)
 	}
-	for _, l := range []string{LabelPodUID, LabelPodName, LabelPodNamespace, LabelSpecHash, LabelContainer} {
+	for _, l := range []string{LabelPodUID, LabelPodName, LabelPodNamespace, LabelSpecHash, LabelContainer, LabelRevision} {
 		if c.Labels[l] == "" {
 			t.Errorf("label %s missing", l)
 		}
@@ -443,5 +443,30 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatalf("condition not met within 5s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestFailedStartBacksOff(t *testing.T) {
+	h := newHarness(t)
+	h.rt.startErr = errors.New("runc: exec format error")
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	h.rt.takeCalls()
+	for i := 0; i < 5; i++ {
+		h.sync()
+	}
+	if calls := h.rt.takeCalls(); len(calls) != 0 {
+		t.Fatalf("a failing start was retried inside its back-off: %v", calls)
+	}
+	st := h.lastStatus("web").ContainerStatuses[0]
+	if st.State.Waiting == nil || st.State.Waiting.Reason != reasonRunError || !strings.Contains(st.State.Waiting.Message, "exec format") {
+		t.Fatalf("state = %+v", st.State)
+	}
+	h.rt.startErr = nil
+	h.clock.Advance(11 * time.Second)
+	h.sync()
+	if c, _ := h.rt.get(ContainerID(&p, "main")); c.State != TaskRunning {
+		t.Fatalf("not started after the back-off: %+v", c)
 	}
 }

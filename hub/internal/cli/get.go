@@ -120,7 +120,7 @@ func runGet(ctx context.Context, e *env, c *client.Client, o *getOptions, target
 			return err
 		}
 	}
-	if structured {
+	if structured && !(len(all) == 0 && failed != nil) {
 		if single && len(all) == 1 {
 			if err := printer.PrintObjects(e.out, o.output, all); err != nil {
 				return err
