@@ -7,16 +7,29 @@ COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DATE      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 
-.PHONY: help build up down status test test-unit test-e2e fuzz lint clean
+.PHONY: help deps build up down status test test-unit test-e2e fuzz lint clean
+
+# Debian packages the quick start and the tests run.
+DEB_PACKAGES := containerd runc docker-registry mosquitto mosquitto-clients busybox-static qemu-user-static iproute2
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+deps: ## Install the Debian packages the quick start and tests need, if any is missing
+	@missing=""; \
+	for b in containerd runc docker-registry mosquitto busybox; do \
+	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || [ -x /sbin/$$b ] || missing="$$missing $$b"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "missing:$$missing; installing $(DEB_PACKAGES)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES); \
+	fi
 
 build: ## Build bin/hub and bin/edge-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hub ./hub/cmd/hub
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/edge-agent ./edge-agent/cmd/edge-agent
 
-up: build ## Quick start: hub + broker + containerd + registry + agent, apply the example, show it Running
+up: deps build ## Quick start: hub + broker + containerd + registry + agent, apply the example, show it Running
 	$(GO) run ./test/devstack up
 
 down: ## Stop everything `make up` started and remove its containers
@@ -25,13 +38,13 @@ down: ## Stop everything `make up` started and remove its containers
 status: ## Show what `make up` started
 	$(GO) run ./test/devstack status
 
-test: ## Run the whole test suite (unit and end-to-end; needs root and the daemons, see README)
+test: deps ## Run the whole test suite (unit and end-to-end; needs root)
 	$(GO) test -count=1 -timeout 20m ./...
 
 test-unit: ## Run the tests outside test/ (most need no root and no daemons)
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/test/')
 
-test-e2e: ## Run the end-to-end tests only
+test-e2e: deps ## Run the end-to-end tests only
 	$(GO) test -count=1 -timeout 20m -v ./test/e2e/...
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s)

@@ -1,0 +1,388 @@
+// Command bench measures Flotilla's latencies on this machine against real
+// parts: it starts containerd, a registry, the hub (embedded broker) and one
+// agent, like the end-to-end tests, and times scenarios from the outside,
+// reading containerd's own events for when a container really started.
+//
+//	go run ./test/bench -scenario apply -n 20      # hub apply → container running (image present)
+//	go run ./test/bench -scenario restart -n 50    # task killed → replacement running
+//
+// It prints one line per scenario with min, median, p95 and max, and with
+// -json writes the same figures as JSON. It needs root.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	containerd "github.com/containerd/containerd"
+	eventsapi "github.com/containerd/containerd/api/events"
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/typeurl/v2"
+
+	"github.com/flotilla-edge/flotilla/test/harness"
+	"github.com/flotilla-edge/flotilla/test/images"
+)
+
+func main() {
+	scenario := flag.String("scenario", "apply", "scenario to run: apply, restart, all")
+	n := flag.Int("n", 20, "samples per scenario")
+	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
+	flag.Parse()
+	if err := run(*scenario, *n, *jsonOut); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// Result is one scenario's figures.
+type Result struct {
+	Scenario string        `json:"scenario"`
+	Samples  int           `json:"samples"`
+	Min      time.Duration `json:"min_ns"`
+	Median   time.Duration `json:"median_ns"`
+	P95      time.Duration `json:"p95_ns"`
+	Max      time.Duration `json:"max_ns"`
+}
+
+func (r Result) String() string {
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+	return fmt.Sprintf("%-8s n=%-3d min %-7s median %-7s p95 %-7s max %s", r.Scenario, r.Samples, ms(r.Min), ms(r.Median), ms(r.P95), ms(r.Max))
+}
+
+func summarize(name string, samples []time.Duration) Result {
+	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
+	pick := func(q float64) time.Duration {
+		i := int(q*float64(len(samples)-1) + 0.5)
+		return samples[i]
+	}
+	return Result{Scenario: name, Samples: len(samples), Min: samples[0], Median: pick(0.5), P95: pick(0.95), Max: samples[len(samples)-1]}
+}
+
+type stack struct {
+	dir    string
+	ctd    *harness.Containerd
+	reg    *harness.Registry
+	hub    *harness.Process
+	agent  *harness.Process
+	server string
+	hubBin string
+	image  string
+	ns     string
+	client *containerd.Client
+}
+
+func run(scenario string, n int, jsonOut string) error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (containerd, runc)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	s, err := setup(ctx)
+	if s != nil {
+		defer s.close()
+	}
+	if err != nil {
+		return err
+	}
+	var results []Result
+	if scenario == "apply" || scenario == "all" {
+		r, err := s.applyLatency(ctx, n)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	if scenario == "restart" || scenario == "all" {
+		r, err := s.restartLatency(ctx, n)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	if len(results) == 0 {
+		return fmt.Errorf("unknown scenario %q", scenario)
+	}
+	for _, r := range results {
+		fmt.Println(r)
+	}
+	if jsonOut != "" {
+		b, _ := json.MarshalIndent(results, "", "  ")
+		return os.WriteFile(jsonOut, b, 0o644)
+	}
+	return nil
+}
+
+func setup(ctx context.Context) (*stack, error) {
+	dir, err := os.MkdirTemp("", "flotilla-bench-")
+	if err != nil {
+		return nil, err
+	}
+	s := &stack{dir: dir, ns: "bench"}
+	s.hubBin = filepath.Join(dir, "bin", "hub")
+	agentBin := filepath.Join(dir, "bin", "edge-agent")
+	for out, pkg := range map[string]string{s.hubBin: "./hub/cmd/hub", agentBin: "./edge-agent/cmd/edge-agent"} {
+		if b, err := exec.CommandContext(ctx, "go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+			return s, fmt.Errorf("go build %s (run from the repository root): %w\n%s", pkg, err, b)
+		}
+	}
+	if s.ctd, err = harness.StartContainerd(ctx, filepath.Join(dir, "containerd")); err != nil {
+		return s, err
+	}
+	if s.reg, err = harness.StartRegistry(ctx, filepath.Join(dir, "registry")); err != nil {
+		return s, err
+	}
+	img, err := images.BuildBusybox("amd64")
+	if err != nil {
+		return s, err
+	}
+	s.image = s.reg.Addr + "/bench/busybox:v1"
+	if _, err := images.Push(ctx, img, s.image); err != nil {
+		return s, err
+	}
+	httpPort, _ := harness.FreePort()
+	mqttPort, _ := harness.FreePort()
+	s.server = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	if s.hub, err = harness.StartProcess("hub", filepath.Join(dir, "hub.log"), s.hubBin, "serve",
+		"--data-dir", filepath.Join(dir, "hub"), "--http-listen", fmt.Sprintf("127.0.0.1:%d", httpPort),
+		"--mqtt-listen", fmt.Sprintf("127.0.0.1:%d", mqttPort), "--log-level", "warn"); err != nil {
+		return s, err
+	}
+	if err := s.hub.WaitReady(ctx, func(ctx context.Context) error { return s.cli(ctx, "", "get", "nodes") }); err != nil {
+		return s, err
+	}
+	if s.agent, err = harness.StartProcess("edge-agent", filepath.Join(dir, "agent.log"), agentBin,
+		"--broker", fmt.Sprintf("tcp://127.0.0.1:%d", mqttPort), "--node-name", "bench-node",
+		"--containerd-socket", s.ctd.Socket, "--containerd-namespace", s.ns, "--state-dir", filepath.Join(dir, "agent"),
+		"--insecure-registry", s.reg.Addr, "--log-level", "warn"); err != nil {
+		return s, err
+	}
+	if s.client, err = containerd.New(s.ctd.Socket, containerd.WithTimeout(5*time.Second), containerd.WithDefaultRuntime("io.containerd.runc.v2")); err != nil {
+		return s, err
+	}
+	// Wait for the node, then pull the image once with a warm-up pod, so
+	// the samples measure apply → running with the image present.
+	if err := s.hub.WaitReady(ctx, func(ctx context.Context) error {
+		return s.cli(ctx, "", "get", "node", "bench-node")
+	}); err != nil {
+		return s, err
+	}
+	if _, err := s.applyAndWait(ctx, "warmup"); err != nil {
+		return s, err
+	}
+	return s, s.deleteAndWait(ctx, "warmup")
+}
+
+func (s *stack) close() {
+	if s.client != nil {
+		s.client.Close()
+	}
+	if s.agent != nil {
+		_ = s.agent.Stop()
+	}
+	if s.hub != nil {
+		_ = s.hub.Stop()
+	}
+	if s.reg != nil {
+		_ = s.reg.Stop()
+	}
+	if s.ctd != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_ = s.ctd.Close(ctx)
+		cancel()
+	}
+	os.RemoveAll(s.dir)
+}
+
+func (s *stack) cli(ctx context.Context, stdin string, args ...string) error {
+	cmd := exec.CommandContext(ctx, s.hubBin, append(args, "--server", s.server)...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("hub %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func manifest(name, image string) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: %s}
+spec:
+  selector: {matchLabels: {app: %s}}
+  template:
+    metadata: {labels: {app: %s}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+        - {name: main, image: %q, imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}
+`, name, name, name, image)
+}
+
+// events subscribes to containerd's task events in the bench namespace.
+func (s *stack) events(ctx context.Context) (<-chan taskEvent, <-chan error) {
+	ch, errs := s.client.Subscribe(ctx, `topic=="/tasks/start"`, `topic=="/tasks/exit"`)
+	out := make(chan taskEvent, 64)
+	go func() {
+		defer close(out)
+		for env := range ch {
+			if env.Namespace != s.ns {
+				continue
+			}
+			v, err := typeurl.UnmarshalAny(env.Event)
+			if err != nil {
+				continue
+			}
+			switch e := v.(type) {
+			case *eventsapi.TaskStart:
+				out <- taskEvent{start: true, container: e.ContainerID, at: env.Timestamp}
+			case *eventsapi.TaskExit:
+				if e.ID == e.ContainerID {
+					out <- taskEvent{container: e.ContainerID, at: env.Timestamp}
+				}
+			}
+		}
+	}()
+	return out, errs
+}
+
+type taskEvent struct {
+	start     bool
+	container string
+	at        time.Time
+}
+
+// applyAndWait applies a DaemonSet and returns the time from just before
+// `hub apply` to containerd's TaskStart for its container.
+func (s *stack) applyAndWait(ctx context.Context, name string) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	evs, errs := s.events(ctx)
+	t0 := time.Now()
+	if err := s.cli(ctx, manifest(name, s.image), "apply", "-f", "-"); err != nil {
+		return 0, err
+	}
+	for {
+		select {
+		case ev, ok := <-evs:
+			if !ok {
+				return 0, fmt.Errorf("event stream closed")
+			}
+			if ev.start && strings.Contains(ev.container, "_"+name+"-") {
+				return ev.at.Sub(t0), nil
+			}
+		case err := <-errs:
+			return 0, fmt.Errorf("containerd events: %w", err)
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%s did not start within a minute", name)
+		}
+	}
+}
+
+func (s *stack) deleteAndWait(ctx context.Context, name string) error {
+	if err := s.cli(ctx, "", "delete", "ds", name); err != nil {
+		return err
+	}
+	nctx := namespaces.WithNamespace(ctx, s.ns)
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		cs, err := s.client.Containers(nctx)
+		if err != nil {
+			return err
+		}
+		if len(cs) == 0 {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not removed within a minute", name)
+}
+
+func (s *stack) applyLatency(ctx context.Context, n int) (Result, error) {
+	var samples []time.Duration
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("apply%d", i)
+		d, err := s.applyAndWait(ctx, name)
+		if err != nil {
+			return Result{}, err
+		}
+		samples = append(samples, d)
+		if err := s.deleteAndWait(ctx, name); err != nil {
+			return Result{}, err
+		}
+	}
+	return summarize("apply", samples), nil
+}
+
+// restartLatency measures the first restart of a crashed container:
+// containerd's TaskExit of a killed task → the next TaskStart of that
+// container. Only a first crash restarts at once (later ones back off, as
+// in kubelet), so every sample uses a fresh pod.
+func (s *stack) restartLatency(ctx context.Context, n int) (Result, error) {
+	nctx := namespaces.WithNamespace(ctx, s.ns)
+	var samples []time.Duration
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("crash%d", i)
+		if _, err := s.applyAndWait(ctx, name); err != nil {
+			return Result{}, err
+		}
+		cs, err := s.client.Containers(nctx)
+		if err != nil || len(cs) != 1 {
+			return Result{}, fmt.Errorf("want one container, got %d (%v)", len(cs), err)
+		}
+		d, err := s.killAndWait(ctx, cs[0])
+		if err != nil {
+			return Result{}, err
+		}
+		samples = append(samples, d)
+		if err := s.deleteAndWait(ctx, name); err != nil {
+			return Result{}, err
+		}
+	}
+	return summarize("restart", samples), nil
+}
+
+func (s *stack) killAndWait(ctx context.Context, ctr containerd.Container) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	nctx := namespaces.WithNamespace(ctx, s.ns)
+	evs, errs := s.events(ctx)
+	task, err := ctr.Task(nctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	if err := task.Kill(nctx, 9); err != nil {
+		return 0, err
+	}
+	var exitAt time.Time
+	for {
+		select {
+		case ev, ok := <-evs:
+			if !ok {
+				return 0, fmt.Errorf("event stream closed")
+			}
+			if ev.container != ctr.ID() {
+				continue
+			}
+			if !ev.start && exitAt.IsZero() {
+				exitAt = ev.at
+			}
+			if ev.start && !exitAt.IsZero() {
+				return ev.at.Sub(exitAt), nil
+			}
+		case err := <-errs:
+			return 0, fmt.Errorf("containerd events: %w", err)
+		case <-ctx.Done():
+			return 0, fmt.Errorf("no restart within 10 minutes")
+		}
+	}
+}
