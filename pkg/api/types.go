@@ -326,3 +326,13 @@ type DaemonSetStatus struct {
 	NumberAvailable        int32 `json:"numberAvailable,omitempty"`
 	NumberUnavailable      int32 `json:"numberUnavailable,omitempty"`
 }
+
+// IsReady reports whether the pod's Ready condition is True.
+func (p *Pod) IsReady() bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == PodReady {
+			return c.Status == ConditionTrue
+		}
+	}
+	return false
+}

@@ -273,7 +273,7 @@ func Plan(dss []*api.DaemonSet, nodes []*api.Node, pods []*api.Pod, now api.Time
 				continue
 			}
 			status.UpdatedNumberScheduled++
-			if podReady(pod) {
+			if pod.IsReady() {
 				status.NumberReady++
 				status.NumberAvailable++
 			}
@@ -294,15 +294,6 @@ func Plan(dss []*api.DaemonSet, nodes []*api.Node, pods []*api.Pod, now api.Time
 		}
 	}
 	return res
-}
-
-func podReady(p *api.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == api.PodReady {
-			return c.Status == api.ConditionTrue
-		}
-	}
-	return false
 }
 
 // PodName is the name of ds's pod on node: stable, so that the pod keeps

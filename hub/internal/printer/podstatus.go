@@ -53,7 +53,7 @@ func summarizePod(p *api.Pod) podSummary {
 		}
 	}
 	if s.status == "Completed" && hasRunning {
-		if podReadyTrue(p) {
+		if p.IsReady() {
 			s.status = api.PodRunning
 		} else {
 			s.status = "NotReady"
@@ -61,16 +61,6 @@ func summarizePod(p *api.Pod) podSummary {
 	}
 	// Terminating (a pending deletion) has no field in Flotilla's types yet.
 	return s
-}
-
-// podReadyTrue reports whether the pod's Ready condition is True.
-func podReadyTrue(p *api.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == api.PodReady {
-			return c.Status == api.ConditionTrue
-		}
-	}
-	return false
 }
 
 // restartsColumn is kubectl ≥1.28's RESTARTS cell: "5 (3m ago)", or just
