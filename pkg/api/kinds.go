@@ -22,10 +22,13 @@ type KindInfo struct {
 
 // Kind names.
 const (
-	KindNamespace = "Namespace"
-	KindNode      = "Node"
-	KindPod       = "Pod"
-	KindDaemonSet = "DaemonSet"
+	KindNamespace          = "Namespace"
+	KindNode               = "Node"
+	KindPod                = "Pod"
+	KindDaemonSet          = "DaemonSet"
+	KindDeployment         = "Deployment"
+	KindControllerRevision = "ControllerRevision"
+	KindEvent              = "Event"
 )
 
 // kinds is the fixed table of supported resource types.
@@ -38,6 +41,12 @@ var kinds = []KindInfo{
 		New: func() Object { return &Pod{} }},
 	{Kind: KindDaemonSet, APIVersion: "apps/v1", Resource: "daemonsets", Singular: "daemonset", ShortNames: []string{"ds"}, Namespaced: true, Writable: true,
 		New: func() Object { return &DaemonSet{} }},
+	{Kind: KindDeployment, APIVersion: "apps/v1", Resource: "deployments", Singular: "deployment", ShortNames: []string{"deploy"}, Namespaced: true, Writable: true,
+		New: func() Object { return &Deployment{} }},
+	{Kind: KindControllerRevision, APIVersion: "apps/v1", Resource: "controllerrevisions", Singular: "controllerrevision", Namespaced: true,
+		New: func() Object { return &ControllerRevision{} }},
+	{Kind: KindEvent, APIVersion: "v1", Resource: "events", Singular: "event", ShortNames: []string{"ev"}, Namespaced: true,
+		New: func() Object { return &Event{} }},
 }
 
 // Kinds returns every supported resource type.

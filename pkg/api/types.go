@@ -139,7 +139,33 @@ type PodSpec struct {
 	NodeSelector                  map[string]string `json:"nodeSelector,omitempty"`
 	NodeName                      string            `json:"nodeName,omitempty"`
 	HostNetwork                   bool              `json:"hostNetwork,omitempty"`
+	Tolerations                   []Toleration      `json:"tolerations,omitempty"`
 }
+
+// Toleration lets a pod stay on (or be scheduled to) a node with a matching
+// taint. Flotilla uses it for node.kubernetes.io/unreachable and
+// node.kubernetes.io/not-ready: tolerationSeconds is how long a Deployment's
+// pod stays on a node that is not Ready before it is replaced elsewhere.
+type Toleration struct {
+	Key               string `json:"key,omitempty"`
+	Operator          string `json:"operator,omitempty"`
+	Value             string `json:"value,omitempty"`
+	Effect            string `json:"effect,omitempty"`
+	TolerationSeconds *int64 `json:"tolerationSeconds,omitempty"`
+}
+
+// Well-known taints, toleration operators and effects.
+const (
+	TaintNodeUnreachable = "node.kubernetes.io/unreachable"
+	TaintNodeNotReady    = "node.kubernetes.io/not-ready"
+
+	TolerationOpExists = "Exists"
+	TolerationOpEqual  = "Equal"
+
+	TaintEffectNoSchedule       = "NoSchedule"
+	TaintEffectPreferNoSchedule = "PreferNoSchedule"
+	TaintEffectNoExecute        = "NoExecute"
+)
 
 // Container is the supported subset of Kubernetes' Container.
 type Container struct {
@@ -153,6 +179,54 @@ type Container struct {
 	Ports           []ContainerPort      `json:"ports,omitempty"`
 	Resources       ResourceRequirements `json:"resources,omitempty"`
 	VolumeMounts    []VolumeMount        `json:"volumeMounts,omitempty"`
+	LivenessProbe   *Probe               `json:"livenessProbe,omitempty"`
+	ReadinessProbe  *Probe               `json:"readinessProbe,omitempty"`
+	StartupProbe    *Probe               `json:"startupProbe,omitempty"`
+}
+
+// Probe is a health check of a container, with Kubernetes' timing fields.
+// Zero timing fields take Kubernetes' defaults: timeoutSeconds 1,
+// periodSeconds 10, successThreshold 1, failureThreshold 3.
+type Probe struct {
+	ProbeHandler        `json:",inline"`
+	InitialDelaySeconds int32 `json:"initialDelaySeconds,omitempty"`
+	TimeoutSeconds      int32 `json:"timeoutSeconds,omitempty"`
+	PeriodSeconds       int32 `json:"periodSeconds,omitempty"`
+	SuccessThreshold    int32 `json:"successThreshold,omitempty"`
+	FailureThreshold    int32 `json:"failureThreshold,omitempty"`
+}
+
+// ProbeHandler says how to probe; exactly one member is set.
+type ProbeHandler struct {
+	Exec      *ExecAction      `json:"exec,omitempty"`
+	HTTPGet   *HTTPGetAction   `json:"httpGet,omitempty"`
+	TCPSocket *TCPSocketAction `json:"tcpSocket,omitempty"`
+}
+
+// ExecAction runs a command in the container; exit code 0 is success.
+type ExecAction struct {
+	Command []string `json:"command,omitempty"`
+}
+
+// HTTPGetAction sends a GET; a status from 200 to 399 is success.
+type HTTPGetAction struct {
+	Path        string       `json:"path,omitempty"`
+	Port        IntOrString  `json:"port"`
+	Host        string       `json:"host,omitempty"`
+	Scheme      string       `json:"scheme,omitempty"`
+	HTTPHeaders []HTTPHeader `json:"httpHeaders,omitempty"`
+}
+
+// HTTPHeader is one header of an HTTP probe.
+type HTTPHeader struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// TCPSocketAction opens a TCP connection; connecting is success.
+type TCPSocketAction struct {
+	Port IntOrString `json:"port"`
+	Host string      `json:"host,omitempty"`
 }
 
 // EnvVar is an environment variable with a literal value.
@@ -309,22 +383,243 @@ type DaemonSet struct {
 	Status     DaemonSetStatus `json:"status,omitempty"`
 }
 
-// DaemonSetSpec is the supported subset of Kubernetes' DaemonSetSpec.
+// DaemonSetSpec is the supported subset of Kubernetes' DaemonSetSpec,
+// plus Flotilla's fleet rollout extensions in Rollout.
 type DaemonSetSpec struct {
-	Selector *LabelSelector  `json:"selector"`
-	Template PodTemplateSpec `json:"template"`
+	Selector             *LabelSelector          `json:"selector"`
+	Template             PodTemplateSpec         `json:"template"`
+	UpdateStrategy       DaemonSetUpdateStrategy `json:"updateStrategy,omitempty"`
+	MinReadySeconds      int32                   `json:"minReadySeconds,omitempty"`
+	RevisionHistoryLimit *int32                  `json:"revisionHistoryLimit,omitempty"`
+	// Rollout holds Flotilla's fleet extensions; Kubernetes has no such field.
+	Rollout *RolloutSpec `json:"rollout,omitempty"`
 }
 
-// DaemonSetStatus counts the DaemonSet's pods, with Kubernetes' names.
+// Update strategy types.
+const (
+	RollingUpdateStrategy = "RollingUpdate"
+	OnDeleteStrategy      = "OnDelete"
+	RecreateStrategy      = "Recreate"
+)
+
+// DaemonSetUpdateStrategy is how a template change reaches the nodes.
+type DaemonSetUpdateStrategy struct {
+	// Type is RollingUpdate (the default) or OnDelete.
+	Type          string                  `json:"type,omitempty"`
+	RollingUpdate *RollingUpdateDaemonSet `json:"rollingUpdate,omitempty"`
+}
+
+// RollingUpdateDaemonSet bounds a rolling update: at most maxUnavailable
+// nodes without an available pod (default 1), at most maxSurge nodes running
+// an old and a new pod at once (default 0).
+type RollingUpdateDaemonSet struct {
+	MaxUnavailable *IntOrString `json:"maxUnavailable,omitempty"`
+	MaxSurge       *IntOrString `json:"maxSurge,omitempty"`
+}
+
+// RolloutSpec is Flotilla's fleet rollout extension to DaemonSets and
+// Deployments.
+type RolloutSpec struct {
+	// Canary updates these nodes first, then pauses.
+	Canary *CanarySpec `json:"canary,omitempty"`
+	// MaxFailures is how many nodes (or what share) may fail to become
+	// Ready within ProgressDeadlineSeconds before the rollout stops.
+	MaxFailures *IntOrString `json:"maxFailures,omitempty"`
+	// OnFailure is Pause (default) or Rollback.
+	OnFailure string `json:"onFailure,omitempty"`
+	// OfflineNodes is Skip (default: offline nodes do not hold the rollout
+	// back; they update when they return) or Wait.
+	OfflineNodes string `json:"offlineNodes,omitempty"`
+	// PrePull stages the new images on every target node before the first
+	// wave starts.
+	PrePull bool `json:"prePull,omitempty"`
+	// ProgressDeadlineSeconds is how long a node's new pod may take to
+	// become Ready before it counts as failed (default 600).
+	ProgressDeadlineSeconds *int32 `json:"progressDeadlineSeconds,omitempty"`
+	// Paused stops the rollout where it is (hub rollout pause/resume).
+	Paused bool `json:"paused,omitempty"`
+}
+
+// CanarySpec picks the canary nodes, by selector or by count.
+type CanarySpec struct {
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	Count        *IntOrString      `json:"count,omitempty"`
+	// PauseSeconds is how long to wait after the canaries are Ready; unset
+	// means wait for `hub rollout resume`.
+	PauseSeconds *int32 `json:"pauseSeconds,omitempty"`
+}
+
+// Rollout failure actions and offline-node policies.
+const (
+	OnFailurePause    = "Pause"
+	OnFailureRollback = "Rollback"
+	OfflineSkip       = "Skip"
+	OfflineWait       = "Wait"
+)
+
+// DaemonSetStatus counts the DaemonSet's pods, with Kubernetes' names, and
+// carries Flotilla's rollout progress.
 type DaemonSetStatus struct {
-	ObservedGeneration     int64 `json:"observedGeneration,omitempty"`
-	DesiredNumberScheduled int32 `json:"desiredNumberScheduled"`
-	CurrentNumberScheduled int32 `json:"currentNumberScheduled"`
-	NumberMisscheduled     int32 `json:"numberMisscheduled"`
-	NumberReady            int32 `json:"numberReady"`
-	UpdatedNumberScheduled int32 `json:"updatedNumberScheduled,omitempty"`
-	NumberAvailable        int32 `json:"numberAvailable,omitempty"`
-	NumberUnavailable      int32 `json:"numberUnavailable,omitempty"`
+	ObservedGeneration     int64  `json:"observedGeneration,omitempty"`
+	DesiredNumberScheduled int32  `json:"desiredNumberScheduled"`
+	CurrentNumberScheduled int32  `json:"currentNumberScheduled"`
+	NumberMisscheduled     int32  `json:"numberMisscheduled"`
+	NumberReady            int32  `json:"numberReady"`
+	UpdatedNumberScheduled int32  `json:"updatedNumberScheduled,omitempty"`
+	NumberAvailable        int32  `json:"numberAvailable,omitempty"`
+	NumberUnavailable      int32  `json:"numberUnavailable,omitempty"`
+	CollisionCount         *int32 `json:"collisionCount,omitempty"`
+	// Rollout is the progress of the current rollout (Flotilla extension).
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
+}
+
+// Rollout phases.
+const (
+	RolloutProgressing = "Progressing"
+	RolloutPaused      = "Paused"
+	RolloutComplete    = "Complete"
+	RolloutFailed      = "Failed"
+	RolloutRolledBack  = "RolledBack"
+)
+
+// RolloutStatus is where a rollout stands.
+type RolloutStatus struct {
+	// Revision is the ControllerRevision number being rolled out.
+	Revision int64 `json:"revision,omitempty"`
+	// TemplateHash identifies that revision's template.
+	TemplateHash string `json:"templateHash,omitempty"`
+	Phase        string `json:"phase,omitempty"`
+	Message      string `json:"message,omitempty"`
+	// Counts over the target nodes.
+	Updated        int32 `json:"updated"`
+	Ready          int32 `json:"ready"`
+	Unavailable    int32 `json:"unavailable"`
+	Failed         int32 `json:"failed"`
+	OfflinePending int32 `json:"offlinePending"`
+	Total          int32 `json:"total"`
+	PrePulled      int32 `json:"prePulled,omitempty"`
+	// Updating lists the nodes being updated now; FailedNodes the nodes that
+	// failed, with the reason.
+	Updating    []string     `json:"updating,omitempty"`
+	FailedNodes []NodeReason `json:"failedNodes,omitempty"`
+	CanaryDone  bool         `json:"canaryDone,omitempty"`
+	// PausedAt is when an automatic canary pause began.
+	PausedAt         Time  `json:"pausedAt,omitempty"`
+	StartedAt        Time  `json:"startedAt,omitempty"`
+	LastProgressTime Time  `json:"lastProgressTime,omitempty"`
+	LastGoodRevision int64 `json:"lastGoodRevision,omitempty"`
+}
+
+// NodeReason names a node and why it is listed.
+type NodeReason struct {
+	Node   string `json:"node"`
+	Reason string `json:"reason"`
+}
+
+// ControllerRevision is one numbered revision of a DaemonSet's or a
+// Deployment's pod template, kept for `hub rollout history` and `undo`.
+type ControllerRevision struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	// Data is the revision's pod template.
+	Data     PodTemplateSpec `json:"data"`
+	Revision int64           `json:"revision"`
+}
+
+// Deployment runs replicas of a pod template, scheduled across nodes.
+type Deployment struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       DeploymentSpec   `json:"spec"`
+	Status     DeploymentStatus `json:"status,omitempty"`
+}
+
+// DeploymentSpec is the supported subset of Kubernetes' DeploymentSpec.
+type DeploymentSpec struct {
+	Replicas                *int32             `json:"replicas,omitempty"`
+	Selector                *LabelSelector     `json:"selector"`
+	Template                PodTemplateSpec    `json:"template"`
+	Strategy                DeploymentStrategy `json:"strategy,omitempty"`
+	MinReadySeconds         int32              `json:"minReadySeconds,omitempty"`
+	RevisionHistoryLimit    *int32             `json:"revisionHistoryLimit,omitempty"`
+	Paused                  bool               `json:"paused,omitempty"`
+	ProgressDeadlineSeconds *int32             `json:"progressDeadlineSeconds,omitempty"`
+}
+
+// DeploymentStrategy is RollingUpdate (the default) or Recreate.
+type DeploymentStrategy struct {
+	Type          string                   `json:"type,omitempty"`
+	RollingUpdate *RollingUpdateDeployment `json:"rollingUpdate,omitempty"`
+}
+
+// RollingUpdateDeployment bounds a Deployment's rolling update (defaults
+// 25% each).
+type RollingUpdateDeployment struct {
+	MaxUnavailable *IntOrString `json:"maxUnavailable,omitempty"`
+	MaxSurge       *IntOrString `json:"maxSurge,omitempty"`
+}
+
+// DeploymentStatus counts a Deployment's pods, with Kubernetes' names.
+type DeploymentStatus struct {
+	ObservedGeneration  int64                 `json:"observedGeneration,omitempty"`
+	Replicas            int32                 `json:"replicas,omitempty"`
+	UpdatedReplicas     int32                 `json:"updatedReplicas,omitempty"`
+	ReadyReplicas       int32                 `json:"readyReplicas,omitempty"`
+	AvailableReplicas   int32                 `json:"availableReplicas,omitempty"`
+	UnavailableReplicas int32                 `json:"unavailableReplicas,omitempty"`
+	Conditions          []DeploymentCondition `json:"conditions,omitempty"`
+	CollisionCount      *int32                `json:"collisionCount,omitempty"`
+	// Rollout is the progress of the current rollout (Flotilla extension).
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
+}
+
+// DeploymentCondition is one observed aspect of a Deployment
+// (Available, Progressing).
+type DeploymentCondition struct {
+	Type               string `json:"type"`
+	Status             string `json:"status"`
+	LastUpdateTime     Time   `json:"lastUpdateTime,omitempty"`
+	LastTransitionTime Time   `json:"lastTransitionTime,omitempty"`
+	Reason             string `json:"reason,omitempty"`
+	Message            string `json:"message,omitempty"`
+}
+
+// Event records something that happened to an object, as Kubernetes'
+// core/v1 Event. Agents report events about pods and nodes; the hub keeps
+// them for a while (default 1 h).
+type Event struct {
+	TypeMeta       `json:",inline"`
+	ObjectMeta     `json:"metadata"`
+	InvolvedObject ObjectReference `json:"involvedObject"`
+	Reason         string          `json:"reason,omitempty"`
+	Message        string          `json:"message,omitempty"`
+	Source         EventSource     `json:"source,omitempty"`
+	FirstTimestamp Time            `json:"firstTimestamp,omitempty"`
+	LastTimestamp  Time            `json:"lastTimestamp,omitempty"`
+	Count          int32           `json:"count,omitempty"`
+	// Type is Normal or Warning.
+	Type string `json:"type,omitempty"`
+}
+
+// Event types.
+const (
+	EventNormal  = "Normal"
+	EventWarning = "Warning"
+)
+
+// ObjectReference points at an object.
+type ObjectReference struct {
+	Kind      string `json:"kind,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name,omitempty"`
+	UID       string `json:"uid,omitempty"`
+	FieldPath string `json:"fieldPath,omitempty"`
+}
+
+// EventSource says who reported an event.
+type EventSource struct {
+	Component string `json:"component,omitempty"`
+	Host      string `json:"host,omitempty"`
 }
 
 // IsReady reports whether the pod's Ready condition is True.

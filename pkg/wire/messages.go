@@ -25,6 +25,13 @@ type SnapshotPod struct {
 	Labels    map[string]string `json:"labels,omitempty"`
 	SpecHash  string            `json:"specHash"`
 	Spec      api.PodSpec       `json:"spec"`
+	// PrePull lists images to stage on the board ahead of a rollout,
+	// while the pod keeps running its current spec.
+	PrePull []string `json:"prePull,omitempty"`
+	// ProgressDeadlineSeconds, when set, lets the agent revert the pod to
+	// its last known-good spec if this spec crash-loops or is not Ready
+	// within that many seconds, even while the hub is unreachable.
+	ProgressDeadlineSeconds int32 `json:"progressDeadlineSeconds,omitempty"`
 }
 
 // Hello is the agent's announcement on connect: who it is and what the
@@ -57,6 +64,19 @@ type PodReport struct {
 	Namespace string        `json:"namespace"`
 	SpecHash  string        `json:"specHash"`
 	Status    api.PodStatus `json:"status"`
+	// PrePulled is true once every image of the pod's PrePull list is on
+	// the board.
+	PrePulled bool `json:"prePulled,omitempty"`
+	// Reverted is set when the agent gave up on the desired spec and runs
+	// the last known-good one instead.
+	Reverted *Revert `json:"reverted,omitempty"`
+}
+
+// Revert says which spec the agent refused and why.
+type Revert struct {
+	FromSpecHash string `json:"fromSpecHash"`
+	ToSpecHash   string `json:"toSpecHash"`
+	Reason       string `json:"reason"`
 }
 
 // Online is the payload of the retained online topic. The agent's last will
