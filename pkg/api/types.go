@@ -311,6 +311,19 @@ type PodStatus struct {
 	ObservedRevision uint64 `json:"observedRevision,omitempty"`
 	// SpecHash is the hash of the spec the agent is running for this pod.
 	SpecHash string `json:"specHash,omitempty"`
+	// PrePulled is true once the images the hub asked the node to stage
+	// for a coming rollout are on the node.
+	PrePulled bool `json:"prePulled,omitempty"`
+	// Reverted is set when the agent refused the desired spec (it
+	// crash-looped or was not Ready in time) and runs its last good spec.
+	Reverted *PodRevert `json:"reverted,omitempty"`
+}
+
+// PodRevert says which spec the agent gave up on, and why.
+type PodRevert struct {
+	FromSpecHash string `json:"fromSpecHash"`
+	ToSpecHash   string `json:"toSpecHash"`
+	Reason       string `json:"reason"`
 }
 
 // PodCondition is one observed aspect of a pod.

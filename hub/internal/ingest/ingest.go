@@ -365,6 +365,11 @@ func applyPodReport(tx store.Tx, node string, rep *wire.PodStatusReport) error {
 		st := pr.Status
 		st.ObservedRevision = rep.ObservedRevision
 		st.SpecHash = pr.SpecHash
+		st.PrePulled = pr.PrePulled
+		st.Reverted = nil
+		if r := pr.Reverted; r != nil {
+			st.Reverted = &api.PodRevert{FromSpecHash: r.FromSpecHash, ToSpecHash: r.ToSpecHash, Reason: r.Reason}
+		}
 		before, _ := json.Marshal(pod.Status)
 		after, _ := json.Marshal(st)
 		if string(before) == string(after) {
