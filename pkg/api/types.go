@@ -54,6 +54,15 @@ type NodeStatus struct {
 	LastSeen Time `json:"lastSeen,omitempty"`
 	// Online is the agent's own retained online flag (its last will clears it).
 	Online bool `json:"online,omitempty"`
+	// Outbox is the agent's queue of undelivered reports, as it last said:
+	// how many are queued and how many it ever dropped because it was full.
+	Outbox NodeOutbox `json:"outbox,omitempty"`
+}
+
+// NodeOutbox is the state of a node's store-and-forward queue.
+type NodeOutbox struct {
+	Queued  int    `json:"queued,omitempty"`
+	Dropped uint64 `json:"dropped,omitempty"`
 }
 
 // NodeCondition is one observed aspect of a node's health.

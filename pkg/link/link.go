@@ -243,6 +243,37 @@ func (s *Session) Publish(ctx context.Context, topic string, qos byte, retained 
 	return nil
 }
 
+// Message is one message of a batch.
+type Message struct {
+	Topic    string
+	QoS      byte
+	Retained bool
+	Payload  []byte
+}
+
+// PublishBatch sends msgs in order without waiting between them, then
+// waits for the broker's acknowledgements, and returns how many leading
+// messages were acknowledged: a caller that deletes only those and resends
+// the rest never loses or reorders a message.
+func (s *Session) PublishBatch(ctx context.Context, msgs []Message) (int, error) {
+	s.mu.Lock()
+	client := s.client
+	s.mu.Unlock()
+	if client == nil || !s.connected.Load() {
+		return 0, ErrNotConnected
+	}
+	toks := make([]mqtt.Token, len(msgs))
+	for i, m := range msgs {
+		toks[i] = client.Publish(m.Topic, m.QoS, m.Retained, m.Payload)
+	}
+	for i, tok := range toks {
+		if err := wait(ctx, tok, s.opts.AckTimeout); err != nil {
+			return i, fmt.Errorf("publish %s: %w", msgs[i].Topic, err)
+		}
+	}
+	return len(msgs), nil
+}
+
 // wait waits for a paho token, ctx or the timeout.
 func wait(ctx context.Context, tok mqtt.Token, timeout time.Duration) error {
 	t := time.NewTimer(timeout)

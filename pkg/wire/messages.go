@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"time"
+
 	"github.com/flotilla-edge/flotilla/pkg/api"
 )
 
@@ -42,11 +44,33 @@ type Hello struct {
 	Capacity         api.ResourceList   `json:"capacity,omitempty"`
 	Addresses        []api.NodeAddress  `json:"addresses,omitempty"`
 	ObservedRevision uint64             `json:"observedRevision"`
+	Outbox           OutboxState        `json:"outbox"`
 }
 
 // Heartbeat says the agent is alive and which snapshot it runs.
 type Heartbeat struct {
 	ObservedRevision uint64 `json:"observedRevision"`
+	// Outbox is the state of the agent's store-and-forward queue.
+	Outbox OutboxState `json:"outbox"`
+}
+
+// OutboxState is how full the agent's queue of undelivered reports is and
+// how many reports it ever had to drop because it was full.
+type OutboxState struct {
+	Queued  int    `json:"queued"`
+	Bytes   int64  `json:"bytes"`
+	Dropped uint64 `json:"dropped"`
+}
+
+// Event is something that happened on the node, about a pod or the node
+// itself. Events travel through the agent's outbox, in order, so a node
+// back from an outage delivers everything that happened while it was away.
+type Event struct {
+	Object  api.ObjectReference `json:"object"`
+	Type    string              `json:"type"` // Normal or Warning
+	Reason  string              `json:"reason"`
+	Message string              `json:"message"`
+	Time    time.Time           `json:"time"`
 }
 
 // PodStatusReport is the status of every pod the agent runs or ran for the

@@ -68,6 +68,7 @@ const (
 	TypeHeartbeat = "Heartbeat"
 	TypePodStatus = "PodStatus"
 	TypeOnline    = "Online"
+	TypeEvent     = "Event"
 )
 
 // Envelope wraps every payload. Seq increases with every message a sender
@@ -147,6 +148,8 @@ func allowed(kind, typ string) bool {
 		return typ == TypeHello || typ == TypeHeartbeat || typ == TypePodStatus
 	case TopicOnline:
 		return typ == TypeOnline
+	case TopicEvents:
+		return typ == TypeEvent
 	}
 	return false
 }

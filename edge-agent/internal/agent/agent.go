@@ -1,7 +1,9 @@
 // Package agent wires one edge agent together: the local state, the
-// containerd runtime, the reconciler and the MQTT link to the hub. The
-// persisted snapshot is the agent's only source of truth for what to run, so
-// everything but reporting works without the hub.
+// outbox, the containerd runtime, the reconciler and the MQTT link to the
+// hub. The persisted snapshot is the agent's only source of truth for what
+// to run, and every report goes through the on-disk outbox, so the agent
+// keeps its node right and remembers what happened while the hub is
+// unreachable, for as long as it is unreachable.
 package agent
 
 import (
@@ -12,10 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/state"
+	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/link"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
@@ -28,8 +33,13 @@ type Config struct {
 	StateDir string
 	// HeartbeatInterval is how often the agent says it is alive (default 10 s).
 	HeartbeatInterval time.Duration
+	// KeepAlive is the MQTT keep-alive: how fast a dead link is noticed
+	// (default 30 s).
+	KeepAlive time.Duration
 	// Resync is the reconciler's full-resync period (default 10 s).
-	Resync  time.Duration
+	Resync time.Duration
+	// Outbox bounds the queue of undelivered reports.
+	Outbox  outbox.Limits
 	Version string
 	Logger  *slog.Logger
 	// ConnectRuntime opens the container runtime; the agent retries it
@@ -48,16 +58,21 @@ type Runtime interface {
 
 // Agent is a running edge agent.
 type Agent struct {
-	cfg   Config
-	log   *slog.Logger
-	state *state.Store
-	link  *link.Session
-	rec   *reconcile.Reconciler
-	facts Facts
+	cfg    Config
+	log    *slog.Logger
+	state  *state.Store
+	outbox *outbox.Outbox
+	link   *link.Session
+	// rec is set once the runtime is reachable; snapshots may arrive before.
+	rec atomic.Pointer[reconcile.Reconciler]
 
-	mu         sync.Mutex
-	lastReport *wire.PodStatusReport
-	reportDue  chan struct{}
+	mu           sync.Mutex
+	facts        Facts
+	lastReport   *wire.PodStatusReport
+	offlineSince time.Time // when the link went down; zero while up
+	started      time.Time
+	everOnline   bool
+	connected    chan struct{}
 }
 
 // Run runs the agent until ctx ends.
@@ -68,16 +83,31 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName), reportDue: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName), connected: make(chan struct{}, 1)}
 
-	st, err := state.Open(filepath.Join(cfg.StateDir, "state"), a.log)
+	release, err := state.Lock(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer release()
+	st, recovered, err := state.OpenOrRecover(filepath.Join(cfg.StateDir, "state"), a.log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	a.state = st
+	if a.outbox, err = outbox.Open(st.DB(), cfg.Outbox); err != nil {
+		return err
+	}
 	if snap, _ := st.Snapshot(); snap.Revision > 0 {
-		a.log.Info("loaded desired snapshot from local state", "revision", snap.Revision, "pods", len(snap.Pods))
+		queued, _ := a.outbox.Len()
+		a.log.Info("loaded desired snapshot from local state", "revision", snap.Revision, "pods", len(snap.Pods), "queuedReports", queued)
+	}
+	// The agent is offline until its first connect.
+	a.offlineSince = time.Now()
+	a.started = a.offlineSince
+	if recovered {
+		a.nodeEvent(api.EventWarning, "StateRecovered", "the agent's local state was damaged and has been rebuilt; restart counts were reset")
 	}
 
 	a.link = link.New(link.Options{
@@ -88,8 +118,10 @@ func Run(ctx context.Context, cfg Config) error {
 			Payload:  a.mustEncodeOnline(false),
 			Retained: true,
 		},
-		OnConnect: a.onConnect,
-		Logger:    a.log,
+		KeepAlive:    cfg.KeepAlive,
+		OnConnect:    a.onConnect,
+		OnDisconnect: a.onDisconnect,
+		Logger:       a.log,
 	})
 	a.link.Subscribe(wire.NodeTopic(cfg.NodeName, wire.TopicDesired), 1, a.onDesired)
 
@@ -102,28 +134,40 @@ func Run(ctx context.Context, cfg Config) error {
 		go func() { defer wg.Done(); f(ctx) }()
 	}
 	run(func(ctx context.Context) { st.RunGC(ctx, 10*time.Minute) })
+	// Reporting runs from the first second, so a board that boots without
+	// the hub queues what happens for later.
+	a.setFacts(gatherFacts(ctx, cfg))
+	run(func(ctx context.Context) { _ = a.link.Run(ctx) })
+	run(a.drain)
+	run(a.heartbeats)
 
 	rt, err := a.connectRuntime(ctx)
 	if err != nil {
 		return nil // ctx ended while waiting for the runtime
 	}
 	defer rt.Close()
-	a.facts = gatherFacts(ctx, cfg, rt)
+	if v, err := rt.Version(ctx); err == nil {
+		a.mu.Lock()
+		a.facts.Info.ContainerRuntimeVersion = "containerd://" + v
+		a.mu.Unlock()
+		if a.link.Connected() {
+			a.sendHello(ctx)
+		}
+	}
 
-	a.rec = reconcile.New(reconcile.Config{
+	rec := reconcile.New(reconcile.Config{
 		Runtime: rt,
 		History: st,
 		Desired: st.Snapshot,
 		Report:  a.queueReport,
+		Event:   a.queueEvent,
 		DataDir: cfg.StateDir,
-		HostIP:  a.facts.InternalIP,
+		HostIP:  a.getFacts().InternalIP,
 		Resync:  cfg.Resync,
 		Logger:  a.log,
 	})
-	run(func(ctx context.Context) { _ = a.rec.Run(ctx) })
-	run(func(ctx context.Context) { _ = a.link.Run(ctx) })
-	run(a.heartbeats)
-	run(a.reports)
+	a.rec.Store(rec)
+	run(func(ctx context.Context) { _ = rec.Run(ctx) })
 	<-ctx.Done()
 	return nil
 }
@@ -171,69 +215,176 @@ func (a *Agent) onDesired(topic string, payload []byte) {
 		return
 	}
 	a.log.Info("accepted desired snapshot", "revision", snap.Revision, "pods", len(snap.Pods))
-	if a.rec != nil {
-		a.rec.Wake()
+	if rec := a.rec.Load(); rec != nil {
+		rec.Wake()
 	}
-	a.signalReport()
 }
 
-// onConnect announces the node and re-sends its current status.
+// onConnect announces the node, records that it is back, and queues its
+// current status again: while it was away the hub may have shown its pods
+// as Unknown.
 func (a *Agent) onConnect(ctx context.Context) {
-	if err := a.publish(ctx, wire.TopicOnline, wire.TypeOnline, wire.Online{Online: true}, true); err != nil {
+	if err := a.publishNow(ctx, wire.TopicOnline, wire.TypeOnline, wire.Online{Online: true}, true); err != nil {
 		a.log.Warn("publish online", "err", err)
 	}
-	snap, _ := a.state.Snapshot()
-	hello := wire.Hello{
-		Labels:           a.facts.Labels,
-		Info:             a.facts.Info,
-		Capacity:         a.facts.Capacity,
-		Addresses:        a.facts.Addresses,
-		ObservedRevision: snap.Revision,
-	}
-	if err := a.publish(ctx, wire.TopicStatus, wire.TypeHello, hello, false); err != nil {
-		a.log.Warn("publish hello", "err", err)
-	}
-	a.signalReport()
-}
-
-// queueReport keeps the newest pod status for the reporter; it never
-// blocks the reconciler.
-func (a *Agent) queueReport(r wire.PodStatusReport) {
+	a.sendHello(ctx)
 	a.mu.Lock()
-	a.lastReport = &r
+	since, first := a.offlineSince, !a.everOnline
+	a.offlineSince, a.everOnline = time.Time{}, true
+	last := a.lastReport
 	a.mu.Unlock()
-	a.signalReport()
-}
-
-func (a *Agent) signalReport() {
+	switch {
+	case first:
+		a.nodeEvent(api.EventNormal, "Online", fmt.Sprintf("agent %s connected to the hub, %s after it started", a.cfg.Version, time.Since(a.started).Round(time.Millisecond)))
+	case !since.IsZero():
+		a.nodeEvent(api.EventNormal, "Online", fmt.Sprintf("reconnected to the hub after %s offline", time.Since(since).Round(time.Second)))
+	}
+	if last != nil {
+		a.enqueue(wire.TopicStatus, wire.TypePodStatus, outbox.Status, last)
+	}
 	select {
-	case a.reportDue <- struct{}{}:
+	case a.connected <- struct{}{}:
 	default:
 	}
 }
 
-// reports publishes the newest pod status whenever it changes and after
-// every reconnect. Status is a full report, so only the newest matters.
-func (a *Agent) reports(ctx context.Context) {
+func (a *Agent) setFacts(f Facts) {
+	a.mu.Lock()
+	a.facts = f
+	a.mu.Unlock()
+}
+
+func (a *Agent) getFacts() Facts {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.facts
+}
+
+// sendHello announces the node's labels and facts.
+func (a *Agent) sendHello(ctx context.Context) {
+	f := a.getFacts()
+	snap, _ := a.state.Snapshot()
+	hello := wire.Hello{
+		Labels:           f.Labels,
+		Info:             f.Info,
+		Capacity:         f.Capacity,
+		Addresses:        f.Addresses,
+		ObservedRevision: snap.Revision,
+		Outbox:           a.outboxState(),
+	}
+	if err := a.publishNow(ctx, wire.TopicStatus, wire.TypeHello, hello, false); err != nil {
+		a.log.Warn("publish hello", "err", err)
+	}
+}
+
+// onDisconnect records when the link went down, as an event the hub gets
+// when it comes back.
+func (a *Agent) onDisconnect(err error) {
+	a.mu.Lock()
+	if a.offlineSince.IsZero() {
+		a.offlineSince = time.Now()
+	}
+	a.mu.Unlock()
+	a.nodeEvent(api.EventWarning, "Offline", fmt.Sprintf("lost the connection to the hub: %v", err))
+}
+
+// queueReport queues the node's pod status; it is called by the
+// reconciler whenever the status changes.
+func (a *Agent) queueReport(r wire.PodStatusReport) {
+	a.mu.Lock()
+	a.lastReport = &r
+	a.mu.Unlock()
+	a.enqueue(wire.TopicStatus, wire.TypePodStatus, outbox.Status, r)
+}
+
+// queueEvent queues an event from the reconciler.
+func (a *Agent) queueEvent(e wire.Event) {
+	a.enqueue(wire.TopicEvents, wire.TypeEvent, outbox.Event, e)
+}
+
+// nodeEvent queues an event about the node itself.
+func (a *Agent) nodeEvent(typ, reason, message string) {
+	a.queueEvent(wire.Event{
+		Object: api.ObjectReference{Kind: api.KindNode, Name: a.cfg.NodeName},
+		Type:   typ, Reason: reason, Message: message, Time: time.Now().UTC(),
+	})
+}
+
+// enqueue puts one report in the outbox. A report that cannot be queued
+// (the disk failed) is logged; the agent goes on keeping its node right.
+func (a *Agent) enqueue(topic, typ string, class outbox.Class, payload any) {
+	seq, err := a.state.NextSeq()
+	if err != nil {
+		a.log.Error("queue report", "type", typ, "err", err)
+		return
+	}
+	b, err := wire.Encode(typ, a.cfg.NodeName, seq, time.Now(), payload)
+	if err != nil {
+		a.log.Error("queue report", "type", typ, "err", err)
+		return
+	}
+	if err := a.outbox.Append(outbox.Entry{Seq: seq, Class: class, Topic: topic, Payload: b}); err != nil {
+		a.log.Error("queue report", "type", typ, "seq", seq, "err", err)
+	}
+}
+
+// drainBatch is how many queued reports are published before waiting for
+// the broker's acknowledgements.
+const drainBatch = 64
+
+// drain publishes queued reports in order whenever the link is up, and
+// removes each only once the broker acknowledged it.
+func (a *Agent) drain(ctx context.Context) {
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-a.reportDue:
+		case <-a.outbox.Ready():
+		case <-a.connected:
+		case <-retry.C:
 		}
-		a.mu.Lock()
-		r := a.lastReport
-		a.mu.Unlock()
-		if r == nil || !a.link.Connected() {
-			continue
-		}
-		if err := a.publish(ctx, wire.TopicStatus, wire.TypePodStatus, r, false); err != nil && ctx.Err() == nil {
-			a.log.Warn("publish pod status", "err", err)
+		for ctx.Err() == nil && a.link.Connected() {
+			entries, err := a.outbox.Peek(drainBatch)
+			if err != nil {
+				a.log.Error("read outbox", "err", err)
+				break
+			}
+			if len(entries) == 0 {
+				break
+			}
+			msgs := make([]link.Message, len(entries))
+			for i, e := range entries {
+				msgs[i] = link.Message{Topic: wire.NodeTopic(a.cfg.NodeName, e.Topic), QoS: 1, Payload: e.Payload}
+			}
+			n, perr := a.link.PublishBatch(ctx, msgs)
+			seqs := make([]uint64, n)
+			for i := range seqs {
+				seqs[i] = entries[i].Seq
+			}
+			if err := a.outbox.Ack(seqs...); err != nil {
+				a.log.Error("ack outbox entries", "err", err)
+				break
+			}
+			if perr != nil {
+				if ctx.Err() == nil && !errors.Is(perr, link.ErrNotConnected) {
+					a.log.Warn("deliver queued reports; will retry", "delivered", n, "err", perr)
+				}
+				break
+			}
 		}
 	}
 }
 
-// heartbeats tells the hub the node is alive and which revision it runs.
+func (a *Agent) outboxState() wire.OutboxState {
+	n, b := a.outbox.Len()
+	return wire.OutboxState{Queued: n, Bytes: b, Dropped: a.outbox.Dropped()}
+}
+
+// heartbeats tells the hub the node is alive, which revision it runs and
+// how its outbox is doing. Heartbeats are not queued: a stale one is
+// worthless.
 func (a *Agent) heartbeats(ctx context.Context) {
 	t := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer t.Stop()
@@ -247,14 +398,17 @@ func (a *Agent) heartbeats(ctx context.Context) {
 			continue
 		}
 		snap, _ := a.state.Snapshot()
-		if err := a.publish(ctx, wire.TopicStatus, wire.TypeHeartbeat, wire.Heartbeat{ObservedRevision: snap.Revision}, false); err != nil &&
+		hb := wire.Heartbeat{ObservedRevision: snap.Revision, Outbox: a.outboxState()}
+		if err := a.publishNow(ctx, wire.TopicStatus, wire.TypeHeartbeat, hb, false); err != nil &&
 			!errors.Is(err, link.ErrNotConnected) && ctx.Err() == nil {
 			a.log.Warn("publish heartbeat", "err", err)
 		}
 	}
 }
 
-func (a *Agent) publish(ctx context.Context, kind, typ string, payload any, retained bool) error {
+// publishNow sends a message that is only worth sending now (online flag,
+// hello, heartbeat), bypassing the outbox.
+func (a *Agent) publishNow(ctx context.Context, kind, typ string, payload any, retained bool) error {
 	seq, err := a.state.NextSeq()
 	if err != nil {
 		return err

@@ -25,8 +25,9 @@ type Facts struct {
 }
 
 // gatherFacts reads the board's facts. Anything it cannot read is left
-// empty rather than guessed.
-func gatherFacts(ctx context.Context, cfg Config, rt Runtime) Facts {
+// empty rather than guessed. The runtime's version is added once the
+// runtime is reachable.
+func gatherFacts(ctx context.Context, cfg Config) Facts {
 	f := Facts{Labels: map[string]string{}}
 	for k, v := range cfg.Labels {
 		f.Labels[k] = v
@@ -47,9 +48,6 @@ func gatherFacts(ctx context.Context, cfg Config, rt Runtime) Facts {
 		f.Info.MachineID = info.HostID
 	}
 	f.Info.OSImage = osImage()
-	if v, err := rt.Version(ctx); err == nil {
-		f.Info.ContainerRuntimeVersion = "containerd://" + v
-	}
 
 	f.Capacity = api.ResourceList{
 		api.ResourceCPU: api.Quantity(strconv.Itoa(goruntime.NumCPU())),

@@ -40,6 +40,10 @@ type Config struct {
 	// Report receives the node's pod status whenever it changes. It is
 	// called from the reconcile loop and must not block for long.
 	Report func(wire.PodStatusReport)
+	// Event receives events (container started, exited, restarted, image
+	// pulled or failed, back-off). It may be called from pod workers
+	// concurrently and must not block for long.
+	Event func(wire.Event)
 	// DataDir holds container logs (logs/) and pod volumes (pods/).
 	DataDir string
 	// HostIP is reported as each pod's hostIP.
@@ -322,16 +326,14 @@ func shouldRestart(policy string, exitCode int32) bool {
 	return true
 }
 
-// exitedPlan records a new exit in the container's history and says whether
-// and when it restarts.
+// exitedPlan records a new exit in the container's history (and reports
+// it), and says whether and when the container restarts.
 func (r *Reconciler) exitedPlan(pod *wire.SnapshotPod, c Container) (time.Time, bool) {
-	if !shouldRestart(pod.Spec.RestartPolicy, c.ExitCode) {
-		return time.Time{}, false
-	}
+	restart := shouldRestart(pod.Spec.RestartPolicy, c.ExitCode)
 	rec, err := r.cfg.History.Restarts(c.ID)
 	if err != nil {
 		r.log.Error("read restart history", "container", c.ID, "err", err)
-		return r.now().Add(time.Second), true
+		return r.now().Add(time.Second), restart
 	}
 	if rec.Last == nil || !rec.Last.StartedAt.Equal(c.StartedAt) {
 		finished := c.FinishedAt
@@ -342,8 +344,33 @@ func (r *Reconciler) exitedPlan(pod *wire.SnapshotPod, c Container) (time.Time, 
 		if err := r.cfg.History.SaveRestarts(c.ID, rec); err != nil {
 			r.log.Error("save restart history", "container", c.ID, "err", err)
 		}
+		name := c.Labels[LabelContainer]
+		typ := api.EventNormal
+		if c.ExitCode != 0 {
+			typ = api.EventWarning
+		}
+		r.emit(pod, name, typ, "Exited", fmt.Sprintf("Container %s exited with code %d", name, c.ExitCode))
+		if wait := rec.NextRestart.Sub(r.now()); restart && wait > 0 {
+			r.emit(pod, name, api.EventWarning, "BackOff",
+				fmt.Sprintf("Back-off %s restarting failed container %s in pod %s", wait.Round(time.Second), name, pod.Name))
+		}
+	}
+	if !restart {
+		return time.Time{}, false
 	}
 	return rec.NextRestart, true
+}
+
+// emit reports an event about a pod (and one of its containers).
+func (r *Reconciler) emit(pod *wire.SnapshotPod, container, typ, reason, message string) {
+	if r.cfg.Event == nil {
+		return
+	}
+	ref := api.ObjectReference{Kind: api.KindPod, Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}
+	if container != "" {
+		ref.FieldPath = "spec.containers{" + container + "}"
+	}
+	r.cfg.Event(wire.Event{Object: ref, Type: typ, Reason: reason, Message: message, Time: r.now().UTC()})
 }
 
 // maybeResetBackoff forgets the back-off of a container that has now run
@@ -424,9 +451,11 @@ func (r *Reconciler) pull(ctx context.Context, pod *wire.SnapshotPod, spec *api.
 		if ctx.Err() == nil {
 			r.log.Warn("pull image", "pod", pod.Namespace+"/"+pod.Name, "container", spec.Name, "image", spec.Image, "err", err)
 			r.pullFailed(id, err)
+			r.emit(pod, spec.Name, api.EventWarning, "Failed", fmt.Sprintf("Failed to pull image %q: %v", spec.Image, err))
 		}
 		return false
 	}
+	r.emit(pod, spec.Name, api.EventNormal, "Pulled", fmt.Sprintf("Image %q is present (pull policy %s)", spec.Image, spec.ImagePullPolicy))
 	return true
 }
 
@@ -445,9 +474,11 @@ func (r *Reconciler) create(ctx context.Context, pod *wire.SnapshotPod, spec *ap
 		if ctx.Err() == nil {
 			log.Warn("create container", "err", err)
 			r.failed(id, reasonCreateError, err)
+			r.emit(pod, spec.Name, api.EventWarning, "Failed", fmt.Sprintf("Error creating container %s: %v", spec.Name, err))
 		}
 		return false
 	}
+	r.emit(pod, spec.Name, api.EventNormal, "Created", "Created container "+spec.Name)
 	return true
 }
 
@@ -469,20 +500,34 @@ func (r *Reconciler) start(ctx context.Context, pod *wire.SnapshotPod, id string
 			return
 		}
 	}
+	name := containerName(pod, id)
 	if err := r.cfg.Runtime.Start(ctx, id, r.logPath(pod, id, rec.Restarts)); err != nil {
 		if ctx.Err() != nil {
 			return
 		}
 		log.Warn("start container", "err", err)
 		r.failed(id, reasonRunError, err)
+		r.emit(pod, name, api.EventWarning, "Failed", fmt.Sprintf("Error starting container %s: %v", name, err))
 		return
 	}
 	r.clearWaiting(id)
 	if restart {
 		log.Info("restarted container", "restarts", rec.Restarts)
+		r.emit(pod, name, api.EventNormal, "Restarted", fmt.Sprintf("Restarted container %s (restart %d)", name, rec.Restarts))
 	} else {
 		log.Info("started container")
+		r.emit(pod, name, api.EventNormal, "Started", "Started container "+name)
 	}
+}
+
+// containerName returns the pod's container name for a container ID.
+func containerName(pod *wire.SnapshotPod, id string) string {
+	for i := range pod.Spec.Containers {
+		if ContainerID(pod, pod.Spec.Containers[i].Name) == id {
+			return pod.Spec.Containers[i].Name
+		}
+	}
+	return id
 }
 
 // replacePod moves a pod whose spec changed to the new spec: it pulls the
@@ -530,6 +575,7 @@ func (r *Reconciler) stopAndRemove(ctx context.Context, cs []Container) {
 				grace = time.Duration(s) * time.Second
 			}
 			if c.State == TaskRunning || c.State == TaskCreated || c.State == TaskUnknown {
+				r.emitFor(c, api.EventNormal, "Killing", fmt.Sprintf("Stopping container %s (grace period %s)", c.Labels[LabelContainer], grace))
 				if err := r.cfg.Runtime.Stop(ctx, c.ID, grace); err != nil {
 					log.Warn("stop container", "err", err)
 					return
@@ -547,6 +593,16 @@ func (r *Reconciler) stopAndRemove(ctx context.Context, cs []Container) {
 		}()
 	}
 	wg.Wait()
+}
+
+// emitFor reports an event about a container known only from its labels
+// (its pod may no longer be desired).
+func (r *Reconciler) emitFor(c Container, typ, reason, message string) {
+	if c.Labels[LabelPodUID] == "" {
+		return
+	}
+	pod := &wire.SnapshotPod{UID: c.Labels[LabelPodUID], Name: c.Labels[LabelPodName], Namespace: c.Labels[LabelPodNamespace]}
+	r.emit(pod, c.Labels[LabelContainer], typ, reason, message)
 }
 
 // containerSpec turns a pod container into a runtime ContainerSpec.
@@ -604,13 +660,7 @@ func (r *Reconciler) podDir(uid string) string {
 // logs/{namespace}_{pod}_{uid}/{container}/{restarts}.log, as kubelet lays
 // out /var/log/pods.
 func (r *Reconciler) logPath(pod *wire.SnapshotPod, id string, restarts int32) string {
-	container := id
-	for i := range pod.Spec.Containers {
-		if ContainerID(pod, pod.Spec.Containers[i].Name) == id {
-			container = pod.Spec.Containers[i].Name
-		}
-	}
-	return filepath.Join(r.cfg.DataDir, "logs", pod.Namespace+"_"+pod.Name+"_"+pod.UID, container,
+	return filepath.Join(r.cfg.DataDir, "logs", pod.Namespace+"_"+pod.Name+"_"+pod.UID, containerName(pod, id),
 		strconv.Itoa(int(restarts))+".log")
 }
 
@@ -675,6 +725,9 @@ func (r *Reconciler) podStatus(pod *wire.SnapshotPod, plan *podPlan) api.PodStat
 				cst.LastState.Terminated = terminated(t)
 			} else {
 				cst.State.Terminated = terminated(t)
+				if rec.Last != nil && rec.Last.StartedAt.Equal(c.StartedAt) {
+					cst.LastState = api.ContainerState{} // the current termination is not a previous one
+				}
 				if c.ExitCode == 0 {
 					succeeded++
 				} else {

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,19 @@ type harness struct {
 	desired *snapshotHolder
 	rec     *Reconciler
 	reports []wire.PodStatusReport
+	mu      sync.Mutex
+	events  []wire.Event
+}
+
+func (h *harness) eventReasons() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for _, e := range h.events {
+		out = append(out, e.Reason)
+	}
+	h.events = nil
+	return out
 }
 
 func newHarness(t *testing.T) *harness {
@@ -36,7 +50,12 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) newReconciler() *Reconciler {
 	return New(Config{
 		Runtime: h.rt, History: h.hist, Desired: h.desired.get,
-		Report:  func(r wire.PodStatusReport) { h.reports = append(h.reports, r) },
+		Report: func(r wire.PodStatusReport) { h.reports = append(h.reports, r) },
+		Event: func(e wire.Event) {
+			h.mu.Lock()
+			h.events = append(h.events, e)
+			h.mu.Unlock()
+		},
 		DataDir: h.t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: h.clock.Now,
 	})
 }
@@ -468,5 +487,42 @@ func TestFailedStartBacksOff(t *testing.T) {
 	h.sync()
 	if c, _ := h.rt.get(ContainerID(&p, "main")); c.State != TaskRunning {
 		t.Fatalf("not started after the back-off: %+v", c)
+	}
+}
+
+func TestEventsTellWhatHappened(t *testing.T) {
+	h := newHarness(t)
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	id := ContainerID(&p, "main")
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	if got := h.eventReasons(); !slices.Equal(got, []string{"Pulled", "Created", "Started"}) {
+		t.Fatalf("start events = %v", got)
+	}
+	h.clock.Advance(time.Second)
+	h.rt.exit(id, 3)
+	h.sync()
+	if got := h.eventReasons(); !slices.Equal(got, []string{"Exited", "Restarted"}) {
+		t.Fatalf("first crash events = %v", got)
+	}
+	h.clock.Advance(time.Second)
+	h.rt.exit(id, 3)
+	h.sync()
+	h.sync() // no repeats on later passes
+	if got := h.eventReasons(); !slices.Equal(got, []string{"Exited", "BackOff"}) {
+		t.Fatalf("second crash events = %v", got)
+	}
+	h.clock.Advance(11 * time.Second) // past the back-off: running again
+	h.sync()
+	h.eventReasons()
+	h.desired.set(wire.Snapshot{Revision: 2})
+	h.sync()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.events) != 1 || h.events[0].Reason != "Killing" {
+		t.Fatalf("removal events = %+v", h.events)
+	}
+	if e := h.events[0]; e.Object.Name != "web" || e.Object.Kind != api.KindPod || e.Object.FieldPath != "spec.containers{main}" || e.Object.UID != p.UID {
+		t.Fatalf("Killing event = %+v", e)
 	}
 }

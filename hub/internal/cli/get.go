@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -22,6 +23,8 @@ type getOptions struct {
 	output        string
 	showLabels    bool
 	noHeaders     bool
+	watch         bool
+	forObject     string
 }
 
 func newGetCommand(e *env) *cobra.Command {
@@ -54,6 +57,12 @@ func newGetCommand(e *env) *cobra.Command {
 			}
 			ctx, stop := signalContext()
 			defer stop()
+			if o.forObject != "" && (len(targets) != 1 || targets[0].kind.Kind != api.KindEvent) {
+				return errors.New("--for works with events only: hub get events --for pod/NAME")
+			}
+			if o.watch {
+				return watchGet(ctx, e, c, o, targets)
+			}
 			return runGet(ctx, e, c, o, targets)
 		},
 	}
@@ -64,6 +73,8 @@ func newGetCommand(e *env) *cobra.Command {
 	f.StringVarP(&o.output, "output", "o", "", "output format: wide, yaml, json, name")
 	f.BoolVar(&o.showLabels, "show-labels", false, "show labels as the last column")
 	f.BoolVar(&o.noHeaders, "no-headers", false, "do not print headers")
+	f.BoolVarP(&o.watch, "watch", "w", false, "after listing, keep printing objects as they change (until Ctrl-C)")
+	f.StringVar(&o.forObject, "for", "", "events only: those about KIND/NAME (pod/web-1, node/edge-1)")
 	return cmd
 }
 
@@ -84,6 +95,11 @@ func runGet(ctx context.Context, e *env, c *client.Client, o *getOptions, target
 				return err
 			}
 			objs = list
+			if t.kind.Kind == api.KindEvent {
+				if objs, err = filterEvents(objs, o.forObject); err != nil {
+					return err
+				}
+			}
 		} else {
 			for _, name := range t.names {
 				obj, err := c.Get(ctx, t.kind, ns, name)
@@ -324,4 +340,94 @@ func parseLabelArgs(args []string) (map[string]string, []string, error) {
 	}
 	sort.Strings(remove)
 	return set, remove, nil
+}
+
+// filterEvents keeps the events about forObject (KIND/NAME; all if empty)
+// and orders them as they happened.
+func filterEvents(objs []api.Object, forObject string) ([]api.Object, error) {
+	var kind, name string
+	if forObject != "" {
+		k, n, ok := strings.Cut(forObject, "/")
+		if !ok || n == "" {
+			return nil, fmt.Errorf("--for %q: want KIND/NAME, for example pod/web-1", forObject)
+		}
+		info, err := api.LookupResource(k)
+		if err != nil {
+			return nil, err
+		}
+		kind, name = info.Kind, n
+	}
+	var evs []*api.Event
+	for _, o := range objs {
+		e, ok := o.(*api.Event)
+		if !ok {
+			continue
+		}
+		if kind != "" && (e.InvolvedObject.Kind != kind || e.InvolvedObject.Name != name) {
+			continue
+		}
+		evs = append(evs, e)
+	}
+	printer.SortEvents(evs)
+	out := make([]api.Object, len(evs))
+	for i, e := range evs {
+		out[i] = e
+	}
+	return out, nil
+}
+
+// watchGet lists once, then polls the hub every second and prints each
+// object again when its resourceVersion changes, as `kubectl get -w` does.
+func watchGet(ctx context.Context, e *env, c *client.Client, o *getOptions, targets []target) error {
+	if len(targets) != 1 {
+		return errors.New("--watch takes one kind")
+	}
+	t := targets[0]
+	ns := namespaceFor(t.kind, e.ns())
+	if o.allNamespaces {
+		ns = ""
+	}
+	seen := map[string]string{}
+	headers := !o.noHeaders
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		list, err := c.List(ctx, t.kind, ns, client.ListOptions{LabelSelector: o.selector, FieldSelector: o.fieldSelector})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if t.kind.Kind == api.KindEvent {
+			if list, err = filterEvents(list, o.forObject); err != nil {
+				return err
+			}
+		}
+		var changed []api.Object
+		for _, obj := range list {
+			m := obj.GetObjectMeta()
+			key := m.Namespace + "/" + m.Name
+			if len(t.names) > 0 && !slices.Contains(t.names, m.Name) {
+				continue
+			}
+			if seen[key] != m.ResourceVersion {
+				seen[key] = m.ResourceVersion
+				changed = append(changed, obj)
+			}
+		}
+		if len(changed) > 0 {
+			opts := printer.Options{Wide: o.output == "wide", AllNamespaces: o.allNamespaces && t.kind.Namespaced,
+				ShowLabels: o.showLabels, NoHeaders: !headers, Now: time.Now()}
+			if err := printer.PrintTable(e.out, t.kind.Kind, changed, opts); err != nil && !errors.Is(err, printer.ErrNoResources) {
+				return err
+			}
+			headers = false
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }

@@ -31,6 +31,7 @@ func newServeCommand(e *env) *cobra.Command {
 				MQTTListen: v.GetString("mqtt-listen"),
 				BrokerURL:  v.GetString("broker"),
 				NodeGrace:  v.GetDuration("node-grace-period"),
+				EventTTL:   v.GetDuration("event-ttl"),
 				Logger:     logger,
 			})
 		},
@@ -41,6 +42,7 @@ func newServeCommand(e *env) *cobra.Command {
 	f.String("mqtt-listen", ":1883", "address of the embedded MQTT broker")
 	f.String("broker", "", "URL of an external MQTT broker (tcp://host:port); disables the embedded one")
 	f.Duration("node-grace-period", 40*time.Second, "how long a node may be silent before it is NotReady")
+	f.Duration("event-ttl", time.Hour, "how long events are kept")
 	f.String("log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }

@@ -10,12 +10,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/events"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
@@ -43,7 +46,9 @@ type Options struct {
 	// else then cost no store write; the grace period before a node is
 	// NotReady must exceed it plus the heartbeat interval.
 	SeenResolution time.Duration
-	Now            func() time.Time
+	// EventTTL is how long events are kept (default 1 h).
+	EventTTL time.Duration
+	Now      func() time.Time
 }
 
 // Ingest receives agent messages.
@@ -54,21 +59,41 @@ type Ingest struct {
 
 	mu      sync.Mutex
 	pending map[string]*nodeUpdate
-	lastSeq map[string]uint64
 
 	received atomic.Uint64
 	dropped  atomic.Uint64
 }
 
-// nodeUpdate is everything heard from one node since the last flush.
+// nodeUpdate is everything heard from one node since the last flush. Of
+// each kind of fact it keeps the one with the highest sequence number;
+// events are all kept.
 type nodeUpdate struct {
-	seen      time.Time
-	hello     *wire.Hello
-	observed  uint64
-	hasObs    bool
-	online    *bool
+	seen time.Time
+
+	hello    *wire.Hello
+	helloSeq uint64
+
+	observed    uint64 // the revision the agent runs
+	observedSeq uint64
+
+	outbox    *wire.OutboxState
+	outboxSeq uint64
+
+	online *bool
+
 	podReport *wire.PodStatusReport
+	reportSeq uint64
+
+	events []seqEvent
 }
+
+type seqEvent struct {
+	seq uint64
+	ev  wire.Event
+}
+
+// maxPendingEvents bounds the events one node may queue between flushes.
+const maxPendingEvents = 10_000
 
 // New returns an Ingest; register its handlers with Handle and call Run.
 func New(opts Options) *Ingest {
@@ -81,6 +106,9 @@ func New(opts Options) *Ingest {
 	if opts.SeenResolution <= 0 {
 		opts.SeenResolution = 15 * time.Second
 	}
+	if opts.EventTTL <= 0 {
+		opts.EventTTL = events.DefaultTTL
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -88,7 +116,6 @@ func New(opts Options) *Ingest {
 		opts: opts, log: opts.Logger.With("component", "ingest"),
 		wake:    make(chan struct{}, 1),
 		pending: map[string]*nodeUpdate{},
-		lastSeq: map[string]uint64{},
 	}
 }
 
@@ -98,7 +125,9 @@ func (in *Ingest) Stats() (received, dropped uint64) {
 }
 
 // Handle decodes one message from an agent topic and queues its effect. It
-// is safe for concurrent use and never blocks on the store.
+// is safe for concurrent use and never blocks on the store; whether a fact
+// is newer than what the hub already holds is decided at flush time,
+// against the node's stored cursor.
 func (in *Ingest) Handle(topic string, payload []byte) {
 	in.received.Add(1)
 	env, err := wire.Decode(topic, payload)
@@ -106,73 +135,81 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 		in.drop(err)
 		return
 	}
-	node := env.Node
+	// Decode the payload before taking the lock.
+	var (
+		hello  wire.Hello
+		hb     wire.Heartbeat
+		report wire.PodStatusReport
+		online wire.Online
+		event  wire.Event
+		target any
+	)
+	switch env.Type {
+	case wire.TypeHello:
+		target = &hello
+	case wire.TypeHeartbeat:
+		target = &hb
+	case wire.TypePodStatus:
+		target = &report
+	case wire.TypeOnline:
+		target = &online
+	case wire.TypeEvent:
+		target = &event
+	}
+	if err := wire.DecodePayload(env, topic, target); err != nil {
+		in.drop(err)
+		return
+	}
+	node, seq := env.Node, env.Seq
 	now := in.opts.Now()
 
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	// Keep only the newest report of a sender. A hello starts a new
-	// session and may follow a wiped agent state, so it resets the order.
-	// The will (sequence 0) is the broker speaking for the agent.
-	if env.Seq != 0 && env.Type != wire.TypeHello && env.Seq <= in.lastSeq[node] {
-		in.log.Debug("dropping stale message", "node", node, "topic", topic, "seq", env.Seq, "newest", in.lastSeq[node])
-		return
+	u := in.pending[node]
+	if u == nil {
+		u = &nodeUpdate{}
+		in.pending[node] = u
 	}
-	var u *nodeUpdate
-	get := func() *nodeUpdate {
-		if u == nil {
-			if u = in.pending[node]; u == nil {
-				u = &nodeUpdate{}
-				in.pending[node] = u
-			}
+	observe := func(rev uint64) {
+		if seq > u.observedSeq {
+			u.observed, u.observedSeq = rev, seq
 		}
-		return u
 	}
 	switch env.Type {
 	case wire.TypeHello:
-		var h wire.Hello
-		if err := wire.DecodePayload(env, topic, &h); err != nil {
-			in.drop(err)
-			return
+		if seq >= u.helloSeq {
+			u.hello, u.helloSeq = &hello, seq
 		}
-		up := get()
-		up.hello = &h
-		up.observed, up.hasObs = h.ObservedRevision, true
+		observe(hello.ObservedRevision)
+		if seq > u.outboxSeq {
+			u.outbox, u.outboxSeq = &hello.Outbox, seq
+		}
 	case wire.TypeHeartbeat:
-		var hb wire.Heartbeat
-		if err := wire.DecodePayload(env, topic, &hb); err != nil {
-			in.drop(err)
-			return
+		observe(hb.ObservedRevision)
+		if seq > u.outboxSeq {
+			u.outbox, u.outboxSeq = &hb.Outbox, seq
 		}
-		up := get()
-		up.observed, up.hasObs = hb.ObservedRevision, true
 	case wire.TypePodStatus:
-		var rep wire.PodStatusReport
-		if err := wire.DecodePayload(env, topic, &rep); err != nil {
-			in.drop(err)
-			return
+		if seq > u.reportSeq {
+			u.podReport, u.reportSeq = &report, seq
 		}
-		up := get()
-		up.podReport = &rep
-		up.observed, up.hasObs = rep.ObservedRevision, true
+		observe(report.ObservedRevision)
+	case wire.TypeEvent:
+		if len(u.events) < maxPendingEvents {
+			u.events = append(u.events, seqEvent{seq: seq, ev: event})
+		} else {
+			in.log.Warn("too many events from one node in one flush; dropping", "node", node, "seq", seq)
+		}
 	case wire.TypeOnline:
-		var o wire.Online
-		if err := wire.DecodePayload(env, topic, &o); err != nil {
-			in.drop(err)
-			return
-		}
-		online := o.Online
-		get().online = &online
-		if !online {
-			// The node is gone; do not count the will as a sign of life.
+		flag := online.Online
+		u.online = &flag
+		if !flag {
+			// The broker speaking for a vanished agent is no sign of life.
 			in.signal()
 			return
 		}
 	}
-	if env.Seq != 0 {
-		in.lastSeq[node] = env.Seq
-	}
-	get().seen = now
+	u.seen = now
 	in.signal()
 }
 
@@ -246,6 +283,22 @@ func (in *Ingest) Flush() {
 	}
 }
 
+// KindIngestCursor is the store kind of ingest's per-node bookkeeping:
+// the sequence numbers of the newest facts applied, so that nothing older
+// replaces something newer, across hub restarts too.
+const KindIngestCursor = "IngestCursor"
+
+// Cursor records, for one node, the sequence numbers of the newest hello,
+// observed revision, outbox state and pod status applied.
+type Cursor struct {
+	api.TypeMeta   `json:",inline"`
+	api.ObjectMeta `json:"metadata"`
+	Hello          uint64 `json:"hello"`
+	Observed       uint64 `json:"observed"`
+	Outbox         uint64 `json:"outbox"`
+	PodStatus      uint64 `json:"podStatus"`
+}
+
 // apply lands one node's update.
 func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) error {
 	node, err := store.Get[api.Node](tx, api.KindNode, "", name)
@@ -262,13 +315,34 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) error {
 	} else if err != nil {
 		return err
 	}
-	before, _ := json.Marshal(node)
-
-	if u.hello != nil {
-		applyHello(node, u.hello)
+	cur, err := store.Get[Cursor](tx, KindIngestCursor, "", name)
+	if store.IsNotFound(err) {
+		cur = &Cursor{TypeMeta: api.TypeMeta{Kind: KindIngestCursor}, ObjectMeta: api.ObjectMeta{Name: name}}
+	} else if err != nil {
+		return err
 	}
-	if u.hasObs {
+	seqsBefore := cur.seqs()
+	if newest := slices.Max(seqsBefore[:]); u.hello != nil && newest > 0 && u.helloSeq <= newest {
+		// A hello takes a fresh number, above everything the agent sent
+		// before; one that does not means the agent's local state was
+		// rebuilt. Start its ordering afresh rather than ignore it forever.
+		in.log.Warn("agent sequence numbers restarted; resetting its ordering", "node", name, "seq", u.helloSeq, "previous", newest)
+		cur.Hello, cur.Observed, cur.Outbox, cur.PodStatus = 0, 0, 0, 0
+	}
+	before, _ := json.Marshal(node)
+	wasReady := node.IsReady()
+
+	if u.hello != nil && u.helloSeq >= cur.Hello {
+		applyHello(node, u.hello)
+		cur.Hello = u.helloSeq
+	}
+	if u.observedSeq > cur.Observed {
 		node.Status.ObservedRevision = u.observed
+		cur.Observed = u.observedSeq
+	}
+	if u.outbox != nil && u.outboxSeq > cur.Outbox {
+		node.Status.Outbox = api.NodeOutbox{Queued: u.outbox.Queued, Dropped: u.outbox.Dropped}
+		cur.Outbox = u.outboxSeq
 	}
 	now := api.NewTime(u.seen.UTC())
 	switch {
@@ -288,11 +362,44 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) error {
 			return err
 		}
 	}
-	if u.podReport != nil {
-		return applyPodReport(tx, name, u.podReport)
+	if ready := node.IsReady(); ready != wasReady {
+		reason, typ := "NodeReady", api.EventNormal
+		if !ready {
+			reason, typ = "NodeNotReady", api.EventWarning
+		}
+		c := node.Status.Condition(api.NodeReady)
+		at := in.opts.Now()
+		if err := events.Put(tx, events.Record{
+			Object: api.ObjectReference{Kind: api.KindNode, Name: name, UID: node.UID},
+			Type:   typ, Reason: reason, Message: fmt.Sprintf("Node %s status is now: %s (%s)", name, reason, c.Message),
+			Time: at, Source: api.EventSource{Component: "hub"}, Key: events.HubKey(at),
+		}, in.opts.EventTTL); err != nil {
+			return err
+		}
+	}
+	for _, se := range u.events {
+		e := se.ev
+		if err := events.Put(tx, events.Record{
+			Object: e.Object, Type: e.Type, Reason: e.Reason, Message: e.Message, Time: e.Time,
+			Source: api.EventSource{Component: "edge-agent", Host: name},
+			Key:    fmt.Sprintf("%s.%016x", name, se.seq),
+		}, in.opts.EventTTL); err != nil {
+			return err
+		}
+	}
+	if u.podReport != nil && u.reportSeq > cur.PodStatus {
+		if err := applyPodReport(tx, name, u.podReport); err != nil {
+			return err
+		}
+		cur.PodStatus = u.reportSeq
+	}
+	if cur.seqs() != seqsBefore {
+		return tx.Put(cur)
 	}
 	return nil
 }
+
+func (c *Cursor) seqs() [4]uint64 { return [4]uint64{c.Hello, c.Observed, c.Outbox, c.PodStatus} }
 
 // applyHello merges the agent's announcement into the node. Labels the
 // agent asks for are applied as a change against what it asked for last

@@ -199,3 +199,73 @@ func TestWillMarksNodeOffline(t *testing.T) {
 		t.Fatalf("reason = %s", c.Reason)
 	}
 }
+
+func TestEventsAreStoredOnceWithTheirNode(t *testing.T) {
+	st := store.NewMemory()
+	in := newIngest(st, &syncBuffer{})
+	ev := wire.Event{Object: api.ObjectReference{Kind: api.KindPod, Namespace: "default", Name: "web-1", UID: "u"},
+		Type: api.EventWarning, Reason: "Exited", Message: "Container main exited with code 3", Time: t0}
+	topic := wire.NodeTopic("n1", wire.TopicEvents)
+	in.Handle(topic, msg(t, "n1", wire.TypeEvent, 7, ev))
+	in.Handle(topic, msg(t, "n1", wire.TypeEvent, 7, ev)) // redelivered
+	in.Handle(topic, msg(t, "n1", wire.TypeEvent, 8, ev))
+	in.Flush()
+	var evs []*api.Event
+	_ = st.View(func(tx store.Tx) error {
+		evs, _ = store.List[api.Event](tx, api.KindEvent, "default")
+		return nil
+	})
+	var fromAgent []*api.Event
+	for _, e := range evs {
+		if e.Source.Component == "edge-agent" {
+			fromAgent = append(fromAgent, e)
+		}
+	}
+	if len(fromAgent) != 2 {
+		t.Fatalf("agent events = %d, want 2 (a redelivery must not duplicate)", len(fromAgent))
+	}
+	e := fromAgent[0]
+	if e.Source.Host != "n1" || e.InvolvedObject.Name != "web-1" || e.Reason != "Exited" || !e.LastTimestamp.Equal(t0) || e.Type != api.EventWarning {
+		t.Fatalf("event = %+v", e)
+	}
+}
+
+func TestQueuedReportsNeverOverwriteNewerOnes(t *testing.T) {
+	st := store.NewMemory()
+	pod := &api.Pod{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: api.KindPod},
+		ObjectMeta: api.ObjectMeta{Name: "p", Namespace: "default", UID: "u1"}, Spec: api.PodSpec{NodeName: "n1"}}
+	if err := st.Update(func(tx store.Tx) error { return tx.Put(pod) }); err != nil {
+		t.Fatal(err)
+	}
+	report := func(in *Ingest, seq uint64, phase string, rev uint64) {
+		rep := wire.PodStatusReport{ObservedRevision: rev, Pods: []wire.PodReport{{UID: "u1", Name: "p", Namespace: "default", Status: api.PodStatus{Phase: phase}}}}
+		in.Handle(wire.NodeTopic("n1", wire.TopicStatus), msg(t, "n1", wire.TypePodStatus, seq, rep))
+		in.Flush()
+	}
+	phase := func() (string, uint64) {
+		var p *api.Pod
+		var n *api.Node
+		_ = st.View(func(tx store.Tx) error {
+			p, _ = store.Get[api.Pod](tx, api.KindPod, "default", "p")
+			n, _ = store.Get[api.Node](tx, api.KindNode, "", "n1")
+			return nil
+		})
+		return p.Status.Phase, n.Status.ObservedRevision
+	}
+	in := newIngest(st, &syncBuffer{})
+	report(in, 10, api.PodRunning, 4)
+	// A new hub process (the cursor is in the store), then a late copy of
+	// an older report.
+	in = newIngest(st, &syncBuffer{})
+	report(in, 9, api.PodPending, 3)
+	if ph, rev := phase(); ph != api.PodRunning || rev != 4 {
+		t.Fatalf("older report won: %s rev %d", ph, rev)
+	}
+	// An agent whose state was rebuilt starts its sequence over with a hello.
+	in.Handle(wire.NodeTopic("n1", wire.TopicStatus), msg(t, "n1", wire.TypeHello, 2, wire.Hello{ObservedRevision: 0}))
+	in.Flush()
+	report(in, 3, api.PodFailed, 5)
+	if ph, rev := phase(); ph != api.PodFailed || rev != 5 {
+		t.Fatalf("reports after an agent reset were ignored: %s rev %d", ph, rev)
+	}
+}

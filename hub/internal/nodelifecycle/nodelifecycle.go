@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/events"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 )
@@ -29,7 +30,9 @@ type Options struct {
 	Grace time.Duration
 	// Period is how often nodes are checked (default 2 s).
 	Period time.Duration
-	Now    func() time.Time
+	// EventTTL is how long the NodeNotReady events it records are kept.
+	EventTTL time.Duration
+	Now      func() time.Time
 }
 
 // Controller watches node liveness.
@@ -89,6 +92,13 @@ func (c *Controller) Sync() error {
 				cond.LastTransitionTime = api.NewTime(now.Truncate(time.Second))
 				c.log.Warn("node not ready: no heartbeat", "node", n.Name, "lastSeen", n.Status.LastSeen.Time)
 				if err := tx.Put(n); err != nil {
+					return err
+				}
+				if err := events.Put(tx, events.Record{
+					Object: api.ObjectReference{Kind: api.KindNode, Name: n.Name, UID: n.UID},
+					Type:   api.EventWarning, Reason: "NodeNotReady", Message: "Node " + n.Name + " status is now: NodeNotReady (" + cond.Message + ")",
+					Time: now, Source: api.EventSource{Component: "hub"}, Key: events.HubKey(now),
+				}, c.opts.EventTTL); err != nil {
 					return err
 				}
 			}

@@ -85,6 +85,12 @@ func buildTable(kind string, objs []api.Object, opts Options) (table, error) {
 				return t, wrongType(kind, o)
 			}
 			t.headers, row = daemonSetRow(ds, opts.Wide, now)
+		case api.KindEvent:
+			e, ok := o.(*api.Event)
+			if !ok {
+				return t, wrongType(kind, o)
+			}
+			t.headers, row = eventRow(e, now)
 		case api.KindNamespace:
 			ns, ok := o.(*api.Namespace)
 			if !ok {

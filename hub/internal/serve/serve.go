@@ -38,7 +38,9 @@ type Config struct {
 	BrokerURL string
 	// NodeGrace is how long a silent node stays Ready.
 	NodeGrace time.Duration
-	Logger    *slog.Logger
+	// EventTTL is how long events are kept.
+	EventTTL time.Duration
+	Logger   *slog.Logger
 	// Ready, if set, is closed once the hub serves HTTP and MQTT.
 	Ready chan<- struct{}
 }
@@ -97,7 +99,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("embedded MQTT broker listening", "addr", b.Addr())
 	}
 
-	in := ingest.New(ingest.Options{Store: st, Logger: log})
+	in := ingest.New(ingest.Options{Store: st, Logger: log, EventTTL: cfg.EventTTL})
 	var disp *dispatch.Dispatcher
 	hostname, _ := os.Hostname()
 	session := link.New(link.Options{
@@ -108,7 +110,9 @@ func Run(ctx context.Context, cfg Config) error {
 			disp.Republish()
 		},
 	})
-	session.Subscribe(wire.SharedTopic(ingestGroup, wire.AllNodesTopic(wire.TopicStatus)), 1, in.Handle)
+	for _, kind := range []string{wire.TopicStatus, wire.TopicEvents} {
+		session.Subscribe(wire.SharedTopic(ingestGroup, wire.AllNodesTopic(kind)), 1, in.Handle)
+	}
 	// Online flags are retained: a plain subscription delivers the current
 	// flag of every node when the hub (re)connects, which shared ones do not.
 	session.Subscribe(wire.AllNodesTopic(wire.TopicOnline), 1, in.Handle)
@@ -118,7 +122,7 @@ func Run(ctx context.Context, cfg Config) error {
 	run("ingest", in.Run)
 	run("dispatch", disp.Run)
 	run("daemonset", daemonset.New(daemonset.Options{Store: st, Logger: log}).Run)
-	run("nodelifecycle", nodelifecycle.New(nodelifecycle.Options{Store: st, Logger: log, Grace: cfg.NodeGrace}).Run)
+	run("nodelifecycle", nodelifecycle.New(nodelifecycle.Options{Store: st, Logger: log, Grace: cfg.NodeGrace, EventTTL: cfg.EventTTL}).Run)
 	run("store-gc", func(ctx context.Context) error { return st.RunGC(ctx, 10*time.Minute) })
 
 	srv := &http.Server{

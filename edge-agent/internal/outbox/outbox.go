@@ -1,0 +1,366 @@
+// Package outbox is the agent's store-and-forward queue: every report the
+// agent must deliver (pod status, events, metric samples) is appended to a
+// bounded queue in the agent's Badger before anything is sent, and drained
+// in order when the broker is reachable, each entry removed only after the
+// broker acknowledged it. When the queue is full the oldest entries of the
+// lowest class go first, and every drop is counted, never silent. A crash
+// at any moment loses nothing already appended.
+package outbox
+
+// Badger key layout (in the agent's store, beside package state's keys):
+//
+//	q/{seq, 8-byte big-endian}  → entry: 1 byte class, then the payload
+//	                              (a complete wire envelope)
+//	qm/dropped                  → uint64 big-endian, entries dropped so far
+//
+// The queue's order is the order of seq, which is the envelope's sequence
+// number, so draining in key order preserves what the agent reported, in
+// the order it happened.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Class ranks entries for dropping when the queue is full: the lowest
+// class goes first, oldest first within a class.
+type Class byte
+
+// Classes, lowest value first.
+const (
+	// Telemetry can be lost without harm (metric samples).
+	Telemetry Class = iota
+	// Status is a full status report: a later one supersedes it.
+	Status
+	// Event is a record of something that happened; dropped last.
+	Event
+	numClasses
+)
+
+func (c Class) String() string {
+	switch c {
+	case Telemetry:
+		return "telemetry"
+	case Status:
+		return "status"
+	case Event:
+		return "event"
+	}
+	return fmt.Sprintf("Class(%d)", c)
+}
+
+// Entry is one queued report.
+type Entry struct {
+	Seq     uint64
+	Class   Class
+	Topic   string // the topic kind (status, events, metrics)
+	Payload []byte
+}
+
+// Limits bound the queue.
+type Limits struct {
+	MaxEntries int
+	MaxBytes   int64
+}
+
+// DefaultLimits keep about a day of reports of a typical board in under
+// 64 MiB.
+var DefaultLimits = Limits{MaxEntries: 100_000, MaxBytes: 64 << 20}
+
+func entryKey(seq uint64) []byte {
+	k := make([]byte, 2+8)
+	copy(k, "q/")
+	binary.BigEndian.PutUint64(k[2:], seq)
+	return k
+}
+
+func seqOf(key []byte) uint64 { return binary.BigEndian.Uint64(key[2:]) }
+
+var (
+	queuePrefix = []byte("q/")
+	droppedKey  = []byte("qm/dropped")
+)
+
+// ErrTooLarge is returned for a single entry larger than the byte bound.
+var ErrTooLarge = errors.New("entry larger than the outbox's byte bound")
+
+// Outbox is the queue. It is safe for concurrent use.
+type Outbox struct {
+	db     *badger.DB
+	limits Limits
+
+	mu      sync.Mutex
+	count   int
+	bytes   int64
+	dropped uint64
+	// perClass indexes queued seqs by class, oldest first, so dropping is
+	// cheap; rebuilt from disk on Open. Entries removed out of order stay
+	// in these lists until they reach the front; sizes says what is live.
+	perClass [numClasses][]uint64
+	sizes    map[uint64]int64
+	notify   chan struct{}
+}
+
+// Open loads the queue's bookkeeping from db.
+func Open(db *badger.DB, limits Limits) (*Outbox, error) {
+	if limits.MaxEntries <= 0 {
+		limits.MaxEntries = DefaultLimits.MaxEntries
+	}
+	if limits.MaxBytes <= 0 {
+		limits.MaxBytes = DefaultLimits.MaxBytes
+	}
+	o := &Outbox{db: db, limits: limits, sizes: map[uint64]int64{}, notify: make(chan struct{}, 1)}
+	err := db.View(func(txn *badger.Txn) error {
+		if item, err := txn.Get(droppedKey); err == nil {
+			if err := item.Value(func(v []byte) error {
+				if len(v) == 8 {
+					o.dropped = binary.BigEndian.Uint64(v)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = queuePrefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			seq := seqOf(item.Key())
+			var class Class
+			if err := item.Value(func(v []byte) error {
+				if len(v) > 0 {
+					class = Class(v[0])
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			if class >= numClasses {
+				class = Telemetry
+			}
+			size := item.ValueSize()
+			o.perClass[class] = append(o.perClass[class], seq)
+			o.sizes[seq] = size
+			o.count++
+			o.bytes += size
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open outbox: %w", err)
+	}
+	return o, nil
+}
+
+// Ready is signalled (without blocking) after every Append.
+func (o *Outbox) Ready() <-chan struct{} { return o.notify }
+
+// Append queues one entry durably. seq must increase with every call (the
+// envelope's sequence number). If the queue would exceed its bounds, the
+// oldest entries of the lowest class are dropped first and counted.
+func (o *Outbox) Append(e Entry) error {
+	value := make([]byte, 1+len(e.Topic)+1+len(e.Payload))
+	value[0] = byte(e.Class)
+	copy(value[1:], e.Topic)
+	value[1+len(e.Topic)] = 0
+	copy(value[2+len(e.Topic):], e.Payload)
+	size := int64(len(value))
+	if size > o.limits.MaxBytes {
+		return fmt.Errorf("append seq %d (%d bytes): %w", e.Seq, size, ErrTooLarge)
+	}
+
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var victims []uint64
+	count, bytes := o.count+1, o.bytes+size
+	cursor := [numClasses]int{}
+	for count > o.limits.MaxEntries || bytes > o.limits.MaxBytes {
+		seq, ok := o.oldestLowest(&cursor, e.Class)
+		if !ok {
+			break // only higher-class entries left: keep them, this one still fits the count
+		}
+		victims = append(victims, seq)
+		count--
+		bytes -= o.sizes[seq]
+	}
+	if count > o.limits.MaxEntries || bytes > o.limits.MaxBytes {
+		// Everything queued outranks the new entry: drop the new one.
+		if err := o.addDropped(1); err != nil {
+			return err
+		}
+		return nil
+	}
+	err := o.db.Update(func(txn *badger.Txn) error {
+		for _, seq := range victims {
+			if err := txn.Delete(entryKey(seq)); err != nil {
+				return err
+			}
+		}
+		if len(victims) > 0 {
+			if err := txn.Set(droppedKey, u64(o.dropped+uint64(len(victims)))); err != nil {
+				return err
+			}
+		}
+		return txn.Set(entryKey(e.Seq), value)
+	})
+	if err != nil {
+		return fmt.Errorf("append seq %d: %w", e.Seq, err)
+	}
+	for _, seq := range victims {
+		o.forget(seq)
+	}
+	o.dropped += uint64(len(victims))
+	o.perClass[e.Class] = append(o.perClass[e.Class], e.Seq)
+	o.sizes[e.Seq] = size
+	o.count++
+	o.bytes += size
+	select {
+	case o.notify <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// oldestLowest returns the oldest queued seq of the lowest class not above
+// limit, skipping ones already chosen (cursor). The caller holds o.mu.
+func (o *Outbox) oldestLowest(cursor *[numClasses]int, limit Class) (uint64, bool) {
+	for c := Class(0); c <= limit && c < numClasses; c++ {
+		list := o.perClass[c]
+		for cursor[c] < len(list) {
+			seq := list[cursor[c]]
+			cursor[c]++
+			if _, live := o.sizes[seq]; live {
+				return seq, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// forget removes seq from the bookkeeping. The caller holds o.mu.
+func (o *Outbox) forget(seq uint64) {
+	size, ok := o.sizes[seq]
+	if !ok {
+		return
+	}
+	delete(o.sizes, seq)
+	o.count--
+	o.bytes -= size
+	// Entries leave mostly from the front (acks in order, drops oldest
+	// first): trim dead seqs off the fronts, copying only now and then.
+	for c := range o.perClass {
+		list := o.perClass[c]
+		i := 0
+		for i < len(list) {
+			if _, live := o.sizes[list[i]]; live {
+				break
+			}
+			i++
+		}
+		if i > 0 {
+			list = list[i:]
+			if cap(list) > 1024 && len(list) < cap(list)/4 {
+				list = append([]uint64(nil), list...)
+			}
+			o.perClass[c] = list
+		}
+	}
+}
+
+func (o *Outbox) addDropped(n uint64) error {
+	if err := o.db.Update(func(txn *badger.Txn) error { return txn.Set(droppedKey, u64(o.dropped+n)) }); err != nil {
+		return fmt.Errorf("count dropped entries: %w", err)
+	}
+	o.dropped += n
+	return nil
+}
+
+// Peek returns up to n of the oldest entries, in order.
+func (o *Outbox) Peek(n int) ([]Entry, error) {
+	var out []Entry
+	err := o.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = queuePrefix
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid() && len(out) < n; it.Next() {
+			item := it.Item()
+			e := Entry{Seq: seqOf(item.Key())}
+			if err := item.Value(func(v []byte) error {
+				if len(v) < 2 {
+					return fmt.Errorf("outbox entry %d is %d bytes", e.Seq, len(v))
+				}
+				e.Class = Class(v[0])
+				rest := v[1:]
+				for i, b := range rest {
+					if b == 0 {
+						e.Topic = string(rest[:i])
+						e.Payload = append([]byte(nil), rest[i+1:]...)
+						return nil
+					}
+				}
+				return fmt.Errorf("outbox entry %d has no topic terminator", e.Seq)
+			}); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("peek outbox: %w", err)
+	}
+	return out, nil
+}
+
+// Ack removes delivered entries.
+func (o *Outbox) Ack(seqs ...uint64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	wb := o.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, seq := range seqs {
+		if err := wb.Delete(entryKey(seq)); err != nil {
+			return fmt.Errorf("ack: %w", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	for _, seq := range seqs {
+		o.forget(seq)
+	}
+	return nil
+}
+
+// Len returns the number of queued entries and their bytes.
+func (o *Outbox) Len() (int, int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.count, o.bytes
+}
+
+// Dropped returns how many entries were dropped since the store was made.
+func (o *Outbox) Dropped() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.dropped
+}
+
+func u64(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}

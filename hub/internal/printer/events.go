@@ -1,0 +1,41 @@
+package printer
+
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/flotilla-edge/flotilla/pkg/api"
+)
+
+// eventRow is kubectl get events' row: LAST SEEN, TYPE, REASON, OBJECT,
+// MESSAGE.
+func eventRow(e *api.Event, now time.Time) ([]string, []string) {
+	headers := []string{"LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"}
+	last := e.LastTimestamp.Time
+	if last.IsZero() {
+		last = e.CreationTimestamp.Time
+	}
+	seen := unknown
+	if !last.IsZero() {
+		seen = HumanDuration(now.Sub(last))
+	}
+	return headers, []string{seen, e.Type, e.Reason, EventObject(e), strings.TrimSpace(e.Message)}
+}
+
+// EventObject is kubectl's OBJECT column: "pod/web-1", "node/edge-1".
+func EventObject(e *api.Event) string {
+	return strings.ToLower(e.InvolvedObject.Kind) + "/" + e.InvolvedObject.Name
+}
+
+// SortEvents orders events as they happened: by last timestamp, then by
+// name (agents' event names end in their sequence number).
+func SortEvents(evs []*api.Event) {
+	sort.SliceStable(evs, func(i, j int) bool {
+		a, b := evs[i].LastTimestamp.Time, evs[j].LastTimestamp.Time
+		if !a.Equal(b) {
+			return a.Before(b)
+		}
+		return evs[i].Name < evs[j].Name
+	})
+}
