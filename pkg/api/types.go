@@ -61,8 +61,10 @@ type NodeStatus struct {
 
 // NodeOutbox is the state of a node's store-and-forward queue.
 type NodeOutbox struct {
-	Queued  int    `json:"queued,omitempty"`
-	Dropped uint64 `json:"dropped,omitempty"`
+	Queued          int               `json:"queued,omitempty"`
+	Dropped         uint64            `json:"dropped,omitempty"`
+	DroppedByClass  map[string]uint64 `json:"droppedByClass,omitempty"`
+	AppendedByClass map[string]uint64 `json:"appendedByClass,omitempty"`
 }
 
 // NodeCondition is one observed aspect of a node's health.
@@ -439,8 +441,7 @@ type RollingUpdateDaemonSet struct {
 	MaxSurge       *IntOrString `json:"maxSurge,omitempty"`
 }
 
-// RolloutSpec is Flotilla's fleet rollout extension to DaemonSets and
-// Deployments.
+// RolloutSpec is Flotilla's fleet rollout extension to DaemonSets.
 type RolloutSpec struct {
 	// Canary updates these nodes first, then pauses.
 	Canary *CanarySpec `json:"canary,omitempty"`

@@ -180,7 +180,7 @@ func (s *Session) clientOptions(lost chan<- error) *mqtt.ClientOptions {
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
 		SetKeepAlive(s.opts.KeepAlive).
-		SetPingTimeout(s.opts.ConnectTimeout).
+		SetPingTimeout(min(s.opts.ConnectTimeout, s.opts.KeepAlive)).
 		SetConnectTimeout(s.opts.ConnectTimeout).
 		SetWriteTimeout(s.opts.AckTimeout).
 		SetOrderMatters(true).

@@ -60,6 +60,12 @@ type OutboxState struct {
 	Queued  int    `json:"queued"`
 	Bytes   int64  `json:"bytes"`
 	Dropped uint64 `json:"dropped"`
+	// DroppedByClass splits Dropped by kind of report: telemetry, status,
+	// event.
+	DroppedByClass map[string]uint64 `json:"droppedByClass,omitempty"`
+	// AppendedByClass counts every report ever queued, by kind, so that
+	// queued + delivered + dropped can be checked to add up.
+	AppendedByClass map[string]uint64 `json:"appendedByClass,omitempty"`
 }
 
 // Event is something that happened on the node, about a pod or the node

@@ -37,6 +37,9 @@ type hubOptions struct {
 	// broker is an external broker URL; empty runs the embedded one.
 	broker string
 	grace  time.Duration
+	// mqttHost is where the embedded broker listens (default 127.0.0.1);
+	// 0.0.0.0 lets agents in site namespaces reach it.
+	mqttHost string
 }
 
 var seq atomic.Int64
@@ -60,7 +63,11 @@ func startHub(t *testing.T, o hubOptions) *hubProc {
 		h.MQTT = o.broker
 	} else {
 		mqttPort, _ := harness.FreePort()
-		h.args = append(h.args, "--mqtt-listen", fmt.Sprintf("127.0.0.1:%d", mqttPort))
+		host := o.mqttHost
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		h.args = append(h.args, "--mqtt-listen", fmt.Sprintf("%s:%d", host, mqttPort))
 		h.MQTT = fmt.Sprintf("tcp://127.0.0.1:%d", mqttPort)
 	}
 	grace := o.grace
@@ -80,7 +87,7 @@ func startHub(t *testing.T, o hubOptions) *hubProc {
 
 func (h *hubProc) start() {
 	h.t.Helper()
-	p, err := harness.StartProcess("hub", h.logPath, env.hubBin, h.args...)
+	p, err := harness.StartTiedProcess("hub", h.logPath, env.hubBin, h.args...)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -184,6 +191,7 @@ type agentProc struct {
 	// daemon do not see each other's containers.
 	ns       string
 	stateDir string
+	bin      string // the agent binary, or the wrapper that runs it in a site
 	args     []string
 	logPath  string
 }
@@ -191,7 +199,7 @@ type agentProc struct {
 func startAgent(t *testing.T, h *hubProc, labels ...string) *agentProc {
 	t.Helper()
 	node := uniq("node-")
-	a := &agentProc{t: t, hub: h, node: node, ns: "e2e-" + node, stateDir: filepath.Join(env.dir, node)}
+	a := &agentProc{t: t, hub: h, node: node, ns: "e2e-" + node, stateDir: filepath.Join(env.dir, node), bin: env.agentBin}
 	a.logPath = filepath.Join(env.dir, node+".log")
 	a.args = []string{
 		"--broker", h.MQTT, "--node-name", node,
@@ -221,7 +229,7 @@ func startAgent(t *testing.T, h *hubProc, labels ...string) *agentProc {
 
 func (a *agentProc) start() {
 	a.t.Helper()
-	p, err := harness.StartProcess("edge-agent", a.logPath, env.agentBin, a.args...)
+	p, err := harness.StartTiedProcess("edge-agent", a.logPath, a.bin, a.args...)
 	if err != nil {
 		a.t.Fatal(err)
 	}

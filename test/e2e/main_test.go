@@ -26,6 +26,7 @@ var env struct {
 	ctd      *harness.Containerd
 	reg      *harness.Registry
 	mosq     *harness.Mosquitto
+	regPort  int
 	// image is a busybox image in the registry; image2 is the same content
 	// under another tag.
 	image, image2 string
@@ -72,9 +73,17 @@ func setup(ctx context.Context) error {
 	if env.ctd, err = harness.StartContainerd(ctx, filepath.Join(env.dir, "containerd")); err != nil {
 		return fmt.Errorf("start containerd: %w", err)
 	}
-	if env.reg, err = harness.StartRegistry(ctx, filepath.Join(env.dir, "registry")); err != nil {
+	// The registry listens on every address, so agents in site namespaces
+	// can pull through their link (see siteImage); host agents use loopback.
+	port, err := harness.FreePort()
+	if err != nil {
+		return err
+	}
+	if env.reg, err = harness.StartRegistryAt(ctx, filepath.Join(env.dir, "registry"), fmt.Sprintf("0.0.0.0:%d", port)); err != nil {
 		return fmt.Errorf("start registry: %w", err)
 	}
+	env.reg.Addr = fmt.Sprintf("127.0.0.1:%d", port)
+	env.regPort = port
 	if env.mosq, err = harness.StartMosquitto(ctx, filepath.Join(env.dir, "mosquitto")); err != nil {
 		return fmt.Errorf("start mosquitto: %w", err)
 	}

@@ -44,6 +44,8 @@ func aptPackage(name string) string {
 		return "containerd"
 	case "busybox":
 		return "busybox-static"
+	case "ip":
+		return "iproute2"
 	}
 	return name // runc, docker-registry, mosquitto
 }
@@ -92,6 +94,17 @@ type Process struct {
 // startProcess starts bin with args in a new process group, appending its
 // output to logPath.
 func StartProcess(name, logPath, bin string, args ...string) (*Process, error) {
+	return startProcess(false, name, logPath, bin, args...)
+}
+
+// StartTiedProcess is StartProcess for a process that must not outlive
+// the caller: the kernel kills it if the caller dies (a test binary killed
+// by its timeout leaves no hub or agent behind).
+func StartTiedProcess(name, logPath, bin string, args ...string) (*Process, error) {
+	return startProcess(true, name, logPath, bin, args...)
+}
+
+func startProcess(tied bool, name, logPath, bin string, args ...string) (*Process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: open log: %w", name, err)
@@ -102,6 +115,9 @@ func StartProcess(name, logPath, bin string, args ...string) (*Process, error) {
 	cmd.Stderr = logFile
 	cmd.Env = withSbinPath(os.Environ())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if tied {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/probe"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/state"
 	"github.com/flotilla-edge/flotilla/pkg/api"
@@ -49,9 +50,10 @@ type Config struct {
 }
 
 // Runtime is the container runtime as the agent needs it: the reconciler's
-// interface plus facts for the hello.
+// interface, exec for probes, and facts for the hello.
 type Runtime interface {
 	reconcile.Runtime
+	probe.Execer
 	Version(ctx context.Context) (string, error)
 	Close() error
 }
@@ -155,12 +157,19 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	prober := probe.New(probe.Options{Exec: rt, OnChange: func(string) {
+		if rec := a.rec.Load(); rec != nil {
+			rec.Wake()
+		}
+	}})
+	run(func(ctx context.Context) { _ = prober.Run(ctx) })
 	rec := reconcile.New(reconcile.Config{
 		Runtime: rt,
 		History: st,
 		Desired: st.Snapshot,
 		Report:  a.queueReport,
 		Event:   a.queueEvent,
+		Prober:  prober,
 		DataDir: cfg.StateDir,
 		HostIP:  a.getFacts().InternalIP,
 		Resync:  cfg.Resync,
@@ -379,7 +388,7 @@ func (a *Agent) drain(ctx context.Context) {
 
 func (a *Agent) outboxState() wire.OutboxState {
 	n, b := a.outbox.Len()
-	return wire.OutboxState{Queued: n, Bytes: b, Dropped: a.outbox.Dropped()}
+	return wire.OutboxState{Queued: n, Bytes: b, Dropped: a.outbox.Dropped(), DroppedByClass: a.outbox.DroppedByClass(), AppendedByClass: a.outbox.AppendedByClass()}
 }
 
 // heartbeats tells the hub the node is alive, which revision it runs and

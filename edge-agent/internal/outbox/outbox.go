@@ -9,9 +9,14 @@ package outbox
 
 // Badger key layout (in the agent's store, beside package state's keys):
 //
-//	q/{seq, 8-byte big-endian}  → entry: 1 byte class, then the payload
-//	                              (a complete wire envelope)
-//	qm/dropped                  → uint64 big-endian, entries dropped so far
+//	q/{seq, 8-byte big-endian}  → entry: 1 byte class, the topic kind, a 0
+//	                              byte, then the payload (a complete wire
+//	                              envelope)
+//	qm/dropped/{class byte}     → uint64 big-endian, entries of that class
+//	                              dropped so far
+//	qm/appended/{class byte}    → uint64 big-endian, entries of that class
+//	                              appended so far (so appended = delivered +
+//	                              dropped + queued can be checked end to end)
 //
 // The queue's order is the order of seq, which is the envelope's sequence
 // number, so draining in key order preserves what the agent reported, in
@@ -80,10 +85,10 @@ func entryKey(seq uint64) []byte {
 
 func seqOf(key []byte) uint64 { return binary.BigEndian.Uint64(key[2:]) }
 
-var (
-	queuePrefix = []byte("q/")
-	droppedKey  = []byte("qm/dropped")
-)
+var queuePrefix = []byte("q/")
+
+func droppedKey(c Class) []byte  { return append([]byte("qm/dropped/"), byte(c)) }
+func appendedKey(c Class) []byte { return append([]byte("qm/appended/"), byte(c)) }
 
 // ErrTooLarge is returned for a single entry larger than the byte bound.
 var ErrTooLarge = errors.New("entry larger than the outbox's byte bound")
@@ -96,12 +101,14 @@ type Outbox struct {
 	mu      sync.Mutex
 	count   int
 	bytes   int64
-	dropped uint64
+	dropped  [numClasses]uint64
+	appended [numClasses]uint64
 	// perClass indexes queued seqs by class, oldest first, so dropping is
 	// cheap; rebuilt from disk on Open. Entries removed out of order stay
 	// in these lists until they reach the front; sizes says what is live.
 	perClass [numClasses][]uint64
 	sizes    map[uint64]int64
+	classes  map[uint64]Class
 	notify   chan struct{}
 }
 
@@ -113,19 +120,26 @@ func Open(db *badger.DB, limits Limits) (*Outbox, error) {
 	if limits.MaxBytes <= 0 {
 		limits.MaxBytes = DefaultLimits.MaxBytes
 	}
-	o := &Outbox{db: db, limits: limits, sizes: map[uint64]int64{}, notify: make(chan struct{}, 1)}
+	o := &Outbox{db: db, limits: limits, sizes: map[uint64]int64{}, classes: map[uint64]Class{}, notify: make(chan struct{}, 1)}
 	err := db.View(func(txn *badger.Txn) error {
-		if item, err := txn.Get(droppedKey); err == nil {
-			if err := item.Value(func(v []byte) error {
-				if len(v) == 8 {
-					o.dropped = binary.BigEndian.Uint64(v)
+		for c := Class(0); c < numClasses; c++ {
+			for key, dst := range map[string]*uint64{string(droppedKey(c)): &o.dropped[c], string(appendedKey(c)): &o.appended[c]} {
+				item, err := txn.Get([]byte(key))
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					continue
 				}
-				return nil
-			}); err != nil {
-				return err
+				if err != nil {
+					return err
+				}
+				if err := item.Value(func(v []byte) error {
+					if len(v) == 8 {
+						*dst = binary.BigEndian.Uint64(v)
+					}
+					return nil
+				}); err != nil {
+					return err
+				}
 			}
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
 		}
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = queuePrefix
@@ -149,6 +163,7 @@ func Open(db *badger.DB, limits Limits) (*Outbox, error) {
 			size := item.ValueSize()
 			o.perClass[class] = append(o.perClass[class], seq)
 			o.sizes[seq] = size
+			o.classes[seq] = class
 			o.count++
 			o.bytes += size
 		}
@@ -193,10 +208,21 @@ func (o *Outbox) Append(e Entry) error {
 	}
 	if count > o.limits.MaxEntries || bytes > o.limits.MaxBytes {
 		// Everything queued outranks the new entry: drop the new one.
-		if err := o.addDropped(1); err != nil {
-			return err
+		n, a := o.dropped[e.Class]+1, o.appended[e.Class]+1
+		if err := o.db.Update(func(txn *badger.Txn) error {
+			if err := txn.Set(appendedKey(e.Class), u64(a)); err != nil {
+				return err
+			}
+			return txn.Set(droppedKey(e.Class), u64(n))
+		}); err != nil {
+			return fmt.Errorf("count dropped entries: %w", err)
 		}
+		o.dropped[e.Class], o.appended[e.Class] = n, a
 		return nil
+	}
+	dropped := o.dropped
+	for _, seq := range victims {
+		dropped[o.classes[seq]]++
 	}
 	err := o.db.Update(func(txn *badger.Txn) error {
 		for _, seq := range victims {
@@ -204,22 +230,29 @@ func (o *Outbox) Append(e Entry) error {
 				return err
 			}
 		}
-		if len(victims) > 0 {
-			if err := txn.Set(droppedKey, u64(o.dropped+uint64(len(victims)))); err != nil {
-				return err
+		for c := range dropped {
+			if dropped[c] != o.dropped[c] {
+				if err := txn.Set(droppedKey(Class(c)), u64(dropped[c])); err != nil {
+					return err
+				}
 			}
+		}
+		if err := txn.Set(appendedKey(e.Class), u64(o.appended[e.Class]+1)); err != nil {
+			return err
 		}
 		return txn.Set(entryKey(e.Seq), value)
 	})
 	if err != nil {
 		return fmt.Errorf("append seq %d: %w", e.Seq, err)
 	}
+	o.appended[e.Class]++
 	for _, seq := range victims {
 		o.forget(seq)
 	}
-	o.dropped += uint64(len(victims))
+	o.dropped = dropped
 	o.perClass[e.Class] = append(o.perClass[e.Class], e.Seq)
 	o.sizes[e.Seq] = size
+	o.classes[e.Seq] = e.Class
 	o.count++
 	o.bytes += size
 	select {
@@ -252,6 +285,7 @@ func (o *Outbox) forget(seq uint64) {
 		return
 	}
 	delete(o.sizes, seq)
+	delete(o.classes, seq)
 	o.count--
 	o.bytes -= size
 	// Entries leave mostly from the front (acks in order, drops oldest
@@ -273,14 +307,6 @@ func (o *Outbox) forget(seq uint64) {
 			o.perClass[c] = list
 		}
 	}
-}
-
-func (o *Outbox) addDropped(n uint64) error {
-	if err := o.db.Update(func(txn *badger.Txn) error { return txn.Set(droppedKey, u64(o.dropped+n)) }); err != nil {
-		return fmt.Errorf("count dropped entries: %w", err)
-	}
-	o.dropped += n
-	return nil
 }
 
 // Peek returns up to n of the oldest entries, in order.
@@ -356,7 +382,38 @@ func (o *Outbox) Len() (int, int64) {
 func (o *Outbox) Dropped() uint64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.dropped
+	var n uint64
+	for _, d := range o.dropped {
+		n += d
+	}
+	return n
+}
+
+// AppendedByClass returns how many entries of each class were ever
+// appended, by class name.
+func (o *Outbox) AppendedByClass() map[string]uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := map[string]uint64{}
+	for c, n := range o.appended {
+		if n > 0 {
+			out[Class(c).String()] = n
+		}
+	}
+	return out
+}
+
+// DroppedByClass returns the drops of each class, by class name.
+func (o *Outbox) DroppedByClass() map[string]uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := map[string]uint64{}
+	for c, d := range o.dropped {
+		if d > 0 {
+			out[Class(c).String()] = d
+		}
+	}
+	return out
 }
 
 func u64(v uint64) []byte {

@@ -104,6 +104,12 @@ func TestBoundsDropLowestClassOldestFirst(t *testing.T) {
 	if fmt.Sprint(seqs(got)) != "[5 6 7 8 10]" || o.Dropped() != 5 {
 		t.Fatalf("queue = %v, dropped = %d", seqs(got), o.Dropped())
 	}
+	if by := o.DroppedByClass(); by["telemetry"] != 3 || by["status"] != 2 || by["event"] != 0 {
+		t.Fatalf("dropped by class = %v", by)
+	}
+	if by := o.AppendedByClass(); by["telemetry"] != 3 || by["status"] != 3 || by["event"] != 4 {
+		t.Fatalf("appended by class = %v", by)
+	}
 }
 
 func TestByteBound(t *testing.T) {

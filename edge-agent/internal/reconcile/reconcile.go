@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/probe"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
@@ -44,6 +45,9 @@ type Config struct {
 	// pulled or failed, back-off). It may be called from pod workers
 	// concurrently and must not block for long.
 	Event func(wire.Event)
+	// Prober runs the containers' probes; nil means no probes (every
+	// running container is Ready).
+	Prober Prober
 	// DataDir holds container logs (logs/) and pod volumes (pods/).
 	DataDir string
 	// HostIP is reported as each pod's hostIP.
@@ -53,6 +57,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+}
+
+// Prober runs liveness, readiness and startup probes; package probe's
+// Manager satisfies it.
+type Prober interface {
+	// Update sets the running containers to probe (the full set).
+	Update(containers []probe.Container)
+	// Status returns a container's probe state.
+	Status(containerID string) probe.Status
 }
 
 // Reconciler drives a Runtime towards the desired snapshot.
@@ -70,6 +83,9 @@ type Reconciler struct {
 
 	lastReport *wire.PodStatusReport
 	revision   uint64 // of the snapshot the current pass works from; guarded by mu
+	// health remembers each container's last probe state, to report
+	// changes as events; used only by the loop goroutine.
+	health map[string]probe.Status
 }
 
 type waitState struct {
@@ -120,6 +136,7 @@ func New(cfg Config) *Reconciler {
 		busy:    map[string]bool{},
 		waiting: map[string]waitState{},
 		retries: map[string]retryState{},
+		health:  map[string]probe.Status{},
 	}
 }
 
@@ -198,6 +215,9 @@ func (r *Reconciler) Sync(ctx context.Context) time.Time {
 		plans[p.UID] = &podPlan{pod: p, current: map[string]Container{}}
 	}
 	orphans := map[string][]Container{}
+	for i := range containers {
+		r.taskGone(&containers[i])
+	}
 	for _, c := range containers {
 		uid := c.Labels[LabelPodUID]
 		plan, desired := plans[uid]
@@ -223,11 +243,66 @@ func (r *Reconciler) Sync(ctx context.Context) time.Time {
 		cs := cs
 		r.spawn(ctx, key, func(ctx context.Context) { r.removePod(ctx, cs) })
 	}
+	r.updateProbes(plans)
 	for _, plan := range plans {
 		soon(r.planPod(ctx, plan))
 	}
 	r.report(snap, plans)
 	return next
+}
+
+// updateProbes hands the prober every running container of a desired pod
+// with its probes, and reports probe failures as events.
+func (r *Reconciler) updateProbes(plans map[string]*podPlan) {
+	if r.cfg.Prober == nil {
+		return
+	}
+	var list []probe.Container
+	live := map[string]bool{}
+	for _, plan := range plans {
+		for i := range plan.pod.Spec.Containers {
+			spec := &plan.pod.Spec.Containers[i]
+			c, ok := plan.current[spec.Name]
+			if !ok || c.State != TaskRunning {
+				continue
+			}
+			ports := map[string]int32{}
+			for _, p := range spec.Ports {
+				if p.Name != "" {
+					ports[p.Name] = p.ContainerPort
+				}
+			}
+			list = append(list, probe.Container{
+				ID: c.ID, StartedAt: c.StartedAt, Ports: ports,
+				Liveness: spec.LivenessProbe, Readiness: spec.ReadinessProbe, Startup: spec.StartupProbe,
+			})
+			live[c.ID] = true
+			st := r.cfg.Prober.Status(c.ID)
+			prev, seen := r.health[c.ID]
+			r.health[c.ID] = st
+			switch {
+			case st.LivenessFailed && !prev.LivenessFailed:
+				r.emit(plan.pod, spec.Name, api.EventWarning, "Unhealthy", st.Message)
+			case seen && prev.Ready && !st.Ready && spec.ReadinessProbe != nil:
+				r.emit(plan.pod, spec.Name, api.EventWarning, "Unhealthy", st.Message)
+			}
+		}
+	}
+	for id := range r.health {
+		if !live[id] {
+			delete(r.health, id)
+		}
+	}
+	r.cfg.Prober.Update(list)
+}
+
+// probeStatus returns a running container's probe state; without a prober
+// every running container is started and ready.
+func (r *Reconciler) probeStatus(id string) probe.Status {
+	if r.cfg.Prober == nil {
+		return probe.Status{Started: true, Ready: true}
+	}
+	return r.cfg.Prober.Status(id)
 }
 
 // planPod decides what one desired pod needs and starts its worker if it
@@ -272,6 +347,12 @@ func (r *Reconciler) planPod(ctx context.Context, plan *podPlan) time.Time {
 			}
 			todo = append(todo, func(ctx context.Context) { r.start(ctx, pod, c.ID, true) })
 		case c.State == TaskRunning:
+			if st := r.probeStatus(c.ID); st.LivenessFailed {
+				// As kubelet: kill it; the exit is then handled (and the
+				// container restarted) per restartPolicy, with back-off.
+				todo = append(todo, func(ctx context.Context) { r.killUnhealthy(ctx, pod, c, st.Message) })
+				continue
+			}
 			r.maybeResetBackoff(c)
 		}
 	}
@@ -324,6 +405,20 @@ func shouldRestart(policy string, exitCode int32) bool {
 		return exitCode != 0
 	}
 	return true
+}
+
+// taskGone treats a container that has run before but has no task now
+// (it was stopped, or the board rebooted and containerd lost its tasks) as
+// exited: it restarts by its restart policy, counted and with back-off,
+// rather than getting a free "first" start.
+func (r *Reconciler) taskGone(c *Container) {
+	if c.State != TaskNone || c.StartedAt.IsZero() {
+		return
+	}
+	c.State, c.ExitCode, c.FinishedAt = TaskExited, 137, r.now()
+	if rec, err := r.cfg.History.Restarts(c.ID); err == nil && rec.Last != nil && rec.Last.StartedAt.Equal(c.StartedAt) {
+		c.ExitCode, c.FinishedAt = rec.Last.ExitCode, rec.Last.FinishedAt
+	}
 }
 
 // exitedPlan records a new exit in the container's history (and reports
@@ -438,7 +533,7 @@ func (r *Reconciler) pullFailed(id string, err error) {
 
 // createAndStart pulls, creates and starts one container.
 func (r *Reconciler) createAndStart(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container) {
-	if r.pull(ctx, pod, spec) && r.create(ctx, pod, spec) {
+	if r.pull(ctx, pod, spec) && r.stillDesired(pod) && r.create(ctx, pod, spec) {
 		r.start(ctx, pod, ContainerID(pod, spec.Name), false)
 	}
 }
@@ -530,6 +625,21 @@ func containerName(pod *wire.SnapshotPod, id string) string {
 	return id
 }
 
+// killUnhealthy stops a container whose liveness (or startup) probe
+// failed.
+func (r *Reconciler) killUnhealthy(ctx context.Context, pod *wire.SnapshotPod, c Container, why string) {
+	grace := defaultGracePeriod
+	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = time.Duration(*g) * time.Second
+	}
+	name := c.Labels[LabelContainer]
+	r.log.Info("container failed its liveness probe; restarting it", "pod", pod.Namespace+"/"+pod.Name, "container", name, "reason", why)
+	r.emit(pod, name, api.EventNormal, "Killing", fmt.Sprintf("Container %s failed liveness probe, will be restarted", name))
+	if err := r.cfg.Runtime.Stop(ctx, c.ID, grace); err != nil && ctx.Err() == nil {
+		r.log.Warn("stop unhealthy container", "container", c.ID, "err", err)
+	}
+}
+
 // replacePod moves a pod whose spec changed to the new spec: it pulls the
 // new images while the old containers keep running, creates the new
 // containers, and only then stops and removes the old ones and starts the
@@ -537,15 +647,37 @@ func containerName(pod *wire.SnapshotPod, id string) string {
 func (r *Reconciler) replacePod(ctx context.Context, pod *wire.SnapshotPod, stale []Container) {
 	for i := range pod.Spec.Containers {
 		spec := &pod.Spec.Containers[i]
-		if !r.pull(ctx, pod, spec) || !r.create(ctx, pod, spec) {
+		if !r.pull(ctx, pod, spec) || !r.stillDesired(pod) || !r.create(ctx, pod, spec) {
 			return // the old containers keep running
 		}
+	}
+	if !r.stillDesired(pod) {
+		// A newer spec arrived while this one was being prepared: do not
+		// cut over to it; the next pass removes what was created for it.
+		return
 	}
 	r.log.Info("replacing pod with new spec", "pod", pod.Namespace+"/"+pod.Name, "specHash", pod.SpecHash, "old", len(stale))
 	r.stopAndRemove(ctx, stale)
 	for i := range pod.Spec.Containers {
 		r.start(ctx, pod, ContainerID(pod, pod.Spec.Containers[i].Name), false)
 	}
+}
+
+// stillDesired reports whether pod, at its spec, is still in the newest
+// persisted snapshot: a worker started for an older snapshot must not act
+// on a spec that a newer one replaced (a node back from an outage may
+// receive several snapshots in a burst and must run only the newest).
+func (r *Reconciler) stillDesired(pod *wire.SnapshotPod) bool {
+	snap, err := r.cfg.Desired()
+	if err != nil {
+		return false
+	}
+	for i := range snap.Pods {
+		if snap.Pods[i].UID == pod.UID {
+			return snap.Pods[i].SpecHash == pod.SpecHash
+		}
+	}
+	return false
 }
 
 // removePod stops and removes the containers of a pod that is no longer
@@ -709,11 +841,14 @@ func (r *Reconciler) podStatus(pod *wire.SnapshotPod, plan *podPlan) api.PodStat
 		switch {
 		case exists && c.State == TaskRunning:
 			cst.State.Running = &api.ContainerStateRunning{StartedAt: api.NewTime(c.StartedAt)}
-			cst.Ready = true
-			started := true
+			health := r.probeStatus(c.ID)
+			cst.Ready = health.Ready
+			started := health.Started
 			cst.Started = &started
 			running++
-			ready++
+			if health.Ready {
+				ready++
+			}
 		case isWaiting:
 			cst.State.Waiting = &api.ContainerStateWaiting{Reason: w.reason, Message: w.message}
 		case exists && c.State == TaskExited:

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/probe"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
@@ -524,5 +525,101 @@ func TestEventsTellWhatHappened(t *testing.T) {
 	}
 	if e := h.events[0]; e.Object.Name != "web" || e.Object.Kind != api.KindPod || e.Object.FieldPath != "spec.containers{main}" || e.Object.UID != p.UID {
 		t.Fatalf("Killing event = %+v", e)
+	}
+}
+
+// fakeProber reports whatever status the test sets.
+type fakeProber struct {
+	mu      sync.Mutex
+	status  map[string]probe.Status
+	updated []probe.Container
+}
+
+func (f *fakeProber) Update(cs []probe.Container) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.updated = cs
+}
+
+func (f *fakeProber) Status(id string) probe.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st, ok := f.status[id]; ok {
+		return st
+	}
+	return probe.Status{Started: true, Ready: true}
+}
+
+func (f *fakeProber) set(id string, st probe.Status) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status[id] = st
+}
+
+func TestProbesDriveReadinessAndLivenessRestarts(t *testing.T) {
+	h := newHarness(t)
+	pr := &fakeProber{status: map[string]probe.Status{}}
+	h.rec.cfg.Prober = pr
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	p.Spec.Containers[0].Ports = []api.ContainerPort{{Name: "http", ContainerPort: 8080}}
+	p.Spec.Containers[0].LivenessProbe = &api.Probe{ProbeHandler: api.ProbeHandler{HTTPGet: &api.HTTPGetAction{Path: "/", Port: api.FromString("http")}}}
+	p.SpecHash = api.HashPodSpec(&p.Spec)
+	id := ContainerID(&p, "main")
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	pr.set(id, probe.Status{Started: true, Ready: false})
+	h.sync()
+	if len(pr.updated) != 1 || pr.updated[0].ID != id || pr.updated[0].Ports["http"] != 8080 || pr.updated[0].Liveness == nil {
+		t.Fatalf("prober got %+v", pr.updated)
+	}
+	st := h.lastStatus("web")
+	if st.ContainerStatuses[0].Ready || st.Conditions[0].Status != api.ConditionFalse {
+		t.Fatalf("not-ready container reported ready: %+v", st)
+	}
+	pr.set(id, probe.Status{Started: true, Ready: true})
+	h.sync()
+	if st := h.lastStatus("web"); !st.ContainerStatuses[0].Ready || st.Conditions[0].Status != api.ConditionTrue {
+		t.Fatalf("ready container reported not ready: %+v", st)
+	}
+	h.rt.takeCalls()
+	h.eventReasons()
+
+	// Liveness fails: the container is stopped, then restarted at once
+	// (its first crash), and the event says why.
+	pr.set(id, probe.Status{Started: true, Ready: true, LivenessFailed: true, Message: "Liveness probe failed: HTTP probe failed with statuscode: 500"})
+	h.sync()
+	pr.set(id, probe.Status{Started: true, Ready: true})
+	h.sync()
+	calls := h.rt.takeCalls()
+	if len(calls) < 2 || !strings.HasPrefix(calls[0], "stop main") || calls[len(calls)-1] != "start main" {
+		t.Fatalf("calls = %v, want a stop then a start", calls)
+	}
+	if rc := h.lastStatus("web").ContainerStatuses[0].RestartCount; rc != 1 {
+		t.Fatalf("restartCount = %d", rc)
+	}
+	if got := h.eventReasons(); !slices.Contains(got, "Unhealthy") || !slices.Contains(got, "Killing") || !slices.Contains(got, "Restarted") {
+		t.Fatalf("events = %v", got)
+	}
+}
+
+func TestContainerWhoseTaskVanishedCountsAsARestart(t *testing.T) {
+	h := newHarness(t)
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	id := ContainerID(&p, "main")
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	// A reboot (or a stop that deleted the task): the container remains,
+	// with the start time it had, but has no task.
+	h.rt.mu.Lock()
+	h.rt.containers[id].State = TaskNone
+	h.rt.mu.Unlock()
+	h.rt.takeCalls()
+	h.clock.Advance(time.Second)
+	h.sync()
+	if calls := h.rt.takeCalls(); !slices.Equal(calls, []string{"start main"}) {
+		t.Fatalf("calls = %v", calls)
+	}
+	st := h.lastStatus("web").ContainerStatuses[0]
+	if st.RestartCount != 1 || st.LastState.Terminated == nil {
+		t.Fatalf("status = %+v", st)
 	}
 }

@@ -341,7 +341,7 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) error {
 		cur.Observed = u.observedSeq
 	}
 	if u.outbox != nil && u.outboxSeq > cur.Outbox {
-		node.Status.Outbox = api.NodeOutbox{Queued: u.outbox.Queued, Dropped: u.outbox.Dropped}
+		node.Status.Outbox = api.NodeOutbox{Queued: u.outbox.Queued, Dropped: u.outbox.Dropped, DroppedByClass: u.outbox.DroppedByClass, AppendedByClass: u.outbox.AppendedByClass}
 		cur.Outbox = u.outboxSeq
 	}
 	now := api.NewTime(u.seen.UTC())

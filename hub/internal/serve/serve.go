@@ -19,6 +19,7 @@ import (
 	"github.com/flotilla-edge/flotilla/hub/internal/apiserver"
 	"github.com/flotilla-edge/flotilla/hub/internal/broker"
 	"github.com/flotilla-edge/flotilla/hub/internal/daemonset"
+	"github.com/flotilla-edge/flotilla/hub/internal/deployment"
 	"github.com/flotilla-edge/flotilla/hub/internal/dispatch"
 	"github.com/flotilla-edge/flotilla/hub/internal/ingest"
 	"github.com/flotilla-edge/flotilla/hub/internal/nodelifecycle"
@@ -75,7 +76,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 8)
+	errs := make(chan error, 16)
 	run := func(name string, f func(ctx context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -99,7 +100,13 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("embedded MQTT broker listening", "addr", b.Addr())
 	}
 
-	in := ingest.New(ingest.Options{Store: st, Logger: log, EventTTL: cfg.EventTTL})
+	// A heartbeat rewrites a node's lastSeen at most this often; it must
+	// stay well inside the grace period.
+	seenResolution := 15 * time.Second
+	if cfg.NodeGrace > 0 && cfg.NodeGrace/4 < seenResolution {
+		seenResolution = cfg.NodeGrace / 4
+	}
+	in := ingest.New(ingest.Options{Store: st, Logger: log, EventTTL: cfg.EventTTL, SeenResolution: seenResolution})
 	var disp *dispatch.Dispatcher
 	hostname, _ := os.Hostname()
 	session := link.New(link.Options{
@@ -122,6 +129,7 @@ func Run(ctx context.Context, cfg Config) error {
 	run("ingest", in.Run)
 	run("dispatch", disp.Run)
 	run("daemonset", daemonset.New(daemonset.Options{Store: st, Logger: log}).Run)
+	run("deployment", deployment.New(deployment.Options{Store: st, Logger: log}).Run)
 	run("nodelifecycle", nodelifecycle.New(nodelifecycle.Options{Store: st, Logger: log, Grace: cfg.NodeGrace, EventTTL: cfg.EventTTL}).Run)
 	run("store-gc", func(ctx context.Context) error { return st.RunGC(ctx, 10*time.Minute) })
 
