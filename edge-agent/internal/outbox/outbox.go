@@ -98,9 +98,9 @@ type Outbox struct {
 	db     *badger.DB
 	limits Limits
 
-	mu      sync.Mutex
-	count   int
-	bytes   int64
+	mu       sync.Mutex
+	count    int
+	bytes    int64
 	dropped  [numClasses]uint64
 	appended [numClasses]uint64
 	// perClass indexes queued seqs by class, oldest first, so dropping is
