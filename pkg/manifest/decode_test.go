@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/flotilla-edge/flotilla/pkg/api"
 )
 
@@ -86,7 +88,7 @@ func TestDecodeErrorsAreCollectedAcrossDocuments(t *testing.T) {
 		t.Errorf("got documents with an error: %v", docs)
 	}
 	want := "x.yaml: document 1: metadata.nam: unknown field\n" +
-		`x.yaml: document 3: kind: unknown kind "Namespac" (supported kinds: Namespace, Node, Pod, DaemonSet)`
+		`x.yaml: document 3: kind: unknown kind "Namespac" (supported kinds: Namespace, Node, Pod, DaemonSet, Deployment, ControllerRevision, Event)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("got\n%v\nwant\n%s", err, want)
 	}
@@ -105,21 +107,37 @@ func TestDecodeFieldErrors(t *testing.T) {
 		{"unknown top-level field", "kind: DaemonSet", "kind: DaemonSet\nspecs: {}", "specs", "unknown field", ""},
 		{"field names are case-sensitive", "image: registry", "Image: registry", "spec.template.spec.containers[0].Image", "unknown field", ""},
 		{"affinity", "      containers:", "      affinity: {}\n      containers:", "spec.template.spec.affinity", "not supported by Flotilla", ""},
-		{"tolerations", "      containers:", "      tolerations: []\n      containers:", "spec.template.spec.tolerations", "not supported by Flotilla", ""},
 		{"pod securityContext", "      containers:", "      securityContext: {}\n      containers:", "spec.template.spec.securityContext", "not supported by Flotilla", ""},
 		{"initContainers", "      containers:", "      initContainers: []\n      containers:", "spec.template.spec.initContainers", "not supported by Flotilla", ""},
 		{"serviceAccountName", "      containers:", "      serviceAccountName: x\n      containers:", "spec.template.spec.serviceAccountName", "not supported by Flotilla", ""},
 		{"dnsPolicy", "      containers:", "      dnsPolicy: ClusterFirst\n      containers:", "spec.template.spec.dnsPolicy", "not supported by Flotilla", ""},
 		{"imagePullSecrets", "      containers:", "      imagePullSecrets: []\n      containers:", "spec.template.spec.imagePullSecrets", "not supported by Flotilla", ""},
-		{"livenessProbe", "        ports:", "        livenessProbe: {}\n        ports:", "spec.template.spec.containers[0].livenessProbe", "not supported by Flotilla", ""},
-		{"readinessProbe", "        ports:", "        readinessProbe: {}\n        ports:", "spec.template.spec.containers[0].readinessProbe", "not supported by Flotilla", ""},
-		{"startupProbe", "        ports:", "        startupProbe: {}\n        ports:", "spec.template.spec.containers[0].startupProbe", "not supported by Flotilla", ""},
+		{"grpc probe", "        ports:", "        livenessProbe:\n          grpc: {port: 9090}\n        ports:", "spec.template.spec.containers[0].livenessProbe.grpc", "not supported by Flotilla", ""},
+		{"probe grace period", "        ports:", "        startupProbe:\n          exec: {command: [x]}\n          terminationGracePeriodSeconds: 5\n        ports:", "spec.template.spec.containers[0].startupProbe.terminationGracePeriodSeconds", "not supported by Flotilla", ""},
+		{"unknown probe field", "        ports:", "        readinessProbe:\n          httpGet: {prot: 80}\n        ports:", "spec.template.spec.containers[0].readinessProbe.httpGet.prot", "unknown field", ""},
+		{"probe timing type", "        ports:", "        readinessProbe:\n          tcpSocket: {port: 80}\n          periodSeconds: 1s\n        ports:", "spec.template.spec.containers[0].readinessProbe.periodSeconds", "must be an integer", ""},
+		{"probe port bool", "        ports:", "        livenessProbe:\n          tcpSocket: {port: yes}\n        ports:", "spec.template.spec.containers[0].livenessProbe.tcpSocket.port", `must be an integer or a string (such as 8080, "http" or "25%")`, ""},
+		{"probe port list", "        ports:", "        livenessProbe:\n          httpGet: {port: [80]}\n        ports:", "spec.template.spec.containers[0].livenessProbe.httpGet.port", "must be an integer or a string", ""},
+		{"probe port fraction", "        ports:", "        livenessProbe:\n          httpGet: {port: 80.5}\n        ports:", "spec.template.spec.containers[0].livenessProbe.httpGet.port", "must be an integer between -2147483648 and 2147483647, or a string", ""},
+		{"probe port out of range", "        ports:", "        livenessProbe:\n          httpGet: {port: 4294967296}\n        ports:", "spec.template.spec.containers[0].livenessProbe.httpGet.port", "must be an integer between -2147483648 and 2147483647, or a string", ""},
+		{"header value type", "        ports:", "        livenessProbe:\n          httpGet: {port: 80, httpHeaders: [{name: X, value: 1}]}\n        ports:", "spec.template.spec.containers[0].livenessProbe.httpGet.httpHeaders[0].value", "must be a string", ""},
+		{"unknown toleration field", "      containers:", "      tolerations:\n      - {key: a, operator: Exists, efect: NoSchedule}\n      containers:", "spec.template.spec.tolerations[0].efect", "unknown field", ""},
+		{"tolerationSeconds type", "      containers:", "      tolerations:\n      - {key: a, effect: NoExecute, tolerationSeconds: \"60\"}\n      containers:", "spec.template.spec.tolerations[0].tolerationSeconds", "must be an integer", ""},
 		{"lifecycle", "        ports:", "        lifecycle: {}\n        ports:", "spec.template.spec.containers[0].lifecycle", "not supported by Flotilla", ""},
 		{"container securityContext", "        ports:", "        securityContext: {}\n        ports:", "spec.template.spec.containers[0].securityContext", "not supported by Flotilla", ""},
 		{"envFrom", "        ports:", "        envFrom: []\n        ports:", "spec.template.spec.containers[0].envFrom", "not supported by Flotilla", ""},
 		{"env valueFrom", "          value: edge", "          valueFrom: {}", "spec.template.spec.containers[0].env[0].valueFrom", "not supported by Flotilla", ""},
 		{"resources.claims", "        ports:", "        resources:\n          claims: []\n        ports:", "spec.template.spec.containers[0].resources.claims", "not supported by Flotilla", ""},
-		{"updateStrategy", "  template:", "  updateStrategy: {}\n  template:", "spec.updateStrategy", "not supported by Flotilla", ""},
+		{"unknown updateStrategy field", "  template:", "  updateStrategy: {rollingUpdate: {maxUnavaliable: 1}}\n  template:", "spec.updateStrategy.rollingUpdate.maxUnavaliable", "unknown field", ""},
+		{"maxUnavailable object", "  template:", "  updateStrategy: {rollingUpdate: {maxUnavailable: {}}}\n  template:", "spec.updateStrategy.rollingUpdate.maxUnavailable", "must be an integer or a string", ""},
+		{"maxSurge bool", "  template:", "  updateStrategy: {rollingUpdate: {maxSurge: true}}\n  template:", "spec.updateStrategy.rollingUpdate.maxSurge", "must be an integer or a string", ""},
+		{"minReadySeconds type", "  template:", "  minReadySeconds: soon\n  template:", "spec.minReadySeconds", "must be an integer", ""},
+		{"unknown rollout field", "  template:", "  rollout: {canary: {count: 1, nodeSelectr: {}}}\n  template:", "spec.rollout.canary.nodeSelectr", "unknown field", ""},
+		{"canary count type", "  template:", "  rollout: {canary: {count: [1]}}\n  template:", "spec.rollout.canary.count", "must be an integer or a string", ""},
+		{"maxFailures type", "  template:", "  rollout: {maxFailures: 0.5}\n  template:", "spec.rollout.maxFailures", "must be an integer between", ""},
+		{"prePull type", "  template:", "  rollout: {prePull: \"true\"}\n  template:", "spec.rollout.prePull", "must be a boolean", ""},
+		{"DaemonSet status conditions", "kind: DaemonSet", "kind: DaemonSet\nstatus: {conditions: []}", "status.conditions", "not supported by Flotilla", ""},
+		{"DaemonSet collisionCount type", "kind: DaemonSet", "kind: DaemonSet\nstatus: {collisionCount: x}", "status.collisionCount", "must be an integer", ""},
 		{"configMap volume", "      containers:", "      volumes:\n      - name: cfg\n        configMap: {}\n      containers:", "spec.template.spec.volumes[0].configMap", "not supported by Flotilla", ""},
 		{"secret volume", "      containers:", "      volumes:\n      - name: s\n        secret: {}\n      containers:", "spec.template.spec.volumes[0].secret", "not supported by Flotilla", ""},
 		{"finalizers", "  name: agent", "  name: agent\n  finalizers: []", "metadata.finalizers", "not supported by Flotilla", ""},
@@ -174,8 +192,12 @@ func TestDecodeErrorMessagesExactly(t *testing.T) {
 			"ds.yaml: document 1: spec.template.spec.containers[0].ports[0].containerPort: must be an integer"},
 		{strings.Replace(minimalDS, "apps/v1", "extensions/v1beta1", 1),
 			`ds.yaml: document 1: apiVersion: must be "apps/v1" for kind DaemonSet, not "extensions/v1beta1"`},
-		{strings.Replace(minimalDS, "kind: DaemonSet", "kind: Deployment", 1),
-			"ds.yaml: document 1: kind: Deployment is not supported by Flotilla (supported kinds: Namespace, Node, Pod, DaemonSet)"},
+		{strings.Replace(minimalDS, "kind: DaemonSet", "kind: StatefulSet", 1),
+			"ds.yaml: document 1: kind: StatefulSet is not supported by Flotilla (supported kinds: Namespace, Node, Pod, DaemonSet, Deployment, ControllerRevision, Event)"},
+		{strings.Replace(minimalDS, "kind: DaemonSet", "kind: Deployment", 1) + "  rollout: {}\n",
+			"ds.yaml: document 1: spec.rollout: unknown field"},
+		{strings.Replace(minimalDS, "        ports:", "        livenessProbe:\n          httpGet: {port: {name: http}}\n        ports:", 1),
+			`ds.yaml: document 1: spec.template.spec.containers[0].livenessProbe.httpGet.port: must be an integer or a string (such as 8080, "http" or "25%")`},
 		{strings.Replace(minimalDS, "kind: DaemonSet\n", "", 1),
 			"ds.yaml: document 1: kind: required"},
 		{strings.Replace(minimalDS, "apiVersion: apps/v1\n", "", 1),
@@ -366,6 +388,7 @@ items:
 	if err != nil {
 		t.Fatal(err)
 	}
+	Default(docs[1].Object, "")
 	err = docs[1].Validate()
 	if err == nil || err.Error() != "list.yaml: document 1: items[1].spec.template.spec.containers[0].image: required" {
 		t.Errorf("got %v", err)
@@ -434,16 +457,171 @@ func TestDecodeRealDaemonSet(t *testing.T) {
 		t.Errorf("decoded wrongly: %+v", ds)
 	}
 
-	// The upstream manifest, with tolerations, is refused for them alone.
-	data, err = os.ReadFile("testdata/fluentd-elasticsearch-upstream.yaml")
+	// The upstream manifest, with its tolerations, applies unchanged.
+	docs = decodeValid(t, "testdata/fluentd-elasticsearch-upstream.yaml")
+	ds = docs[0].Object.(*api.DaemonSet)
+	want := []api.Toleration{
+		{Key: "node-role.kubernetes.io/control-plane", Operator: api.TolerationOpExists, Effect: api.TaintEffectNoSchedule},
+		{Key: "node-role.kubernetes.io/master", Operator: api.TolerationOpExists, Effect: api.TaintEffectNoSchedule},
+	}
+	if got := ds.Spec.Template.Spec.Tolerations; !reflect.DeepEqual(got, want) {
+		t.Errorf("tolerations: %+v", got)
+	}
+}
+
+// decodeValid decodes the one object in a testdata file, defaults and
+// validates it, as `hub apply` does, and fails the test on any error.
+func decodeValid(t *testing.T, name string) []Document {
+	t.Helper()
+	data, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Decode("fluentd.yaml", data)
-	if err == nil || err.Error() != "fluentd.yaml: document 1: spec.template.spec.tolerations: not supported by Flotilla" {
-		t.Fatalf("got %v", err)
+	docs, err := Decode(name, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != 1 {
+		t.Fatalf("got %d documents", len(docs))
+	}
+	Default(docs[0].Object, "")
+	if err := docs[0].Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return docs
+}
+
+func TestDecodeRealDeployment(t *testing.T) {
+	docs := decodeValid(t, "testdata/nginx-deployment.yaml")
+	d, ok := docs[0].Object.(*api.Deployment)
+	if !ok {
+		t.Fatalf("decoded a %T", docs[0].Object)
+	}
+	ru := d.Spec.Strategy.RollingUpdate
+	if d.Namespace != "default" || *d.Spec.Replicas != 3 || d.Spec.Selector.MatchLabels["app"] != "nginx" ||
+		d.Spec.Template.Spec.Containers[0].Image != "nginx:1.14.2" || d.Spec.Template.Spec.Containers[0].Ports[0].ContainerPort != 80 ||
+		d.Spec.Strategy.Type != api.RollingUpdateStrategy || ru == nil || *ru.MaxSurge != api.FromString("25%") ||
+		*ru.MaxUnavailable != api.FromString("25%") || *d.Spec.RevisionHistoryLimit != 10 || *d.Spec.ProgressDeadlineSeconds != 600 {
+		t.Errorf("decoded or defaulted wrongly: %+v", d.Spec)
 	}
 }
+
+func TestDecodeDaemonSetWithProbes(t *testing.T) {
+	docs := decodeValid(t, "testdata/probe-daemonset.yaml")
+	ds := docs[0].Object.(*api.DaemonSet)
+	us := ds.Spec.UpdateStrategy
+	if us.Type != api.RollingUpdateStrategy || *us.RollingUpdate.MaxUnavailable != api.FromInt(1) || *us.RollingUpdate.MaxSurge != api.FromInt(0) ||
+		ds.Spec.MinReadySeconds != 5 || *ds.Spec.RevisionHistoryLimit != 3 || ds.Spec.Rollout != nil {
+		t.Errorf("spec: %+v", ds.Spec)
+	}
+	c := ds.Spec.Template.Spec.Containers[0]
+	wantLive := &api.Probe{
+		ProbeHandler: api.ProbeHandler{HTTPGet: &api.HTTPGetAction{
+			Path: "/", Port: api.FromString("metrics"), Scheme: "HTTP",
+			HTTPHeaders: []api.HTTPHeader{{Name: "X-Probe", Value: "liveness"}},
+		}},
+		InitialDelaySeconds: 10, TimeoutSeconds: 1, PeriodSeconds: 20, SuccessThreshold: 1, FailureThreshold: 3,
+	}
+	wantReady := &api.Probe{
+		ProbeHandler:   api.ProbeHandler{TCPSocket: &api.TCPSocketAction{Port: api.FromInt(9100)}},
+		TimeoutSeconds: 2, PeriodSeconds: 10, SuccessThreshold: 1, FailureThreshold: 5,
+	}
+	if !reflect.DeepEqual(c.LivenessProbe, wantLive) {
+		t.Errorf("liveness probe: %+v", c.LivenessProbe)
+	}
+	if !reflect.DeepEqual(c.ReadinessProbe, wantReady) {
+		t.Errorf("readiness probe: %+v", c.ReadinessProbe)
+	}
+	tol := ds.Spec.Template.Spec.Tolerations
+	if len(tol) != 2 || tol[0].Key != "" || tol[0].Operator != api.TolerationOpExists || tol[1].TolerationSeconds == nil || *tol[1].TolerationSeconds != 300 {
+		t.Errorf("tolerations: %+v", tol)
+	}
+}
+
+func TestDecodeDaemonSetWithRollout(t *testing.T) {
+	docs := decodeValid(t, "testdata/rollout-daemonset.yaml")
+	ds := docs[0].Object.(*api.DaemonSet)
+	r := ds.Spec.Rollout
+	want := &api.RolloutSpec{
+		Canary:                  &api.CanarySpec{NodeSelector: map[string]string{"ring": "canary"}, PauseSeconds: int32p(600)},
+		MaxFailures:             ptr(api.FromString("5%")),
+		OnFailure:               api.OnFailureRollback,
+		OfflineNodes:            api.OfflineWait,
+		PrePull:                 true,
+		ProgressDeadlineSeconds: int32p(900),
+	}
+	if !reflect.DeepEqual(r, want) {
+		t.Errorf("rollout: %+v", r)
+	}
+	ru := ds.Spec.UpdateStrategy.RollingUpdate
+	if *ru.MaxUnavailable != api.FromString("10%") || *ru.MaxSurge != api.FromInt(0) {
+		t.Errorf("rolling update: %+v", ru)
+	}
+	c := ds.Spec.Template.Spec.Containers[0]
+	if c.StartupProbe.HTTPGet.Port != api.FromString("http") || c.StartupProbe.FailureThreshold != 30 ||
+		c.LivenessProbe.Exec.Command[1] != "check" || c.ReadinessProbe.HTTPGet.Path != "/ready" {
+		t.Errorf("probes: %+v %+v %+v", c.StartupProbe, c.LivenessProbe, c.ReadinessProbe)
+	}
+
+	// Defaults fill in what the block leaves out, and only when it is there.
+	input := strings.Replace(minimalDS, "  template:", "  rollout:\n    canary: {count: 1}\n  template:", 1)
+	docs, err := Decode("ds.yaml", []byte(input))
+	if err != nil {
+		t.Fatal(err)
+	}
+	Default(docs[0].Object, "")
+	if err := docs[0].Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r = docs[0].Object.(*api.DaemonSet).Spec.Rollout
+	if r.OnFailure != api.OnFailurePause || r.OfflineNodes != api.OfflineSkip || *r.ProgressDeadlineSeconds != 600 || *r.Canary.Count != api.FromInt(1) {
+		t.Errorf("rollout defaults: %+v", r)
+	}
+}
+
+func TestDecodeIntOrString(t *testing.T) {
+	tests := []struct {
+		value string
+		want  api.IntOrString
+	}{
+		{"1", api.FromInt(1)},
+		{"0", api.FromInt(0)},
+		{"-3", api.FromInt(-3)}, // decodes; Validate refuses it
+		{"25%", api.FromString("25%")},
+		{`"2"`, api.FromString("2")}, // a quoted number stays a string, as in Kubernetes
+		{`""`, api.FromString("")},
+		{"2147483647", api.FromInt(2147483647)},
+	}
+	for _, tt := range tests {
+		input := strings.Replace(minimalDS, "  template:", "  updateStrategy: {rollingUpdate: {maxUnavailable: "+tt.value+"}}\n  template:", 1)
+		docs, err := Decode("ds.yaml", []byte(input))
+		if err != nil {
+			t.Errorf("%s: %v", tt.value, err)
+			continue
+		}
+		got := docs[0].Object.(*api.DaemonSet).Spec.UpdateStrategy.RollingUpdate.MaxUnavailable
+		if got == nil || *got != tt.want {
+			t.Errorf("%s: got %+v, want %+v", tt.value, got, tt.want)
+		}
+	}
+	// JSON too, and a null is no value.
+	docs, err := Decode("ds.json", []byte(`{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"x"},
+		"spec":{"updateStrategy":{"rollingUpdate":{"maxUnavailable":"50%","maxSurge":null}},"template":{"spec":{"containers":[{"name":"c","image":"i"}]}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ru := docs[0].Object.(*api.DaemonSet).Spec.UpdateStrategy.RollingUpdate
+	if *ru.MaxUnavailable != api.FromString("50%") || ru.MaxSurge != nil {
+		t.Errorf("got %+v", ru)
+	}
+	_, err = Decode("ds.json", []byte(`{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"x"},
+		"spec":{"updateStrategy":{"rollingUpdate":{"maxUnavailable":false}},"template":{"spec":{"containers":[{"name":"c","image":"i"}]}}}}`))
+	if err == nil || err.Error() != `ds.json: document 1: spec.updateStrategy.rollingUpdate.maxUnavailable: must be an integer or a string (such as 8080, "http" or "25%")` {
+		t.Errorf("got %v", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func TestDecodeRoundTrip(t *testing.T) {
 	data, err := os.ReadFile("testdata/fluentd-elasticsearch.yaml")
@@ -482,6 +660,92 @@ status:
   lastSeen: "2024-05-01T12:00:00.5Z"
 `,
 	}
+	for _, file := range []string{"fluentd-elasticsearch-upstream", "nginx-deployment", "probe-daemonset", "rollout-daemonset"} {
+		data, err := os.ReadFile("testdata/" + file + ".yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		inputs[file] = string(data)
+	}
+	inputs["deployment-status"] = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default, uid: u1, resourceVersion: "7", generation: 2}
+spec:
+  replicas: 0
+  paused: true
+  minReadySeconds: 10
+  strategy: {type: Recreate}
+  selector: {matchExpressions: [{key: app, operator: In, values: [web]}]}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "web:1", readinessProbe: {httpGet: {port: 80, scheme: HTTPS, host: 127.0.0.1}}}]
+      tolerations: [{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 0}]
+status:
+  observedGeneration: 2
+  replicas: 3
+  updatedReplicas: 1
+  readyReplicas: 2
+  availableReplicas: 2
+  unavailableReplicas: 1
+  collisionCount: 1
+  conditions: [{type: Progressing, status: "True", reason: NewReplicaSetAvailable, lastUpdateTime: "2024-05-01T12:00:00Z"}]
+  rollout: {revision: 4, templateHash: abc, phase: Progressing, updated: 1, ready: 2, unavailable: 1, failed: 0, offlinePending: 0, total: 3}
+`
+	inputs["daemonset-status"] = minimalDS + `status:
+  desiredNumberScheduled: 3
+  currentNumberScheduled: 3
+  numberMisscheduled: 0
+  numberReady: 2
+  collisionCount: 0
+  rollout:
+    revision: 2
+    templateHash: 5d8f
+    phase: Paused
+    message: canary done
+    updated: 1
+    ready: 1
+    unavailable: 0
+    failed: 1
+    offlinePending: 1
+    total: 3
+    prePulled: 3
+    updating: [board-2]
+    failedNodes: [{node: board-3, reason: CrashLoopBackOff}]
+    canaryDone: true
+    pausedAt: "2024-05-01T12:00:00Z"
+    startedAt: "2024-05-01T11:00:00Z"
+    lastProgressTime: "2024-05-01T12:00:00Z"
+    lastGoodRevision: 1
+`
+	inputs["controllerrevision"] = `apiVersion: apps/v1
+kind: ControllerRevision
+metadata:
+  name: agent-5d8f9c
+  namespace: default
+  labels: {app: agent, controller-revision-hash: 5d8f9c}
+  ownerReferences: [{apiVersion: apps/v1, kind: DaemonSet, name: agent, uid: u1, controller: true}]
+revision: 3
+data:
+  metadata: {labels: {app: agent}}
+  spec:
+    containers:
+    - name: main
+      image: registry.local/agent:1.0
+      livenessProbe: {tcpSocket: {port: 8080}, periodSeconds: 10, timeoutSeconds: 1, successThreshold: 1, failureThreshold: 3}
+`
+	inputs["event"] = `apiVersion: v1
+kind: Event
+metadata: {name: agent-x.17c3a, namespace: default, creationTimestamp: "2024-05-01T12:00:00Z"}
+involvedObject: {kind: Pod, namespace: default, name: agent-x, uid: u2, fieldPath: "spec.containers{main}"}
+reason: Unhealthy
+message: "Liveness probe failed: HTTP probe failed with statuscode: 500"
+source: {component: edge-agent, host: board-1}
+firstTimestamp: "2024-05-01T12:00:00Z"
+lastTimestamp: "2024-05-01T12:05:00Z"
+count: 3
+type: Warning
+`
 	for name, in := range inputs {
 		t.Run(name, func(t *testing.T) {
 			first, err := Decode(name, []byte(in))
@@ -489,6 +753,9 @@ status:
 				t.Fatal(err)
 			}
 			Default(first[0].Object, "")
+			if err := first[0].Validate(); err != nil {
+				t.Fatal(err)
+			}
 			b, err := json.Marshal(first[0].Object)
 			if err != nil {
 				t.Fatal(err)
@@ -499,6 +766,18 @@ status:
 			}
 			if !reflect.DeepEqual(first[0].Object, second[0].Object) {
 				t.Errorf("round trip changed the object:\n%+v\n%+v", first[0].Object, second[0].Object)
+			}
+			// As `hub get -o yaml` prints it.
+			y, err := yaml.Marshal(first[0].Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			third, err := Decode(name, y)
+			if err != nil {
+				t.Fatalf("re-decoding %s: %v", y, err)
+			}
+			if !reflect.DeepEqual(first[0].Object, third[0].Object) {
+				t.Errorf("YAML round trip changed the object:\n%+v\n%+v", first[0].Object, third[0].Object)
 			}
 		})
 	}

@@ -7,17 +7,54 @@ import (
 	"github.com/flotilla-edge/flotilla/pkg/api"
 )
 
-// DefaultTerminationGracePeriodSeconds is how long a pod's containers get to
-// stop before they are killed, when the spec does not say.
-const DefaultTerminationGracePeriodSeconds = 30
+// Defaults Default fills in, as Kubernetes does.
+const (
+	// DefaultTerminationGracePeriodSeconds is how long a pod's containers
+	// get to stop before they are killed.
+	DefaultTerminationGracePeriodSeconds = 30
 
-// Default fills in what a manifest may leave out, as Kubernetes does: the
-// type metadata of the object's Go type; the namespace of a namespaced
-// object (namespace, or "default" when that is empty); and, in pod specs,
-// restartPolicy Always, terminationGracePeriodSeconds 30, port protocol TCP
-// and an imagePullPolicy of Always for images tagged "latest" or untagged
-// and IfNotPresent otherwise. It never changes a value that is set, and it
-// leaves DaemonSet template labels alone. A nil obj is left as it is.
+	// Probe timing.
+	DefaultProbeTimeoutSeconds   = 1
+	DefaultProbePeriodSeconds    = 10
+	DefaultProbeSuccessThreshold = 1
+	DefaultProbeFailureThreshold = 3
+
+	// DefaultRevisionHistoryLimit is how many old ControllerRevisions a
+	// DaemonSet or Deployment keeps.
+	DefaultRevisionHistoryLimit = 10
+	// DefaultProgressDeadlineSeconds is how long a Deployment, or a node in
+	// a DaemonSet's fleet rollout, may take to make progress.
+	DefaultProgressDeadlineSeconds = 600
+
+	// Rolling update bounds.
+	DefaultDaemonSetMaxUnavailable  = 1
+	DefaultDaemonSetMaxSurge        = 0
+	DefaultDeploymentMaxUnavailable = "25%"
+	DefaultDeploymentMaxSurge       = "25%"
+)
+
+// Default fills in what a manifest may leave out, with Kubernetes' defaults:
+//
+//   - the type metadata of the object's Go type, and the namespace of a
+//     namespaced object (namespace, or "default" when that is empty);
+//   - in pod specs: restartPolicy Always, terminationGracePeriodSeconds 30,
+//     port protocol TCP, an imagePullPolicy of Always for images tagged
+//     "latest" or untagged and IfNotPresent otherwise, toleration operator
+//     Equal, and for each probe timeoutSeconds 1, periodSeconds 10,
+//     successThreshold 1, failureThreshold 3 and, for httpGet, scheme HTTP
+//     and path "/";
+//   - in DaemonSets: updateStrategy RollingUpdate with maxUnavailable 1 and
+//     maxSurge 0, revisionHistoryLimit 10 and, when spec.rollout is present,
+//     onFailure Pause, offlineNodes Skip and progressDeadlineSeconds 600;
+//   - in Deployments: replicas 1, strategy RollingUpdate with maxSurge and
+//     maxUnavailable 25%, revisionHistoryLimit 10 and
+//     progressDeadlineSeconds 600.
+//
+// It never changes a value that is set (a zero probe timing field counts as
+// unset, as in Kubernetes), so applying it twice is the same as once. It
+// leaves template labels, selectors and the objects only the hub writes
+// (ControllerRevisions, Events) alone, apart from their type metadata and
+// namespace. A nil obj is left as it is.
 func Default(obj api.Object, namespace string) {
 	if isNil(obj) {
 		return
@@ -43,9 +80,80 @@ func Default(obj api.Object, namespace string) {
 	case *api.Pod:
 		defaultPodSpec(&o.Spec)
 	case *api.DaemonSet:
-		defaultPodSpec(&o.Spec.Template.Spec)
+		defaultDaemonSetSpec(&o.Spec)
+	case *api.Deployment:
+		defaultDeploymentSpec(&o.Spec)
 	}
 }
+
+func defaultDaemonSetSpec(spec *api.DaemonSetSpec) {
+	defaultPodSpec(&spec.Template.Spec)
+	us := &spec.UpdateStrategy
+	if us.Type == "" {
+		us.Type = api.RollingUpdateStrategy
+	}
+	if us.Type == api.RollingUpdateStrategy {
+		if us.RollingUpdate == nil {
+			us.RollingUpdate = &api.RollingUpdateDaemonSet{}
+		}
+		ru := us.RollingUpdate
+		if ru.MaxUnavailable == nil {
+			v := api.FromInt(DefaultDaemonSetMaxUnavailable)
+			ru.MaxUnavailable = &v
+		}
+		if ru.MaxSurge == nil {
+			v := api.FromInt(DefaultDaemonSetMaxSurge)
+			ru.MaxSurge = &v
+		}
+	}
+	if spec.RevisionHistoryLimit == nil {
+		spec.RevisionHistoryLimit = int32p(DefaultRevisionHistoryLimit)
+	}
+	if r := spec.Rollout; r != nil {
+		if r.OnFailure == "" {
+			r.OnFailure = api.OnFailurePause
+		}
+		if r.OfflineNodes == "" {
+			r.OfflineNodes = api.OfflineSkip
+		}
+		if r.ProgressDeadlineSeconds == nil {
+			r.ProgressDeadlineSeconds = int32p(DefaultProgressDeadlineSeconds)
+		}
+	}
+}
+
+func defaultDeploymentSpec(spec *api.DeploymentSpec) {
+	defaultPodSpec(&spec.Template.Spec)
+	if spec.Replicas == nil {
+		spec.Replicas = int32p(1)
+	}
+	st := &spec.Strategy
+	if st.Type == "" {
+		st.Type = api.RollingUpdateStrategy
+	}
+	if st.Type == api.RollingUpdateStrategy {
+		if st.RollingUpdate == nil {
+			st.RollingUpdate = &api.RollingUpdateDeployment{}
+		}
+		ru := st.RollingUpdate
+		if ru.MaxUnavailable == nil {
+			v := api.FromString(DefaultDeploymentMaxUnavailable)
+			ru.MaxUnavailable = &v
+		}
+		if ru.MaxSurge == nil {
+			v := api.FromString(DefaultDeploymentMaxSurge)
+			ru.MaxSurge = &v
+		}
+	}
+	if spec.RevisionHistoryLimit == nil {
+		spec.RevisionHistoryLimit = int32p(DefaultRevisionHistoryLimit)
+	}
+	if spec.ProgressDeadlineSeconds == nil {
+		spec.ProgressDeadlineSeconds = int32p(DefaultProgressDeadlineSeconds)
+	}
+}
+
+func int32p(v int32) *int32 { return &v }
 
 // kindOf finds the kind whose Go type obj has.
 func kindOf(obj api.Object) (api.KindInfo, bool) {
@@ -78,6 +186,40 @@ func defaultPodSpec(spec *api.PodSpec) {
 			if ct.Ports[j].Protocol == "" {
 				ct.Ports[j].Protocol = "TCP"
 			}
+		}
+		defaultProbe(ct.LivenessProbe)
+		defaultProbe(ct.ReadinessProbe)
+		defaultProbe(ct.StartupProbe)
+	}
+	for i := range spec.Tolerations {
+		if spec.Tolerations[i].Operator == "" {
+			spec.Tolerations[i].Operator = api.TolerationOpEqual
+		}
+	}
+}
+
+func defaultProbe(p *api.Probe) {
+	if p == nil {
+		return
+	}
+	if p.TimeoutSeconds == 0 {
+		p.TimeoutSeconds = DefaultProbeTimeoutSeconds
+	}
+	if p.PeriodSeconds == 0 {
+		p.PeriodSeconds = DefaultProbePeriodSeconds
+	}
+	if p.SuccessThreshold == 0 {
+		p.SuccessThreshold = DefaultProbeSuccessThreshold
+	}
+	if p.FailureThreshold == 0 {
+		p.FailureThreshold = DefaultProbeFailureThreshold
+	}
+	if h := p.HTTPGet; h != nil {
+		if h.Scheme == "" {
+			h.Scheme = "HTTP"
+		}
+		if h.Path == "" {
+			h.Path = "/"
 		}
 	}
 }

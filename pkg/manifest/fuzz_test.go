@@ -9,9 +9,13 @@ import (
 
 // FuzzDecode feeds arbitrary bytes to Decode, Default and Validate, which
 // must never panic. Whatever Decode accepts must also survive a round trip:
-// encoded as JSON and decoded again, it is the same.
+// encoded as JSON and decoded again, it is the same. Default applied twice
+// must give what it gave once.
 func FuzzDecode(f *testing.F) {
-	for _, name := range []string{"testdata/fluentd-elasticsearch.yaml", "testdata/fluentd-elasticsearch-upstream.yaml"} {
+	for _, name := range []string{
+		"testdata/fluentd-elasticsearch.yaml", "testdata/fluentd-elasticsearch-upstream.yaml",
+		"testdata/nginx-deployment.yaml", "testdata/probe-daemonset.yaml", "testdata/rollout-daemonset.yaml",
+	} {
 		if data, err := os.ReadFile(name); err == nil {
 			f.Add(data)
 		}
@@ -39,6 +43,10 @@ func FuzzDecode(f *testing.F) {
 			first, err := json.Marshal(d.Object)
 			if err != nil {
 				t.Fatalf("cannot encode a decoded object: %v", err)
+			}
+			Default(d.Object, "other")
+			if twice, err := json.Marshal(d.Object); err != nil || !bytes.Equal(first, twice) {
+				t.Fatalf("Default twice differs from once (%v):\n%s\n%s", err, first, twice)
 			}
 			again, err := Decode("again.json", first)
 			if err != nil {

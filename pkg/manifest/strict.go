@@ -168,14 +168,14 @@ func supportedKinds() string {
 // kubernetesKinds are kinds a Kubernetes user may well write that Flotilla
 // does not have; they get a clearer message than a typo does.
 var kubernetesKinds = map[string]bool{
-	"Deployment": true, "StatefulSet": true, "ReplicaSet": true, "ReplicationController": true,
+	"StatefulSet": true, "ReplicaSet": true, "ReplicationController": true,
 	"Job": true, "CronJob": true, "Service": true, "Endpoints": true, "EndpointSlice": true,
 	"Ingress": true, "IngressClass": true, "NetworkPolicy": true, "ConfigMap": true, "Secret": true,
 	"PersistentVolume": true, "PersistentVolumeClaim": true, "StorageClass": true,
 	"ServiceAccount": true, "Role": true, "RoleBinding": true, "ClusterRole": true,
 	"ClusterRoleBinding": true, "PodDisruptionBudget": true, "HorizontalPodAutoscaler": true,
 	"LimitRange": true, "ResourceQuota": true, "PriorityClass": true, "CustomResourceDefinition": true,
-	"Event": true, "PodTemplate": true, "ControllerRevision": true, "Lease": true,
+	"PodTemplate": true, "Lease": true,
 }
 
 // unsupported lists, per API type, the Kubernetes fields of that type that
@@ -191,10 +191,10 @@ var unsupported = map[reflect.Type][]string{
 	reflect.TypeOf(api.NodeSpec{}): {
 		"taints", "podCIDR", "podCIDRs", "providerID", "configSource", "externalID",
 	},
-	reflect.TypeOf(api.DaemonSetSpec{}):   {"updateStrategy", "minReadySeconds", "revisionHistoryLimit"},
-	reflect.TypeOf(api.DaemonSetStatus{}): {"collisionCount", "conditions"},
+	reflect.TypeOf(api.DaemonSetStatus{}):  {"conditions"},
+	reflect.TypeOf(api.DeploymentStatus{}): {"terminatingReplicas"},
 	reflect.TypeOf(api.PodSpec{}): {
-		"affinity", "tolerations", "securityContext", "initContainers", "ephemeralContainers",
+		"affinity", "securityContext", "initContainers", "ephemeralContainers",
 		"serviceAccountName", "serviceAccount", "automountServiceAccountToken", "dnsPolicy",
 		"dnsConfig", "imagePullSecrets", "hostPID", "hostIPC", "hostUsers", "hostname",
 		"subdomain", "hostAliases", "priorityClassName", "priority", "preemptionPolicy",
@@ -203,10 +203,17 @@ var unsupported = map[reflect.Type][]string{
 		"setHostnameAsFQDN", "os", "schedulingGates", "resourceClaims", "resources",
 	},
 	reflect.TypeOf(api.Container{}): {
-		"livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "securityContext",
+		"lifecycle", "securityContext",
 		"envFrom", "stdin", "stdinOnce", "tty", "terminationMessagePath",
 		"terminationMessagePolicy", "volumeDevices", "resizePolicy", "restartPolicy",
 	},
+	// A probe's handler fields are promoted from the inlined ProbeHandler,
+	// so they are checked against Probe.
+	reflect.TypeOf(api.Probe{}): {"grpc", "terminationGracePeriodSeconds"},
+	reflect.TypeOf(api.Event{}): {
+		"eventTime", "series", "action", "related", "reportingComponent", "reportingInstance",
+	},
+	reflect.TypeOf(api.ObjectReference{}):      {"apiVersion", "resourceVersion"},
 	reflect.TypeOf(api.EnvVar{}):               {"valueFrom"},
 	reflect.TypeOf(api.ContainerPort{}):        {"hostIP"},
 	reflect.TypeOf(api.ResourceRequirements{}): {"claims"},
@@ -233,6 +240,7 @@ var (
 	unmarshalerType = reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()
 	quantityType    = reflect.TypeOf(api.Quantity(""))
 	timeType        = reflect.TypeOf(api.Time{})
+	intOrStringType = reflect.TypeOf(api.IntOrString{})
 )
 
 // walkValue checks the generic value v against Go type t, as encoding/json
@@ -392,6 +400,12 @@ func walkUnmarshaler(c *collector, v any, t reflect.Type, path string) {
 			c.add(path, `must be a quantity: a string such as "250m" or "128Mi", or a number`)
 		case timeType:
 			c.add(path, `must be an RFC 3339 time such as "2024-05-01T12:00:00Z", or null`)
+		case intOrStringType:
+			if _, isNumber := v.(json.Number); isNumber {
+				c.addf(path, "must be an integer between %d and %d, or a string", math.MinInt32, math.MaxInt32)
+			} else {
+				c.add(path, `must be an integer or a string (such as 8080, "http" or "25%")`)
+			}
 		default:
 			c.add(path, clip(err.Error(), 200))
 		}

@@ -2,8 +2,10 @@ package manifest
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/flotilla-edge/flotilla/pkg/api"
@@ -33,6 +35,22 @@ func Validate(obj api.Object) error {
 		if o != nil {
 			validateMeta(c, o, api.KindDaemonSet)
 			validateDaemonSetSpec(c, &o.Spec)
+		}
+	case *api.Deployment:
+		if o != nil {
+			validateMeta(c, o, api.KindDeployment)
+			validateDeploymentSpec(c, &o.Spec)
+		}
+	// ControllerRevisions and Events are written only by the hub and the
+	// agents; they decode (so that `hub get -o yaml` output reads back) and
+	// only their metadata is checked.
+	case *api.ControllerRevision:
+		if o != nil {
+			validateMeta(c, o, api.KindControllerRevision)
+		}
+	case *api.Event:
+		if o != nil {
+			validateMeta(c, o, api.KindEvent)
 		}
 	case nil:
 	default:
@@ -117,39 +135,238 @@ func validateAnnotations(c *collector, annotations map[string]string, path strin
 	}
 }
 
-func validateDaemonSetSpec(c *collector, spec *api.DaemonSetSpec) {
-	validateLabels(c, spec.Template.Labels, "spec.template.metadata.labels")
-	validateAnnotations(c, spec.Template.Annotations, "spec.template.metadata.annotations")
+// validateWorkload checks what DaemonSets and Deployments share: a
+// non-empty selector that matches the template's labels, and a pod template
+// whose pods always restart and are not bound to a node by the user.
+func validateWorkload(c *collector, kind string, selector *api.LabelSelector, template *api.PodTemplateSpec) {
+	validateLabels(c, template.Labels, "spec.template.metadata.labels")
+	validateAnnotations(c, template.Annotations, "spec.template.metadata.annotations")
 
-	if validSelector(c, spec.Selector, "spec.selector") {
-		sel, err := spec.Selector.AsSelector()
+	if validSelector(c, selector, "spec.selector", kind) {
+		sel, err := selector.AsSelector()
 		switch {
 		case err != nil:
 			c.add("spec.selector", errText(err))
-		case !sel.Matches(spec.Template.Labels):
+		case !sel.Matches(template.Labels):
 			c.add("spec.template.metadata.labels", "selector does not match template labels")
 		}
 	}
 
-	ps := &spec.Template.Spec
+	ps := &template.Spec
 	validatePodSpec(c, ps, "spec.template.spec")
 	if ps.RestartPolicy != "" && ps.RestartPolicy != api.RestartAlways {
-		c.addf("spec.template.spec.restartPolicy", "must be %s for a DaemonSet, not %q", api.RestartAlways, clip(ps.RestartPolicy, 64))
+		c.addf("spec.template.spec.restartPolicy", "must be %s for a %s, not %q", api.RestartAlways, kind, clip(ps.RestartPolicy, 64))
 	}
 	if ps.NodeName != "" {
-		c.add("spec.template.spec.nodeName", "must not be set for a DaemonSet: it runs a pod on every matching node")
+		why := "the hub places its pods"
+		if kind == api.KindDaemonSet {
+			why = "it runs a pod on every matching node"
+		}
+		c.addf("spec.template.spec.nodeName", "must not be set for a %s: %s", kind, why)
 	}
 }
 
-// validSelector checks a DaemonSet's selector and reports whether it is fit
-// to match with.
-func validSelector(c *collector, ls *api.LabelSelector, path string) bool {
+func validateDaemonSetSpec(c *collector, spec *api.DaemonSetSpec) {
+	validateWorkload(c, api.KindDaemonSet, spec.Selector, &spec.Template)
+
+	const path = "spec.updateStrategy"
+	us := &spec.UpdateStrategy
+	switch us.Type {
+	case "", api.RollingUpdateStrategy:
+		if ru := us.RollingUpdate; ru != nil {
+			validateRollingUpdateDaemonSet(c, ru, field(path, "rollingUpdate"))
+		}
+	case api.OnDeleteStrategy:
+		if us.RollingUpdate != nil {
+			c.addf(field(path, "rollingUpdate"), "may not be set when type is %s", api.OnDeleteStrategy)
+		}
+	default:
+		c.add(field(path, "type"), notOneOf(us.Type, daemonSetStrategies))
+	}
+	nonNegative(c, int64(spec.MinReadySeconds), "spec.minReadySeconds")
+	if l := spec.RevisionHistoryLimit; l != nil {
+		nonNegative(c, int64(*l), "spec.revisionHistoryLimit")
+	}
+	if r := spec.Rollout; r != nil {
+		validateRollout(c, r, "spec.rollout", spec.MinReadySeconds)
+	}
+}
+
+// validateRollingUpdateDaemonSet applies Kubernetes' rules: both bounds are
+// non-negative integers or percentages up to 100%, and exactly one of them
+// is non-zero, since a node either surges (runs the old and the new pod for
+// a while) or replaces (stops the old pod first). Unset bounds count with
+// their defaults, maxUnavailable 1 and maxSurge 0.
+func validateRollingUpdateDaemonSet(c *collector, ru *api.RollingUpdateDaemonSet, path string) {
+	unavailablePath, surgePath := field(path, "maxUnavailable"), field(path, "maxSurge")
+	unavailable, uOK := checkIntOrPercent(c, valueOr(ru.MaxUnavailable, api.FromInt(DefaultDaemonSetMaxUnavailable)), unavailablePath, 0, 100)
+	surge, sOK := checkIntOrPercent(c, valueOr(ru.MaxSurge, api.FromInt(DefaultDaemonSetMaxSurge)), surgePath, 0, 100)
+	if !uOK || !sOK {
+		return
+	}
+	switch {
+	case unavailable == 0 && surge == 0:
+		c.add(unavailablePath, "may not be 0 when maxSurge is 0")
+	case unavailable != 0 && surge != 0:
+		c.addf(surgePath, "may not be set when maxUnavailable is non-zero (maxUnavailable defaults to %d; set it to 0 to surge)", DefaultDaemonSetMaxUnavailable)
+	}
+}
+
+func validateDeploymentSpec(c *collector, spec *api.DeploymentSpec) {
+	validateWorkload(c, api.KindDeployment, spec.Selector, &spec.Template)
+
+	if r := spec.Replicas; r != nil {
+		nonNegative(c, int64(*r), "spec.replicas")
+	}
+	const path = "spec.strategy"
+	st := &spec.Strategy
+	switch st.Type {
+	case "", api.RollingUpdateStrategy:
+		if ru := st.RollingUpdate; ru != nil {
+			validateRollingUpdateDeployment(c, ru, field(path, "rollingUpdate"))
+		}
+	case api.RecreateStrategy:
+		if st.RollingUpdate != nil {
+			c.addf(field(path, "rollingUpdate"), "may not be set when type is %s", api.RecreateStrategy)
+		}
+	default:
+		c.add(field(path, "type"), notOneOf(st.Type, deploymentStrategies))
+	}
+	nonNegative(c, int64(spec.MinReadySeconds), "spec.minReadySeconds")
+	if l := spec.RevisionHistoryLimit; l != nil {
+		nonNegative(c, int64(*l), "spec.revisionHistoryLimit")
+	}
+	validateProgressDeadline(c, spec.ProgressDeadlineSeconds, "spec.progressDeadlineSeconds", spec.MinReadySeconds)
+}
+
+// validateRollingUpdateDeployment applies Kubernetes' rules: both bounds are
+// non-negative integers or percentages, maxUnavailable at most 100% (a
+// surge may exceed 100%), and not both zero. Unset bounds count with their
+// default, 25%.
+func validateRollingUpdateDeployment(c *collector, ru *api.RollingUpdateDeployment, path string) {
+	unavailablePath, surgePath := field(path, "maxUnavailable"), field(path, "maxSurge")
+	unavailable, uOK := checkIntOrPercent(c, valueOr(ru.MaxUnavailable, api.FromString(DefaultDeploymentMaxUnavailable)), unavailablePath, 0, 100)
+	surge, sOK := checkIntOrPercent(c, valueOr(ru.MaxSurge, api.FromString(DefaultDeploymentMaxSurge)), surgePath, 0, noMaxPercent)
+	if uOK && sOK && unavailable == 0 && surge == 0 {
+		c.add(unavailablePath, "may not be 0 when maxSurge is 0")
+	}
+}
+
+// validateRollout checks Flotilla's fleet rollout block.
+func validateRollout(c *collector, r *api.RolloutSpec, path string, minReadySeconds int32) {
+	if cs := r.Canary; cs != nil {
+		p := field(path, "canary")
+		hasSelector, hasCount := len(cs.NodeSelector) > 0, cs.Count != nil
+		switch {
+		case !hasSelector && !hasCount:
+			c.add(p, "must set exactly one of nodeSelector (non-empty) or count")
+		case hasSelector && hasCount:
+			c.add(p, "may not set both nodeSelector and count")
+		}
+		validateLabels(c, cs.NodeSelector, field(p, "nodeSelector"))
+		if hasCount {
+			checkIntOrPercent(c, *cs.Count, field(p, "count"), 1, 100)
+		}
+		if ps := cs.PauseSeconds; ps != nil {
+			nonNegative(c, int64(*ps), field(p, "pauseSeconds"))
+		}
+	}
+	if mf := r.MaxFailures; mf != nil {
+		checkIntOrPercent(c, *mf, field(path, "maxFailures"), 0, 100)
+	}
+	if r.OnFailure != "" && !oneOf(r.OnFailure, onFailureActions) {
+		c.add(field(path, "onFailure"), notOneOf(r.OnFailure, onFailureActions))
+	}
+	if r.OfflineNodes != "" && !oneOf(r.OfflineNodes, offlinePolicies) {
+		c.add(field(path, "offlineNodes"), notOneOf(r.OfflineNodes, offlinePolicies))
+	}
+	validateProgressDeadline(c, r.ProgressDeadlineSeconds, field(path, "progressDeadlineSeconds"), minReadySeconds)
+}
+
+// validateProgressDeadline checks a progress deadline as Kubernetes does
+// for Deployments: more than 0, and more than minReadySeconds, since a pod
+// cannot count as available sooner.
+func validateProgressDeadline(c *collector, seconds *int32, path string, minReadySeconds int32) {
+	switch {
+	case seconds == nil:
+	case *seconds <= 0:
+		c.add(path, "must be greater than 0")
+	case *seconds <= minReadySeconds:
+		c.addf(path, "must be greater than minReadySeconds (%d)", minReadySeconds)
+	}
+}
+
+func nonNegative(c *collector, v int64, path string) {
+	if v < 0 {
+		c.add(path, "must be greater than or equal to 0")
+	}
+}
+
+func valueOr(v *api.IntOrString, def api.IntOrString) api.IntOrString {
+	if v == nil {
+		return def
+	}
+	return *v
+}
+
+// noMaxPercent lifts the upper bound of checkIntOrPercent.
+const noMaxPercent = -1
+
+// checkIntOrPercent checks v at path: an integer of at least min, or a
+// percentage "N%" (digits only, as Kubernetes requires) with N of at least
+// min and, unless maxPercent is noMaxPercent, at most maxPercent. It returns
+// the integer or N, and whether v is valid.
+func checkIntOrPercent(c *collector, v api.IntOrString, path string, min, maxPercent int) (int, bool) {
+	if !v.IsString {
+		if int(v.IntVal) < min {
+			c.addf(path, "must be greater than or equal to %d", min)
+			return 0, false
+		}
+		return int(v.IntVal), true
+	}
+	pct, ok := parsePercent(v.StrVal)
+	switch {
+	case !ok:
+		c.addf(path, "%q must be an integer or a percentage such as \"25%%\"", clip(v.StrVal, 64))
+		return 0, false
+	case maxPercent != noMaxPercent && (pct < min || pct > maxPercent):
+		c.addf(path, "%q must be a percentage from %d%% to %d%%", clip(v.StrVal, 64), min, maxPercent)
+		return 0, false
+	case pct < min:
+		c.addf(path, "%q must be a percentage of at least %d%%", clip(v.StrVal, 64), min)
+		return 0, false
+	}
+	return pct, true
+}
+
+// parsePercent reads "N%" where N is one or more decimal digits. A value
+// too large for an int reads as the largest int.
+func parsePercent(s string) (int, bool) {
+	digits, ok := strings.CutSuffix(s, "%")
+	if !ok || digits == "" {
+		return 0, false
+	}
+	for _, r := range digits {
+		if r < '0' || r > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.Atoi(digits)
+	if err != nil {
+		return math.MaxInt, true // only digits, so only out of range
+	}
+	return n, true
+}
+
+// validSelector checks a DaemonSet's or Deployment's selector and reports
+// whether it is fit to match with.
+func validSelector(c *collector, ls *api.LabelSelector, path, kind string) bool {
 	if ls == nil {
 		c.add(path, "required")
 		return false
 	}
 	if len(ls.MatchLabels) == 0 && len(ls.MatchExpressions) == 0 {
-		c.add(path, "empty selector is invalid for a DaemonSet: it would select every pod")
+		c.addf(path, "empty selector is invalid for a %s: it would select every pod", kind)
 		return false
 	}
 	before := c.count()
@@ -190,6 +407,15 @@ var (
 	hostPathTypes   = []string{"DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"}
 	emptyDirMedia   = []string{"Memory"}
 	resourceNames   = []string{api.ResourceCPU, api.ResourceMemory}
+
+	daemonSetStrategies  = []string{api.RollingUpdateStrategy, api.OnDeleteStrategy}
+	deploymentStrategies = []string{api.RollingUpdateStrategy, api.RecreateStrategy}
+	onFailureActions     = []string{api.OnFailurePause, api.OnFailureRollback}
+	offlinePolicies      = []string{api.OfflineSkip, api.OfflineWait}
+
+	probeSchemes      = []string{"HTTP", "HTTPS"}
+	tolerationOps     = []string{api.TolerationOpEqual, api.TolerationOpExists}
+	tolerationEffects = []string{api.TaintEffectNoSchedule, api.TaintEffectPreferNoSchedule, api.TaintEffectNoExecute}
 )
 
 func oneOf(v string, allowed []string) bool {
@@ -235,6 +461,7 @@ func validatePodSpec(c *collector, spec *api.PodSpec, path string) {
 		c.add(field(path, "terminationGracePeriodSeconds"), "must be greater than or equal to 0")
 	}
 	validateLabels(c, spec.NodeSelector, field(path, "nodeSelector"))
+	validateTolerations(c, spec.Tolerations, field(path, "tolerations"))
 	if spec.NodeName != "" {
 		if err := api.ValidateDNSSubdomain(spec.NodeName); err != nil {
 			c.add(field(path, "nodeName"), errText(err))
@@ -305,6 +532,9 @@ func validateContainer(c *collector, ct *api.Container, path string, volumes, ho
 	}
 	validatePorts(c, ct.Ports, field(path, "ports"), hostPorts)
 	validateResources(c, &ct.Resources, field(path, "resources"))
+	validateProbe(c, ct.LivenessProbe, field(path, "livenessProbe"), "a liveness probe", ct.Ports)
+	validateProbe(c, ct.ReadinessProbe, field(path, "readinessProbe"), "", ct.Ports)
+	validateProbe(c, ct.StartupProbe, field(path, "startupProbe"), "a startup probe", ct.Ports)
 
 	mountPaths := map[string]bool{}
 	for i, m := range ct.VolumeMounts {
@@ -417,4 +647,159 @@ func validateResourceList(c *collector, list api.ResourceList, path string) map[
 		valid[name] = true
 	}
 	return valid
+}
+
+// validateTolerations checks tolerations with Kubernetes' rules.
+func validateTolerations(c *collector, tolerations []api.Toleration, path string) {
+	for i := range tolerations {
+		t := &tolerations[i]
+		p := index(path, i)
+		if t.Key != "" {
+			if err := api.ValidateLabelKey(t.Key); err != nil {
+				c.add(field(p, "key"), errText(err))
+			}
+		}
+		switch t.Operator {
+		case api.TolerationOpExists:
+			if t.Value != "" {
+				c.addf(field(p, "value"), "must be empty when operator is %s", api.TolerationOpExists)
+			}
+		case "", api.TolerationOpEqual:
+			if t.Key == "" {
+				c.addf(field(p, "operator"), "must be %s when key is empty (to tolerate every taint)", api.TolerationOpExists)
+			}
+			if err := api.ValidateLabelValue(t.Value); err != nil {
+				c.add(field(p, "value"), errText(err))
+			}
+		default:
+			c.add(field(p, "operator"), notOneOf(t.Operator, tolerationOps))
+		}
+		if t.Effect != "" && !oneOf(t.Effect, tolerationEffects) {
+			c.add(field(p, "effect"), notOneOf(t.Effect, tolerationEffects))
+		}
+		if s := t.TolerationSeconds; s != nil {
+			if t.Effect != api.TaintEffectNoExecute {
+				c.addf(field(p, "tolerationSeconds"), "may only be set when effect is %s", api.TaintEffectNoExecute)
+			}
+			nonNegative(c, *s, field(p, "tolerationSeconds"))
+		}
+	}
+}
+
+// validateProbe checks a container's probe, if it has one. mustSucceedOnce
+// names the probe in messages when its successThreshold must be 1, as
+// Kubernetes requires of liveness and startup probes; it is empty for a
+// readiness probe. ports are the container's ports, which a probe may name.
+func validateProbe(c *collector, pr *api.Probe, path, mustSucceedOnce string, ports []api.ContainerPort) {
+	if pr == nil {
+		return
+	}
+	var handlers []string
+	if pr.Exec != nil {
+		handlers = append(handlers, "exec")
+	}
+	if pr.HTTPGet != nil {
+		handlers = append(handlers, "httpGet")
+	}
+	if pr.TCPSocket != nil {
+		handlers = append(handlers, "tcpSocket")
+	}
+	switch len(handlers) {
+	case 0:
+		c.add(path, "must set exactly one handler: exec, httpGet or tcpSocket")
+	case 1:
+	default:
+		c.addf(path, "may not set more than one handler: %s are set", strings.Join(handlers, " and "))
+	}
+
+	if e := pr.Exec; e != nil && len(e.Command) == 0 {
+		c.add(field(path, "exec.command"), "required")
+	}
+	if h := pr.HTTPGet; h != nil {
+		p := field(path, "httpGet")
+		if h.Path != "" && !strings.HasPrefix(h.Path, "/") {
+			c.addf(field(p, "path"), "%q must start with \"/\"", clip(h.Path, 200))
+		}
+		validateProbePort(c, h.Port, field(p, "port"), ports)
+		if h.Scheme != "" && !oneOf(h.Scheme, probeSchemes) {
+			c.add(field(p, "scheme"), notOneOf(h.Scheme, probeSchemes))
+		}
+		for i, hdr := range h.HTTPHeaders {
+			hp := index(field(p, "httpHeaders"), i)
+			switch {
+			case hdr.Name == "":
+				c.add(field(hp, "name"), "required")
+			case !isHTTPToken(hdr.Name):
+				c.addf(field(hp, "name"), "%q is not a valid HTTP header name", clip(hdr.Name, 64))
+			}
+			if strings.ContainsFunc(hdr.Value, func(r rune) bool { return r != '\t' && (r < ' ' || r == 0x7f) }) {
+				c.add(field(hp, "value"), "must not contain control characters")
+			}
+		}
+	}
+	if t := pr.TCPSocket; t != nil {
+		validateProbePort(c, t.Port, field(path, "tcpSocket.port"), ports)
+	}
+
+	nonNegative(c, int64(pr.InitialDelaySeconds), field(path, "initialDelaySeconds"))
+	// Zero means the default, which is at least 1.
+	for _, f := range []struct {
+		name string
+		v    int32
+	}{
+		{"timeoutSeconds", pr.TimeoutSeconds},
+		{"periodSeconds", pr.PeriodSeconds},
+		{"successThreshold", pr.SuccessThreshold},
+		{"failureThreshold", pr.FailureThreshold},
+	} {
+		if f.v < 0 {
+			c.add(field(path, f.name), "must be greater than or equal to 1")
+		}
+	}
+	if mustSucceedOnce != "" && pr.SuccessThreshold > 1 {
+		c.addf(field(path, "successThreshold"), "must be 1 for %s", mustSucceedOnce)
+	}
+}
+
+// validateProbePort checks a probe's port: a number from 1 to 65535, or the
+// name of one of the container's ports.
+func validateProbePort(c *collector, port api.IntOrString, path string, ports []api.ContainerPort) {
+	if !port.IsString {
+		if port.IntVal < 1 || port.IntVal > 65535 {
+			c.add(path, "must be between 1 and 65535, or the name of one of the container's ports")
+		}
+		return
+	}
+	if port.StrVal == "" {
+		c.add(path, "required")
+		return
+	}
+	if err := validatePortName(port.StrVal); err != nil {
+		c.add(path, errText(err))
+		return
+	}
+	for _, p := range ports {
+		if p.Name == port.StrVal {
+			return
+		}
+	}
+	c.addf(path, "%q is not the name of one of the container's ports", port.StrVal)
+}
+
+// isHTTPToken reports whether s is an RFC 9110 token, as header names must
+// be.
+func isHTTPToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		switch {
+		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
