@@ -164,16 +164,17 @@ func Run(ctx context.Context, cfg Config) error {
 	}})
 	run(func(ctx context.Context) { _ = prober.Run(ctx) })
 	rec := reconcile.New(reconcile.Config{
-		Runtime: rt,
-		History: st,
-		Desired: st.Snapshot,
-		Report:  a.queueReport,
-		Event:   a.queueEvent,
-		Prober:  prober,
-		DataDir: cfg.StateDir,
-		HostIP:  a.getFacts().InternalIP,
-		Resync:  cfg.Resync,
-		Logger:  a.log,
+		Runtime:   rt,
+		History:   st,
+		Desired:   st.Snapshot,
+		Report:    a.queueReport,
+		Event:     a.queueEvent,
+		Prober:    prober,
+		Rollbacks: st,
+		DataDir:   cfg.StateDir,
+		HostIP:    a.getFacts().InternalIP,
+		Resync:    cfg.Resync,
+		Logger:    a.log,
 	})
 	a.rec.Store(rec)
 	run(func(ctx context.Context) { _ = rec.Run(ctx) })

@@ -48,6 +48,9 @@ type Config struct {
 	// Prober runs the containers' probes; nil means no probes (every
 	// running container is Ready).
 	Prober Prober
+	// Rollbacks lets the agent revert a pod whose new spec fails under a
+	// progress deadline; nil disables agent-side reverts.
+	Rollbacks Rollbacks
 	// DataDir holds container logs (logs/) and pod volumes (pods/).
 	DataDir string
 	// HostIP is reported as each pod's hostIP.
@@ -86,6 +89,13 @@ type Reconciler struct {
 	// health remembers each container's last probe state, to report
 	// changes as events; used only by the loop goroutine.
 	health map[string]probe.Status
+	// trials, goodHash: the loop goroutine's view of specs under trial and
+	// the last good spec saved per pod uid.
+	trials   map[string]trial
+	goodHash map[string]string
+	// prepulled maps a pod uid to the pre-pull list staged for it;
+	// guarded by mu.
+	prepulled map[string]string
 }
 
 type waitState struct {
@@ -129,14 +139,17 @@ func New(cfg Config) *Reconciler {
 		cfg.Now = time.Now
 	}
 	return &Reconciler{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		now:     cfg.Now,
-		wake:    make(chan struct{}, 1),
-		busy:    map[string]bool{},
-		waiting: map[string]waitState{},
-		retries: map[string]retryState{},
-		health:  map[string]probe.Status{},
+		cfg:       cfg,
+		log:       cfg.Logger,
+		now:       cfg.Now,
+		wake:      make(chan struct{}, 1),
+		busy:      map[string]bool{},
+		waiting:   map[string]waitState{},
+		retries:   map[string]retryState{},
+		health:    map[string]probe.Status{},
+		trials:    map[string]trial{},
+		goodHash:  map[string]string{},
+		prepulled: map[string]string{},
 	}
 }
 
@@ -193,11 +206,12 @@ type podPlan struct {
 // reports status, and returns the earliest time it must run again to honour
 // a back-off (zero if none).
 func (r *Reconciler) Sync(ctx context.Context) time.Time {
-	snap, err := r.cfg.Desired()
+	raw, err := r.cfg.Desired()
 	if err != nil {
 		r.log.Error("read desired snapshot", "err", err)
 		return r.now().Add(time.Second)
 	}
+	snap, reverts := r.effective(raw)
 	r.mu.Lock()
 	r.revision = snap.Revision
 	r.mu.Unlock()
@@ -247,7 +261,11 @@ func (r *Reconciler) Sync(ctx context.Context) time.Time {
 	for _, plan := range plans {
 		soon(r.planPod(ctx, plan))
 	}
-	r.report(snap, plans)
+	for i := range raw.Pods {
+		soon(r.prePull(ctx, &raw.Pods[i]))
+	}
+	r.judge(plans, reverts)
+	r.report(raw, snap, plans, reverts)
 	return next
 }
 
@@ -668,10 +686,11 @@ func (r *Reconciler) replacePod(ctx context.Context, pod *wire.SnapshotPod, stal
 // on a spec that a newer one replaced (a node back from an outage may
 // receive several snapshots in a burst and must run only the newest).
 func (r *Reconciler) stillDesired(pod *wire.SnapshotPod) bool {
-	snap, err := r.cfg.Desired()
+	raw, err := r.cfg.Desired()
 	if err != nil {
 		return false
 	}
+	snap, _ := r.effective(raw)
 	for i := range snap.Pods {
 		if snap.Pods[i].UID == pod.UID {
 			return snap.Pods[i].SpecHash == pod.SpecHash
@@ -691,6 +710,14 @@ func (r *Reconciler) removePod(ctx context.Context, cs []Container) {
 		if err := removePodVolumes(r.podDir(uid)); err != nil {
 			r.log.Warn("remove pod volumes", "uid", uid, "err", err)
 		}
+		if r.cfg.Rollbacks != nil {
+			if err := r.cfg.Rollbacks.Forget(uid); err != nil {
+				r.log.Warn("forget pod's good spec", "uid", uid, "err", err)
+			}
+		}
+		r.mu.Lock()
+		delete(r.prepulled, uid)
+		r.mu.Unlock()
 	}
 }
 
@@ -797,13 +824,15 @@ func (r *Reconciler) logPath(pod *wire.SnapshotPod, id string, restarts int32) s
 }
 
 // report builds the node's pod status and hands it on if it changed.
-func (r *Reconciler) report(snap wire.Snapshot, plans map[string]*podPlan) {
+func (r *Reconciler) report(raw, snap wire.Snapshot, plans map[string]*podPlan, reverts map[string]*wire.Revert) {
 	rep := wire.PodStatusReport{ObservedRevision: snap.Revision, Pods: make([]wire.PodReport, 0, len(snap.Pods))}
 	for i := range snap.Pods {
 		pod := &snap.Pods[i]
 		rep.Pods = append(rep.Pods, wire.PodReport{
 			UID: pod.UID, Name: pod.Name, Namespace: pod.Namespace, SpecHash: pod.SpecHash,
-			Status: r.podStatus(pod, plans[pod.UID]),
+			Status:    r.podStatus(pod, plans[pod.UID]),
+			PrePulled: r.isPrePulled(&raw.Pods[i]),
+			Reverted:  reverts[pod.UID],
 		})
 	}
 	if r.lastReport != nil && reflect.DeepEqual(*r.lastReport, rep) {

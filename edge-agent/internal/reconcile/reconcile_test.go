@@ -623,3 +623,152 @@ func TestContainerWhoseTaskVanishedCountsAsARestart(t *testing.T) {
 		t.Fatalf("status = %+v", st)
 	}
 }
+
+// memRollbacks is an in-memory Rollbacks.
+type memRollbacks struct {
+	mu   sync.Mutex
+	good map[string]wire.SnapshotPod
+	rej  map[string]Rejection
+}
+
+func newMemRollbacks() *memRollbacks {
+	return &memRollbacks{good: map[string]wire.SnapshotPod{}, rej: map[string]Rejection{}}
+}
+
+func (m *memRollbacks) LastGood(uid string) (wire.SnapshotPod, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.good[uid]
+	return p, ok, nil
+}
+func (m *memRollbacks) SaveGood(p wire.SnapshotPod) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.good[p.UID] = p
+	return nil
+}
+func (m *memRollbacks) Rejection(uid string) (Rejection, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.rej[uid]
+	return r, ok, nil
+}
+func (m *memRollbacks) SaveRejection(uid string, r Rejection) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rej[uid] = r
+	return nil
+}
+func (m *memRollbacks) Forget(uid string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.good, uid)
+	delete(m.rej, uid)
+	return nil
+}
+
+func withDeadline(p wire.SnapshotPod, secs int32) wire.SnapshotPod {
+	p.ProgressDeadlineSeconds = secs
+	return p
+}
+
+func TestAgentRevertsACrashLoopingUpdateOnItsOwn(t *testing.T) {
+	h := newHarness(t)
+	rb := newMemRollbacks()
+	h.rec.cfg.Rollbacks = rb
+	good := withDeadline(pod("web", "reg/web:v1", api.RestartAlways), 600)
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{good}})
+	h.sync()
+	if _, ok, _ := rb.LastGood(good.UID); ok {
+		t.Fatalf("a spec counted as good the moment it started")
+	}
+	h.clock.Advance(goodAfter + time.Second)
+	h.sync()
+	if g, ok, _ := rb.LastGood(good.UID); !ok || g.SpecHash != good.SpecHash {
+		t.Fatalf("the Ready spec was not remembered as good")
+	}
+	bad := withDeadline(pod("web", "reg/web:v2", api.RestartAlways), 600)
+	h.desired.set(wire.Snapshot{Revision: 2, Pods: []wire.SnapshotPod{bad}})
+	h.sync()
+	badID := ContainerID(&bad, "main")
+	for i := 0; i < crashLoopRestarts+2; i++ {
+		if _, ok := h.rt.get(badID); !ok {
+			break // reverted
+		}
+		h.rt.exit(badID, 1)
+		h.clock.Advance(5 * time.Minute) // past any back-off
+		h.sync()
+	}
+	h.sync()
+	if _, ok := h.rt.get(badID); ok {
+		rec, _ := h.hist.Restarts(badID)
+		rej, _, _ := rb.Rejection(bad.UID)
+		t.Fatalf("the crash-looping spec's container is still there (restarts %d, rejection %+v, calls %v)", rec.Restarts, rej, h.rt.takeCalls())
+	}
+	c, ok := h.rt.get(ContainerID(&good, "main"))
+	if !ok || c.State != TaskRunning {
+		t.Fatalf("the good spec is not running again: %+v", c)
+	}
+	rep := h.reports[len(h.reports)-1].Pods[0]
+	if rep.Reverted == nil || rep.Reverted.FromSpecHash != bad.SpecHash || rep.Reverted.ToSpecHash != good.SpecHash || rep.SpecHash != good.SpecHash {
+		t.Fatalf("report = %+v, reverted %+v", rep, rep.Reverted)
+	}
+	if !slices.Contains(h.eventReasons(), "RolledBack") {
+		t.Fatal("no RolledBack event")
+	}
+	// A new spec from the hub is tried again.
+	next := withDeadline(pod("web", "reg/web:v3", api.RestartAlways), 600)
+	h.desired.set(wire.Snapshot{Revision: 3, Pods: []wire.SnapshotPod{next}})
+	h.sync()
+	if c, ok := h.rt.get(ContainerID(&next, "main")); !ok || c.State != TaskRunning {
+		t.Fatalf("a new spec after a revert was not tried: %+v", c)
+	}
+}
+
+func TestAgentRevertsAfterTheProgressDeadline(t *testing.T) {
+	h := newHarness(t)
+	rb := newMemRollbacks()
+	h.rec.cfg.Rollbacks = rb
+	pr := &fakeProber{status: map[string]probe.Status{}}
+	h.rec.cfg.Prober = pr
+	good := withDeadline(pod("web", "reg/web:v1", api.RestartAlways), 60)
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{good}})
+	h.sync()
+	h.clock.Advance(goodAfter + time.Second)
+	h.sync()
+	bad := withDeadline(pod("web", "reg/web:v2", api.RestartAlways), 60)
+	pr.set(ContainerID(&bad, "main"), probe.Status{Started: true, Ready: false})
+	h.desired.set(wire.Snapshot{Revision: 2, Pods: []wire.SnapshotPod{bad}})
+	h.sync()
+	h.clock.Advance(30 * time.Second)
+	h.sync()
+	if rep := h.reports[len(h.reports)-1].Pods[0]; rep.Reverted != nil {
+		t.Fatalf("reverted before the deadline")
+	}
+	h.clock.Advance(31 * time.Second)
+	h.sync()
+	h.sync()
+	if rep := h.reports[len(h.reports)-1].Pods[0]; rep.Reverted == nil || !strings.Contains(rep.Reverted.Reason, "progress deadline") {
+		t.Fatalf("not reverted after the deadline: %+v", rep)
+	}
+	if c, ok := h.rt.get(ContainerID(&good, "main")); !ok || c.State != TaskRunning {
+		t.Fatalf("good spec not running: %+v", c)
+	}
+}
+
+func TestPrePullStagesImagesWithoutTouchingThePod(t *testing.T) {
+	h := newHarness(t)
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	h.rt.takeCalls()
+	p.PrePull = []string{"reg/web:v2"}
+	h.desired.set(wire.Snapshot{Revision: 2, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	if calls := h.rt.takeCalls(); !slices.Equal(calls, []string{"pull reg/web:v2"}) {
+		t.Fatalf("calls = %v", calls)
+	}
+	if rep := h.reports[len(h.reports)-1].Pods[0]; !rep.PrePulled || rep.Status.Phase != api.PodRunning {
+		t.Fatalf("report = %+v", rep)
+	}
+}

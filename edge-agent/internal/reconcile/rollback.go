@@ -1,0 +1,221 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/pkg/wire"
+)
+
+// Rollbacks remembers, per pod, the last spec that ran Ready and a spec
+// the agent refused, so that the agent can take a bad update back on its
+// own, even while it cannot reach the hub, and keep it back across its own
+// restarts.
+type Rollbacks interface {
+	LastGood(uid string) (wire.SnapshotPod, bool, error)
+	SaveGood(pod wire.SnapshotPod) error
+	Rejection(uid string) (Rejection, bool, error)
+	SaveRejection(uid string, r Rejection) error
+	Forget(uid string) error
+}
+
+// Rejection is a spec the agent gave up on, and why.
+type Rejection struct {
+	SpecHash string    `json:"specHash"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}
+
+// crashLoopRestarts is how many restarts of a new spec's container make
+// the agent give up on that spec.
+const crashLoopRestarts = 3
+
+// goodAfter is how long a pod must stay Ready, without a restart, before
+// its spec counts as good: a crash-looping container is Ready between its
+// crashes, and must not become the spec to go back to.
+const goodAfter = 30 * time.Second
+
+// trial is a spec the agent is trying on a pod that had a good one.
+type trial struct {
+	hash  string
+	since time.Time
+}
+
+// effective returns the pods the node should really run: the snapshot's,
+// except those whose desired spec the agent rejected, which run their last
+// good spec instead (with the revert to report).
+func (r *Reconciler) effective(snap wire.Snapshot) (wire.Snapshot, map[string]*wire.Revert) {
+	if r.cfg.Rollbacks == nil {
+		return snap, nil
+	}
+	out := snap
+	out.Pods = make([]wire.SnapshotPod, len(snap.Pods))
+	reverts := map[string]*wire.Revert{}
+	for i, p := range snap.Pods {
+		out.Pods[i] = p
+		rej, ok, err := r.cfg.Rollbacks.Rejection(p.UID)
+		if err != nil || !ok || rej.SpecHash == "" {
+			continue
+		}
+		if rej.SpecHash != p.SpecHash {
+			// The hub sent another spec: try it.
+			if err := r.cfg.Rollbacks.SaveRejection(p.UID, Rejection{}); err != nil {
+				r.log.Warn("clear rejection", "pod", p.Namespace+"/"+p.Name, "err", err)
+			}
+			continue
+		}
+		good, ok, err := r.cfg.Rollbacks.LastGood(p.UID)
+		if err != nil || !ok {
+			continue
+		}
+		good.Name, good.Namespace, good.UID = p.Name, p.Namespace, p.UID
+		good.PrePull, good.ProgressDeadlineSeconds = nil, 0
+		out.Pods[i] = good
+		reverts[p.UID] = &wire.Revert{FromSpecHash: p.SpecHash, ToSpecHash: good.SpecHash, Reason: rej.Reason}
+	}
+	return out, reverts
+}
+
+// judge watches pods whose spec changed under a progress deadline: it
+// records a spec as good once the pod is Ready with it, and rejects a new
+// spec that crash-loops or is not Ready in time, so the next pass runs the
+// last good spec again. It runs in the loop goroutine.
+func (r *Reconciler) judge(plans map[string]*podPlan, reverts map[string]*wire.Revert) {
+	if r.cfg.Rollbacks == nil {
+		return
+	}
+	now := r.now()
+	for uid := range r.goodHash {
+		if plans[uid] == nil {
+			delete(r.goodHash, uid)
+			delete(r.trials, uid)
+		}
+	}
+	for uid, plan := range plans {
+		pod := plan.pod
+		if reverts[uid] != nil {
+			delete(r.trials, uid)
+			continue
+		}
+		if r.podReady(plan) {
+			delete(r.trials, uid)
+			if r.goodHash[uid] != pod.SpecHash && r.readyFor(plan) >= goodAfter {
+				if err := r.cfg.Rollbacks.SaveGood(*pod); err != nil {
+					r.log.Warn("remember good spec", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+					continue
+				}
+				r.goodHash[uid] = pod.SpecHash
+			}
+			continue
+		}
+		if pod.ProgressDeadlineSeconds <= 0 {
+			continue
+		}
+		good, ok, err := r.cfg.Rollbacks.LastGood(uid)
+		if err != nil || !ok || good.SpecHash == pod.SpecHash {
+			continue // nothing to go back to
+		}
+		t, ok := r.trials[uid]
+		if !ok || t.hash != pod.SpecHash {
+			t = trial{hash: pod.SpecHash, since: now}
+			r.trials[uid] = t
+		}
+		reason := ""
+		for i := range pod.Spec.Containers {
+			name := pod.Spec.Containers[i].Name
+			if rec, err := r.cfg.History.Restarts(ContainerID(pod, name)); err == nil && rec.Restarts >= crashLoopRestarts {
+				reason = fmt.Sprintf("container %s crash-looped (%d restarts)", name, rec.Restarts)
+			}
+		}
+		if deadline := time.Duration(pod.ProgressDeadlineSeconds) * time.Second; reason == "" && now.Sub(t.since) > deadline {
+			reason = fmt.Sprintf("not Ready within the progress deadline of %s", deadline)
+		}
+		if reason == "" {
+			continue
+		}
+		if err := r.cfg.Rollbacks.SaveRejection(uid, Rejection{SpecHash: pod.SpecHash, Reason: reason, At: now}); err != nil {
+			r.log.Error("record rejected spec", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+			continue
+		}
+		delete(r.trials, uid)
+		r.log.Warn("reverting pod to its last good spec", "pod", pod.Namespace+"/"+pod.Name, "from", pod.SpecHash, "to", good.SpecHash, "reason", reason)
+		r.emit(pod, "", api.EventWarning, "RolledBack", fmt.Sprintf("Reverted to the last good spec (%s): new spec %s %s", good.SpecHash, pod.SpecHash, reason))
+		r.Wake()
+	}
+}
+
+// readyFor is how long every container of the plan's pod has been
+// running, as a lower bound of how long the pod has been Ready.
+func (r *Reconciler) readyFor(plan *podPlan) time.Duration {
+	var least time.Duration = -1
+	for i := range plan.pod.Spec.Containers {
+		c := plan.current[plan.pod.Spec.Containers[i].Name]
+		if d := r.now().Sub(c.StartedAt); least < 0 || d < least {
+			least = d
+		}
+	}
+	return least
+}
+
+// podReady reports whether every container of the plan's pod runs at the
+// current spec and is Ready.
+func (r *Reconciler) podReady(plan *podPlan) bool {
+	for i := range plan.pod.Spec.Containers {
+		c, ok := plan.current[plan.pod.Spec.Containers[i].Name]
+		if !ok || c.State != TaskRunning || !r.probeStatus(c.ID).Ready {
+			return false
+		}
+	}
+	return len(plan.pod.Spec.Containers) > 0
+}
+
+// prePull stages the images a coming rollout will need, in a worker of its
+// own so that the pod keeps running and its other work is not held up.
+func (r *Reconciler) prePull(ctx context.Context, pod *wire.SnapshotPod) time.Time {
+	if len(pod.PrePull) == 0 {
+		return time.Time{}
+	}
+	key := "prepull:" + pod.UID
+	want := strings.Join(pod.PrePull, ",")
+	r.mu.Lock()
+	done := r.prepulled[pod.UID] == want
+	r.mu.Unlock()
+	if done {
+		return time.Time{}
+	}
+	if wait := r.retryWait(key); !wait.IsZero() {
+		return wait
+	}
+	images := append([]string(nil), pod.PrePull...)
+	r.spawn(ctx, key, func(ctx context.Context) {
+		for _, img := range images {
+			if _, err := r.cfg.Runtime.EnsureImage(ctx, img, api.PullIfNotPresent); err != nil {
+				if ctx.Err() == nil {
+					r.failed(key, reasonErrImagePull, err)
+					r.emit(pod, "", api.EventWarning, "Failed", fmt.Sprintf("Failed to pre-pull image %q: %v", img, err))
+				}
+				return
+			}
+		}
+		r.mu.Lock()
+		r.prepulled[pod.UID] = want
+		delete(r.retries, key)
+		delete(r.waiting, key)
+		r.mu.Unlock()
+		r.emit(pod, "", api.EventNormal, "PrePulled", fmt.Sprintf("Staged %d image(s) for the coming rollout", len(images)))
+	})
+	return time.Time{}
+}
+
+// isPrePulled reports whether pod's pre-pull list is on the board.
+func (r *Reconciler) isPrePulled(pod *wire.SnapshotPod) bool {
+	if len(pod.PrePull) == 0 {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.prepulled[pod.UID] == strings.Join(pod.PrePull, ",")
+}
