@@ -5,6 +5,7 @@
 //
 //	go run ./test/bench -scenario apply -n 20      # hub apply → container running (image present)
 //	go run ./test/bench -scenario restart -n 50    # task killed → replacement running
+//	go run ./test/bench -scenario restart-offline -n 50  # the same with the hub stopped
 //
 // It prints one line per scenario with min, median, p95 and max, and with
 // -json writes the same figures as JSON. It needs root.
@@ -33,7 +34,7 @@ import (
 )
 
 func main() {
-	scenario := flag.String("scenario", "apply", "scenario to run: apply, restart, all")
+	scenario := flag.String("scenario", "apply", "scenario to run: apply, restart, restart-offline, all")
 	n := flag.Int("n", 20, "samples per scenario")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
 	flag.Parse()
@@ -101,8 +102,13 @@ func run(scenario string, n int, jsonOut string) error {
 		}
 		results = append(results, r)
 	}
-	if scenario == "restart" || scenario == "all" {
-		r, err := s.restartLatency(ctx, n)
+	// restart-offline stops the hub, so it runs last.
+	for _, offline := range []bool{false, true} {
+		name := map[bool]string{false: "restart", true: "restart-offline"}[offline]
+		if scenario != name && scenario != "all" {
+			continue
+		}
+		r, err := s.restartLatency(ctx, n, offline)
 		if err != nil {
 			return err
 		}
@@ -292,6 +298,11 @@ func (s *stack) deleteAndWait(ctx context.Context, name string) error {
 	if err := s.cli(ctx, "", "delete", "ds", name); err != nil {
 		return err
 	}
+	return s.waitEmpty(ctx)
+}
+
+// waitEmpty waits until the agent removed every container.
+func (s *stack) waitEmpty(ctx context.Context) error {
 	nctx := namespaces.WithNamespace(ctx, s.ns)
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
@@ -304,7 +315,7 @@ func (s *stack) deleteAndWait(ctx context.Context, name string) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("%s not removed within a minute", name)
+	return fmt.Errorf("containers not removed within a minute")
 }
 
 func (s *stack) applyLatency(ctx context.Context, n int) (Result, error) {
@@ -326,29 +337,65 @@ func (s *stack) applyLatency(ctx context.Context, n int) (Result, error) {
 // restartLatency measures the first restart of a crashed container:
 // containerd's TaskExit of a killed task → the next TaskStart of that
 // container. Only a first crash restarts at once (later ones back off, as
-// in kubelet), so every sample uses a fresh pod.
-func (s *stack) restartLatency(ctx context.Context, n int) (Result, error) {
+// in kubelet), so it starts n pods and crashes each once. With offline,
+// the hub is stopped first: the agent heals on its own.
+func (s *stack) restartLatency(ctx context.Context, n int, offline bool) (Result, error) {
 	nctx := namespaces.WithNamespace(ctx, s.ns)
-	var samples []time.Duration
+	var docs []string
 	for i := 0; i < n; i++ {
-		name := fmt.Sprintf("crash%d", i)
-		if _, err := s.applyAndWait(ctx, name); err != nil {
+		docs = append(docs, manifest(fmt.Sprintf("crash%d", i), s.image))
+	}
+	if err := s.cli(ctx, strings.Join(docs, "---\n"), "apply", "-f", "-"); err != nil {
+		return Result{}, err
+	}
+	var cs []containerd.Container
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		all, err := s.client.Containers(nctx)
+		if err != nil {
 			return Result{}, err
 		}
-		cs, err := s.client.Containers(nctx)
-		if err != nil || len(cs) != 1 {
-			return Result{}, fmt.Errorf("want one container, got %d (%v)", len(cs), err)
+		cs = cs[:0]
+		for _, c := range all {
+			if t, err := c.Task(nctx, nil); err == nil {
+				if st, err := t.Status(nctx); err == nil && st.Status == containerd.Running {
+					cs = append(cs, c)
+				}
+			}
 		}
-		d, err := s.killAndWait(ctx, cs[0])
+		if len(cs) == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			return Result{}, fmt.Errorf("%d of %d pods running after 3 minutes", len(cs), n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	name := "restart"
+	if offline {
+		name = "restart-offline"
+		if err := s.hub.Stop(); err != nil {
+			return Result{}, fmt.Errorf("stop the hub: %w", err)
+		}
+	}
+	var samples []time.Duration
+	for _, c := range cs {
+		d, err := s.killAndWait(ctx, c)
 		if err != nil {
 			return Result{}, err
 		}
 		samples = append(samples, d)
-		if err := s.deleteAndWait(ctx, name); err != nil {
+	}
+	if !offline {
+		// Clean up for the scenarios that follow.
+		if err := s.cli(ctx, strings.Join(docs, "---\n"), "delete", "-f", "-"); err != nil {
+			return Result{}, err
+		}
+		if err := s.waitEmpty(ctx); err != nil {
 			return Result{}, err
 		}
 	}
-	return summarize("restart", samples), nil
+	return summarize(name, samples), nil
 }
 
 func (s *stack) killAndWait(ctx context.Context, ctr containerd.Container) (time.Duration, error) {

@@ -120,7 +120,12 @@ func Run(ctx context.Context, cfg Config) error {
 			Payload:  a.mustEncodeOnline(false),
 			Retained: true,
 		},
-		KeepAlive:    cfg.KeepAlive,
+		KeepAlive: cfg.KeepAlive,
+		// Reconnects spread over at most 10 s: a fleet returning after a
+		// broker outage arrives at about a thousand agents a second per
+		// 10,000 rather than all at once, and a site back from a long
+		// outage is seen within seconds.
+		BackoffMax:   10 * time.Second,
 		OnConnect:    a.onConnect,
 		OnDisconnect: a.onDisconnect,
 		Logger:       a.log,
