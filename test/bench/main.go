@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,16 +70,19 @@ func summarize(name string, samples []time.Duration) Result {
 }
 
 type stack struct {
-	dir    string
-	ctd    *harness.Containerd
-	reg    *harness.Registry
-	hub    *harness.Process
-	agent  *harness.Process
-	server string
-	hubBin string
-	image  string
-	ns     string
-	client *containerd.Client
+	dir      string
+	regPort  int
+	mqttPort int
+	agentBin string
+	ctd      *harness.Containerd
+	reg      *harness.Registry
+	hub      *harness.Process
+	agent    *harness.Process
+	server   string
+	hubBin   string
+	image    string
+	ns       string
+	client   *containerd.Client
 }
 
 func run(scenario string, n int, jsonOut string) error {
@@ -114,6 +118,13 @@ func run(scenario string, n int, jsonOut string) error {
 		}
 		results = append(results, r)
 	}
+	if scenario == "reconnect" || scenario == "all" {
+		r, err := s.reconnectLatency(ctx, min(n, 5), 45*time.Second)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
 	if len(results) == 0 {
 		return fmt.Errorf("unknown scenario %q", scenario)
 	}
@@ -143,9 +154,17 @@ func setup(ctx context.Context) (*stack, error) {
 	if s.ctd, err = harness.StartContainerd(ctx, filepath.Join(dir, "containerd")); err != nil {
 		return s, err
 	}
-	if s.reg, err = harness.StartRegistry(ctx, filepath.Join(dir, "registry")); err != nil {
+	// The registry and the broker listen on every address, so that an
+	// agent in a site namespace (the reconnect scenario) reaches them.
+	regPort, err := harness.FreePort()
+	if err != nil {
 		return s, err
 	}
+	if s.reg, err = harness.StartRegistryAt(ctx, filepath.Join(dir, "registry"), fmt.Sprintf("0.0.0.0:%d", regPort)); err != nil {
+		return s, err
+	}
+	s.reg.Addr = fmt.Sprintf("127.0.0.1:%d", regPort)
+	s.regPort, s.agentBin = regPort, agentBin
 	img, err := images.BuildBusybox("amd64")
 	if err != nil {
 		return s, err
@@ -156,10 +175,11 @@ func setup(ctx context.Context) (*stack, error) {
 	}
 	httpPort, _ := harness.FreePort()
 	mqttPort, _ := harness.FreePort()
+	s.mqttPort = mqttPort
 	s.server = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	if s.hub, err = harness.StartProcess("hub", filepath.Join(dir, "hub.log"), s.hubBin, "serve",
 		"--data-dir", filepath.Join(dir, "hub"), "--http-listen", fmt.Sprintf("127.0.0.1:%d", httpPort),
-		"--mqtt-listen", fmt.Sprintf("127.0.0.1:%d", mqttPort), "--log-level", "warn"); err != nil {
+		"--mqtt-listen", fmt.Sprintf("0.0.0.0:%d", mqttPort), "--log-level", "warn"); err != nil {
 		return s, err
 	}
 	if err := s.hub.WaitReady(ctx, func(ctx context.Context) error { return s.cli(ctx, "", "get", "nodes") }); err != nil {
@@ -432,4 +452,72 @@ func (s *stack) killAndWait(ctx context.Context, ctr containerd.Container) (time
 			return 0, fmt.Errorf("no restart within 10 minutes")
 		}
 	}
+}
+
+// reconnectLatency runs an agent in a site namespace with the production
+// defaults (keep-alive 30 s, heartbeat 10 s), cuts its link for outage,
+// restores it, and measures the time until the hub shows the node Ready
+// and its pod Running again.
+func (s *stack) reconnectLatency(ctx context.Context, n int, outage time.Duration) (Result, error) {
+	site, err := harness.NewSite("fb-"+strconv.Itoa(os.Getpid()%10000), os.Getpid()%harness.SiteSlots+1)
+	if err != nil {
+		return Result{}, err
+	}
+	defer site.Close()
+	node := "bench-site"
+	bin, args := site.Wrap(s.agentBin, "--broker", fmt.Sprintf("tcp://%s:%d", site.HostIP, s.mqttPort), "--node-name", node,
+		"--label", "site=remote", "--containerd-socket", s.ctd.Socket, "--containerd-namespace", "bench-site",
+		"--state-dir", filepath.Join(s.dir, "site-agent"), "--insecure-registry", fmt.Sprintf("%s:%d", site.HostIP, s.regPort),
+		"--log-level", "warn")
+	agent, err := harness.StartProcess("site-agent", filepath.Join(s.dir, "site-agent.log"), bin, args...)
+	if err != nil {
+		return Result{}, err
+	}
+	defer agent.Stop()
+	image := fmt.Sprintf("%s:%d/bench/busybox:v1", site.HostIP, s.regPort)
+	ds := strings.Replace(manifest("remote", image), "    spec:\n", "    spec:\n      nodeSelector: {site: remote}\n", 1)
+	ready := func(ctx context.Context) error {
+		out, err := exec.CommandContext(ctx, s.hubBin, "get", "pods", "-o", "wide", "--server", s.server).CombinedOutput()
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, node) && strings.Contains(line, "Running") {
+				nodes, err := exec.CommandContext(ctx, s.hubBin, "get", "node", node, "--server", s.server).CombinedOutput()
+				if err == nil && strings.Contains(string(nodes), " Ready ") {
+					return nil
+				}
+				return fmt.Errorf("node not ready")
+			}
+		}
+		return fmt.Errorf("pod not running")
+	}
+	if err := agent.WaitReady(ctx, func(ctx context.Context) error { return s.cli(ctx, "", "get", "node", node) }); err != nil {
+		return Result{}, err
+	}
+	if err := s.cli(ctx, ds, "apply", "-f", "-"); err != nil {
+		return Result{}, err
+	}
+	if err := agent.WaitReady(ctx, ready); err != nil {
+		return Result{}, err
+	}
+	var samples []time.Duration
+	for i := 0; i < n; i++ {
+		if err := site.Cut(); err != nil {
+			return Result{}, err
+		}
+		time.Sleep(outage)
+		if err := site.Restore(); err != nil {
+			return Result{}, err
+		}
+		start := time.Now()
+		for ready(ctx) != nil {
+			if time.Since(start) > 2*time.Minute {
+				return Result{}, fmt.Errorf("not back within 2 minutes of the link's return")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		samples = append(samples, time.Since(start))
+	}
+	return summarize("reconnect", samples), nil
 }
