@@ -33,6 +33,17 @@ func mergeForWrite(existing, incoming api.Object) (api.Object, bool, error) {
 		if !jsonEqual(ex.Spec, in.Spec) {
 			im.Generation++
 		}
+	case *api.Deployment:
+		ex := existing.(*api.Deployment)
+		if !reflect.DeepEqual(ex.Spec.Selector, in.Spec.Selector) {
+			return nil, false, &apiError{code: http.StatusUnprocessableEntity, reason: api.ReasonInvalid,
+				msg:    fmt.Sprintf("deployments.apps %q: spec.selector: field is immutable", in.Name),
+				causes: []api.StatusCause{{Field: "spec.selector", Message: "field is immutable"}}}
+		}
+		in.Status = ex.Status
+		if !jsonEqual(ex.Spec, in.Spec) {
+			im.Generation++
+		}
 	case *api.Node:
 		ex := existing.(*api.Node)
 		in.Status = ex.Status

@@ -599,6 +599,8 @@ func clearStatus(obj api.Object) {
 	switch o := obj.(type) {
 	case *api.DaemonSet:
 		o.Status = api.DaemonSetStatus{}
+	case *api.Deployment:
+		o.Status = api.DeploymentStatus{}
 	case *api.Node:
 		o.Status = api.NodeStatus{}
 	case *api.Namespace:

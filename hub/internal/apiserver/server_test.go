@@ -249,3 +249,47 @@ func TestMergePatch(t *testing.T) {
 		t.Fatalf("got %s", got)
 	}
 }
+
+const deployJSON = `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},
+ "spec":{"replicas":REPLICAS,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},
+ "spec":{"containers":[{"name":"c","image":"reg/web:v1"}]}}}}`
+
+// Re-applying a Deployment keeps the status the controller wrote, moves
+// the generation only when the spec changes, and refuses a new selector;
+// a patch (hub scale, rollout pause) goes through the same rules.
+func TestDeploymentApplyAndPatch(t *testing.T) {
+	srv, st := newServer(t)
+	d3 := strings.ReplaceAll(deployJSON, "REPLICAS", "3")
+	if got := applyActions(t, srv, d3); got[0] != "Deployment/web created" {
+		t.Fatalf("got %v", got)
+	}
+	if err := st.Update(func(tx store.Tx) error {
+		d, err := store.Get[api.Deployment](tx, api.KindDeployment, "default", "web")
+		if err != nil {
+			return err
+		}
+		d.Status.Replicas = 3
+		return tx.Put(d)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := applyActions(t, srv, d3); got[0] != "Deployment/web unchanged" {
+		t.Fatalf("got %v", got)
+	}
+	applyActions(t, srv, strings.ReplaceAll(deployJSON, "REPLICAS", "5"))
+	code, body := call(t, srv, "PATCH", "/apis/apps/v1/namespaces/default/deployments/web", `{"spec":{"paused":true}}`)
+	if code != 200 {
+		t.Fatalf("patch: %d %s", code, body)
+	}
+	var d api.Deployment
+	if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Status.Replicas != 3 || d.Generation != 3 || !d.Spec.Paused || *d.Spec.Replicas != 5 {
+		t.Fatalf("deployment = %+v", d)
+	}
+	code, body = call(t, srv, "PATCH", "/apis/apps/v1/namespaces/default/deployments/web", `{"spec":{"selector":{"matchLabels":{"app":"other"}},"template":{"metadata":{"labels":{"app":"other"}}}}}`)
+	if code != http.StatusUnprocessableEntity || !bytes.Contains(body, []byte("immutable")) {
+		t.Fatalf("selector change: %d %s", code, body)
+	}
+}

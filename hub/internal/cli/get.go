@@ -31,7 +31,7 @@ func newGetCommand(e *env) *cobra.Command {
 	o := &getOptions{}
 	cmd := &cobra.Command{
 		Use:   "get (KIND [NAME...] | KIND/NAME...)",
-		Short: "List objects: nodes, pods, daemonsets, namespaces",
+		Short: "List objects: nodes, pods, daemonsets, deployments, controllerrevisions, namespaces",
 		Example: `  hub get nodes -o wide
   hub get pods -A
   hub get ds sensor -o yaml
@@ -214,13 +214,14 @@ func related(ctx context.Context, c *client.Client, obj api.Object) (printer.Rel
 			return rel, err
 		}
 		rel.Pods = asPods(pods)
-	case *api.DaemonSet:
-		pods, err := c.List(ctx, podKind, o.Namespace, client.ListOptions{})
+	case *api.DaemonSet, *api.Deployment:
+		m := obj.GetObjectMeta()
+		pods, err := c.List(ctx, podKind, m.Namespace, client.ListOptions{})
 		if err != nil {
 			return rel, err
 		}
 		for _, p := range asPods(pods) {
-			if p.IsControlledBy(o.UID) {
+			if p.IsControlledBy(m.UID) {
 				rel.Pods = append(rel.Pods, p)
 			}
 		}

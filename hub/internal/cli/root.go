@@ -1,6 +1,7 @@
 // Package cli is the hub binary's command line: `hub serve` runs the hub,
 // and every other command is an operator's client of the hub's HTTP API,
-// shaped like kubectl (apply, get, describe, delete, label).
+// shaped like kubectl (apply, get, describe, delete, label, rollout, set
+// image, scale, cordon, uncordon, drain).
 package cli
 
 import (
@@ -65,6 +66,12 @@ over its HTTP API (--server, FLOTILLA_SERVER, or "server:" in --config).`,
 		newDescribeCommand(e),
 		newDeleteCommand(e),
 		newLabelCommand(e),
+		newRolloutCommand(e),
+		newSetCommand(e),
+		newScaleCommand(e),
+		newCordonCommand(e, true),
+		newCordonCommand(e, false),
+		newDrainCommand(e),
 		newVersionCommand(build),
 	)
 	return root

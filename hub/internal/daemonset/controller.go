@@ -1,26 +1,22 @@
 // Package daemonset is the DaemonSet controller: for every DaemonSet it
 // makes sure each node whose labels match the template's node selector has
-// exactly one pod of the current template, removes pods from nodes that no
-// longer match, collects pods whose DaemonSet is gone, and keeps the
-// DaemonSet's status counts. It reads and writes only the store.
+// exactly one pod, rolls template changes out through the rollout planner
+// (within maxUnavailable, canaries first, stopping or rolling back on
+// failures), keeps the numbered revision history, removes pods from nodes
+// that no longer match, collects what a deleted DaemonSet leaves, and keeps
+// the DaemonSet's status. It reads and writes only the store; everything a
+// rollout needs to carry on after a hub restart is in the store.
 package daemonset
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"time"
 
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
-)
-
-// Labels the controller puts on its pods, as Kubernetes does.
-const (
-	LabelTemplateHash = "controller-revision-hash"
 )
 
 // Options configure the controller.
@@ -58,14 +54,25 @@ func New(opts Options) *Controller {
 }
 
 // Run syncs until ctx ends. Any change to a DaemonSet, Node or Pod wakes
-// it; the sync itself is level-triggered over everything.
+// it, and so does the time a rollout waits for (a deadline, a pause); the
+// sync itself is level-triggered over everything.
 func (c *Controller) Run(ctx context.Context) error {
 	events := c.opts.Store.Watch(ctx, api.KindDaemonSet, api.KindNode, api.KindPod)
 	resync := time.NewTicker(c.opts.Resync)
 	defer resync.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
-		if err := c.Sync(); err != nil {
+		wake, err := c.sync()
+		if err != nil {
 			c.log.Error("sync", "err", err)
+		}
+		timer.Stop()
+		var timerC <-chan time.Time
+		if !wake.IsZero() {
+			// Whole seconds: the controller's clock is truncated to them.
+			timer.Reset(max(wake.Sub(c.opts.Now()), 0) + time.Second)
+			timerC = timer.C
 		}
 		select {
 		case <-ctx.Done():
@@ -76,6 +83,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 			drain(events, c.opts.Debounce)
 		case <-resync.C:
+		case <-timerC:
 		}
 	}
 }
@@ -98,260 +106,218 @@ func drain(events <-chan store.Event, window time.Duration) {
 
 // Sync runs one pass over every DaemonSet.
 func (c *Controller) Sync() error {
-	var dss []*api.DaemonSet
-	var nodes []*api.Node
-	var pods []*api.Pod
+	_, err := c.sync()
+	return err
+}
+
+func (c *Controller) sync() (time.Time, error) {
+	var in Input
 	err := c.opts.Store.View(func(tx store.Tx) error {
 		var err error
-		if dss, err = store.List[api.DaemonSet](tx, api.KindDaemonSet, ""); err != nil {
+		if in.DaemonSets, err = store.List[api.DaemonSet](tx, api.KindDaemonSet, ""); err != nil {
 			return err
 		}
-		if nodes, err = store.List[api.Node](tx, api.KindNode, ""); err != nil {
+		if in.Nodes, err = store.List[api.Node](tx, api.KindNode, ""); err != nil {
 			return err
 		}
-		pods, err = store.List[api.Pod](tx, api.KindPod, "")
+		if in.Revisions, err = store.List[api.ControllerRevision](tx, api.KindControllerRevision, ""); err != nil {
+			return err
+		}
+		in.Pods, err = store.List[api.Pod](tx, api.KindPod, "")
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("read state: %w", err)
+		return time.Time{}, fmt.Errorf("read state: %w", err)
 	}
-	now := api.NewTime(c.opts.Now().UTC().Truncate(time.Second))
-	plan := Plan(dss, nodes, pods, now)
+	in.Now = api.NewTime(c.opts.Now().UTC().Truncate(time.Second))
+	plan := Plan(in)
 	if plan.Empty() {
-		return nil
+		return plan.Wake, nil
 	}
-	for _, p := range plan.Create {
-		c.log.Info("create pod", "pod", p.Namespace+"/"+p.Name, "node", p.Spec.NodeName)
+	var errs []error
+	if len(plan.Orphans) > 0 {
+		c.log.Info("delete what deleted DaemonSets left", "objects", len(plan.Orphans))
+		if err := c.deleteOrphans(plan.Orphans); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	for _, p := range plan.Update {
-		c.log.Info("update pod to new template", "pod", p.Namespace+"/"+p.Name, "node", p.Spec.NodeName)
+	for _, set := range plan.Sets {
+		if set.Empty() {
+			continue
+		}
+		c.logSet(set)
+		if err := c.write(set); err != nil {
+			errs = append(errs, fmt.Errorf("daemonset %s/%s: %w", set.DaemonSet.Namespace, set.DaemonSet.Name, err))
+		}
 	}
-	for _, k := range plan.Delete {
-		c.log.Info("delete pod", "pod", k.Namespace+"/"+k.Name)
-	}
-	return c.apply(plan)
+	return plan.Wake, errors.Join(errs...)
 }
 
-// apply writes a plan in batches that fit one transaction each.
-func (c *Controller) apply(plan *Result) error {
-	var ops []func(tx store.Tx) error
-	for _, p := range plan.Create {
-		ops = append(ops, putOp(p))
+func (c *Controller) logSet(set *SetResult) {
+	ds := set.DaemonSet
+	log := c.log.With("daemonset", ds.Namespace+"/"+ds.Name)
+	for _, cr := range set.CreateRevisions {
+		log.Info("new revision", "revision", cr.Revision, "hash", set.Hash)
 	}
-	for _, p := range plan.Update {
-		ops = append(ops, putOp(p))
+	if len(set.Moved) > 0 {
+		log.Info("move nodes to the current template", "nodes", set.Moved, "hash", set.Hash)
 	}
-	for _, k := range plan.Delete {
-		k := k
-		ops = append(ops, func(tx store.Tx) error {
-			if err := tx.Delete(k); err != nil && !store.IsNotFound(err) {
-				return err
-			}
-			return nil
-		})
+	for _, k := range set.Delete {
+		log.Info("delete pod", "pod", k.Namespace+"/"+k.Name)
 	}
-	for _, ds := range plan.Status {
-		ds := ds
-		ops = append(ops, func(tx store.Tx) error {
-			// Write the status onto the current object, so a spec change
-			// that raced this pass is kept.
-			cur, err := store.Get[api.DaemonSet](tx, api.KindDaemonSet, ds.Namespace, ds.Name)
+	if set.Rollback != nil {
+		log.Warn("rollout failed; rolling back", "message", set.Status.Rollout.Message)
+	}
+	if set.Pause {
+		log.Info("canary nodes updated; rollout paused until resumed")
+	}
+	if set.Status != nil && set.Status.Rollout != nil && (ds.Status.Rollout == nil || ds.Status.Rollout.Phase != set.Status.Rollout.Phase) {
+		log.Info("rollout phase", "phase", set.Status.Rollout.Phase, "revision", set.Status.Rollout.Revision, "message", set.Status.Rollout.Message)
+	}
+}
+
+// errStale abandons the writes of a DaemonSet whose template changed since
+// the pass read it; the next pass plans again.
+var errStale = errors.New("daemonset changed since the pass read it")
+
+// batch bounds the writes of one transaction.
+const batch = 500
+
+// write stores one DaemonSet's plan, in transactions that each first check
+// that the DaemonSet still has the template the plan was made for. Pod
+// writes go onto the stored pod, so a status an agent reported meanwhile
+// is kept.
+func (c *Controller) write(set *SetResult) error {
+	ds := set.DaemonSet
+	var ops []func(tx store.Tx, cur *api.DaemonSet) error
+	for _, cr := range set.CreateRevisions {
+		ops = append(ops, func(tx store.Tx, _ *api.DaemonSet) error { return putIfAbsent(tx, cr) })
+	}
+	for _, cr := range set.UpdateRevisions {
+		ops = append(ops, func(tx store.Tx, _ *api.DaemonSet) error {
+			cur, err := store.Get[api.ControllerRevision](tx, api.KindControllerRevision, cr.Namespace, cr.Name)
 			if store.IsNotFound(err) {
 				return nil
 			}
 			if err != nil {
 				return err
 			}
-			if cur.UID != ds.UID {
-				return nil
-			}
-			cur.Status = ds.Status
+			cur.Revision, cur.Annotations = cr.Revision, cr.Annotations
 			return tx.Put(cur)
 		})
 	}
-	const batch = 500
+	for _, k := range set.DeleteRevisions {
+		ops = append(ops, func(tx store.Tx, _ *api.DaemonSet) error { return deleteIfPresent(tx, k) })
+	}
+	for _, p := range set.Create {
+		ops = append(ops, func(tx store.Tx, _ *api.DaemonSet) error { return putIfAbsent(tx, p) })
+	}
+	for _, p := range set.Update {
+		ops = append(ops, func(tx store.Tx, _ *api.DaemonSet) error { return updatePod(tx, p) })
+	}
+	for _, k := range set.Delete {
+		ops = append(ops, func(tx store.Tx, _ *api.DaemonSet) error { return deleteIfPresent(tx, k) })
+	}
+	if set.Status != nil || set.Rollback != nil || set.Pause {
+		ops = append(ops, func(tx store.Tx, cur *api.DaemonSet) error {
+			if set.Rollback != nil {
+				cur.Spec.Template = *set.Rollback
+				cur.Generation++
+			}
+			if set.Pause {
+				r := api.RolloutSpec{}
+				if cur.Spec.Rollout != nil {
+					r = *cur.Spec.Rollout
+				}
+				r.Paused = true
+				cur.Spec.Rollout = &r
+				cur.Generation++
+			}
+			if set.Status != nil {
+				cur.Status = *set.Status
+			}
+			return tx.Put(cur)
+		})
+	}
 	for start := 0; start < len(ops); start += batch {
 		part := ops[start:min(start+batch, len(ops))]
-		if err := c.opts.Store.Update(func(tx store.Tx) error {
+		err := c.opts.Store.Update(func(tx store.Tx) error {
+			cur, err := store.Get[api.DaemonSet](tx, api.KindDaemonSet, ds.Namespace, ds.Name)
+			if store.IsNotFound(err) {
+				return errStale
+			}
+			if err != nil {
+				return err
+			}
+			if cur.UID != ds.UID || api.HashTemplate(&cur.Spec.Template) != set.Hash {
+				return errStale
+			}
 			for _, op := range part {
-				if err := op(tx); err != nil {
+				if err := op(tx, cur); err != nil {
 					return err
 				}
 			}
 			return nil
-		}); err != nil {
-			return fmt.Errorf("write pods: %w", err)
+		})
+		if errors.Is(err, errStale) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
 		}
 	}
 	return nil
 }
 
-func putOp(p *api.Pod) func(tx store.Tx) error {
-	return func(tx store.Tx) error { return tx.Put(p) }
-}
-
-// Result is what one pass decided.
-type Result struct {
-	Create []*api.Pod
-	Update []*api.Pod
-	Delete []store.Key
-	// Status holds DaemonSets whose status changed.
-	Status []*api.DaemonSet
-}
-
-// Empty reports whether the pass has nothing to write.
-func (r *Result) Empty() bool {
-	return len(r.Create)+len(r.Update)+len(r.Delete)+len(r.Status) == 0
-}
-
-// Plan computes, from the whole state, the pods to create, update and
-// delete, and the DaemonSet statuses. It is a pure function.
-func Plan(dss []*api.DaemonSet, nodes []*api.Node, pods []*api.Pod, now api.Time) *Result {
-	res := &Result{}
-	byUID := make(map[string]*api.DaemonSet, len(dss))
-	for _, ds := range dss {
-		byUID[ds.UID] = ds
-	}
-	// owned[ds uid][node] → pods of that DaemonSet on that node.
-	owned := map[string]map[string][]*api.Pod{}
-	for _, p := range pods {
-		ref := p.ControllerRef()
-		if ref == nil || ref.Kind != api.KindDaemonSet {
-			continue
-		}
-		ds, ok := byUID[ref.UID]
-		if !ok || ds.Namespace != p.Namespace {
-			// Garbage: its DaemonSet is gone.
-			res.Delete = append(res.Delete, store.KeyOf(p))
-			continue
-		}
-		if owned[ref.UID] == nil {
-			owned[ref.UID] = map[string][]*api.Pod{}
-		}
-		owned[ref.UID][p.Spec.NodeName] = append(owned[ref.UID][p.Spec.NodeName], p)
-	}
-
-	sortedNodes := append([]*api.Node(nil), nodes...)
-	sort.Slice(sortedNodes, func(i, j int) bool { return sortedNodes[i].Name < sortedNodes[j].Name })
-	nodeNames := make(map[string]bool, len(nodes))
-	for _, n := range nodes {
-		nodeNames[n.Name] = true
-	}
-
-	for _, ds := range dss {
-		hash := api.HashTemplate(&ds.Spec.Template)
-		nodeSel := api.SelectorFromMap(ds.Spec.Template.Spec.NodeSelector)
-		mine := owned[ds.UID]
-		status := api.DaemonSetStatus{ObservedGeneration: ds.Generation}
-		for _, node := range sortedNodes {
-			want := nodeSel.Matches(node.Labels)
-			have := mine[node.Name]
-			if !want {
-				for _, p := range have {
-					res.Delete = append(res.Delete, store.KeyOf(p))
-				}
-				if len(have) > 0 {
-					status.NumberMisscheduled++
-				}
-				continue
-			}
-			status.DesiredNumberScheduled++
-			if len(have) == 0 {
-				res.Create = append(res.Create, newPod(ds, node.Name, hash, now))
-				continue
-			}
-			status.CurrentNumberScheduled++
-			// Keep one pod per node; extra ones (never made by this
-			// controller, but possible after a restore) go.
-			sort.Slice(have, func(i, j int) bool { return have[i].Name < have[j].Name })
-			pod := have[0]
-			for _, extra := range have[1:] {
-				res.Delete = append(res.Delete, store.KeyOf(extra))
-			}
-			if pod.Labels[LabelTemplateHash] != hash {
-				res.Update = append(res.Update, updatedPod(ds, pod, hash))
-				continue
-			}
-			status.UpdatedNumberScheduled++
-			if pod.IsReady() {
-				status.NumberReady++
-				status.NumberAvailable++
-			}
-		}
-		// Pods on nodes that no longer exist.
-		for nodeName, have := range mine {
-			if !nodeNames[nodeName] {
-				for _, p := range have {
-					res.Delete = append(res.Delete, store.KeyOf(p))
+func (c *Controller) deleteOrphans(keys []store.Key) error {
+	for start := 0; start < len(keys); start += batch {
+		part := keys[start:min(start+batch, len(keys))]
+		if err := c.opts.Store.Update(func(tx store.Tx) error {
+			for _, k := range part {
+				if err := deleteIfPresent(tx, k); err != nil {
+					return err
 				}
 			}
-		}
-		status.NumberUnavailable = status.DesiredNumberScheduled - status.NumberAvailable
-		if status != ds.Status {
-			cp := *ds
-			cp.Status = status
-			res.Status = append(res.Status, &cp)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("delete orphans: %w", err)
 		}
 	}
-	return res
+	return nil
 }
 
-// PodName is the name of ds's pod on node: stable, so that the pod keeps
-// its name through template changes, and distinct per node.
-func PodName(dsName, node string) string {
-	sum := sha256.Sum256([]byte(node))
-	suffix := hex.EncodeToString(sum[:])[:5]
-	base := dsName
-	if len(base) > 253-6 {
-		base = base[:253-6]
+// putIfAbsent creates obj unless its key is taken (an earlier pass made it).
+func putIfAbsent(tx store.Tx, obj api.Object) error {
+	_, err := tx.Get(store.KeyOf(obj))
+	if err == nil {
+		return nil
 	}
-	return base + "-" + suffix
+	if !store.IsNotFound(err) {
+		return err
+	}
+	return tx.Put(obj)
 }
 
-func newPod(ds *api.DaemonSet, node, hash string, now api.Time) *api.Pod {
-	isController := true
-	p := &api.Pod{
-		TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: api.KindPod},
-		ObjectMeta: api.ObjectMeta{
-			Name:              PodName(ds.Name, node),
-			Namespace:         ds.Namespace,
-			UID:               api.NewUID(),
-			CreationTimestamp: now,
-			OwnerReferences: []api.OwnerReference{{
-				APIVersion: "apps/v1", Kind: api.KindDaemonSet, Name: ds.Name, UID: ds.UID, Controller: &isController,
-			}},
-		},
-		Status: api.PodStatus{Phase: api.PodPending},
+// updatePod writes p's labels, annotations and spec onto the stored pod
+// of the same uid, keeping the stored status.
+func updatePod(tx store.Tx, p *api.Pod) error {
+	cur, err := store.Get[api.Pod](tx, api.KindPod, p.Namespace, p.Name)
+	if store.IsNotFound(err) {
+		return nil
 	}
-	setTemplate(p, ds, node, hash)
-	return p
+	if err != nil {
+		return err
+	}
+	if cur.UID != p.UID {
+		return nil
+	}
+	cur.Labels, cur.Annotations, cur.Spec = p.Labels, p.Annotations, p.Spec
+	return tx.Put(cur)
 }
 
-// updatedPod moves an existing pod to the current template, keeping its
-// identity. The agent replaces its containers when it sees the new spec.
-func updatedPod(ds *api.DaemonSet, old *api.Pod, hash string) *api.Pod {
-	p := *old
-	p.ObjectMeta.Labels = nil
-	p.ObjectMeta.Annotations = nil
-	setTemplate(&p, ds, old.Spec.NodeName, hash)
-	return &p
-}
-
-func setTemplate(p *api.Pod, ds *api.DaemonSet, node, hash string) {
-	t := &ds.Spec.Template
-	p.Labels = map[string]string{}
-	for k, v := range t.Labels {
-		p.Labels[k] = v
+func deleteIfPresent(tx store.Tx, k store.Key) error {
+	if err := tx.Delete(k); err != nil && !store.IsNotFound(err) {
+		return err
 	}
-	p.Labels[LabelTemplateHash] = hash
-	if len(t.Annotations) > 0 {
-		p.Annotations = map[string]string{}
-		for k, v := range t.Annotations {
-			p.Annotations[k] = v
-		}
-	}
-	// Deep-copy the spec through its fields the agent reads; the slices are
-	// never mutated after decoding, so sharing them is safe.
-	p.Spec = t.Spec
-	p.Spec.NodeName = node
+	return nil
 }

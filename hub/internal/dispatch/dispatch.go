@@ -12,10 +12,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/rollout"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
@@ -208,7 +212,8 @@ func (d *Dispatcher) setPod(key store.Key, pod *api.Pod) {
 	}
 	entry := &cachedPod{node: pod.Spec.NodeName, pod: snapshotPod(pod)}
 	if old != nil && old.node == entry.node && old.pod.UID == entry.pod.UID &&
-		old.pod.SpecHash == entry.pod.SpecHash && equalLabels(old.pod.Labels, entry.pod.Labels) {
+		old.pod.SpecHash == entry.pod.SpecHash && equalLabels(old.pod.Labels, entry.pod.Labels) &&
+		slices.Equal(old.pod.PrePull, entry.pod.PrePull) && old.pod.ProgressDeadlineSeconds == entry.pod.ProgressDeadlineSeconds {
 		return // a status update: the snapshot does not change
 	}
 	if old != nil && old.node != entry.node {
@@ -502,11 +507,26 @@ func (d *Dispatcher) PublishedRevision(node string) uint64 {
 	return d.published[node]
 }
 
+// snapshotPod is a pod as its node receives it. The rollout controller's
+// pod annotations become instructions for the agent: images to stage ahead
+// of a rollout, and the deadline after which the agent may revert the pod
+// to its last good spec on its own.
 func snapshotPod(p *api.Pod) wire.SnapshotPod {
-	return wire.SnapshotPod{
+	sp := wire.SnapshotPod{
 		UID: p.UID, Name: p.Name, Namespace: p.Namespace,
 		Labels: p.Labels, SpecHash: api.HashPodSpec(&p.Spec), Spec: p.Spec,
 	}
+	if v := p.Annotations[rollout.AnnotationPrePull]; v != "" {
+		for _, img := range strings.Split(v, ",") {
+			if img = strings.TrimSpace(img); img != "" {
+				sp.PrePull = append(sp.PrePull, img)
+			}
+		}
+	}
+	if v, err := strconv.ParseInt(p.Annotations[rollout.AnnotationProgressDeadline], 10, 32); err == nil && v > 0 {
+		sp.ProgressDeadlineSeconds = int32(v)
+	}
+	return sp
 }
 
 // contentHash identifies a snapshot's content, ignoring its revision.

@@ -31,6 +31,10 @@ func Describe(w io.Writer, obj api.Object, rel Related, now time.Time) error {
 		describeNode(d, o, rel, now)
 	case *api.DaemonSet:
 		describeDaemonSet(d, o, rel)
+	case *api.Deployment:
+		describeDeployment(d, o, rel, now)
+	case *api.ControllerRevision:
+		describeControllerRevision(d, o)
 	case *api.Namespace:
 		describeNamespace(d, o)
 	default:
@@ -557,6 +561,8 @@ func describeDaemonSet(d *describer, ds *api.DaemonSet, rel Related) {
 	d.line(0, "Pods Status:\t%d Running / %d Waiting / %d Succeeded / %d Failed",
 		phases[api.PodRunning], phases[api.PodPending], phases[api.PodSucceeded], phases[api.PodFailed])
 	describePodTemplate(d, &ds.Spec.Template)
+	describeDaemonSetStrategy(d, ds)
+	describeRollout(d, st.Rollout)
 }
 
 // describePodTemplate is kubectl's "Pod Template:" section.

@@ -32,7 +32,8 @@ type table struct {
 }
 
 // PrintTable writes objs, all of the given kind (api.KindPod, api.KindNode,
-// api.KindDaemonSet or api.KindNamespace), as kubectl get's table. An empty
+// api.KindDaemonSet, api.KindDeployment, api.KindControllerRevision or
+// api.KindNamespace), as kubectl get's table. An empty
 // list writes nothing and returns ErrNoResources.
 func PrintTable(w io.Writer, kind string, objs []api.Object, opts Options) error {
 	info, ok := api.LookupKind(kind)
@@ -91,6 +92,18 @@ func buildTable(kind string, objs []api.Object, opts Options) (table, error) {
 				return t, wrongType(kind, o)
 			}
 			t.headers, row = eventRow(e, now)
+		case api.KindDeployment:
+			d, ok := o.(*api.Deployment)
+			if !ok {
+				return t, wrongType(kind, o)
+			}
+			t.headers, row = deploymentRow(d, opts.Wide, now)
+		case api.KindControllerRevision:
+			cr, ok := o.(*api.ControllerRevision)
+			if !ok {
+				return t, wrongType(kind, o)
+			}
+			t.headers, row = controllerRevisionRow(cr, now)
 		case api.KindNamespace:
 			ns, ok := o.(*api.Namespace)
 			if !ok {
@@ -195,6 +208,49 @@ func daemonSetRow(ds *api.DaemonSet, wide bool, now time.Time) ([]string, []stri
 		row = append(row, strings.Join(names, ","), strings.Join(images, ","), formatSelector(ds.Spec.Selector))
 	}
 	return headers, row
+}
+
+func deploymentRow(d *api.Deployment, wide bool, now time.Time) ([]string, []string) {
+	st := d.Status
+	replicas := int32(1)
+	if d.Spec.Replicas != nil {
+		replicas = *d.Spec.Replicas
+	}
+	headers := []string{"NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"}
+	row := []string{
+		d.Name,
+		fmt.Sprintf("%d/%d", st.ReadyReplicas, replicas),
+		itoa(st.UpdatedReplicas),
+		itoa(st.AvailableReplicas),
+		age(now, d.CreationTimestamp),
+	}
+	if wide {
+		var names, images []string
+		for _, c := range d.Spec.Template.Spec.Containers {
+			names = append(names, c.Name)
+			images = append(images, c.Image)
+		}
+		headers = append(headers, "CONTAINERS", "IMAGES", "SELECTOR")
+		row = append(row, strings.Join(names, ","), strings.Join(images, ","), formatSelector(d.Spec.Selector))
+	}
+	return headers, row
+}
+
+func controllerRevisionRow(cr *api.ControllerRevision, now time.Time) ([]string, []string) {
+	return []string{"NAME", "CONTROLLER", "REVISION", "AGE"},
+		[]string{cr.Name, controllerName(cr.ControllerRef()), strconv.FormatInt(cr.Revision, 10), age(now, cr.CreationTimestamp)}
+}
+
+// controllerName is kubectl's "daemonset.apps/sensor", or <none>.
+func controllerName(ref *api.OwnerReference) string {
+	if ref == nil {
+		return none
+	}
+	kind := strings.ToLower(ref.Kind)
+	if group, _, ok := strings.Cut(ref.APIVersion, "/"); ok {
+		kind += "." + group
+	}
+	return kind + "/" + ref.Name
 }
 
 func namespaceRow(ns *api.Namespace, now time.Time) ([]string, []string) {

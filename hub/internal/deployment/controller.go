@@ -1,0 +1,290 @@
+// Package deployment is the Deployment controller: it keeps spec.replicas
+// pods of each Deployment's template, placed by the scheduler on Ready,
+// schedulable nodes with room for them; rolls template changes out with
+// Kubernetes' RollingUpdate (maxSurge, maxUnavailable over the replicas)
+// or Recreate; replaces pods whose node stays NotReady past their
+// toleration; keeps the revision history and Kubernetes' status counts and
+// conditions (Available, Progressing with ProgressDeadlineExceeded). Pods
+// are named {deployment}-{template hash}-{random}. It reads and writes only
+// the store.
+package deployment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/flotilla-edge/flotilla/hub/internal/store"
+	"github.com/flotilla-edge/flotilla/pkg/api"
+)
+
+// Options configure the controller.
+type Options struct {
+	Store  store.Store
+	Logger *slog.Logger
+	// Debounce gathers bursts of changes into one pass (default 20 ms).
+	Debounce time.Duration
+	// Resync is the period of the full pass (default 30 s).
+	Resync time.Duration
+	Now    func() time.Time
+	// Suffix makes the random part of pod names (tests); nil is random.
+	Suffix func() string
+}
+
+// Controller runs Deployments.
+type Controller struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns a controller; call Run to start it.
+func New(opts Options) *Controller {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = 20 * time.Millisecond
+	}
+	if opts.Resync <= 0 {
+		opts.Resync = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Controller{opts: opts, log: opts.Logger.With("component", "deployment")}
+}
+
+// Run syncs until ctx ends: on any change to a Deployment, Node or Pod, on
+// the times a Deployment waits for, and every resync period.
+func (c *Controller) Run(ctx context.Context) error {
+	events := c.opts.Store.Watch(ctx, api.KindDeployment, api.KindNode, api.KindPod)
+	resync := time.NewTicker(c.opts.Resync)
+	defer resync.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		wake, err := c.sync()
+		if err != nil {
+			c.log.Error("sync", "err", err)
+		}
+		timer.Stop()
+		var timerC <-chan time.Time
+		if !wake.IsZero() {
+			timer.Reset(max(wake.Sub(c.opts.Now()), 0) + time.Second)
+			timerC = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-events:
+			if !ok {
+				return nil
+			}
+			drain(events, c.opts.Debounce)
+		case <-resync.C:
+		case <-timerC:
+		}
+	}
+}
+
+func drain(events <-chan store.Event, window time.Duration) {
+	timer := time.NewTimer(window)
+	defer timer.Stop()
+	for {
+		select {
+		case _, ok := <-events:
+			if !ok {
+				return
+			}
+		case <-timer.C:
+			return
+		}
+	}
+}
+
+// Sync runs one pass over every Deployment.
+func (c *Controller) Sync() error {
+	_, err := c.sync()
+	return err
+}
+
+func (c *Controller) sync() (time.Time, error) {
+	in := Input{Suffix: c.opts.Suffix}
+	err := c.opts.Store.View(func(tx store.Tx) error {
+		var err error
+		if in.Deployments, err = store.List[api.Deployment](tx, api.KindDeployment, ""); err != nil {
+			return err
+		}
+		if in.Nodes, err = store.List[api.Node](tx, api.KindNode, ""); err != nil {
+			return err
+		}
+		if in.Revisions, err = store.List[api.ControllerRevision](tx, api.KindControllerRevision, ""); err != nil {
+			return err
+		}
+		in.Pods, err = store.List[api.Pod](tx, api.KindPod, "")
+		return err
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read state: %w", err)
+	}
+	in.Now = api.NewTime(c.opts.Now().UTC().Truncate(time.Second))
+	plan := Plan(in)
+	if plan.Empty() {
+		return plan.Wake, nil
+	}
+	var errs []error
+	if len(plan.Orphans) > 0 {
+		c.log.Info("delete what deleted Deployments left", "objects", len(plan.Orphans))
+		if err := c.update(func(tx store.Tx) error {
+			for _, k := range plan.Orphans {
+				if err := deleteIfPresent(tx, k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, set := range plan.Sets {
+		if set.Empty() {
+			continue
+		}
+		c.logSet(set)
+		if err := c.write(set); err != nil {
+			errs = append(errs, fmt.Errorf("deployment %s/%s: %w", set.Deployment.Namespace, set.Deployment.Name, err))
+		}
+	}
+	return plan.Wake, errors.Join(errs...)
+}
+
+func (c *Controller) update(fn func(tx store.Tx) error) error {
+	return c.opts.Store.Update(fn)
+}
+
+func (c *Controller) logSet(set *SetResult) {
+	d := set.Deployment
+	log := c.log.With("deployment", d.Namespace+"/"+d.Name)
+	for _, cr := range set.CreateRevisions {
+		log.Info("new revision", "revision", cr.Revision, "hash", set.Hash)
+	}
+	for _, e := range set.Evicted {
+		log.Warn("replace pod on a node NotReady past its toleration", "pod", e)
+	}
+	for _, p := range set.Create {
+		log.Info("create pod", "pod", p.Name, "node", p.Spec.NodeName)
+	}
+	for _, k := range set.Delete {
+		log.Info("delete pod", "pod", k.Name)
+	}
+	if set.Status != nil && set.Status.Rollout != nil && (d.Status.Rollout == nil || d.Status.Rollout.Phase != set.Status.Rollout.Phase) {
+		log.Info("rollout phase", "phase", set.Status.Rollout.Phase, "revision", set.Status.Rollout.Revision, "message", set.Status.Rollout.Message)
+	}
+}
+
+var errStale = errors.New("deployment changed since the pass read it")
+
+// write stores one Deployment's plan in one transaction that first checks
+// the Deployment still has the planned template and uid. Pod updates go
+// onto the stored pod of the same uid.
+func (c *Controller) write(set *SetResult) error {
+	d := set.Deployment
+	err := c.opts.Store.Update(func(tx store.Tx) error {
+		cur, err := store.Get[api.Deployment](tx, api.KindDeployment, d.Namespace, d.Name)
+		if store.IsNotFound(err) {
+			return errStale
+		}
+		if err != nil {
+			return err
+		}
+		if cur.UID != d.UID || api.HashTemplate(&cur.Spec.Template) != set.Hash {
+			return errStale
+		}
+		for _, cr := range set.CreateRevisions {
+			if err := putIfAbsent(tx, cr); err != nil {
+				return err
+			}
+		}
+		for _, cr := range set.UpdateRevisions {
+			stored, err := store.Get[api.ControllerRevision](tx, api.KindControllerRevision, cr.Namespace, cr.Name)
+			if store.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			stored.Revision, stored.Annotations = cr.Revision, cr.Annotations
+			if err := tx.Put(stored); err != nil {
+				return err
+			}
+		}
+		for _, k := range set.DeleteRevisions {
+			if err := deleteIfPresent(tx, k); err != nil {
+				return err
+			}
+		}
+		for _, p := range set.Create {
+			if err := putIfAbsent(tx, p); err != nil {
+				return err
+			}
+		}
+		for _, p := range set.Update {
+			stored, err := store.Get[api.Pod](tx, api.KindPod, p.Namespace, p.Name)
+			if store.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if stored.UID != p.UID {
+				continue
+			}
+			if stored.Spec.NodeName == "" {
+				// Binding (or an unschedulable reason) sets the status too:
+				// no agent reports on an unbound pod.
+				stored.Status = p.Status
+			}
+			stored.Labels, stored.Annotations, stored.Spec = p.Labels, p.Annotations, p.Spec
+			if err := tx.Put(stored); err != nil {
+				return err
+			}
+		}
+		for _, k := range set.Delete {
+			if err := deleteIfPresent(tx, k); err != nil {
+				return err
+			}
+		}
+		if set.Status != nil {
+			cur.Status = *set.Status
+			return tx.Put(cur)
+		}
+		return nil
+	})
+	if errors.Is(err, errStale) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
+}
+
+func putIfAbsent(tx store.Tx, obj api.Object) error {
+	_, err := tx.Get(store.KeyOf(obj))
+	if err == nil {
+		return nil
+	}
+	if !store.IsNotFound(err) {
+		return err
+	}
+	return tx.Put(obj)
+}
+
+func deleteIfPresent(tx store.Tx, k store.Key) error {
+	if err := tx.Delete(k); err != nil && !store.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
