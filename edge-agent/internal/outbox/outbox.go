@@ -95,7 +95,7 @@ var ErrTooLarge = errors.New("entry larger than the outbox's byte bound")
 
 // Outbox is the queue. It is safe for concurrent use.
 type Outbox struct {
-	db     *badger.DB
+	st     backend
 	limits Limits
 
 	mu       sync.Mutex
@@ -114,61 +114,35 @@ type Outbox struct {
 
 // Open loads the queue's bookkeeping from db.
 func Open(db *badger.DB, limits Limits) (*Outbox, error) {
+	return open(badgerBackend{db}, limits)
+}
+
+// NewMemory returns a queue kept in memory only, with the same bounds and
+// drop policy: for the fleet simulator, which runs thousands of agents in
+// one process. A board always uses Open.
+func NewMemory(limits Limits) *Outbox {
+	o, _ := open(newMemBackend(), limits) // an empty memory backend cannot fail
+	return o
+}
+
+func open(st backend, limits Limits) (*Outbox, error) {
 	if limits.MaxEntries <= 0 {
 		limits.MaxEntries = DefaultLimits.MaxEntries
 	}
 	if limits.MaxBytes <= 0 {
 		limits.MaxBytes = DefaultLimits.MaxBytes
 	}
-	o := &Outbox{db: db, limits: limits, sizes: map[uint64]int64{}, classes: map[uint64]Class{}, notify: make(chan struct{}, 1)}
-	err := db.View(func(txn *badger.Txn) error {
-		for c := Class(0); c < numClasses; c++ {
-			for key, dst := range map[string]*uint64{string(droppedKey(c)): &o.dropped[c], string(appendedKey(c)): &o.appended[c]} {
-				item, err := txn.Get([]byte(key))
-				if errors.Is(err, badger.ErrKeyNotFound) {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				if err := item.Value(func(v []byte) error {
-					if len(v) == 8 {
-						*dst = binary.BigEndian.Uint64(v)
-					}
-					return nil
-				}); err != nil {
-					return err
-				}
-			}
+	o := &Outbox{st: st, limits: limits, sizes: map[uint64]int64{}, classes: map[uint64]Class{}, notify: make(chan struct{}, 1)}
+	err := st.load(func(seq uint64, class Class, size int64) {
+		if class >= numClasses {
+			class = Telemetry
 		}
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = queuePrefix
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			item := it.Item()
-			seq := seqOf(item.Key())
-			var class Class
-			if err := item.Value(func(v []byte) error {
-				if len(v) > 0 {
-					class = Class(v[0])
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-			if class >= numClasses {
-				class = Telemetry
-			}
-			size := item.ValueSize()
-			o.perClass[class] = append(o.perClass[class], seq)
-			o.sizes[seq] = size
-			o.classes[seq] = class
-			o.count++
-			o.bytes += size
-		}
-		return nil
-	})
+		o.perClass[class] = append(o.perClass[class], seq)
+		o.sizes[seq] = size
+		o.classes[seq] = class
+		o.count++
+		o.bytes += size
+	}, &o.dropped, &o.appended)
 	if err != nil {
 		return nil, fmt.Errorf("open outbox: %w", err)
 	}
@@ -182,11 +156,7 @@ func (o *Outbox) Ready() <-chan struct{} { return o.notify }
 // envelope's sequence number). If the queue would exceed its bounds, the
 // oldest entries of the lowest class are dropped first and counted.
 func (o *Outbox) Append(e Entry) error {
-	value := make([]byte, 1+len(e.Topic)+1+len(e.Payload))
-	value[0] = byte(e.Class)
-	copy(value[1:], e.Topic)
-	value[1+len(e.Topic)] = 0
-	copy(value[2+len(e.Topic):], e.Payload)
+	value := encodeEntry(e)
 	size := int64(len(value))
 	if size > o.limits.MaxBytes {
 		return fmt.Errorf("append seq %d (%d bytes): %w", e.Seq, size, ErrTooLarge)
@@ -208,44 +178,24 @@ func (o *Outbox) Append(e Entry) error {
 	}
 	if count > o.limits.MaxEntries || bytes > o.limits.MaxBytes {
 		// Everything queued outranks the new entry: drop the new one.
-		n, a := o.dropped[e.Class]+1, o.appended[e.Class]+1
-		if err := o.db.Update(func(txn *badger.Txn) error {
-			if err := txn.Set(appendedKey(e.Class), u64(a)); err != nil {
-				return err
-			}
-			return txn.Set(droppedKey(e.Class), u64(n))
-		}); err != nil {
+		dropped, appended := o.dropped, o.appended
+		dropped[e.Class]++
+		appended[e.Class]++
+		if err := o.st.commit(nil, nil, dropped, appended); err != nil {
 			return fmt.Errorf("count dropped entries: %w", err)
 		}
-		o.dropped[e.Class], o.appended[e.Class] = n, a
+		o.dropped, o.appended = dropped, appended
 		return nil
 	}
-	dropped := o.dropped
+	dropped, appended := o.dropped, o.appended
 	for _, seq := range victims {
 		dropped[o.classes[seq]]++
 	}
-	err := o.db.Update(func(txn *badger.Txn) error {
-		for _, seq := range victims {
-			if err := txn.Delete(entryKey(seq)); err != nil {
-				return err
-			}
-		}
-		for c := range dropped {
-			if dropped[c] != o.dropped[c] {
-				if err := txn.Set(droppedKey(Class(c)), u64(dropped[c])); err != nil {
-					return err
-				}
-			}
-		}
-		if err := txn.Set(appendedKey(e.Class), u64(o.appended[e.Class]+1)); err != nil {
-			return err
-		}
-		return txn.Set(entryKey(e.Seq), value)
-	})
-	if err != nil {
+	appended[e.Class]++
+	if err := o.st.commit(&stored{seq: e.Seq, value: value}, victims, dropped, appended); err != nil {
 		return fmt.Errorf("append seq %d: %w", e.Seq, err)
 	}
-	o.appended[e.Class]++
+	o.appended = appended
 	for _, seq := range victims {
 		o.forget(seq)
 	}
@@ -312,40 +262,46 @@ func (o *Outbox) forget(seq uint64) {
 // Peek returns up to n of the oldest entries, in order.
 func (o *Outbox) Peek(n int) ([]Entry, error) {
 	var out []Entry
-	err := o.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = queuePrefix
-		opts.PrefetchValues = false
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid() && len(out) < n; it.Next() {
-			item := it.Item()
-			e := Entry{Seq: seqOf(item.Key())}
-			if err := item.Value(func(v []byte) error {
-				if len(v) < 2 {
-					return fmt.Errorf("outbox entry %d is %d bytes", e.Seq, len(v))
-				}
-				e.Class = Class(v[0])
-				rest := v[1:]
-				for i, b := range rest {
-					if b == 0 {
-						e.Topic = string(rest[:i])
-						e.Payload = append([]byte(nil), rest[i+1:]...)
-						return nil
-					}
-				}
-				return fmt.Errorf("outbox entry %d has no topic terminator", e.Seq)
-			}); err != nil {
-				return err
-			}
-			out = append(out, e)
+	err := o.st.scan(n, func(seq uint64, v []byte) error {
+		e, err := decodeEntry(seq, v)
+		if err != nil {
+			return err
 		}
+		out = append(out, e)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("peek outbox: %w", err)
 	}
 	return out, nil
+}
+
+// encodeEntry is an entry's stored value: its class, its topic kind, a 0
+// byte, then the payload.
+func encodeEntry(e Entry) []byte {
+	value := make([]byte, 1+len(e.Topic)+1+len(e.Payload))
+	value[0] = byte(e.Class)
+	copy(value[1:], e.Topic)
+	value[1+len(e.Topic)] = 0
+	copy(value[2+len(e.Topic):], e.Payload)
+	return value
+}
+
+func decodeEntry(seq uint64, v []byte) (Entry, error) {
+	e := Entry{Seq: seq}
+	if len(v) < 2 {
+		return e, fmt.Errorf("outbox entry %d is %d bytes", seq, len(v))
+	}
+	e.Class = Class(v[0])
+	rest := v[1:]
+	for i, b := range rest {
+		if b == 0 {
+			e.Topic = string(rest[:i])
+			e.Payload = append([]byte(nil), rest[i+1:]...)
+			return e, nil
+		}
+	}
+	return e, fmt.Errorf("outbox entry %d has no topic terminator", seq)
 }
 
 // Ack removes delivered entries.
@@ -355,14 +311,7 @@ func (o *Outbox) Ack(seqs ...uint64) error {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	wb := o.db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, seq := range seqs {
-		if err := wb.Delete(entryKey(seq)); err != nil {
-			return fmt.Errorf("ack: %w", err)
-		}
-	}
-	if err := wb.Flush(); err != nil {
+	if err := o.st.remove(seqs); err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
 	for _, seq := range seqs {

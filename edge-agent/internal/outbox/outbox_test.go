@@ -35,13 +35,25 @@ func seqs(es []Entry) []uint64 {
 	return out
 }
 
+// both runs a test against the Badger and the memory backends.
+func both(t *testing.T, limits Limits, test func(t *testing.T, o *Outbox)) {
+	t.Run("badger", func(t *testing.T) {
+		db := openDB(t, t.TempDir())
+		defer db.Close()
+		o, err := Open(db, limits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		test(t, o)
+	})
+	t.Run("memory", func(t *testing.T) { test(t, NewMemory(limits)) })
+}
+
 func TestOrderAndAck(t *testing.T) {
-	db := openDB(t, t.TempDir())
-	defer db.Close()
-	o, err := Open(db, Limits{MaxEntries: 100, MaxBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	both(t, Limits{MaxEntries: 100, MaxBytes: 1 << 20}, testOrderAndAck)
+}
+
+func testOrderAndAck(t *testing.T, o *Outbox) {
 	for i := uint64(1); i <= 10; i++ {
 		if err := o.Append(entry(i, Class(i%3))); err != nil {
 			t.Fatal(err)
@@ -72,9 +84,10 @@ func TestOrderAndAck(t *testing.T) {
 }
 
 func TestBoundsDropLowestClassOldestFirst(t *testing.T) {
-	db := openDB(t, t.TempDir())
-	defer db.Close()
-	o, _ := Open(db, Limits{MaxEntries: 5, MaxBytes: 1 << 20})
+	both(t, Limits{MaxEntries: 5, MaxBytes: 1 << 20}, testBounds)
+}
+
+func testBounds(t *testing.T, o *Outbox) {
 	// 1,2 telemetry; 3,4 status; 5 event.
 	for i, c := range []Class{Telemetry, Telemetry, Status, Status, Event} {
 		if err := o.Append(entry(uint64(i+1), c)); err != nil {
@@ -113,9 +126,10 @@ func TestBoundsDropLowestClassOldestFirst(t *testing.T) {
 }
 
 func TestByteBound(t *testing.T) {
-	db := openDB(t, t.TempDir())
-	defer db.Close()
-	o, _ := Open(db, Limits{MaxEntries: 1000, MaxBytes: 1000})
+	both(t, Limits{MaxEntries: 1000, MaxBytes: 1000}, testByteBound)
+}
+
+func testByteBound(t *testing.T, o *Outbox) {
 	big := make([]byte, 300)
 	for i := uint64(1); i <= 5; i++ {
 		if err := o.Append(Entry{Seq: i, Class: Status, Topic: "status", Payload: big}); err != nil {
