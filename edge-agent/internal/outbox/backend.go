@@ -17,8 +17,8 @@ type backend interface {
 	// commit stores put (if any), deletes victims and writes the counters,
 	// atomically.
 	commit(put *stored, victims []uint64, dropped, appended [numClasses]uint64) error
-	// scan reports up to n stored values, oldest first.
-	scan(n int, each func(seq uint64, value []byte) error) error
+	// scan reports up to n stored values from seq from on, oldest first.
+	scan(from uint64, n int, each func(seq uint64, value []byte) error) error
 	// remove deletes entries.
 	remove(seqs []uint64) error
 }
@@ -97,14 +97,17 @@ func (b badgerBackend) commit(put *stored, victims []uint64, dropped, appended [
 	})
 }
 
-func (b badgerBackend) scan(n int, each func(uint64, []byte) error) error {
+func (b badgerBackend) scan(from uint64, n int, each func(uint64, []byte) error) error {
 	return b.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = queuePrefix
 		opts.PrefetchValues = false
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		for it.Rewind(); it.Valid() && n > 0; it.Next() {
+		// Seek past the entries already delivered: their deletions stay in
+		// the LSM tree until compaction, and walking them from the start
+		// would slow every drain as a long outage's queue empties.
+		for it.Seek(entryKey(from)); it.Valid() && n > 0; it.Next() {
 			item := it.Item()
 			if err := item.Value(func(v []byte) error { return each(seqOf(item.Key()), v) }); err != nil {
 				return err
@@ -173,10 +176,11 @@ func (m *memBackend) compact() {
 	m.seqs = m.seqs[i:]
 }
 
-func (m *memBackend) scan(n int, each func(uint64, []byte) error) error {
+func (m *memBackend) scan(from uint64, n int, each func(uint64, []byte) error) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, seq := range m.seqs {
+	start := sort.Search(len(m.seqs), func(i int) bool { return m.seqs[i] >= from })
+	for _, seq := range m.seqs[start:] {
 		if n <= 0 {
 			return nil
 		}

@@ -262,7 +262,7 @@ func (o *Outbox) forget(seq uint64) {
 // Peek returns up to n of the oldest entries, in order.
 func (o *Outbox) Peek(n int) ([]Entry, error) {
 	var out []Entry
-	err := o.st.scan(n, func(seq uint64, v []byte) error {
+	err := o.st.scan(o.oldest(), n, func(seq uint64, v []byte) error {
 		e, err := decodeEntry(seq, v)
 		if err != nil {
 			return err
@@ -274,6 +274,24 @@ func (o *Outbox) Peek(n int) ([]Entry, error) {
 		return nil, fmt.Errorf("peek outbox: %w", err)
 	}
 	return out, nil
+}
+
+// oldest returns the lowest queued seq (0 when empty).
+func (o *Outbox) oldest() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var low uint64
+	for c := range o.perClass {
+		for _, seq := range o.perClass[c] {
+			if _, live := o.sizes[seq]; live {
+				if low == 0 || seq < low {
+					low = seq
+				}
+				break
+			}
+		}
+	}
+	return low
 }
 
 // encodeEntry is an entry's stored value: its class, its topic kind, a 0
