@@ -19,6 +19,8 @@ import (
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/remotes"
 	"github.com/containerd/containerd/remotes/docker"
+	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
@@ -55,6 +57,12 @@ type Options struct {
 	// PullTimeout bounds one image pull, which is shared by every caller
 	// waiting for the same ref.
 	PullTimeout time.Duration
+	// Platform is what images are pulled, unpacked and run for, matched
+	// the way containerd's platforms.Only does (linux/arm/v7 also takes
+	// v6 and v5, never v8). The agent passes the platform it was built
+	// for; zero means platforms.DefaultSpec(), which on ARM reads the
+	// variant from /proc/cpuinfo, wrong under qemu-user.
+	Platform ocispec.Platform
 }
 
 // Containerd drives one containerd namespace. Its methods are safe for
@@ -65,6 +73,11 @@ type Containerd struct {
 	log      *slog.Logger
 	resolver remotes.Resolver
 	pulls    singleflight.Group
+	platform platforms.MatchComparer
+	// fifoDir is where Exec makes the FIFOs of exec'd processes; empty
+	// means containerd's default (/run/containerd/fifo). Tests point it
+	// at a temporary directory to check that nothing is left behind.
+	fifoDir string
 
 	// base is the parent of the shared pulls, which outlive any single
 	// caller's context; Close cancels it.
@@ -93,6 +106,10 @@ func New(ctx context.Context, opts Options) (*Containerd, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Platform.OS == "" {
+		opts.Platform = platforms.DefaultSpec()
+	}
+	platform := platforms.Only(opts.Platform)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("connect containerd %s: %w", opts.Socket, err)
 	}
@@ -101,6 +118,8 @@ func New(ctx context.Context, opts Options) (*Containerd, error) {
 		// Naming the runtime skips the client's namespace-label lookup,
 		// which New would make without a deadline.
 		containerd.WithDefaultRuntime(defaultRuntime),
+		// Images got by name (GetImage) resolve an index with it too.
+		containerd.WithDefaultPlatform(platform),
 		containerd.WithTimeout(opts.DialTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("connect containerd %s: %w", opts.Socket, err)
@@ -117,6 +136,7 @@ func New(ctx context.Context, opts Options) (*Containerd, error) {
 		opts:     opts,
 		log:      opts.Logger.With("component", "runtime", "namespace", opts.Namespace),
 		resolver: newResolver(opts.InsecureRegistries),
+		platform: platform,
 		base:     base,
 		cancel:   stop,
 	}, nil

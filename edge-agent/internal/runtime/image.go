@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/containerd/containerd"
-	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
@@ -22,7 +21,21 @@ const (
 // EnsureImage makes ref available and unpacked according to policy and
 // returns the digest of the image's target (its manifest or index). An empty
 // policy means IfNotPresent. Concurrent calls for the same ref share one pull.
+// A reference pinned by digest (repo@sha256:…, repo:tag@sha256:…) is
+// refused, with reconcile.ErrImagePull and ErrDigestMismatch, unless the
+// image's target is that digest.
 func (c *Containerd) EnsureImage(ctx context.Context, ref, policy string) (string, error) {
+	digest, err := c.ensureImage(ctx, ref, policy)
+	if err != nil {
+		return "", err
+	}
+	if err := verifyDigest(ref, digest); err != nil {
+		return "", err
+	}
+	return digest, nil
+}
+
+func (c *Containerd) ensureImage(ctx context.Context, ref, policy string) (string, error) {
 	name, err := normalizeRef(ref)
 	if err != nil {
 		return "", fmt.Errorf("ensure image %s: %w: %w", ref, reconcile.ErrImagePull, err)
@@ -79,7 +92,7 @@ func (c *Containerd) pull(ctx context.Context, name string) (string, error) {
 		img, err := c.client.Pull(pctx, name,
 			containerd.WithPullUnpack,
 			containerd.WithPullSnapshotter(c.opts.Snapshotter),
-			containerd.WithPlatformMatcher(platforms.Default()),
+			containerd.WithPlatformMatcher(c.platform),
 			containerd.WithResolver(c.resolver),
 		)
 		if err != nil {
