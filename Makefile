@@ -7,13 +7,13 @@ COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DATE      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 
-.PHONY: help deps build up down status test test-unit test-e2e fuzz lint clean
+.PHONY: help deps build up down status test test-unit test-e2e fuzz lint clean cross check-nocgo firmware-image
 
 # Debian packages the quick start and the tests run.
 DEB_PACKAGES := containerd runc docker-registry mosquitto mosquitto-clients busybox-static qemu-user-static iproute2
 
 help: ## Show the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 deps: ## Install the Debian packages the quick start and tests need, if any is missing
 	@missing=""; \
@@ -28,6 +28,20 @@ deps: ## Install the Debian packages the quick start and tests need, if any is m
 build: ## Build bin/hub and bin/edge-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/hub ./hub/cmd/hub
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/edge-agent ./edge-agent/cmd/edge-agent
+
+DIST      ?= dist
+ARCH      ?= arm64
+PROVISION ?= firmware-images/provision.example.yaml
+
+cross: ## Static, stripped edge-agent and hub for linux amd64, arm64, armv7, armv6 into dist/, with SHA256SUMS
+	DIST=$(DIST) VERSION=$(VERSION) COMMIT=$(COMMIT) DATE=$(DATE) GO=$(GO) arm/cross.sh
+
+check-nocgo: ## Fail if anything the agent or pkg/ imports needs cgo
+	GO=$(GO) arm/check-nocgo.sh ./edge-agent/... ./pkg/...
+
+firmware-image: ## Device rootfs tarball in dist/: make firmware-image ARCH=arm64|armv7|amd64 [PROVISION=file.yaml] (root, debootstrap)
+	BINARIES=edge-agent DIST=$(DIST) VERSION=$(VERSION) COMMIT=$(COMMIT) DATE=$(DATE) GO=$(GO) arm/cross.sh $(ARCH)
+	firmware-images/build.sh $(ARCH) $(DIST)/edge-agent-linux-$(ARCH) $(PROVISION) $(DIST)
 
 up: deps build ## Quick start: hub + broker + containerd + registry + agent, apply the example, show it Running
 	$(GO) run ./test/devstack up
@@ -50,6 +64,7 @@ test-e2e: deps ## Run the end-to-end tests only
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$${FUZZTIME:-30s} ./pkg/manifest/
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
+	$(GO) test -run='^$$' -fuzz=FuzzTelemetryDecode -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: the files above need formatting" && exit 1)
