@@ -29,6 +29,10 @@ const (
 	KindDeployment         = "Deployment"
 	KindControllerRevision = "ControllerRevision"
 	KindEvent              = "Event"
+	KindSecret             = "Secret"
+	KindConfigMap          = "ConfigMap"
+	// KindCertificateSigningRequest is a node's enrolment request.
+	KindCertificateSigningRequest = "CertificateSigningRequest"
 )
 
 // kinds is the fixed table of supported resource types.
@@ -47,6 +51,14 @@ var kinds = []KindInfo{
 		New: func() Object { return &ControllerRevision{} }},
 	{Kind: KindEvent, APIVersion: "v1", Resource: "events", Singular: "event", ShortNames: []string{"ev"}, Namespaced: true,
 		New: func() Object { return &Event{} }},
+	{Kind: KindSecret, APIVersion: "v1", Resource: "secrets", Singular: "secret", Namespaced: true, Writable: true,
+		New: func() Object { return &Secret{} }},
+	{Kind: KindConfigMap, APIVersion: "v1", Resource: "configmaps", Singular: "configmap", ShortNames: []string{"cm"}, Namespaced: true, Writable: true,
+		New: func() Object { return &ConfigMap{} }},
+	// Certificate requests are made by enrolment and decided through their
+	// approval subresource, never written directly.
+	{Kind: KindCertificateSigningRequest, APIVersion: "certificates.k8s.io/v1", Resource: "certificatesigningrequests", Singular: "certificatesigningrequest", ShortNames: []string{"csr"},
+		New: func() Object { return &CertificateSigningRequest{} }},
 }
 
 // Kinds returns every supported resource type.
@@ -63,17 +75,22 @@ func LookupKind(kind string) (KindInfo, bool) {
 }
 
 // LookupResource finds a resource type by any name a user may type:
-// plural, singular, short name or Kind, in any case ("ds", "daemonset",
-// "DaemonSets", "daemonsets.apps").
+// plural, singular, short name or Kind, in any case, optionally followed
+// by the kind's API group ("ds", "daemonset", "DaemonSets",
+// "daemonsets.apps", "csr", "certificatesigningrequests.certificates.k8s.io").
 func LookupResource(name string) (KindInfo, error) {
 	n := strings.ToLower(name)
-	n = strings.TrimSuffix(n, ".apps")
 	for _, k := range kinds {
-		if n == k.Resource || n == k.Singular || n == strings.ToLower(k.Kind) {
+		m := n
+		// A name may carry its kind's API group, as kubectl accepts it.
+		if group, _, ok := strings.Cut(k.APIVersion, "/"); ok {
+			m = strings.TrimSuffix(n, "."+group)
+		}
+		if m == k.Resource || m == k.Singular || m == strings.ToLower(k.Kind) {
 			return k, nil
 		}
 		for _, s := range k.ShortNames {
-			if n == s {
+			if m == s {
 				return k, nil
 			}
 		}

@@ -87,3 +87,28 @@ func ValidateEnvVarName(n string) error {
 	}
 	return nil
 }
+
+// MaxConfigKeyLength bounds a key of a Secret or ConfigMap.
+const MaxConfigKeyLength = 253
+
+var configKey = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+
+// ValidateConfigKey checks a key of a Secret's or ConfigMap's data, as
+// Kubernetes does: at most 253 letters, digits, '-', '_' or '.', and not
+// "." or "..", nor starting with "..", since each key can become a file
+// name in a volume.
+func ValidateConfigKey(k string) error {
+	switch {
+	case k == "":
+		return fmt.Errorf("key is empty")
+	case len(k) > MaxConfigKeyLength:
+		return fmt.Errorf("key %.40q... is longer than %d characters", k, MaxConfigKeyLength)
+	case !configKey.MatchString(k):
+		return fmt.Errorf("key %q is not valid: use letters, digits, '-', '_' or '.'", k)
+	case k == "." || k == "..":
+		return fmt.Errorf("key %q is not valid: it may not be '.' or '..'", k)
+	case strings.HasPrefix(k, ".."):
+		return fmt.Errorf("key %q is not valid: it may not start with '..'", k)
+	}
+	return nil
+}

@@ -57,6 +57,9 @@ type NodeStatus struct {
 	// Outbox is the agent's queue of undelivered reports, as it last said:
 	// how many are queued and how many it ever dropped because it was full.
 	Outbox NodeOutbox `json:"outbox,omitempty"`
+	// Metrics is the node's latest usage sample. The hub fills it in when
+	// it serves the node; it is not stored with it.
+	Metrics *NodeUsage `json:"metrics,omitempty"`
 }
 
 // NodeOutbox is the state of a node's store-and-forward queue.
@@ -186,6 +189,7 @@ type Container struct {
 	Command         []string             `json:"command,omitempty"`
 	Args            []string             `json:"args,omitempty"`
 	Env             []EnvVar             `json:"env,omitempty"`
+	EnvFrom         []EnvFromSource      `json:"envFrom,omitempty"`
 	WorkingDir      string               `json:"workingDir,omitempty"`
 	Ports           []ContainerPort      `json:"ports,omitempty"`
 	Resources       ResourceRequirements `json:"resources,omitempty"`
@@ -240,10 +244,61 @@ type TCPSocketAction struct {
 	Host string      `json:"host,omitempty"`
 }
 
-// EnvVar is an environment variable with a literal value.
+// EnvVar is an environment variable: a literal value, or a value taken
+// from a key of a Secret or ConfigMap in the pod's namespace.
 type EnvVar struct {
-	Name  string `json:"name"`
-	Value string `json:"value,omitempty"`
+	Name      string        `json:"name"`
+	Value     string        `json:"value,omitempty"`
+	ValueFrom *EnvVarSource `json:"valueFrom,omitempty"`
+}
+
+// EnvVarSource names where an environment variable's value comes from;
+// exactly one member is set.
+type EnvVarSource struct {
+	SecretKeyRef    *SecretKeySelector    `json:"secretKeyRef,omitempty"`
+	ConfigMapKeyRef *ConfigMapKeySelector `json:"configMapKeyRef,omitempty"`
+}
+
+// LocalObjectReference names an object in the same namespace.
+type LocalObjectReference struct {
+	Name string `json:"name,omitempty"`
+}
+
+// SecretKeySelector selects one key of a Secret. With Optional set, a
+// missing Secret or key leaves the variable unset instead of failing the
+// container.
+type SecretKeySelector struct {
+	LocalObjectReference `json:",inline"`
+	Key                  string `json:"key"`
+	Optional             *bool  `json:"optional,omitempty"`
+}
+
+// ConfigMapKeySelector selects one key of a ConfigMap.
+type ConfigMapKeySelector struct {
+	LocalObjectReference `json:",inline"`
+	Key                  string `json:"key"`
+	Optional             *bool  `json:"optional,omitempty"`
+}
+
+// EnvFromSource turns every key of a Secret or ConfigMap into an
+// environment variable, each name prefixed with Prefix; exactly one of
+// ConfigMapRef and SecretRef is set.
+type EnvFromSource struct {
+	Prefix       string              `json:"prefix,omitempty"`
+	ConfigMapRef *ConfigMapEnvSource `json:"configMapRef,omitempty"`
+	SecretRef    *SecretEnvSource    `json:"secretRef,omitempty"`
+}
+
+// ConfigMapEnvSource names the ConfigMap of an envFrom entry.
+type ConfigMapEnvSource struct {
+	LocalObjectReference `json:",inline"`
+	Optional             *bool `json:"optional,omitempty"`
+}
+
+// SecretEnvSource names the Secret of an envFrom entry.
+type SecretEnvSource struct {
+	LocalObjectReference `json:",inline"`
+	Optional             *bool `json:"optional,omitempty"`
 }
 
 // ContainerPort records a port the container listens on. Pods use the host
@@ -281,9 +336,38 @@ type VolumeMount struct {
 
 // Volume is a named volume of a pod; exactly one source is set.
 type Volume struct {
-	Name     string                `json:"name"`
-	HostPath *HostPathVolumeSource `json:"hostPath,omitempty"`
-	EmptyDir *EmptyDirVolumeSource `json:"emptyDir,omitempty"`
+	Name      string                 `json:"name"`
+	HostPath  *HostPathVolumeSource  `json:"hostPath,omitempty"`
+	EmptyDir  *EmptyDirVolumeSource  `json:"emptyDir,omitempty"`
+	Secret    *SecretVolumeSource    `json:"secret,omitempty"`
+	ConfigMap *ConfigMapVolumeSource `json:"configMap,omitempty"`
+}
+
+// SecretVolumeSource mounts a Secret's keys as files: every key, or only
+// the ones Items lists, at the paths it gives. DefaultMode (default 0644)
+// is the files' permission bits unless an item sets its own.
+type SecretVolumeSource struct {
+	SecretName  string      `json:"secretName,omitempty"`
+	Items       []KeyToPath `json:"items,omitempty"`
+	DefaultMode *int32      `json:"defaultMode,omitempty"`
+	Optional    *bool       `json:"optional,omitempty"`
+}
+
+// ConfigMapVolumeSource mounts a ConfigMap's keys as files, as
+// SecretVolumeSource does for a Secret.
+type ConfigMapVolumeSource struct {
+	LocalObjectReference `json:",inline"`
+	Items                []KeyToPath `json:"items,omitempty"`
+	DefaultMode          *int32      `json:"defaultMode,omitempty"`
+	Optional             *bool       `json:"optional,omitempty"`
+}
+
+// KeyToPath maps one key of a Secret or ConfigMap to a file path, relative
+// to the volume's mount point, with optional permission bits.
+type KeyToPath struct {
+	Key  string `json:"key"`
+	Path string `json:"path"`
+	Mode *int32 `json:"mode,omitempty"`
 }
 
 // HostPathVolumeSource mounts a path of the board into the pod.

@@ -88,7 +88,7 @@ func TestDecodeErrorsAreCollectedAcrossDocuments(t *testing.T) {
 		t.Errorf("got documents with an error: %v", docs)
 	}
 	want := "x.yaml: document 1: metadata.nam: unknown field\n" +
-		`x.yaml: document 3: kind: unknown kind "Namespac" (supported kinds: Namespace, Node, Pod, DaemonSet, Deployment, ControllerRevision, Event)`
+		`x.yaml: document 3: kind: unknown kind "Namespac" (supported kinds: Namespace, Node, Pod, DaemonSet, Deployment, ControllerRevision, Event, Secret, ConfigMap, CertificateSigningRequest)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("got\n%v\nwant\n%s", err, want)
 	}
@@ -125,8 +125,11 @@ func TestDecodeFieldErrors(t *testing.T) {
 		{"tolerationSeconds type", "      containers:", "      tolerations:\n      - {key: a, effect: NoExecute, tolerationSeconds: \"60\"}\n      containers:", "spec.template.spec.tolerations[0].tolerationSeconds", "must be an integer", ""},
 		{"lifecycle", "        ports:", "        lifecycle: {}\n        ports:", "spec.template.spec.containers[0].lifecycle", "not supported by Flotilla", ""},
 		{"container securityContext", "        ports:", "        securityContext: {}\n        ports:", "spec.template.spec.containers[0].securityContext", "not supported by Flotilla", ""},
-		{"envFrom", "        ports:", "        envFrom: []\n        ports:", "spec.template.spec.containers[0].envFrom", "not supported by Flotilla", ""},
-		{"env valueFrom", "          value: edge", "          valueFrom: {}", "spec.template.spec.containers[0].env[0].valueFrom", "not supported by Flotilla", ""},
+		{"env valueFrom fieldRef", "          value: edge", "          valueFrom: {fieldRef: {fieldPath: metadata.name}}", "spec.template.spec.containers[0].env[0].valueFrom.fieldRef", "not supported by Flotilla", ""},
+		{"env valueFrom resourceFieldRef", "          value: edge", "          valueFrom: {resourceFieldRef: {resource: limits.cpu}}", "spec.template.spec.containers[0].env[0].valueFrom.resourceFieldRef", "not supported by Flotilla", ""},
+		{"unknown secretKeyRef field", "          value: edge", "          valueFrom: {secretKeyRef: {name: s, kye: k}}", "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.kye", "unknown field", ""},
+		{"envFrom not a list", "        ports:", "        envFrom: {}\n        ports:", "spec.template.spec.containers[0].envFrom", "must be a list", ""},
+		{"envFrom optional type", "        ports:", "        envFrom: [{secretRef: {name: s, optional: \"yes\"}}]\n        ports:", "spec.template.spec.containers[0].envFrom[0].secretRef.optional", "must be a boolean", ""},
 		{"resources.claims", "        ports:", "        resources:\n          claims: []\n        ports:", "spec.template.spec.containers[0].resources.claims", "not supported by Flotilla", ""},
 		{"unknown updateStrategy field", "  template:", "  updateStrategy: {rollingUpdate: {maxUnavaliable: 1}}\n  template:", "spec.updateStrategy.rollingUpdate.maxUnavaliable", "unknown field", ""},
 		{"maxUnavailable object", "  template:", "  updateStrategy: {rollingUpdate: {maxUnavailable: {}}}\n  template:", "spec.updateStrategy.rollingUpdate.maxUnavailable", "must be an integer or a string", ""},
@@ -138,8 +141,9 @@ func TestDecodeFieldErrors(t *testing.T) {
 		{"prePull type", "  template:", "  rollout: {prePull: \"true\"}\n  template:", "spec.rollout.prePull", "must be a boolean", ""},
 		{"DaemonSet status conditions", "kind: DaemonSet", "kind: DaemonSet\nstatus: {conditions: []}", "status.conditions", "not supported by Flotilla", ""},
 		{"DaemonSet collisionCount type", "kind: DaemonSet", "kind: DaemonSet\nstatus: {collisionCount: x}", "status.collisionCount", "must be an integer", ""},
-		{"configMap volume", "      containers:", "      volumes:\n      - name: cfg\n        configMap: {}\n      containers:", "spec.template.spec.volumes[0].configMap", "not supported by Flotilla", ""},
-		{"secret volume", "      containers:", "      volumes:\n      - name: s\n        secret: {}\n      containers:", "spec.template.spec.volumes[0].secret", "not supported by Flotilla", ""},
+		{"persistentVolumeClaim volume", "      containers:", "      volumes:\n      - name: cfg\n        persistentVolumeClaim: {claimName: x}\n      containers:", "spec.template.spec.volumes[0].persistentVolumeClaim", "not supported by Flotilla", ""},
+		{"unknown secret volume field", "      containers:", "      volumes:\n      - name: s\n        secret: {name: s}\n      containers:", "spec.template.spec.volumes[0].secret.name", "unknown field", ""},
+		{"secret volume mode type", "      containers:", "      volumes:\n      - name: s\n        secret: {secretName: s, defaultMode: \"0400\"}\n      containers:", "spec.template.spec.volumes[0].secret.defaultMode", "must be an integer", ""},
 		{"finalizers", "  name: agent", "  name: agent\n  finalizers: []", "metadata.finalizers", "not supported by Flotilla", ""},
 		{"string for an integer", "containerPort: 8080", `containerPort: "8080"`, "spec.template.spec.containers[0].ports[0].containerPort", "must be an integer", ""},
 		{"fraction for an integer", "containerPort: 8080", `containerPort: 80.5`, "spec.template.spec.containers[0].ports[0].containerPort", "must be an integer", ""},
@@ -193,7 +197,7 @@ func TestDecodeErrorMessagesExactly(t *testing.T) {
 		{strings.Replace(minimalDS, "apps/v1", "extensions/v1beta1", 1),
 			`ds.yaml: document 1: apiVersion: must be "apps/v1" for kind DaemonSet, not "extensions/v1beta1"`},
 		{strings.Replace(minimalDS, "kind: DaemonSet", "kind: StatefulSet", 1),
-			"ds.yaml: document 1: kind: StatefulSet is not supported by Flotilla (supported kinds: Namespace, Node, Pod, DaemonSet, Deployment, ControllerRevision, Event)"},
+			"ds.yaml: document 1: kind: StatefulSet is not supported by Flotilla (supported kinds: Namespace, Node, Pod, DaemonSet, Deployment, ControllerRevision, Event, Secret, ConfigMap, CertificateSigningRequest)"},
 		{strings.Replace(minimalDS, "kind: DaemonSet", "kind: Deployment", 1) + "  rollout: {}\n",
 			"ds.yaml: document 1: spec.rollout: unknown field"},
 		{strings.Replace(minimalDS, "        ports:", "        livenessProbe:\n          httpGet: {port: {name: http}}\n        ports:", 1),

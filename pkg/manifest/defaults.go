@@ -48,9 +48,13 @@ const (
 //     onFailure Pause, offlineNodes Skip and progressDeadlineSeconds 600;
 //   - in Deployments: replicas 1, strategy RollingUpdate with maxSurge and
 //     maxUnavailable 25%, revisionHistoryLimit 10 and
-//     progressDeadlineSeconds 600.
+//     progressDeadlineSeconds 600;
+//   - in pod specs' secret and configMap volumes: defaultMode 0644;
+//   - in Secrets: type Opaque, and stringData merged into data (a key in
+//     both takes stringData's value), then cleared, as Kubernetes' API
+//     server does on write: the one place where Default moves a value.
 //
-// It never changes a value that is set (a zero probe timing field counts as
+// Otherwise it never changes a value that is set (a zero probe timing field counts as
 // unset, as in Kubernetes), so applying it twice is the same as once. It
 // leaves template labels, selectors and the objects only the hub writes
 // (ControllerRevisions, Events) alone, apart from their type metadata and
@@ -83,7 +87,25 @@ func Default(obj api.Object, namespace string) {
 		defaultDaemonSetSpec(&o.Spec)
 	case *api.Deployment:
 		defaultDeploymentSpec(&o.Spec)
+	case *api.Secret:
+		defaultSecret(o)
 	}
+}
+
+// defaultSecret sets type Opaque and, as Kubernetes' API server does,
+// merges stringData into data (stringData wins) and clears it, so a
+// stored Secret holds its values in one place.
+func defaultSecret(s *api.Secret) {
+	if s.Type == "" {
+		s.Type = api.SecretTypeOpaque
+	}
+	if len(s.StringData) > 0 && s.Data == nil {
+		s.Data = make(map[string][]byte, len(s.StringData))
+	}
+	for k, v := range s.StringData {
+		s.Data[k] = []byte(v)
+	}
+	s.StringData = nil
 }
 
 func defaultDaemonSetSpec(spec *api.DaemonSetSpec) {
@@ -194,6 +216,15 @@ func defaultPodSpec(spec *api.PodSpec) {
 	for i := range spec.Tolerations {
 		if spec.Tolerations[i].Operator == "" {
 			spec.Tolerations[i].Operator = api.TolerationOpEqual
+		}
+	}
+	for i := range spec.Volumes {
+		v := &spec.Volumes[i]
+		if v.Secret != nil && v.Secret.DefaultMode == nil {
+			v.Secret.DefaultMode = int32p(api.DefaultVolumeMode)
+		}
+		if v.ConfigMap != nil && v.ConfigMap.DefaultMode == nil {
+			v.ConfigMap.DefaultMode = int32p(api.DefaultVolumeMode)
 		}
 	}
 }

@@ -15,6 +15,7 @@ func FuzzDecode(f *testing.F) {
 	for _, name := range []string{
 		"testdata/fluentd-elasticsearch.yaml", "testdata/fluentd-elasticsearch-upstream.yaml",
 		"testdata/nginx-deployment.yaml", "testdata/probe-daemonset.yaml", "testdata/rollout-daemonset.yaml",
+		"testdata/config-daemonset.yaml",
 	} {
 		if data, err := os.ReadFile(name); err == nil {
 			f.Add(data)

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -170,7 +171,7 @@ func supportedKinds() string {
 var kubernetesKinds = map[string]bool{
 	"StatefulSet": true, "ReplicaSet": true, "ReplicationController": true,
 	"Job": true, "CronJob": true, "Service": true, "Endpoints": true, "EndpointSlice": true,
-	"Ingress": true, "IngressClass": true, "NetworkPolicy": true, "ConfigMap": true, "Secret": true,
+	"Ingress": true, "IngressClass": true, "NetworkPolicy": true,
 	"PersistentVolume": true, "PersistentVolumeClaim": true, "StorageClass": true,
 	"ServiceAccount": true, "Role": true, "RoleBinding": true, "ClusterRole": true,
 	"ClusterRoleBinding": true, "PodDisruptionBudget": true, "HorizontalPodAutoscaler": true,
@@ -204,7 +205,7 @@ var unsupported = map[reflect.Type][]string{
 	},
 	reflect.TypeOf(api.Container{}): {
 		"lifecycle", "securityContext",
-		"envFrom", "stdin", "stdinOnce", "tty", "terminationMessagePath",
+		"stdin", "stdinOnce", "tty", "terminationMessagePath",
 		"terminationMessagePolicy", "volumeDevices", "resizePolicy", "restartPolicy",
 	},
 	// A probe's handler fields are promoted from the inlined ProbeHandler,
@@ -214,12 +215,14 @@ var unsupported = map[reflect.Type][]string{
 		"eventTime", "series", "action", "related", "reportingComponent", "reportingInstance",
 	},
 	reflect.TypeOf(api.ObjectReference{}):      {"apiVersion", "resourceVersion"},
-	reflect.TypeOf(api.EnvVar{}):               {"valueFrom"},
+	reflect.TypeOf(api.EnvVarSource{}):         {"fieldRef", "resourceFieldRef", "fileKeyRef"},
+	reflect.TypeOf(api.Secret{}):               {"immutable"},
+	reflect.TypeOf(api.ConfigMap{}):            {"immutable"},
 	reflect.TypeOf(api.ContainerPort{}):        {"hostIP"},
 	reflect.TypeOf(api.ResourceRequirements{}): {"claims"},
 	reflect.TypeOf(api.VolumeMount{}):          {"subPath", "subPathExpr", "mountPropagation", "recursiveReadOnly"},
 	reflect.TypeOf(api.Volume{}): {
-		"configMap", "secret", "persistentVolumeClaim", "downwardAPI", "projected", "nfs",
+		"persistentVolumeClaim", "downwardAPI", "projected", "nfs",
 		"iscsi", "csi", "ephemeral", "image", "gitRepo", "awsElasticBlockStore",
 		"gcePersistentDisk", "azureDisk", "azureFile", "cephfs", "cinder", "fc", "flexVolume",
 		"flocker", "glusterfs", "photonPersistentDisk", "portworxVolume", "quobyte", "rbd",
@@ -256,6 +259,18 @@ func walkValue(c *collector, v any, t reflect.Type, path string) {
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
 		walkUnmarshaler(c, v, t, path)
+		return
+	}
+	if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
+		// encoding/json reads []byte from a base64 string.
+		s, ok := v.(string)
+		if !ok {
+			c.add(path, "must be a base64-encoded string")
+			return
+		}
+		if _, err := base64.StdEncoding.DecodeString(s); err != nil {
+			c.add(path, "must be a base64-encoded string")
+		}
 		return
 	}
 	switch t.Kind() {

@@ -52,6 +52,22 @@ func Validate(obj api.Object) error {
 		if o != nil {
 			validateMeta(c, o, api.KindEvent)
 		}
+	case *api.Secret:
+		if o != nil {
+			validateMeta(c, o, api.KindSecret)
+			validateSecret(c, o)
+		}
+	case *api.ConfigMap:
+		if o != nil {
+			validateMeta(c, o, api.KindConfigMap)
+			validateConfigMap(c, o)
+		}
+	// Certificate requests are made by the hub at enrolment; like Events,
+	// they decode and only their metadata is checked.
+	case *api.CertificateSigningRequest:
+		if o != nil {
+			validateMeta(c, o, api.KindCertificateSigningRequest)
+		}
 	case nil:
 	default:
 		c.addf("", "unsupported object type %T", obj)
@@ -482,11 +498,35 @@ func validateVolumes(c *collector, vols []api.Volume, path string) map[string]bo
 		}
 		names[v.Name] = true
 
+		var sources []string
+		for _, src := range []struct {
+			name string
+			set  bool
+		}{
+			{"hostPath", v.HostPath != nil}, {"emptyDir", v.EmptyDir != nil},
+			{"secret", v.Secret != nil}, {"configMap", v.ConfigMap != nil},
+		} {
+			if src.set {
+				sources = append(sources, src.name)
+			}
+		}
 		switch {
-		case v.HostPath == nil && v.EmptyDir == nil:
-			c.add(p, "must set exactly one volume source: hostPath or emptyDir")
-		case v.HostPath != nil && v.EmptyDir != nil:
-			c.add(p, "may not set more than one volume source: hostPath and emptyDir are both set")
+		case len(sources) == 0:
+			c.add(p, "must set exactly one volume source: hostPath, emptyDir, secret or configMap")
+		case len(sources) == 2:
+			c.addf(p, "may not set more than one volume source: %s and %s are both set", sources[0], sources[1])
+		case len(sources) > 2:
+			c.addf(p, "may not set more than one volume source: %s are all set", strings.Join(sources, ", "))
+		}
+		if sv := v.Secret; sv != nil {
+			svPath := field(p, "secret")
+			validateObjectRef(c, sv.SecretName, field(svPath, "secretName"))
+			validateVolumeItems(c, sv.Items, sv.DefaultMode, svPath)
+		}
+		if cv := v.ConfigMap; cv != nil {
+			cvPath := field(p, "configMap")
+			validateObjectRef(c, cv.Name, field(cvPath, "name"))
+			validateVolumeItems(c, cv.Items, cv.DefaultMode, cvPath)
 		}
 		if hp := v.HostPath; hp != nil {
 			hpPath := field(p, "hostPath")
@@ -525,10 +565,11 @@ func validateContainer(c *collector, ct *api.Container, path string, volumes, ho
 	if ct.ImagePullPolicy != "" && !oneOf(ct.ImagePullPolicy, pullPolicies) {
 		c.add(field(path, "imagePullPolicy"), notOneOf(ct.ImagePullPolicy, pullPolicies))
 	}
-	for i, e := range ct.Env {
-		if err := api.ValidateEnvVarName(e.Name); err != nil {
-			c.add(field(index(field(path, "env"), i), "name"), errText(err))
-		}
+	for i := range ct.Env {
+		validateEnvVar(c, &ct.Env[i], index(field(path, "env"), i))
+	}
+	for i := range ct.EnvFrom {
+		validateEnvFrom(c, &ct.EnvFrom[i], index(field(path, "envFrom"), i))
 	}
 	validatePorts(c, ct.Ports, field(path, "ports"), hostPorts)
 	validateResources(c, &ct.Resources, field(path, "resources"))

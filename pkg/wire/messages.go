@@ -15,6 +15,10 @@ type Snapshot struct {
 	Node     string        `json:"node"`
 	Revision uint64        `json:"revision"`
 	Pods     []SnapshotPod `json:"pods"`
+	// Secrets and ConfigMaps are the ones the node's pods use, and no
+	// others (see config.go).
+	Secrets    []SnapshotSecret    `json:"secrets,omitempty"`
+	ConfigMaps []SnapshotConfigMap `json:"configMaps,omitempty"`
 }
 
 // SnapshotPod is one pod of a snapshot: its identity and its spec. SpecHash

@@ -80,6 +80,9 @@ type Envelope struct {
 	Seq     uint64          `json:"seq"`
 	Time    time.Time       `json:"time"`
 	Payload json.RawMessage `json:"payload"`
+	// Sig is the hub's signature of a Snapshot (see sign.go); other types
+	// carry none.
+	Sig *Signature `json:"sig,omitempty"`
 }
 
 // Encode wraps payload in an envelope.
@@ -150,6 +153,12 @@ func allowed(kind, typ string) bool {
 		return typ == TypeOnline
 	case TopicEvents:
 		return typ == TypeEvent
+	case TopicMetrics:
+		return typ == TypeMetrics
+	case TopicRequests:
+		return typ == TypeLogRequest
+	case TopicReplies:
+		return typ == TypeLogReply
 	}
 	return false
 }

@@ -10,13 +10,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	goruntime "runtime"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/agent"
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
 	ctrruntime "github.com/flotilla-edge/flotilla/edge-agent/internal/runtime"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/config"
@@ -57,7 +57,13 @@ func newRootCommand() *cobra.Command {
 	f.String("state-dir", "/var/lib/flotilla-agent", "directory for local state, logs and volumes")
 	f.StringSlice("insecure-registry", nil, "registry host:port to pull from over plain HTTP (repeatable)")
 	f.Duration("heartbeat-interval", 10*time.Second, "how often to tell the hub the node is alive")
+	f.Duration("mqtt-keepalive", 30*time.Second, "MQTT keep-alive: how fast a dead link to the broker is noticed")
+	f.Int("outbox-max-entries", outbox.DefaultLimits.MaxEntries, "most reports kept while the hub is unreachable")
+	f.Int64("outbox-max-bytes", outbox.DefaultLimits.MaxBytes, "most bytes of reports kept while the hub is unreachable")
 	f.Duration("resync-interval", 10*time.Second, "period of the full reconcile")
+	f.Duration("metrics-interval", 10*time.Second, "how often to sample node and pod metrics (0 disables them)")
+	f.Duration("metrics-offline-resolution", time.Minute, "while the hub is unreachable, merge metric samples to this resolution")
+	f.String("container-log-max-size", "10Mi", "most bytes of output kept on the board per container (current and previous run)")
 	f.String("log-level", "info", "log level: debug, info, warn, error")
 
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -93,11 +99,16 @@ func newRootCommand() *cobra.Command {
 		if err := agent.EnsureDirs(stateDir); err != nil {
 			return err
 		}
+		logMax := api.Quantity(v.GetString("container-log-max-size"))
+		if err := logMax.Validate(); err != nil || logMax.Value() < 4096 {
+			return fmt.Errorf("--container-log-max-size %q: want a size of at least 4Ki, like 10Mi", logMax)
+		}
 		rtOpts := ctrruntime.Options{
 			Socket:             v.GetString("containerd-socket"),
 			Namespace:          v.GetString("containerd-namespace"),
 			Snapshotter:        v.GetString("snapshotter"),
 			InsecureRegistries: config.StringList(v, "insecure-registry"),
+			Platform:           agentPlatform(),
 			Logger:             logger,
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -109,27 +120,29 @@ func newRootCommand() *cobra.Command {
 			Broker:            v.GetString("broker"),
 			StateDir:          stateDir,
 			HeartbeatInterval: v.GetDuration("heartbeat-interval"),
+			KeepAlive:         v.GetDuration("mqtt-keepalive"),
+			Outbox:            outbox.Limits{MaxEntries: v.GetInt("outbox-max-entries"), MaxBytes: v.GetInt64("outbox-max-bytes")},
 			Resync:            v.GetDuration("resync-interval"),
 			Version:           version,
 			Logger:            logger,
 			ConnectRuntime: func(ctx context.Context) (agent.Runtime, error) {
 				return ctrruntime.New(ctx, rtOpts)
 			},
+			// Metrics and container logs.
+			MetricsInterval:          v.GetDuration("metrics-interval"),
+			MetricsOfflineResolution: v.GetDuration("metrics-offline-resolution"),
+			ContainerLogMaxSize:      logMax.Value(),
 		})
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "version",
-		Short: "Print the agent's version",
+		Short: "Print the agent's version, commit, build date and platform",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			arch := goruntime.GOARCH
-			if v := agent.ArchVariant(); v != "" {
-				arch += "/" + v
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "edge-agent %s (commit %s, built %s, %s/%s, %s)\n",
-				version, commit, date, goruntime.GOOS, arch, goruntime.Version())
+			fmt.Fprint(cmd.OutOrStdout(), versionText())
 		},
 	})
+	cmd.AddCommand(newCheckCommand(f))
 	return cmd
 }
 

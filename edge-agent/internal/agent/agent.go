@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/metrics"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/probe"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
@@ -40,19 +41,41 @@ type Config struct {
 	// Resync is the reconciler's full-resync period (default 10 s).
 	Resync time.Duration
 	// Outbox bounds the queue of undelivered reports.
-	Outbox  outbox.Limits
-	Version string
-	Logger  *slog.Logger
+	Outbox outbox.Limits
+	// InMemory keeps the local state and the outbox in memory instead of
+	// in StateDir: for the fleet simulator only, a board loses nothing.
+	InMemory bool
+	Version  string
+	Logger   *slog.Logger
 	// ConnectRuntime opens the container runtime; the agent retries it
 	// with back-off until it succeeds, so the agent may start before
 	// containerd does.
 	ConnectRuntime func(ctx context.Context) (Runtime, error)
+	// MetricsInterval is the sampling period of node and pod metrics (0
+	// disables them); MetricsOfflineResolution is what samples taken
+	// offline are merged to (default 1 min).
+	MetricsInterval          time.Duration
+	MetricsOfflineResolution time.Duration
+	// ContainerLogMaxSize bounds one container's log files (default 10 MiB).
+	ContainerLogMaxSize int64
+}
+
+// localState is what the agent keeps on the board: the newest snapshot,
+// report sequence numbers, restart history and rollback memory. A board
+// keeps it in Badger (state.Store); the fleet simulator in memory.
+type localState interface {
+	Snapshot() (wire.Snapshot, error)
+	AcceptSnapshot(wire.Snapshot) (bool, error)
+	NextSeq() (uint64, error)
+	reconcile.History
+	reconcile.Rollbacks
 }
 
 // Runtime is the container runtime as the agent needs it: the reconciler's
 // interface, exec for probes, and facts for the hello.
 type Runtime interface {
 	reconcile.Runtime
+	metrics.Runtime
 	probe.Execer
 	Version(ctx context.Context) (string, error)
 	Close() error
@@ -62,7 +85,7 @@ type Runtime interface {
 type Agent struct {
 	cfg    Config
 	log    *slog.Logger
-	state  *state.Store
+	state  localState
 	outbox *outbox.Outbox
 	link   *link.Session
 	// rec is set once the runtime is reachable; snapshots may arrive before.
@@ -75,6 +98,7 @@ type Agent struct {
 	started      time.Time
 	everOnline   bool
 	connected    chan struct{}
+	tel          telemetry
 }
 
 // Run runs the agent until ctx ends.
@@ -87,20 +111,31 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName), connected: make(chan struct{}, 1)}
 
-	release, err := state.Lock(cfg.StateDir)
-	if err != nil {
-		return err
+	var (
+		st        localState
+		recovered bool
+		gc        func(ctx context.Context)
+	)
+	if cfg.InMemory {
+		st, a.outbox = state.NewMemory(), outbox.NewMemory(cfg.Outbox)
+	} else {
+		release, err := state.Lock(cfg.StateDir)
+		if err != nil {
+			return err
+		}
+		defer release()
+		disk, rec, err := state.OpenOrRecover(filepath.Join(cfg.StateDir, "state"), a.log)
+		if err != nil {
+			return err
+		}
+		defer disk.Close()
+		if a.outbox, err = outbox.Open(disk.DB(), cfg.Outbox); err != nil {
+			return err
+		}
+		st, recovered = disk, rec
+		gc = func(ctx context.Context) { disk.RunGC(ctx, 10*time.Minute) }
 	}
-	defer release()
-	st, recovered, err := state.OpenOrRecover(filepath.Join(cfg.StateDir, "state"), a.log)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	a.state = st
-	if a.outbox, err = outbox.Open(st.DB(), cfg.Outbox); err != nil {
-		return err
-	}
 	if snap, _ := st.Snapshot(); snap.Revision > 0 {
 		queued, _ := a.outbox.Len()
 		a.log.Info("loaded desired snapshot from local state", "revision", snap.Revision, "pods", len(snap.Pods), "queuedReports", queued)
@@ -131,6 +166,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:       a.log,
 	})
 	a.link.Subscribe(wire.NodeTopic(cfg.NodeName, wire.TopicDesired), 1, a.onDesired)
+	a.link.Subscribe(wire.NodeTopic(cfg.NodeName, wire.TopicRequests), 1, a.onRequest)
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -140,10 +176,13 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}
-	run(func(ctx context.Context) { st.RunGC(ctx, 10*time.Minute) })
+	if gc != nil {
+		run(gc)
+	}
 	// Reporting runs from the first second, so a board that boots without
 	// the hub queues what happens for later.
 	a.setFacts(gatherFacts(ctx, cfg))
+	a.startTelemetry(run)
 	run(func(ctx context.Context) { _ = a.link.Run(ctx) })
 	run(a.drain)
 	run(a.heartbeats)
@@ -153,6 +192,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil // ctx ended while waiting for the runtime
 	}
 	defer rt.Close()
+	a.tel.collector.SetRuntime(rt)
 	if v, err := rt.Version(ctx); err == nil {
 		a.mu.Lock()
 		a.facts.Info.ContainerRuntimeVersion = "containerd://" + v

@@ -31,6 +31,7 @@ type Server struct {
 	store store.Store
 	log   *slog.Logger
 	now   func() time.Time
+	tel   Telemetry
 }
 
 // New returns a Server.
@@ -51,6 +52,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/apply", s.apply)
 	mux.HandleFunc("/api/v1/", s.resource)
 	mux.HandleFunc("/apis/", s.resource)
+	s.registerTelemetry(mux)
 	return mux
 }
 
@@ -240,6 +242,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, t target) error {
 			continue
 		}
 		joinNode(obj, snaps)
+		s.joinMetrics(obj)
 		b, err := json.Marshal(obj)
 		if err != nil {
 			return err
@@ -270,6 +273,7 @@ func (s *Server) get(w http.ResponseWriter, t target) error {
 				return err
 			}
 			joinNode(obj, snaps)
+			s.joinMetrics(obj)
 		}
 		return nil
 	})

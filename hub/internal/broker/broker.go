@@ -6,6 +6,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -22,13 +23,19 @@ type Options struct {
 	Listen string
 	// MaxPacketSize bounds any packet; larger ones close the connection.
 	MaxPacketSize uint32
-	Logger        *slog.Logger
+	// TLS, if set, makes the listener TLS (see pki.Credentials.MQTTServerTLS).
+	TLS *tls.Config
+	// Auth authenticates clients and checks their access (an *ACL); nil
+	// allows everyone everything, as with --insecure.
+	Auth   mqtt.Hook
+	Logger *slog.Logger
 }
 
 // Broker is an embedded MQTT broker.
 type Broker struct {
-	srv  *mqtt.Server
-	addr string
+	srv    *mqtt.Server
+	addr   string
+	scheme string
 }
 
 // New creates the broker and binds its listener, so a busy port fails here.
@@ -51,30 +58,38 @@ func New(opts Options) (*Broker, error) {
 		ClientNetWriteBufferSize: 4096,
 		ClientNetReadBufferSize:  4096,
 	})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+	var hook mqtt.Hook = new(auth.AllowHook)
+	if opts.Auth != nil {
+		hook = opts.Auth
+	}
+	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("broker auth hook: %w", err)
 	}
-	ln := listeners.NewTCP(listeners.Config{ID: "mqtt", Address: opts.Listen})
+	ln := listeners.NewTCP(listeners.Config{ID: "mqtt", Address: opts.Listen, TLSConfig: opts.TLS})
 	if err := srv.AddListener(ln); err != nil {
 		return nil, fmt.Errorf("broker listen on %s: %w", opts.Listen, err)
 	}
-	return &Broker{srv: srv, addr: ln.Address()}, nil
+	scheme := "tcp"
+	if opts.TLS != nil {
+		scheme = "ssl"
+	}
+	return &Broker{srv: srv, addr: ln.Address(), scheme: scheme}, nil
 }
 
 // Addr returns the address the broker listens on.
 func (b *Broker) Addr() string { return b.addr }
 
-// URL returns a client URL for the broker, with a wildcard host replaced by
-// loopback.
+// URL returns a client URL for the broker (ssl:// with TLS), with a
+// wildcard host replaced by loopback.
 func (b *Broker) URL() string {
 	host, port, err := net.SplitHostPort(b.addr)
 	if err != nil {
-		return "tcp://" + b.addr
+		return b.scheme + "://" + b.addr
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	return "tcp://" + net.JoinHostPort(host, port)
+	return b.scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // Clients returns the number of connected clients.

@@ -214,6 +214,8 @@ func related(ctx context.Context, c *client.Client, obj api.Object) (printer.Rel
 			return rel, err
 		}
 		rel.Pods = asPods(pods)
+		// Usage is optional: a hub without recent samples has none.
+		rel.PodMetrics, _ = c.PodMetrics(ctx, "", o.Name)
 	case *api.DaemonSet, *api.Deployment:
 		m := obj.GetObjectMeta()
 		pods, err := c.List(ctx, podKind, m.Namespace, client.ListOptions{})

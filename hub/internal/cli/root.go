@@ -73,6 +73,9 @@ over its HTTP API (--server, FLOTILLA_SERVER, or "server:" in --config).`,
 		newCordonCommand(e, false),
 		newDrainCommand(e),
 		newVersionCommand(build),
+		newTopCommand(e),
+		newMetricsCommand(e),
+		newLogsCommand(e),
 	)
 	return root
 }

@@ -23,6 +23,14 @@ func newServeCommand(e *env) *cobra.Command {
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", v.GetString("log-level"))
 			}
 			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			memPressure, err := parsePercent("--memory-pressure-threshold", v.GetString("memory-pressure-threshold"))
+			if err != nil {
+				return err
+			}
+			diskPressure, err := parsePercent("--disk-pressure-threshold", v.GetString("disk-pressure-threshold"))
+			if err != nil {
+				return err
+			}
 			ctx, stop := signalContext()
 			defer stop()
 			return serve.Run(ctx, serve.Config{
@@ -33,6 +41,10 @@ func newServeCommand(e *env) *cobra.Command {
 				NodeGrace:  v.GetDuration("node-grace-period"),
 				EventTTL:   v.GetDuration("event-ttl"),
 				Logger:     logger,
+				// Metrics.
+				MetricsRetention:        v.GetDuration("metrics-retention"),
+				MemoryPressureThreshold: memPressure,
+				DiskPressureThreshold:   diskPressure,
 			})
 		},
 	}
@@ -44,5 +56,8 @@ func newServeCommand(e *env) *cobra.Command {
 	f.Duration("node-grace-period", 40*time.Second, "how long a node may be silent before it is NotReady")
 	f.Duration("event-ttl", time.Hour, "how long events are kept")
 	f.String("log-level", "info", "log level: debug, info, warn, error")
+	f.Duration("metrics-retention", 24*time.Hour, "how long node and pod metric samples are kept")
+	f.String("memory-pressure-threshold", "90%", "memory in use at which a node gets MemoryPressure")
+	f.String("disk-pressure-threshold", "90%", "use of the root or agent-state filesystem at which a node gets DiskPressure")
 	return cmd
 }

@@ -49,6 +49,16 @@ type Options struct {
 	// EventTTL is how long events are kept (default 1 h).
 	EventTTL time.Duration
 	Now      func() time.Time
+	// Metrics receives metric batches (nil drops them).
+	Metrics MetricsSink
+	// OnFlush, if set, is told how long each flush took and how many
+	// nodes it wrote.
+	OnFlush func(d time.Duration, nodes int)
+}
+
+// MetricsSink takes the metric samples a node sent; it must not block.
+type MetricsSink interface {
+	Add(node string, b wire.MetricsBatch)
 }
 
 // Ingest receives agent messages.
@@ -142,6 +152,7 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 		report wire.PodStatusReport
 		online wire.Online
 		event  wire.Event
+		batch  wire.MetricsBatch
 		target any
 	)
 	switch env.Type {
@@ -155,6 +166,8 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 		target = &online
 	case wire.TypeEvent:
 		target = &event
+	case wire.TypeMetrics:
+		target = &batch
 	}
 	if err := wire.DecodePayload(env, topic, target); err != nil {
 		in.drop(err)
@@ -162,6 +175,9 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 	}
 	node, seq := env.Node, env.Seq
 	now := in.opts.Now()
+	if env.Type == wire.TypeMetrics && in.opts.Metrics != nil {
+		in.opts.Metrics.Add(node, batch)
+	}
 
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -260,6 +276,10 @@ func (in *Ingest) Flush() {
 	in.mu.Unlock()
 	if len(batch) == 0 {
 		return
+	}
+	if in.opts.OnFlush != nil {
+		start := time.Now()
+		defer func() { in.opts.OnFlush(time.Since(start), len(batch)) }()
 	}
 	nodes := make([]string, 0, len(batch))
 	for n := range batch {

@@ -15,6 +15,8 @@ import (
 // The CLI fetches them: the pods on a node, or the pods of a DaemonSet.
 type Related struct {
 	Pods []*api.Pod
+	// PodMetrics is the usage of the pods on a node.
+	PodMetrics []api.PodMetrics
 	// Events will go here (a later issue), printed by writeEvents.
 }
 
@@ -379,6 +381,7 @@ func describeNode(d *describer, n *api.Node, rel Related, now time.Time) {
 	}
 
 	describeNodePods(d, n, rel.Pods, now)
+	describeNodeUsage(d, n, rel.PodMetrics, now)
 }
 
 func describeResourceList(d *describer, title string, rl api.ResourceList) {

@@ -260,13 +260,19 @@ func namespaceRow(ns *api.Namespace, now time.Time) ([]string, []string) {
 
 // nodeStatus is kubectl's node STATUS: Ready, NotReady (the Ready condition
 // is False or Unknown) or Unknown (no Ready condition), then
-// ",SchedulingDisabled" when cordoned.
+// ",MemoryPressure" and ",DiskPressure" when those conditions are True,
+// and ",SchedulingDisabled" when cordoned.
 func nodeStatus(n *api.Node) string {
 	status := "Unknown"
 	if c := n.Status.Condition(api.NodeReady); c != nil {
 		status = "NotReady"
 		if c.Status == api.ConditionTrue {
 			status = "Ready"
+		}
+	}
+	for _, p := range []string{api.NodeMemoryPressure, api.NodeDiskPressure} {
+		if c := n.Status.Condition(p); c != nil && c.Status == api.ConditionTrue {
+			status += "," + p
 		}
 	}
 	if n.Spec.Unschedulable {

@@ -44,6 +44,12 @@ type Config struct {
 	Logger   *slog.Logger
 	// Ready, if set, is closed once the hub serves HTTP and MQTT.
 	Ready chan<- struct{}
+	// MetricsRetention is how long metric samples are kept (default 24 h).
+	MetricsRetention time.Duration
+	// MemoryPressureThreshold and DiskPressureThreshold are the percent
+	// of memory and disk in use that set a node's pressure conditions
+	// (default 90).
+	MemoryPressureThreshold, DiskPressureThreshold float64
 }
 
 // ingestGroup is the shared-subscription group of the hub's ingest.
@@ -66,6 +72,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := ensureDefaultNamespace(st); err != nil {
 		return err
 	}
+	tel, err := openTelemetry(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer tel.close()
 
 	httpLn, err := net.Listen("tcp", cfg.HTTPListen)
 	if err != nil {
@@ -106,7 +117,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.NodeGrace > 0 && cfg.NodeGrace/4 < seenResolution {
 		seenResolution = cfg.NodeGrace / 4
 	}
-	in := ingest.New(ingest.Options{Store: st, Logger: log, EventTTL: cfg.EventTTL, SeenResolution: seenResolution})
+	in := ingest.New(ingest.Options{Store: tel.store("ingest", st), Logger: log, EventTTL: cfg.EventTTL, SeenResolution: seenResolution,
+		Metrics: tel.fleet, OnFlush: tel.hub.ObserveFlush})
 	var disp *dispatch.Dispatcher
 	hostname, _ := os.Hostname()
 	session := link.New(link.Options{
@@ -118,23 +130,25 @@ func Run(ctx context.Context, cfg Config) error {
 		},
 	})
 	for _, kind := range []string{wire.TopicStatus, wire.TopicEvents} {
-		session.Subscribe(wire.SharedTopic(ingestGroup, wire.AllNodesTopic(kind)), 1, in.Handle)
+		session.Subscribe(wire.SharedTopic(ingestGroup, wire.AllNodesTopic(kind)), 1, tel.hub.Incoming(in.Handle))
 	}
 	// Online flags are retained: a plain subscription delivers the current
 	// flag of every node when the hub (re)connects, which shared ones do not.
-	session.Subscribe(wire.AllNodesTopic(wire.TopicOnline), 1, in.Handle)
-	disp = dispatch.New(dispatch.Options{Store: st, Publisher: session, Logger: log})
+	session.Subscribe(wire.AllNodesTopic(wire.TopicOnline), 1, tel.hub.Incoming(in.Handle))
+	tel.attach(session, in)
+	disp = dispatch.New(dispatch.Options{Store: tel.store("dispatch", st), Publisher: tel.hub.Outgoing(session), Logger: log})
 
 	run("link", session.Run)
 	run("ingest", in.Run)
 	run("dispatch", disp.Run)
-	run("daemonset", daemonset.New(daemonset.Options{Store: st, Logger: log}).Run)
-	run("deployment", deployment.New(deployment.Options{Store: st, Logger: log}).Run)
-	run("nodelifecycle", nodelifecycle.New(nodelifecycle.Options{Store: st, Logger: log, Grace: cfg.NodeGrace, EventTTL: cfg.EventTTL}).Run)
+	run("daemonset", daemonset.New(daemonset.Options{Store: tel.store("daemonset", st), Logger: log}).Run)
+	run("deployment", deployment.New(deployment.Options{Store: tel.store("deployment", st), Logger: log}).Run)
+	run("nodelifecycle", nodelifecycle.New(nodelifecycle.Options{Store: tel.store("nodelifecycle", st), Logger: log, Grace: cfg.NodeGrace, EventTTL: cfg.EventTTL}).Run)
+	tel.start(run, st, in)
 	run("store-gc", func(ctx context.Context) error { return st.RunGC(ctx, 10*time.Minute) })
 
 	srv := &http.Server{
-		Handler:           apiserver.New(st, log).Handler(),
+		Handler:           apiserver.New(st, log).WithTelemetry(tel.api()).Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,

@@ -1,0 +1,110 @@
+package agent
+
+import (
+	"context"
+	"path/filepath"
+	"time"
+
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/logs"
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/metrics"
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
+	"github.com/flotilla-edge/flotilla/pkg/wire"
+)
+
+// telemetry is the agent's metrics collector and container-log server.
+type telemetry struct {
+	collector *metrics.Collector
+	logs      *logs.Server
+}
+
+// startTelemetry makes the collector and the log server and starts them
+// with run. Samples go through the outbox as telemetry (dropped first when
+// it is full); log replies go straight to the broker, since a late one is
+// worthless.
+func (a *Agent) startTelemetry(run func(func(ctx context.Context))) {
+	a.tel.collector = metrics.New(metrics.Config{
+		Interval:          a.cfg.MetricsInterval,
+		OfflineResolution: a.cfg.MetricsOfflineResolution,
+		StateDir:          a.cfg.StateDir,
+		Online:            a.link.Connected,
+		Send: func(b wire.MetricsBatch) {
+			a.enqueue(wire.TopicMetrics, wire.TypeMetrics, outbox.Telemetry, b)
+		},
+		Restarts: a.restartCounts,
+		Logger:   a.log,
+	})
+	a.tel.logs = logs.New(logs.Config{
+		Dir:     filepath.Join(a.cfg.StateDir, "logs"),
+		MaxSize: a.cfg.ContainerLogMaxSize,
+		Current: a.currentRun,
+		Keep:    a.podWanted,
+		Reply:   a.sendLogReply,
+		Logger:  a.log,
+	})
+	run(func(ctx context.Context) { _ = a.tel.collector.Run(ctx) })
+	run(func(ctx context.Context) { _ = a.tel.logs.Run(ctx) })
+}
+
+// onRequest takes a request from the hub. It runs on the MQTT receive
+// path, so it only queues the work.
+func (a *Agent) onRequest(topic string, payload []byte) {
+	env, err := wire.Decode(topic, payload)
+	if err != nil {
+		a.log.Warn("dropping request", "err", err)
+		return
+	}
+	var req wire.LogRequest
+	if err := wire.DecodePayload(env, topic, &req); err != nil {
+		a.log.Warn("dropping request", "err", err)
+		return
+	}
+	if a.tel.logs == nil || !a.tel.logs.Submit(req) {
+		a.log.Warn("too many log requests at once; dropping one", "id", req.ID, "pod", req.Namespace+"/"+req.Pod)
+	}
+}
+
+// sendLogReply publishes a reply on the node's replies topic.
+func (a *Agent) sendLogReply(ctx context.Context, r wire.LogReply) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return a.publishNow(ctx, wire.TopicReplies, wire.TypeLogReply, r, false)
+}
+
+// restartCounts reads each container's restart count from the latest pod
+// status the reconciler reported.
+func (a *Agent) restartCounts() map[metrics.ContainerKey]int32 {
+	a.mu.Lock()
+	last := a.lastReport
+	a.mu.Unlock()
+	out := map[metrics.ContainerKey]int32{}
+	if last == nil {
+		return out
+	}
+	for _, p := range last.Pods {
+		for _, cs := range p.Status.ContainerStatuses {
+			out[metrics.ContainerKey{PodUID: p.UID, Container: cs.Name}] = cs.RestartCount
+		}
+	}
+	return out
+}
+
+// currentRun is the run a container's output goes to now: its restart
+// count, which names its log file.
+func (a *Agent) currentRun(ref logs.ContainerRef) (int32, bool) {
+	n, ok := a.restartCounts()[metrics.ContainerKey{PodUID: ref.UID, Container: ref.Container}]
+	return n, ok
+}
+
+// podWanted reports whether the pod is in the desired snapshot.
+func (a *Agent) podWanted(uid string) bool {
+	snap, err := a.state.Snapshot()
+	if err != nil {
+		return true
+	}
+	for _, p := range snap.Pods {
+		if p.UID == uid {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,397 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flotilla-edge/flotilla/hub/internal/logs"
+	"github.com/flotilla-edge/flotilla/hub/internal/metrics"
+	"github.com/flotilla-edge/flotilla/hub/internal/store"
+	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/pkg/wire"
+)
+
+// MetricsSource is where the API reads usage: every node's latest sample
+// and the series kept.
+type MetricsSource interface {
+	// Latest is a node's newest sample, however old.
+	Latest(node string) (wire.MetricSample, bool)
+	// Current is every node's latest sample that is recent enough to
+	// stand for its usage now.
+	Current() map[string]wire.MetricSample
+	// Range is a node's kept samples since from, oldest first.
+	Range(node string, from time.Time) ([]wire.MetricSample, error)
+}
+
+// LogSource fetches a container's output from its node.
+type LogSource interface {
+	Stream(ctx context.Context, node string, q logs.Query, w io.Writer, flush func()) error
+}
+
+// Telemetry is what the API serves besides the store: usage, logs and
+// the hub's Prometheus metrics. Any part may be nil.
+type Telemetry struct {
+	Metrics    MetricsSource
+	Logs       LogSource
+	Prometheus http.Handler
+}
+
+// WithTelemetry adds usage, logs and /metrics to the API.
+func (s *Server) WithTelemetry(t Telemetry) *Server {
+	s.tel = t
+	return s
+}
+
+// registerTelemetry adds the routes of usage, series, logs and /metrics.
+// They are more specific than the resource routes, so the mux prefers
+// them.
+func (s *Server) registerTelemetry(mux *http.ServeMux) {
+	if s.tel.Prometheus != nil {
+		mux.Handle("GET /metrics", s.tel.Prometheus)
+	}
+	const m = "/apis/" + api.MetricsAPIVersion
+	mux.HandleFunc("GET "+m+"/nodes", s.handle(s.nodeMetricsList))
+	mux.HandleFunc("GET "+m+"/nodes/{name}", s.handle(s.nodeMetrics))
+	mux.HandleFunc("GET "+m+"/pods", s.handle(s.podMetricsList))
+	mux.HandleFunc("GET "+m+"/namespaces/{namespace}/pods", s.handle(s.podMetricsList))
+	mux.HandleFunc("GET "+m+"/namespaces/{namespace}/pods/{name}", s.handle(s.podMetrics))
+	mux.HandleFunc("GET /api/v1/nodes/{name}/metrics", s.handle(s.nodeSeries))
+	mux.HandleFunc("GET /api/v1/namespaces/{namespace}/pods/{name}/log", s.handle(s.podLog))
+}
+
+func (s *Server) handle(f func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := f(w, r); err != nil {
+			s.writeError(w, err)
+		}
+	}
+}
+
+// joinMetrics puts a node's latest sample in its status.metrics.
+func (s *Server) joinMetrics(obj api.Object) {
+	n, ok := obj.(*api.Node)
+	if !ok || s.tel.Metrics == nil {
+		return
+	}
+	if sample, ok := s.tel.Metrics.Latest(n.Name); ok {
+		n.Status.Metrics = metrics.Usage(sample)
+	}
+}
+
+func (s *Server) metricsSource() (MetricsSource, error) {
+	if s.tel.Metrics == nil {
+		return nil, errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "metrics are not enabled on this hub")
+	}
+	return s.tel.Metrics, nil
+}
+
+func (s *Server) nodeMetricsList(w http.ResponseWriter, r *http.Request) error {
+	src, err := s.metricsSource()
+	if err != nil {
+		return err
+	}
+	current := src.Current()
+	list := api.NodeMetricsList{TypeMeta: api.TypeMeta{APIVersion: api.MetricsAPIVersion, Kind: "NodeMetricsList"}, Items: []api.NodeMetrics{}}
+	for _, node := range sortedKeys(current) {
+		list.Items = append(list.Items, metrics.NodeMetrics(node, current[node]))
+	}
+	writeJSON(w, http.StatusOK, list)
+	return nil
+}
+
+func (s *Server) nodeMetrics(w http.ResponseWriter, r *http.Request) error {
+	src, err := s.metricsSource()
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	sample, ok := src.Current()[name]
+	if !ok {
+		return errorf(http.StatusNotFound, api.ReasonNotFound, "nodemetrics.metrics.k8s.io %q not found", name)
+	}
+	writeJSON(w, http.StatusOK, metrics.NodeMetrics(name, sample))
+	return nil
+}
+
+// podMetricsAll lists the pods of every current sample, filtered by
+// namespace ("" for all) and ?fieldSelector=spec.nodeName=.
+func (s *Server) podMetricsAll(r *http.Request, namespace string) ([]api.PodMetrics, error) {
+	src, err := s.metricsSource()
+	if err != nil {
+		return nil, err
+	}
+	fields, err := parseFieldSelector(r.URL.Query().Get("fieldSelector"))
+	if err != nil {
+		return nil, err
+	}
+	current := src.Current()
+	var out []api.PodMetrics
+	for _, node := range sortedKeys(current) {
+		if want, ok := fields["spec.nodeName"]; ok && want != node {
+			continue
+		}
+		for _, pm := range metrics.PodMetrics(node, current[node]) {
+			if namespace != "" && pm.Namespace != namespace {
+				continue
+			}
+			if want, ok := fields["metadata.name"]; ok && want != pm.Name {
+				continue
+			}
+			if want, ok := fields["metadata.namespace"]; ok && want != pm.Namespace {
+				continue
+			}
+			out = append(out, pm)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Namespace != out[j].Namespace {
+			return out[i].Namespace < out[j].Namespace
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+func (s *Server) podMetricsList(w http.ResponseWriter, r *http.Request) error {
+	items, err := s.podMetricsAll(r, r.PathValue("namespace"))
+	if err != nil {
+		return err
+	}
+	if items == nil {
+		items = []api.PodMetrics{}
+	}
+	writeJSON(w, http.StatusOK, api.PodMetricsList{TypeMeta: api.TypeMeta{APIVersion: api.MetricsAPIVersion, Kind: "PodMetricsList"}, Items: items})
+	return nil
+}
+
+func (s *Server) podMetrics(w http.ResponseWriter, r *http.Request) error {
+	items, err := s.podMetricsAll(r, r.PathValue("namespace"))
+	if err != nil {
+		return err
+	}
+	for _, pm := range items {
+		if pm.Name == r.PathValue("name") {
+			writeJSON(w, http.StatusOK, pm)
+			return nil
+		}
+	}
+	return errorf(http.StatusNotFound, api.ReasonNotFound, "podmetrics.metrics.k8s.io %q not found", r.PathValue("name"))
+}
+
+// nodeSeries serves the samples kept for a node: ?since= (a duration,
+// default 1h) or ?sinceTime= (RFC 3339), and ?metric= (comma-separated
+// names or prefixes: cpu, memory.percent, fs./).
+func (s *Server) nodeSeries(w http.ResponseWriter, r *http.Request) error {
+	src, err := s.metricsSource()
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	q := r.URL.Query()
+	since := s.now().Add(-time.Hour)
+	if v := q.Get("since"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return errorf(http.StatusBadRequest, api.ReasonBadRequest, "since %q: want a positive duration like 1h or 30m", v)
+		}
+		since = s.now().Add(-d)
+	}
+	if v := q.Get("sinceTime"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return errorf(http.StatusBadRequest, api.ReasonBadRequest, "sinceTime %q: want RFC 3339", v)
+		}
+		since = t
+	}
+	var filters []string
+	for _, m := range q["metric"] {
+		for _, f := range strings.Split(m, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				filters = append(filters, f)
+			}
+		}
+	}
+	err = s.store.View(func(tx store.Tx) error {
+		_, err := tx.Get(store.Key{Kind: api.KindNode, Name: name})
+		return err
+	})
+	if store.IsNotFound(err) {
+		k, _ := api.LookupKind(api.KindNode)
+		return notFound(k, name)
+	}
+	if err != nil {
+		return err
+	}
+	samples, err := src.Range(name, since)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, metrics.SeriesOf(name, since, samples, filters))
+	return nil
+}
+
+// podLog serves a container's output, fetched from its node, with
+// Kubernetes' parameters: container, tailLines, sinceSeconds, sinceTime,
+// limitBytes, previous and follow.
+func (s *Server) podLog(w http.ResponseWriter, r *http.Request) error {
+	if s.tel.Logs == nil {
+		return errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "logs are not enabled on this hub")
+	}
+	ns, name := r.PathValue("namespace"), r.PathValue("name")
+	var pod *api.Pod
+	err := s.store.View(func(tx store.Tx) error {
+		var err error
+		pod, err = store.Get[api.Pod](tx, api.KindPod, ns, name)
+		return err
+	})
+	if store.IsNotFound(err) {
+		k, _ := api.LookupKind(api.KindPod)
+		return notFound(k, name)
+	}
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	query := logs.Query{Namespace: ns, Pod: name, UID: pod.UID, Container: q.Get("container")}
+	if query.Container == "" {
+		if len(pod.Spec.Containers) != 1 {
+			var names []string
+			for _, c := range pod.Spec.Containers {
+				names = append(names, c.Name)
+			}
+			return errorf(http.StatusBadRequest, api.ReasonBadRequest, "a container name must be specified for pod %s, choose one of: [%s]", name, strings.Join(names, " "))
+		}
+		query.Container = pod.Spec.Containers[0].Name
+	} else if !hasContainer(pod, query.Container) {
+		return errorf(http.StatusBadRequest, api.ReasonBadRequest, "container %s is not valid for pod %s", query.Container, name)
+	}
+	if pod.Spec.NodeName == "" {
+		return errorf(http.StatusBadRequest, api.ReasonBadRequest, "pod %s is not on a node yet", name)
+	}
+	boolParam := func(key string) (bool, error) {
+		v := q.Get(key)
+		if v == "" {
+			return false, nil
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return false, errorf(http.StatusBadRequest, api.ReasonBadRequest, "%s %q: want true or false", key, v)
+		}
+		return b, nil
+	}
+	intParam := func(key string) (*int64, error) {
+		v := q.Get(key)
+		if v == "" {
+			return nil, nil
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return nil, errorf(http.StatusBadRequest, api.ReasonBadRequest, "%s %q: want a non-negative integer", key, v)
+		}
+		return &n, nil
+	}
+	if query.Follow, err = boolParam("follow"); err != nil {
+		return err
+	}
+	if query.Previous, err = boolParam("previous"); err != nil {
+		return err
+	}
+	if query.TailLines, err = intParam("tailLines"); err != nil {
+		return err
+	}
+	limit, err := intParam("limitBytes")
+	if err != nil {
+		return err
+	}
+	if limit != nil {
+		query.LimitBytes = *limit
+	}
+	secs, err := intParam("sinceSeconds")
+	if err != nil {
+		return err
+	}
+	if secs != nil {
+		t := s.now().Add(-time.Duration(*secs) * time.Second)
+		query.SinceTime = &t
+	}
+	if v := q.Get("sinceTime"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return errorf(http.StatusBadRequest, api.ReasonBadRequest, "sinceTime %q: want RFC 3339", v)
+		}
+		query.SinceTime = &t
+	}
+	lw := &lazyWriter{w: w}
+	flush := func() {
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+	err = s.tel.Logs.Stream(r.Context(), pod.Spec.NodeName, query, lw, flush)
+	if err == nil {
+		if !lw.started {
+			lw.start()
+		}
+		return nil
+	}
+	if lw.started {
+		s.log.Warn("log stream ended early", "pod", ns+"/"+name, "err", err)
+		return nil
+	}
+	switch {
+	case errors.Is(err, logs.ErrNotFound):
+		return errorf(http.StatusNotFound, api.ReasonNotFound, "%v", err)
+	case errors.Is(err, logs.ErrBadRequest):
+		return errorf(http.StatusBadRequest, api.ReasonBadRequest, "%v", err)
+	case errors.Is(err, logs.ErrUnreachable):
+		return errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "%v", err)
+	}
+	return fmt.Errorf("logs of pod %s/%s: %w", ns, name, err)
+}
+
+func hasContainer(p *api.Pod, name string) bool {
+	for _, c := range p.Spec.Containers {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// lazyWriter sends the 200 and its headers only with the first bytes, so
+// that a fetch that fails before any output can still answer with an
+// error.
+type lazyWriter struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (l *lazyWriter) start() {
+	l.started = true
+	l.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	l.w.Header().Set("X-Content-Type-Options", "nosniff")
+	l.w.WriteHeader(http.StatusOK)
+}
+
+func (l *lazyWriter) Write(p []byte) (int, error) {
+	if !l.started {
+		l.start()
+	}
+	return l.w.Write(p)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
