@@ -56,6 +56,9 @@ type Config struct {
 	// offline are merged to (default 1 min).
 	MetricsInterval          time.Duration
 	MetricsOfflineResolution time.Duration
+	// NodeSource reads the board's usage for metrics (nil: gopsutil on
+	// this machine); the fleet simulator gives each agent a synthetic one.
+	NodeSource metrics.NodeSource
 	// ContainerLogMaxSize bounds one container's log files (default 10 MiB).
 	ContainerLogMaxSize int64
 }

@@ -25,6 +25,7 @@ func (a *Agent) startTelemetry(run func(func(ctx context.Context))) {
 	a.tel.collector = metrics.New(metrics.Config{
 		Interval:          a.cfg.MetricsInterval,
 		OfflineResolution: a.cfg.MetricsOfflineResolution,
+		Node:              a.cfg.NodeSource,
 		StateDir:          a.cfg.StateDir,
 		Online:            a.link.Connected,
 		Send: func(b wire.MetricsBatch) {
