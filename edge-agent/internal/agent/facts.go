@@ -43,9 +43,13 @@ func gatherFacts(ctx context.Context, cfg Config) Facts {
 		Variant:         ArchVariant(),
 		AgentVersion:    cfg.Version,
 	}
-	if info, err := host.InfoWithContext(ctx); err == nil {
-		f.Info.KernelVersion = info.KernelVersion
-		f.Info.MachineID = info.HostID
+	// Only the two facts the hello carries: host.Info would also work out
+	// the platform, which runs lsb_release in a child process.
+	if v, err := host.KernelVersionWithContext(ctx); err == nil {
+		f.Info.KernelVersion = v
+	}
+	if id, err := host.HostIDWithContext(ctx); err == nil {
+		f.Info.MachineID = id
 	}
 	f.Info.OSImage = osImage()
 
