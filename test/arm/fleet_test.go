@@ -224,7 +224,7 @@ func startHub(t *testing.T) *hubProc {
 	}
 	h := &hubProc{t: t, URL: fmt.Sprintf("http://127.0.0.1:%d", httpPort), MQTT: fmt.Sprintf("tcp://127.0.0.1:%d", mqttPort),
 		bin: filepath.Join(env.dist, "hub-linux-amd64")}
-	p, err := harness.StartProcess("hub", filepath.Join(dir, "hub.log"), h.bin, "serve",
+	p, err := harness.StartProcess("hub", filepath.Join(dir, "hub.log"), h.bin, "serve", "--insecure",
 		"--data-dir", filepath.Join(dir, "data"), "--http-listen", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--mqtt-listen", fmt.Sprintf("127.0.0.1:%d", mqttPort), "--node-grace-period", "20s")
 	if err != nil {

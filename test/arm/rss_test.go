@@ -54,8 +54,8 @@ func TestAgentIdleRSS(t *testing.T) {
 	})
 	time.Sleep(steady)
 	busy := status(t, a.proc.Pid())
-	t.Logf("edge-agent linux/amd64 after %s idle: 0 pods VmRSS %.1f MiB; 5 pods VmRSS %.1f MiB (VmHWM %.1f MiB, threads %s)",
-		steady, idle["VmRSS"], busy["VmRSS"], busy["VmHWM"], fmt.Sprint(busy["Threads"]))
+	t.Logf("edge-agent linux/amd64 after %s idle: 0 pods VmRSS %.1f MiB; 5 pods VmRSS %.1f MiB (anonymous %.1f, file-backed %.1f, shared memory %.1f; VmHWM %.1f MiB, threads %s)",
+		steady, idle["VmRSS"], busy["VmRSS"], busy["RssAnon"], busy["RssFile"], busy["RssShmem"], busy["VmHWM"], fmt.Sprint(busy["Threads"]))
 	if idle["VmRSS"] > maxIdleRSSMiB || busy["VmRSS"] > maxIdleRSSMiB {
 		t.Errorf("agent RSS over %d MiB: idle %.1f, 5 pods %.1f", maxIdleRSSMiB, idle["VmRSS"], busy["VmRSS"])
 	}

@@ -177,7 +177,7 @@ func setup(ctx context.Context) (*stack, error) {
 	mqttPort, _ := harness.FreePort()
 	s.mqttPort = mqttPort
 	s.server = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
-	if s.hub, err = harness.StartProcess("hub", filepath.Join(dir, "hub.log"), s.hubBin, "serve",
+	if s.hub, err = harness.StartProcess("hub", filepath.Join(dir, "hub.log"), s.hubBin, "serve", "--insecure",
 		"--data-dir", filepath.Join(dir, "hub"), "--http-listen", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--mqtt-listen", fmt.Sprintf("0.0.0.0:%d", mqttPort), "--log-level", "warn"); err != nil {
 		return s, err

@@ -550,6 +550,13 @@ func TestLinkFlapKeepsContainers(t *testing.T) {
 		if len(before) != 2 {
 			return fmt.Errorf("%d running", len(before))
 		}
+		// The agent records the start time on the container just after
+		// starting it; compare from then on.
+		for _, c := range before {
+			if c.StartedAt == "" {
+				return fmt.Errorf("%s: start time not recorded yet", c.ID)
+			}
+		}
 		return nil
 	})
 	if err := site.Cut(); err != nil {

@@ -380,6 +380,21 @@ func describeNode(d *describer, n *api.Node, rel Related, now time.Time) {
 		d.line(1, "Last Seen:\t%s (%s ago)", timestamp(n.Status.LastSeen), age(now, n.Status.LastSeen))
 	}
 
+	// The agent's store-and-forward queue, as it last said: what waits for
+	// the hub and what a full queue made it drop while offline.
+	ob := n.Status.Outbox
+	d.line(0, "Outbox:")
+	d.line(1, "Queued:\t%d", ob.Queued)
+	if ob.Dropped == 0 {
+		d.line(1, "Dropped:\t0")
+	} else {
+		var by []string
+		for _, class := range sortedKeys(ob.DroppedByClass) {
+			by = append(by, fmt.Sprintf("%s %d", class, ob.DroppedByClass[class]))
+		}
+		d.line(1, "Dropped:\t%d (%s)", ob.Dropped, strings.Join(by, ", "))
+	}
+
 	describeNodePods(d, n, rel.Pods, now)
 	describeNodeUsage(d, n, rel.PodMetrics, now)
 }

@@ -169,7 +169,9 @@ func TestDescribeNode(t *testing.T) {
 	}
 	pods = append(pods, other)
 
-	out := describe(t, testNodes()[0], Related{Pods: pods})
+	node := testNodes()[0]
+	node.Status.Outbox = api.NodeOutbox{Queued: 3, Dropped: 52, DroppedByClass: map[string]uint64{"status": 33, "events": 19}}
+	out := describe(t, node, Related{Pods: pods})
 	wantLines(t, out,
 		"Name:               edge-1",
 		"Roles:              gateway",
@@ -198,9 +200,12 @@ func TestDescribeNode(t *testing.T) {
 		"  Container Runtime Version:  containerd://1.7.24",
 		"  Agent Version:              v0.3.1",
 		"Revisions:",
-		"  Desired:            7",
-		"  Observed:           7",
-		"  Last Seen:          Wed, 01 May 2024 11:59:50 +0000 (10s ago)",
+		"  Desired:    7",
+		"  Observed:   7",
+		"  Last Seen:  Wed, 01 May 2024 11:59:50 +0000 (10s ago)",
+		"Outbox:",
+		"  Queued:             3",
+		"  Dropped:            52 (events 19, status 33)",
 		"Non-terminated Pods:  (3 in total)",
 		"  Namespace           Name           CPU Requests  CPU Limits  Memory Requests  Memory Limits  Age",
 		"  ---------           ----           ------------  ----------  ---------------  -------------  ---",
@@ -221,15 +226,17 @@ func TestDescribeNodeBare(t *testing.T) {
 	wantLines(t, describe(t, testNodes()[2], Related{}),
 		"Conditions:         <none>",
 		"Addresses:          <none>",
-		"  Desired:            <none>",
-		"  Last Seen:          <never>",
+		"  Desired:    <none>",
+		"  Last Seen:  <never>",
+		"  Queued:             0",
+		"  Dropped:            0",
 		"Non-terminated Pods:  (0 in total)",
 	)
 	wantLines(t, describe(t, testNodes()[1], Related{}),
 		"Unschedulable:      true",
 		"  Architecture:               arm/v7",
-		"  Desired:            12",
-		"  Observed:           10",
+		"  Desired:    12",
+		"  Observed:   10",
 	)
 }
 
