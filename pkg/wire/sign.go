@@ -190,6 +190,9 @@ func NewVerifier(node string, keys ...ed25519.PublicKey) (*Verifier, error) {
 // the error wraps ErrUnsigned, ErrWrongNode, ErrBadSignature or ErrReplay
 // (a *ReplayError), or is a *Error for a payload that does not decode.
 // Nothing about the payload is believed before its signature verified.
+// With a *ReplayError the verified snapshot is returned too: a Duplicate
+// is the snapshot the node runs, delivered again, and its Secrets (which
+// the agent keeps only in memory) are good to use.
 func (v *Verifier) Verify(env Envelope, last uint64) (Snapshot, error) {
 	if env.Type != TypeSnapshot {
 		return Snapshot{}, fmt.Errorf("%w: message type %q is not %s", ErrBadSignature, env.Type, TypeSnapshot)
@@ -220,7 +223,7 @@ func (v *Verifier) Verify(env Envelope, last uint64) (Snapshot, error) {
 		return Snapshot{}, fmt.Errorf("%w: payload revision %d, signed revision %d", ErrBadSignature, snap.Revision, sig.Revision)
 	}
 	if snap.Revision <= last {
-		return Snapshot{}, &ReplayError{Revision: snap.Revision, Last: last}
+		return snap, &ReplayError{Revision: snap.Revision, Last: last}
 	}
 	return snap, nil
 }

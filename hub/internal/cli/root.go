@@ -6,6 +6,7 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +29,8 @@ type BuildInfo struct {
 type env struct {
 	configFile  string
 	server      string
+	token       string
+	caPEM       []byte
 	namespace   string
 	out, errOut io.Writer
 	v           *viper.Viper
@@ -40,13 +43,21 @@ func NewRootCommand(build BuildInfo) *cobra.Command {
 		Use:   "hub",
 		Short: "Flotilla hub: the control plane of an edge fleet, and its operator CLI",
 		Long: `hub serve runs the Flotilla hub. Every other command talks to a running hub
-over its HTTP API (--server, FLOTILLA_SERVER, or "server:" in --config).`,
+over its HTTP API (--server, FLOTILLA_SERVER, or "server:" in --config).
+A hub started without --insecure writes {data-dir}/admin.conf, a --config
+file with its URL, CA and an administrator's token:
+
+  hub --config /var/lib/flotilla-hub/admin.conf get nodes
+  export FLOTILLA_CONFIG=/var/lib/flotilla-hub/admin.conf`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&e.configFile, "config", os.Getenv("FLOTILLA_CONFIG"), "YAML file with settings (keys are the flag names)")
 	pf.String("server", "http://127.0.0.1:8080", "URL of the hub's HTTP API")
+	pf.String("token", "", "the hub's administrator token (see {data-dir}/admin.conf)")
+	pf.String("certificate-authority", "", "PEM file of the hub CA, to check an https --server")
+	pf.String("certificate-authority-data", "", "the hub CA, PEM in base64 (as admin.conf carries it)")
 	pf.StringP("namespace", "n", "", "namespace (default \"default\")")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		v, err := config.Load(cmd.Flags(), e.configFile)
@@ -55,6 +66,20 @@ over its HTTP API (--server, FLOTILLA_SERVER, or "server:" in --config).`,
 		}
 		e.v = v
 		e.server = v.GetString("server")
+		e.token = v.GetString("token")
+		if f := v.GetString("certificate-authority"); f != "" {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return fmt.Errorf("--certificate-authority: %w", err)
+			}
+			e.caPEM = b
+		} else if d := v.GetString("certificate-authority-data"); d != "" {
+			b, err := base64.StdEncoding.DecodeString(d)
+			if err != nil {
+				return fmt.Errorf("certificate-authority-data: not base64: %w", err)
+			}
+			e.caPEM = b
+		}
 		e.namespace = v.GetString("namespace")
 		e.out, e.errOut = cmd.OutOrStdout(), cmd.ErrOrStderr()
 		return nil
@@ -76,13 +101,16 @@ over its HTTP API (--server, FLOTILLA_SERVER, or "server:" in --config).`,
 		newTopCommand(e),
 		newMetricsCommand(e),
 		newLogsCommand(e),
+		newTokenCommand(e),
+		newCertificateCommand(e),
+		newNodeCommand(e),
 	)
 	return root
 }
 
 // client returns an API client for the configured server.
 func (e *env) client() (*client.Client, error) {
-	return client.New(e.server)
+	return client.NewWithOptions(e.server, client.Options{CAPEM: e.caPEM, Token: e.token})
 }
 
 // ns is the namespace to use: -n, or "default".

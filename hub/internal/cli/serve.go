@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flotilla-edge/flotilla/hub/internal/serve"
+	"github.com/flotilla-edge/flotilla/pkg/config"
 )
 
 func newServeCommand(e *env) *cobra.Command {
@@ -31,16 +32,41 @@ func newServeCommand(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			insecure := v.GetBool("insecure")
+			httpListen, mqttListen := v.GetString("http-listen"), v.GetString("mqtt-listen")
+			if httpListen == "" {
+				httpListen = ":8443"
+				if insecure {
+					httpListen = "127.0.0.1:8080"
+				}
+			}
+			if mqttListen == "" {
+				mqttListen = ":8883"
+				if insecure {
+					mqttListen = ":1883"
+				}
+			}
+			caCert, caKey := v.GetString("ca-cert"), v.GetString("ca-key")
+			if (caCert == "") != (caKey == "") {
+				return fmt.Errorf("--ca-cert and --ca-key go together")
+			}
 			ctx, stop := signalContext()
 			defer stop()
 			return serve.Run(ctx, serve.Config{
-				DataDir:    v.GetString("data-dir"),
-				HTTPListen: v.GetString("http-listen"),
-				MQTTListen: v.GetString("mqtt-listen"),
-				BrokerURL:  v.GetString("broker"),
-				NodeGrace:  v.GetDuration("node-grace-period"),
-				EventTTL:   v.GetDuration("event-ttl"),
-				Logger:     logger,
+				Insecure:       insecure,
+				TLSHosts:       config.StringList(v, "tls-san"),
+				CACertFile:     caCert,
+				CAKeyFile:      caKey,
+				ManualApproval: v.GetBool("manual-approval"),
+				IngestRate:     v.GetFloat64("ingest-rate"),
+				IngestBurst:    v.GetFloat64("ingest-burst"),
+				DataDir:        v.GetString("data-dir"),
+				HTTPListen:     httpListen,
+				MQTTListen:     mqttListen,
+				BrokerURL:      v.GetString("broker"),
+				NodeGrace:      v.GetDuration("node-grace-period"),
+				EventTTL:       v.GetDuration("event-ttl"),
+				Logger:         logger,
 				// Metrics.
 				MetricsRetention:        v.GetDuration("metrics-retention"),
 				MemoryPressureThreshold: memPressure,
@@ -50,9 +76,16 @@ func newServeCommand(e *env) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.String("data-dir", "/var/lib/flotilla-hub", "directory for the hub's Badger store")
-	f.String("http-listen", "127.0.0.1:8080", "address of the HTTP API")
-	f.String("mqtt-listen", ":1883", "address of the embedded MQTT broker")
-	f.String("broker", "", "URL of an external MQTT broker (tcp://host:port); disables the embedded one")
+	f.String("http-listen", "", "address of the HTTP API (default :8443 with TLS, 127.0.0.1:8080 with --insecure)")
+	f.String("mqtt-listen", "", "address of the embedded MQTT broker (default :8883 with TLS, :1883 with --insecure)")
+	f.String("broker", "", "URL of an external MQTT broker (ssl://host:port; tcp:// only with --insecure); disables the embedded one")
+	f.Bool("insecure", false, "serve MQTT and HTTP in plaintext, without authentication or per-node access control (tests, trusted networks)")
+	f.StringSlice("tls-san", nil, "host name or address for the hub's server certificate (repeatable; default localhost, loopback, the host name and its addresses)")
+	f.String("ca-cert", "", "PEM file of an operator's CA to use instead of generating one (with --ca-key)")
+	f.String("ca-key", "", "PEM private key of --ca-cert")
+	f.Bool("manual-approval", false, "every enrolment waits for `hub certificate approve`")
+	f.Float64("ingest-rate", 1000, "messages per second one node may send; more are dropped")
+	f.Float64("ingest-burst", 10000, "messages one node may send at once above --ingest-rate")
 	f.Duration("node-grace-period", 40*time.Second, "how long a node may be silent before it is NotReady")
 	f.Duration("event-ttl", time.Hour, "how long events are kept")
 	f.String("log-level", "info", "log level: debug, info, warn, error")

@@ -6,6 +6,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,13 +27,66 @@ type Client struct {
 }
 
 // New returns a client for the hub at server (for example
-// http://127.0.0.1:8080).
-func New(server string) (*Client, error) {
+// http://127.0.0.1:8080), without credentials.
+func New(server string) (*Client, error) { return NewWithOptions(server, Options{}) }
+
+// Options are a client's credentials.
+type Options struct {
+	// CAPEM, if set, is the only root the hub's certificate is checked
+	// against (the hub CA).
+	CAPEM []byte
+	// Token is sent as "Authorization: Bearer".
+	Token string
+}
+
+// NewWithOptions returns a client for the hub at server with credentials.
+func NewWithOptions(server string, o Options) (*Client, error) {
 	u, err := url.Parse(server)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("--server %q: want http://host:port or https://host:port", server)
 	}
-	return &Client{base: strings.TrimRight(server, "/"), http: &http.Client{Timeout: 60 * time.Second}}, nil
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if len(o.CAPEM) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(o.CAPEM) {
+			return nil, errors.New("the hub CA (certificate-authority) holds no PEM certificate")
+		}
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	}
+	var rt http.RoundTripper = tr
+	if o.Token != "" {
+		if u.Scheme != "https" && u.Hostname() != "127.0.0.1" && u.Hostname() != "localhost" && u.Hostname() != "::1" {
+			return nil, fmt.Errorf("--server %q: a token is only sent over https (or to loopback)", server)
+		}
+		rt = bearer{token: o.Token, next: tr}
+	}
+	return &Client{base: strings.TrimRight(server, "/"), http: &http.Client{Timeout: 60 * time.Second, Transport: rt}}, nil
+}
+
+// bearer adds the token to every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
+
+// Post sends in as JSON to path and decodes the answer into out.
+func (c *Client) Post(ctx context.Context, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, path, "application/json", body, out)
+}
+
+// GetJSON decodes the answer to GET path into out.
+func (c *Client) GetJSON(ctx context.Context, path string, out any) error {
+	return c.do(ctx, http.MethodGet, path, "", nil, out)
 }
 
 // StatusError is an error the hub answered with.
@@ -40,6 +95,9 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
+	if e.Status.Code == http.StatusUnauthorized {
+		return "Error from server (Unauthorized): " + e.Status.Message
+	}
 	if e.Status.Reason == "" {
 		return "Error from server: " + e.Status.Message
 	}

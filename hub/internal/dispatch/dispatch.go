@@ -7,6 +7,7 @@ package dispatch
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -55,6 +56,22 @@ type Options struct {
 	Resync time.Duration
 	// Parallel bounds concurrent publishes (default 32).
 	Parallel int
+	// Signer, if set, signs every snapshot (wire.Signer); without it
+	// snapshots go out unsigned.
+	Signer *wire.Signer
+	// HashKey, if set, keys the content hash stored in NodeSnapshot
+	// records (HMAC-SHA-256), so that the hash of a snapshot that holds
+	// Secrets says nothing about them to a reader of the store.
+	HashKey []byte
+}
+
+// HashKeyFrom derives Options.HashKey from a secret the hub keeps (its
+// signing key's seed), so that it is the same across restarts.
+func HashKeyFrom(secret []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("flotilla dispatch content hash\x00"))
+	h.Write(secret)
+	return h.Sum(nil)
 }
 
 // Dispatcher keeps every node's published snapshot in step with its pods.
@@ -72,11 +89,16 @@ type Dispatcher struct {
 	records     map[string]*NodeSnapshot      // node → last dispatched record
 	observed    map[string]uint64             // node → revision the agent reports
 	published   map[string]uint64             // node → revision published in this process
+	secrets     map[store.Key]*wire.SnapshotSecret
+	configMaps  map[store.Key]*wire.SnapshotConfigMap
 }
 
 type cachedPod struct {
 	node string
 	pod  wire.SnapshotPod
+	// secrets and configMaps are the names (in the pod's namespace) its
+	// spec refers to.
+	secrets, configMaps []string
 }
 
 // New returns a Dispatcher; call Run to start it.
@@ -103,6 +125,8 @@ func New(opts Options) *Dispatcher {
 		records:     map[string]*NodeSnapshot{},
 		observed:    map[string]uint64{},
 		published:   map[string]uint64{},
+		secrets:     map[store.Key]*wire.SnapshotSecret{},
+		configMaps:  map[store.Key]*wire.SnapshotConfigMap{},
 	}
 }
 
@@ -124,7 +148,7 @@ func (d *Dispatcher) poke() {
 
 // Run dispatches until ctx ends.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	events := d.opts.Store.Watch(ctx, api.KindPod, api.KindNode)
+	events := d.opts.Store.Watch(ctx, api.KindPod, api.KindNode, api.KindSecret, api.KindConfigMap)
 	if err := d.resync(); err != nil {
 		return err
 	}
@@ -177,6 +201,61 @@ func (d *Dispatcher) handle(ev store.Event) {
 		d.handlePod(ev)
 	case api.KindNode:
 		d.handleNode(ev)
+	case api.KindSecret, api.KindConfigMap:
+		d.handleConfig(ev)
+	}
+}
+
+// handleConfig updates a cached Secret or ConfigMap and marks the nodes
+// whose pods use it.
+func (d *Dispatcher) handleConfig(ev store.Event) {
+	var sec *api.Secret
+	var cm *api.ConfigMap
+	if ev.Type == store.Put {
+		err := d.opts.Store.View(func(tx store.Tx) error {
+			var err error
+			if ev.Key.Kind == api.KindSecret {
+				sec, err = store.Get[api.Secret](tx, api.KindSecret, ev.Key.Namespace, ev.Key.Name)
+			} else {
+				cm, err = store.Get[api.ConfigMap](tx, api.KindConfigMap, ev.Key.Namespace, ev.Key.Name)
+			}
+			return err
+		})
+		if err != nil && !store.IsNotFound(err) {
+			d.log.Error("read config object", "key", ev.Key, "err", err)
+			return
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.setConfigLocked(ev.Key, sec, cm)
+}
+
+// setConfigLocked records a Secret or ConfigMap (both nil: gone) and marks
+// the nodes of the pods that refer to it. The caller holds d.mu.
+func (d *Dispatcher) setConfigLocked(key store.Key, sec *api.Secret, cm *api.ConfigMap) {
+	isSecret := key.Kind == api.KindSecret
+	switch {
+	case sec != nil:
+		d.secrets[key] = &wire.SnapshotSecret{Namespace: sec.Namespace, Name: sec.Name, Type: sec.Type, Data: sec.Data}
+	case cm != nil:
+		d.configMaps[key] = &wire.SnapshotConfigMap{Namespace: cm.Namespace, Name: cm.Name, Data: cm.Data, BinaryData: cm.BinaryData}
+	case isSecret:
+		delete(d.secrets, key)
+	default:
+		delete(d.configMaps, key)
+	}
+	for _, p := range d.pods {
+		if p.pod.Namespace != key.Namespace {
+			continue
+		}
+		names := p.configMaps
+		if isSecret {
+			names = p.secrets
+		}
+		if slices.Contains(names, key.Name) {
+			d.dirty[p.node] = true
+		}
 	}
 }
 
@@ -211,6 +290,7 @@ func (d *Dispatcher) setPod(key store.Key, pod *api.Pod) {
 		return
 	}
 	entry := &cachedPod{node: pod.Spec.NodeName, pod: snapshotPod(pod)}
+	entry.secrets, entry.configMaps = wire.PodConfigRefs(&pod.Spec)
 	if old != nil && old.node == entry.node && old.pod.UID == entry.pod.UID &&
 		old.pod.SpecHash == entry.pod.SpecHash && equalLabels(old.pod.Labels, entry.pod.Labels) &&
 		slices.Equal(old.pod.PrePull, entry.pod.PrePull) && old.pod.ProgressDeadlineSeconds == entry.pod.ProgressDeadlineSeconds {
@@ -265,9 +345,17 @@ func (d *Dispatcher) resync() error {
 	var pods []*api.Pod
 	var nodes []*api.Node
 	var recs []*NodeSnapshot
+	var secs []*api.Secret
+	var cms []*api.ConfigMap
 	err := d.opts.Store.View(func(tx store.Tx) error {
 		var err error
 		if pods, err = store.List[api.Pod](tx, api.KindPod, ""); err != nil {
+			return err
+		}
+		if secs, err = store.List[api.Secret](tx, api.KindSecret, ""); err != nil {
+			return err
+		}
+		if cms, err = store.List[api.ConfigMap](tx, api.KindConfigMap, ""); err != nil {
 			return err
 		}
 		if nodes, err = store.List[api.Node](tx, api.KindNode, ""); err != nil {
@@ -283,6 +371,14 @@ func (d *Dispatcher) resync() error {
 	defer d.mu.Unlock()
 	for _, r := range recs {
 		d.records[r.Name] = r
+	}
+	d.secrets = map[store.Key]*wire.SnapshotSecret{}
+	for _, sec := range secs {
+		d.setConfigLocked(store.KeyOf(sec), sec, nil)
+	}
+	d.configMaps = map[store.Key]*wire.SnapshotConfigMap{}
+	for _, cm := range cms {
+		d.setConfigLocked(store.KeyOf(cm), nil, cm)
 	}
 	seen := make(map[store.Key]bool, len(pods))
 	for _, p := range pods {
@@ -348,7 +444,7 @@ func (d *Dispatcher) flush(ctx context.Context) {
 		// Publish the recorded revision only with the content it was
 		// recorded for; if the pods changed since, the next pass numbers it.
 		snap := d.buildLocked(node)
-		if rec := d.records[node]; rec == nil || rec.Hash != contentHash(snap) {
+		if rec := d.records[node]; rec == nil || rec.Hash != d.contentHash(snap) {
 			d.dirty[node] = true
 			d.poke()
 			return
@@ -372,9 +468,34 @@ func (d *Dispatcher) flush(ctx context.Context) {
 // recorded revision. The caller holds d.mu.
 func (d *Dispatcher) buildLocked(node string) *wire.Snapshot {
 	snap := &wire.Snapshot{Node: node, Pods: []wire.SnapshotPod{}}
+	secrets, configMaps := map[store.Key]bool{}, map[store.Key]bool{}
 	for key := range d.nodes[node] {
-		snap.Pods = append(snap.Pods, d.pods[key].pod)
+		p := d.pods[key]
+		snap.Pods = append(snap.Pods, p.pod)
+		for _, name := range p.secrets {
+			k := store.Key{Kind: api.KindSecret, Namespace: p.pod.Namespace, Name: name}
+			if s := d.secrets[k]; s != nil && !secrets[k] {
+				secrets[k] = true
+				snap.Secrets = append(snap.Secrets, *s)
+			}
+		}
+		for _, name := range p.configMaps {
+			k := store.Key{Kind: api.KindConfigMap, Namespace: p.pod.Namespace, Name: name}
+			if c := d.configMaps[k]; c != nil && !configMaps[k] {
+				configMaps[k] = true
+				snap.ConfigMaps = append(snap.ConfigMaps, *c)
+			}
+		}
 	}
+	// Only what the node's pods use, in a stable order.
+	sort.Slice(snap.Secrets, func(i, j int) bool {
+		a, b := &snap.Secrets[i], &snap.Secrets[j]
+		return a.Namespace < b.Namespace || (a.Namespace == b.Namespace && a.Name < b.Name)
+	})
+	sort.Slice(snap.ConfigMaps, func(i, j int) bool {
+		a, b := &snap.ConfigMaps[i], &snap.ConfigMaps[j]
+		return a.Namespace < b.Namespace || (a.Namespace == b.Namespace && a.Name < b.Name)
+	})
 	sort.Slice(snap.Pods, func(i, j int) bool {
 		a, b := &snap.Pods[i], &snap.Pods[j]
 		if a.Namespace != b.Namespace {
@@ -395,7 +516,7 @@ func (d *Dispatcher) commit(snaps map[string]*wire.Snapshot) (map[string]*wire.S
 	var batch []*NodeSnapshot
 	d.mu.Lock()
 	for node, snap := range snaps {
-		hash := contentHash(snap)
+		hash := d.contentHash(snap)
 		rec := d.records[node]
 		obs := d.observed[node]
 		if rec != nil && rec.Hash == hash && rec.Revision >= obs {
@@ -489,7 +610,13 @@ func (d *Dispatcher) publish(ctx context.Context, snaps map[string]*wire.Snapsho
 }
 
 func (d *Dispatcher) publishOne(ctx context.Context, snap *wire.Snapshot) error {
-	b, err := wire.Encode(wire.TypeSnapshot, snap.Node, snap.Revision, time.Now(), snap)
+	var b []byte
+	var err error
+	if d.opts.Signer != nil {
+		b, err = d.opts.Signer.EncodeSnapshot(snap, snap.Revision, time.Now())
+	} else {
+		b, err = wire.Encode(wire.TypeSnapshot, snap.Node, snap.Revision, time.Now(), snap)
+	}
 	if err != nil {
 		return err
 	}
@@ -529,13 +656,26 @@ func snapshotPod(p *api.Pod) wire.SnapshotPod {
 	return sp
 }
 
-// contentHash identifies a snapshot's content, ignoring its revision.
-func contentHash(s *wire.Snapshot) string {
-	b, err := json.Marshal(s.Pods)
+// contentHash identifies a snapshot's content, ignoring its revision:
+// its pods, Secrets and ConfigMaps, keyed with Options.HashKey if set.
+func (d *Dispatcher) contentHash(s *wire.Snapshot) string {
+	b, err := json.Marshal(struct {
+		Pods       []wire.SnapshotPod
+		Secrets    []wire.SnapshotSecret    `json:",omitempty"`
+		ConfigMaps []wire.SnapshotConfigMap `json:",omitempty"`
+	}{s.Pods, s.Secrets, s.ConfigMaps})
 	if err != nil {
 		panic("dispatch: snapshot does not encode: " + err.Error()) // plain data always encodes
 	}
-	sum := sha256.Sum256(b)
+	var sum []byte
+	if len(d.opts.HashKey) > 0 {
+		m := hmac.New(sha256.New, d.opts.HashKey)
+		m.Write(b)
+		sum = m.Sum(nil)
+	} else {
+		s := sha256.Sum256(b)
+		sum = s[:]
+	}
 	return hex.EncodeToString(sum[:16])
 }
 

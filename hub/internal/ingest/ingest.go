@@ -54,6 +54,15 @@ type Options struct {
 	// OnFlush, if set, is told how long each flush took and how many
 	// nodes it wrote.
 	OnFlush func(d time.Duration, nodes int)
+	// Limiter, if set, bounds the messages each node may send; the rest
+	// are dropped (counted as dropped, logged at most once a minute per
+	// node), so that one noisy or hostile node cannot starve the others.
+	Limiter Limiter
+}
+
+// Limiter is a per-key token bucket; *ratelimit.Limiter satisfies it.
+type Limiter interface {
+	Allow(key string) bool
 }
 
 // MetricsSink takes the metric samples a node sent; it must not block.
@@ -72,6 +81,9 @@ type Ingest struct {
 
 	received atomic.Uint64
 	dropped  atomic.Uint64
+	// limitedLogged is when a node's refused messages were last logged.
+	limitedMu     sync.Mutex
+	limitedLogged map[string]time.Time
 }
 
 // nodeUpdate is everything heard from one node since the last flush. Of
@@ -143,6 +155,10 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 	env, err := wire.Decode(topic, payload)
 	if err != nil {
 		in.drop(err)
+		return
+	}
+	if in.opts.Limiter != nil && !in.opts.Limiter.Allow(env.Node) {
+		in.limited(env.Node)
 		return
 	}
 	// Decode the payload before taking the lock.
@@ -227,6 +243,20 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 	}
 	u.seen = now
 	in.signal()
+}
+
+// limited drops a message over its node's rate limit.
+func (in *Ingest) limited(node string) {
+	in.dropped.Add(1)
+	in.limitedMu.Lock()
+	defer in.limitedMu.Unlock()
+	if in.limitedLogged == nil {
+		in.limitedLogged = map[string]time.Time{}
+	}
+	if now := time.Now(); now.Sub(in.limitedLogged[node]) > time.Minute {
+		in.limitedLogged[node] = now
+		in.log.Warn("node is over its ingest rate limit; dropping its messages", "node", node)
+	}
 }
 
 func (in *Ingest) drop(err error) {

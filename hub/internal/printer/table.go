@@ -110,6 +110,24 @@ func buildTable(kind string, objs []api.Object, opts Options) (table, error) {
 				return t, wrongType(kind, o)
 			}
 			t.headers, row = namespaceRow(ns, now)
+		case api.KindSecret:
+			sec, ok := o.(*api.Secret)
+			if !ok {
+				return t, wrongType(kind, o)
+			}
+			t.headers, row = secretRow(sec, now)
+		case api.KindConfigMap:
+			cm, ok := o.(*api.ConfigMap)
+			if !ok {
+				return t, wrongType(kind, o)
+			}
+			t.headers, row = configMapRow(cm, now)
+		case api.KindCertificateSigningRequest:
+			csr, ok := o.(*api.CertificateSigningRequest)
+			if !ok {
+				return t, wrongType(kind, o)
+			}
+			t.headers, row = csrRow(csr, now)
 		default:
 			return t, fmt.Errorf("no table columns for kind %q", kind)
 		}
@@ -256,6 +274,41 @@ func controllerName(ref *api.OwnerReference) string {
 func namespaceRow(ns *api.Namespace, now time.Time) ([]string, []string) {
 	return []string{"NAME", "STATUS", "AGE"},
 		[]string{ns.Name, ns.Status.Phase, age(now, ns.CreationTimestamp)}
+}
+
+// secretRow never shows a value: only how many keys there are.
+func secretRow(s *api.Secret, now time.Time) ([]string, []string) {
+	typ := s.Type
+	if typ == "" {
+		typ = api.SecretTypeOpaque
+	}
+	return []string{"NAME", "TYPE", "DATA", "AGE"},
+		[]string{s.Name, typ, strconv.Itoa(len(s.Data)), age(now, s.CreationTimestamp)}
+}
+
+func configMapRow(cm *api.ConfigMap, now time.Time) ([]string, []string) {
+	return []string{"NAME", "DATA", "AGE"},
+		[]string{cm.Name, strconv.Itoa(len(cm.Data) + len(cm.BinaryData)), age(now, cm.CreationTimestamp)}
+}
+
+// csrRow is kubectl's: the condition is Pending until approved or denied,
+// then Approved,Issued once the certificate is there.
+func csrRow(c *api.CertificateSigningRequest, now time.Time) ([]string, []string) {
+	var conds []string
+	for _, cd := range c.Status.Conditions {
+		if cd.Status == api.ConditionTrue || cd.Status == "" {
+			conds = append(conds, cd.Type)
+		}
+	}
+	if len(c.Status.Certificate) > 0 {
+		conds = append(conds, "Issued")
+	}
+	cond := "Pending"
+	if len(conds) > 0 {
+		cond = strings.Join(conds, ",")
+	}
+	return []string{"NAME", "AGE", "SIGNERNAME", "REQUESTOR", "NODE", "CONDITION"},
+		[]string{c.Name, age(now, c.CreationTimestamp), c.Spec.SignerName, c.Spec.Username, c.Spec.NodeName, cond}
 }
 
 // nodeStatus is kubectl's node STATUS: Ready, NotReady (the Ready condition

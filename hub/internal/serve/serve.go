@@ -6,11 +6,13 @@ package serve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -23,6 +25,8 @@ import (
 	"github.com/flotilla-edge/flotilla/hub/internal/dispatch"
 	"github.com/flotilla-edge/flotilla/hub/internal/ingest"
 	"github.com/flotilla-edge/flotilla/hub/internal/nodelifecycle"
+	"github.com/flotilla-edge/flotilla/hub/internal/pki"
+	"github.com/flotilla-edge/flotilla/hub/internal/ratelimit"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/link"
@@ -50,6 +54,21 @@ type Config struct {
 	// of memory and disk in use that set a node's pressure conditions
 	// (default 90).
 	MemoryPressureThreshold, DiskPressureThreshold float64
+
+	// Insecure serves MQTT and HTTP in plaintext, without client
+	// authentication or the broker's access control. Snapshots are
+	// signed and Secrets sealed at rest either way.
+	Insecure bool
+	// TLSHosts are the server certificate's names (default
+	// pki.DefaultHosts()).
+	TLSHosts []string
+	// CACertFile and CAKeyFile name an operator's CA to use.
+	CACertFile, CAKeyFile string
+	// ManualApproval makes every enrolment wait for an operator.
+	ManualApproval bool
+	// IngestRate and IngestBurst bound the messages per second one node
+	// may send (defaults 1000 and 10,000); more are dropped and counted.
+	IngestRate, IngestBurst float64
 }
 
 // ingestGroup is the shared-subscription group of the hub's ingest.
@@ -64,11 +83,27 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
 	}
-	st, err := store.OpenBadger(filepath.Join(cfg.DataDir, "store"), store.WithLogger(log))
+	codec, err := openSecretsCodec(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	creds, err := pki.Load(pki.Options{Dir: filepath.Join(cfg.DataDir, pkiDir), Hosts: cfg.TLSHosts, CACertFile: cfg.CACertFile, CAKeyFile: cfg.CAKeyFile})
+	if err != nil {
+		return err
+	}
+	signer, err := wire.NewSigner(creds.SigningKey)
+	if err != nil {
+		return err
+	}
+	st, err := store.OpenBadger(filepath.Join(cfg.DataDir, "store"), store.WithLogger(log), store.WithCodec(codec))
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	authority, err := pki.NewAuthority(pki.AuthorityOptions{Store: st, Credentials: creds, ManualApproval: cfg.ManualApproval, Logger: log})
+	if err != nil {
+		return err
+	}
 	if err := ensureDefaultNamespace(st); err != nil {
 		return err
 	}
@@ -101,14 +136,34 @@ func Run(ctx context.Context, cfg Config) error {
 	defer wg.Wait()
 
 	brokerURL := cfg.BrokerURL
+	var embedded *broker.Broker
 	if brokerURL == "" {
-		b, err := broker.New(broker.Options{Listen: cfg.MQTTListen, MaxPacketSize: wire.MaxPayload + 1024, Logger: log})
+		bopts := broker.Options{Listen: cfg.MQTTListen, MaxPacketSize: wire.MaxPayload + 1024, Logger: log}
+		if !cfg.Insecure {
+			acl, err := broker.NewACL(broker.ACLOptions{HubIdentity: pki.HubIdentity, Checker: authority, Logger: log})
+			if err != nil {
+				return err
+			}
+			bopts.TLS, bopts.Auth = creds.MQTTServerTLS(), acl
+		}
+		b, err := broker.New(bopts)
 		if err != nil {
 			return err
 		}
+		embedded = b
 		brokerURL = b.URL()
 		run("broker", b.Run)
-		log.Info("embedded MQTT broker listening", "addr", b.Addr())
+		log.Info("embedded MQTT broker listening", "addr", b.Addr(), "tls", !cfg.Insecure)
+	}
+	var hubTLS *tls.Config
+	if u, err := url.Parse(brokerURL); err == nil && (u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "mqtts") {
+		hubTLS = creds.HubClientTLS(u.Hostname())
+	} else if !cfg.Insecure {
+		return fmt.Errorf("broker %s is plaintext: use ssl://host:port, or --insecure", brokerURL)
+	}
+	limiter, err := ratelimit.New(ratelimit.Options{Rate: orDefault(cfg.IngestRate, 1000), Burst: orDefault(cfg.IngestBurst, 10000)})
+	if err != nil {
+		return fmt.Errorf("ingest rate limit: %w", err)
 	}
 
 	// A heartbeat rewrites a node's lastSeen at most this often; it must
@@ -118,11 +173,12 @@ func Run(ctx context.Context, cfg Config) error {
 		seenResolution = cfg.NodeGrace / 4
 	}
 	in := ingest.New(ingest.Options{Store: tel.store("ingest", st), Logger: log, EventTTL: cfg.EventTTL, SeenResolution: seenResolution,
-		Metrics: tel.fleet, OnFlush: tel.hub.ObserveFlush})
+		Metrics: tel.fleet, OnFlush: tel.hub.ObserveFlush, Limiter: limiter})
 	var disp *dispatch.Dispatcher
 	hostname, _ := os.Hostname()
 	session := link.New(link.Options{
 		Broker:   brokerURL,
+		TLS:      hubTLS,
 		ClientID: fmt.Sprintf("flotilla-hub-%s-%d", hostname, os.Getpid()),
 		Logger:   log.With("component", "link"),
 		OnConnect: func(context.Context) {
@@ -136,7 +192,8 @@ func Run(ctx context.Context, cfg Config) error {
 	// flag of every node when the hub (re)connects, which shared ones do not.
 	session.Subscribe(wire.AllNodesTopic(wire.TopicOnline), 1, tel.hub.Incoming(in.Handle))
 	tel.attach(session, in)
-	disp = dispatch.New(dispatch.Options{Store: tel.store("dispatch", st), Publisher: tel.hub.Outgoing(session), Logger: log})
+	disp = dispatch.New(dispatch.Options{Store: tel.store("dispatch", st), Publisher: tel.hub.Outgoing(session), Logger: log,
+		Signer: signer, HashKey: dispatch.HashKeyFrom(creds.SigningKey.Seed())})
 
 	run("link", session.Run)
 	run("ingest", in.Run)
@@ -147,8 +204,27 @@ func Run(ctx context.Context, cfg Config) error {
 	tel.start(run, st, in)
 	run("store-gc", func(ctx context.Context) error { return st.RunGC(ctx, 10*time.Minute) })
 
+	var auth *authenticator
+	if !cfg.Insecure {
+		server := clientURL("https", httpLn.Addr().String())
+		token, err := writeAdminConfig(cfg.DataDir, server, pki.EncodeCertificate(creds.CA.Cert.Raw))
+		if err != nil {
+			return err
+		}
+		auth = newAuthenticator(token)
+		httpLn = tls.NewListener(httpLn, creds.HTTPServerTLS())
+		log.Info("HTTPS API: clients authenticate with the administrator's token", "config", filepath.Join(cfg.DataDir, AdminConfigFile), "caFingerprint", creds.CA.Fingerprint())
+	} else {
+		log.Warn("--insecure: MQTT and HTTP are plaintext and unauthenticated")
+	}
+	onRevoke := func(node string) {
+		if embedded != nil {
+			n := embedded.DisconnectIdentity(node)
+			log.Info("node revoked; its connections closed", "node", node, "connections", n)
+		}
+	}
 	srv := &http.Server{
-		Handler:           apiserver.New(st, log).WithTelemetry(tel.api()).Handler(),
+		Handler:           apiHandler(apiserver.New(st, log).WithTelemetry(tel.api()).Handler(), authority, onRevoke, auth),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -196,4 +272,11 @@ func ensureDefaultNamespace(st store.Store) error {
 			Status: api.NamespaceStatus{Phase: "Active"},
 		})
 	})
+}
+
+func orDefault(v, def float64) float64 {
+	if v > 0 {
+		return v
+	}
+	return def
 }

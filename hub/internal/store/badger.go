@@ -13,6 +13,9 @@ package store
 // Kind, namespace and name never contain '/' (keys that do are refused), so
 // the prefix o/{kind}/{namespace}/ of one namespace never matches another
 // ("dev" and "dev2"), nor o/{kind}/ another kind ("Pod" and "PodX").
+// With WithCodec, the JSON of the kinds the codec seals (Secrets) is
+// replaced by its sealed form (see hub/internal/secrets), bound to the
+// record's key; the version stays in clear.
 // Records written with PutTTL carry Badger's expiry, in whole seconds and
 // rounded up so that none goes before its ttl; Badger hides them once
 // expired and drops them from disk at compaction.
@@ -97,6 +100,7 @@ func decodeValue(key Key, v []byte) (Record, error) {
 // Close; value-log garbage collection runs only in RunGC.
 type Badger struct {
 	db       *badger.DB
+	codec    ValueCodec
 	gate     gate
 	writeMu  sync.Mutex // serializes Update
 	version  atomic.Uint64
@@ -111,6 +115,21 @@ type BadgerOption func(*badgerConfig)
 type badgerConfig struct {
 	logger *slog.Logger
 	tune   func(badger.Options) badger.Options
+	codec  ValueCodec
+}
+
+// ValueCodec transforms the JSON of records of some kinds on their way to
+// and from Badger; secrets.RecordCodec, which seals Secrets, satisfies it.
+// key is the record's Badger key.
+type ValueCodec interface {
+	Seal(kind string, key, value []byte) ([]byte, error)
+	Open(kind string, key, stored []byte) ([]byte, error)
+}
+
+// WithCodec seals records with codec before they reach Badger and opens
+// them after reading.
+func WithCodec(codec ValueCodec) BadgerOption {
+	return func(c *badgerConfig) { c.codec = codec }
 }
 
 // WithLogger sends Badger's warnings and errors to logger (default:
@@ -150,7 +169,7 @@ func OpenBadger(dir string, opts ...BadgerOption) (*Badger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	b := &Badger{db: db}
+	b := &Badger{db: db, codec: cfg.codec}
 	var version uint64
 	err = db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(versionKey())
@@ -184,7 +203,7 @@ func (b *Badger) View(fn func(Tx) error) error {
 	defer b.gate.leave()
 	txn := b.db.NewTransaction(false)
 	defer txn.Discard()
-	return fn(&badgerTx{txn: txn})
+	return fn(&badgerTx{txn: txn, codec: b.codec})
 }
 
 // Update runs fn in a read-write transaction and commits it, synced to
@@ -202,7 +221,7 @@ func (b *Badger) Update(fn func(Tx) error) error {
 
 	txn := b.db.NewTransaction(true)
 	defer txn.Discard()
-	tx := &badgerTx{txn: txn, log: &writeLog{version: b.version.Load()}}
+	tx := &badgerTx{txn: txn, codec: b.codec, log: &writeLog{version: b.version.Load()}}
 	if err := fn(tx); err != nil {
 		tx.log.rollback()
 		return err
@@ -310,8 +329,22 @@ func (b *Badger) gcRound(ctx context.Context) error {
 // badgerTx adapts a Badger transaction. log is nil in a read-only one.
 // Like the Badger transaction under it, it is not safe for concurrent use.
 type badgerTx struct {
-	txn *badger.Txn
-	log *writeLog
+	txn   *badger.Txn
+	log   *writeLog
+	codec ValueCodec
+}
+
+// open decodes a stored value: the version, then the JSON, opened by the
+// codec if there is one.
+func (tx *badgerTx) open(key Key, bkey, v []byte) (Record, error) {
+	rec, err := decodeValue(key, v)
+	if err != nil || tx.codec == nil {
+		return rec, err
+	}
+	if rec.Value, err = tx.codec.Open(key.Kind, bkey, rec.Value); err != nil {
+		return Record{}, fmt.Errorf("open %s: %w", key, err)
+	}
+	return rec, nil
 }
 
 func (tx *badgerTx) Get(key Key) (Record, error) {
@@ -330,7 +363,7 @@ func (tx *badgerTx) Get(key Key) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("get %s: read value: %w", key, err)
 	}
-	return decodeValue(key, v)
+	return tx.open(key, k, v)
 }
 
 func (tx *badgerTx) List(kind, namespace string) ([]Record, error) {
@@ -359,7 +392,7 @@ func (tx *badgerTx) List(kind, namespace string) ([]Record, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list %s: read %s: %w", kind, key, err)
 		}
-		rec, err := decodeValue(key, v)
+		rec, err := tx.open(key, item.Key(), v)
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", kind, err)
 		}
@@ -397,6 +430,11 @@ func (tx *badgerTx) put(obj api.Object, ttl time.Duration) error {
 	k, err := objectKey(key)
 	if err != nil {
 		return tx.log.fail(fmt.Errorf("put: %w", err))
+	}
+	if tx.codec != nil {
+		if data, err = tx.codec.Seal(key.Kind, k, data); err != nil {
+			return tx.log.fail(fmt.Errorf("put %s: seal: %w", key, err))
+		}
 	}
 	e := badger.NewEntry(k, encodeValue(version, data))
 	if ttl > 0 {
