@@ -65,6 +65,10 @@ func newRootCommand() *cobra.Command {
 	f.Duration("metrics-offline-resolution", time.Minute, "while the hub is unreachable, merge metric samples to this resolution")
 	f.String("container-log-max-size", "10Mi", "most bytes of output kept on the board per container (current and previous run)")
 	f.String("log-level", "info", "log level: debug, info, warn, error")
+	f.String("hub", "", "the hub's HTTPS URL (https://HUB:8443), to enrol with --token and --ca-fingerprint")
+	f.String("token", "", "bootstrap token for enrolment (`hub token create`)")
+	f.String("ca-fingerprint", "", "the hub CA's fingerprint, sha256:…, as `hub token create` prints it")
+	f.Bool("insecure", false, "connect in plaintext without an identity and accept unsigned snapshots (implied by a tcp:// --broker on a node that is not enrolled)")
 
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		v, err := config.Load(cmd.Flags(), configFile)
@@ -113,11 +117,17 @@ func newRootCommand() *cobra.Command {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		logger.Info("starting edge agent", "node", nodeName, "version", version, "broker", v.GetString("broker"))
+		sec, err := setUpIdentity(ctx, v, cmd.Flags().Changed("broker"), nodeName, stateDir, logger)
+		if err != nil {
+			return err
+		}
+		logger.Info("starting edge agent", "node", nodeName, "version", version, "broker", sec.broker, "tls", sec.tls != nil)
 		return agent.Run(ctx, agent.Config{
 			NodeName:          nodeName,
 			Labels:            labels,
-			Broker:            v.GetString("broker"),
+			Broker:            sec.broker,
+			TLS:               sec.tls,
+			Verifier:          sec.verifier,
 			StateDir:          stateDir,
 			HeartbeatInterval: v.GetDuration("heartbeat-interval"),
 			KeepAlive:         v.GetDuration("mqtt-keepalive"),

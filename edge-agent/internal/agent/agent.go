@@ -8,6 +8,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,6 +62,13 @@ type Config struct {
 	NodeSource metrics.NodeSource
 	// ContainerLogMaxSize bounds one container's log files (default 10 MiB).
 	ContainerLogMaxSize int64
+	// TLS, if set, is the MQTT connection's configuration: the node's
+	// client certificate and the hub CA (enrol.Identity.TLSConfig).
+	TLS *tls.Config
+	// Verifier, if set, checks every snapshot's signature, node and
+	// revision before the agent keeps or acts on it. Without one
+	// (--insecure, the fleet simulator) unsigned snapshots are accepted.
+	Verifier *wire.Verifier
 }
 
 // localState is what the agent keeps on the board: the newest snapshot,
@@ -102,6 +110,13 @@ type Agent struct {
 	everOnline   bool
 	connected    chan struct{}
 	tel          telemetry
+
+	// secrets are the Secrets of the accepted snapshot. They are kept
+	// only in memory (and, for secret volumes, on a tmpfs), never in the
+	// local state: after a restart they come back with the hub's retained
+	// snapshot, whose same revision is then accepted for its Secrets.
+	secretsMu sync.Mutex
+	secrets   []wire.SnapshotSecret
 }
 
 // Run runs the agent until ctx ends.
@@ -113,6 +128,9 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Logger = slog.Default()
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName), connected: make(chan struct{}, 1)}
+	if cfg.Verifier == nil && !cfg.InMemory {
+		a.log.Warn("no pinned hub signing key: accepting unsigned snapshots (insecure mode)")
+	}
 
 	var (
 		st        localState
@@ -152,7 +170,8 @@ func Run(ctx context.Context, cfg Config) error {
 
 	a.link = link.New(link.Options{
 		Broker:   cfg.Broker,
-		ClientID: "flotilla-agent-" + cfg.NodeName,
+		TLS:      cfg.TLS,
+		ClientID: wire.AgentClientID(cfg.NodeName),
 		Will: &link.Will{
 			Topic:    wire.NodeTopic(cfg.NodeName, wire.TopicOnline),
 			Payload:  a.mustEncodeOnline(false),
@@ -214,7 +233,7 @@ func Run(ctx context.Context, cfg Config) error {
 	rec := reconcile.New(reconcile.Config{
 		Runtime:   rt,
 		History:   st,
-		Desired:   st.Snapshot,
+		Desired:   a.desired,
 		Report:    a.queueReport,
 		Event:     a.queueEvent,
 		Prober:    prober,
@@ -247,23 +266,53 @@ func (a *Agent) connectRuntime(ctx context.Context) (Runtime, error) {
 	}
 }
 
-// onDesired handles a snapshot from the hub: persist it if it is newer, then
-// wake the reconciler. It runs on the MQTT receive path.
+// onDesired handles a snapshot from the hub: verify it (signature, node,
+// revision) when the agent pinned the hub's key, persist it if it is
+// newer, then wake the reconciler. A rejected snapshot is logged and
+// reported as a SnapshotRejected event; the node keeps running what it
+// had. It runs on the MQTT receive path.
 func (a *Agent) onDesired(topic string, payload []byte) {
 	env, err := wire.Decode(topic, payload)
 	if err != nil {
-		a.log.Warn("dropping desired message", "err", err)
+		a.rejectSnapshot(err)
+		return
+	}
+	current, err := a.state.Snapshot()
+	if err != nil {
+		a.log.Error("read local snapshot", "err", err)
 		return
 	}
 	var snap wire.Snapshot
-	if err := wire.DecodePayload(env, topic, &snap); err != nil {
-		a.log.Warn("dropping desired message", "err", err)
-		return
+	if a.cfg.Verifier != nil {
+		snap, err = a.cfg.Verifier.Verify(env, current.Revision)
+		var replay *wire.ReplayError
+		if errors.As(err, &replay) && replay.Duplicate() {
+			// The snapshot the node runs, delivered again (retained, after
+			// a reconnect or a restart): signed and verified, so its
+			// Secrets, which the local state does not keep, are good.
+			a.setSecrets(snap.Secrets, current.Revision, snap.Revision)
+			return
+		}
+		if err != nil {
+			a.rejectSnapshot(err)
+			return
+		}
+	} else {
+		if err := wire.DecodePayload(env, topic, &snap); err != nil {
+			a.rejectSnapshot(err)
+			return
+		}
+		if snap.Node != a.cfg.NodeName {
+			a.rejectSnapshot(fmt.Errorf("%w: snapshot names node %q", wire.ErrWrongNode, snap.Node))
+			return
+		}
+		if snap.Revision == current.Revision {
+			a.setSecrets(snap.Secrets, current.Revision, snap.Revision)
+			return
+		}
 	}
-	if snap.Node != a.cfg.NodeName {
-		a.log.Warn("dropping snapshot for another node", "topic", topic, "snapshotNode", snap.Node)
-		return
-	}
+	secrets := snap.Secrets
+	snap.Secrets = nil // never into the local state
 	accepted, err := a.state.AcceptSnapshot(snap)
 	if err != nil {
 		a.log.Error("persist snapshot", "revision", snap.Revision, "err", err)
@@ -272,10 +321,44 @@ func (a *Agent) onDesired(topic string, payload []byte) {
 	if !accepted {
 		return
 	}
-	a.log.Info("accepted desired snapshot", "revision", snap.Revision, "pods", len(snap.Pods))
+	a.setSecrets(secrets, snap.Revision, snap.Revision)
+	a.log.Info("accepted desired snapshot", "revision", snap.Revision, "pods", len(snap.Pods), "signed", a.cfg.Verifier != nil)
 	if rec := a.rec.Load(); rec != nil {
 		rec.Wake()
 	}
+}
+
+// rejectSnapshot logs a snapshot the agent will not act on and reports it.
+func (a *Agent) rejectSnapshot(err error) {
+	a.log.Warn("rejected desired snapshot; keeping the current one", "err", err)
+	a.nodeEvent(api.EventWarning, "SnapshotRejected", "rejected a desired snapshot: "+err.Error())
+}
+
+// setSecrets keeps the Secrets of the snapshot at revision rev, if it is
+// the one the node runs (current).
+func (a *Agent) setSecrets(secrets []wire.SnapshotSecret, current, rev uint64) {
+	if rev != current {
+		return
+	}
+	a.secretsMu.Lock()
+	a.secrets = secrets
+	a.secretsMu.Unlock()
+	if rec := a.rec.Load(); rec != nil && len(secrets) > 0 {
+		rec.Wake()
+	}
+}
+
+// desired is the reconciler's snapshot: the persisted one, with the
+// Secrets held in memory.
+func (a *Agent) desired() (wire.Snapshot, error) {
+	snap, err := a.state.Snapshot()
+	if err != nil {
+		return snap, err
+	}
+	a.secretsMu.Lock()
+	snap.Secrets = a.secrets
+	a.secretsMu.Unlock()
+	return snap, nil
 }
 
 // onConnect announces the node, records that it is back, and queues its

@@ -791,9 +791,19 @@ func (r *Reconciler) containerSpec(pod *wire.SnapshotPod, c *api.Container) (Con
 		// Pods share the board's network until pod networking lands.
 		HostNetwork: true,
 	}
-	for _, e := range c.Env {
-		cs.Env = append(cs.Env, e.Name+"="+e.Value)
+	// Secrets and ConfigMaps come from the newest snapshot.
+	snap, err := r.cfg.Desired()
+	if err != nil {
+		return ContainerSpec{}, fmt.Errorf("read desired snapshot: %w", err)
 	}
+	env, skipped, err := ContainerEnv(pod.Namespace, c, &snap)
+	if err != nil {
+		return ContainerSpec{}, err
+	}
+	if len(skipped) > 0 {
+		r.emit(pod, c.Name, api.EventWarning, "InvalidEnvironmentVariableNames", fmt.Sprintf("Keys %v from envFrom were skipped since they are not valid environment variable names", skipped))
+	}
+	cs.Env = env
 	if q, ok := c.Resources.Limits[api.ResourceCPU]; ok {
 		cs.CPULimitMilli = q.MilliValue()
 	}
@@ -803,7 +813,7 @@ func (r *Reconciler) containerSpec(pod *wire.SnapshotPod, c *api.Container) (Con
 	if q, ok := c.Resources.Limits[api.ResourceMemory]; ok {
 		cs.MemoryLimitBytes = q.Value()
 	}
-	mounts, err := r.mounts(pod, c)
+	mounts, err := r.mounts(pod, c, &snap)
 	if err != nil {
 		return ContainerSpec{}, err
 	}

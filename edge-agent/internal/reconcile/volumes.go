@@ -25,7 +25,10 @@ const (
 // mounts prepares the volumes one container mounts and returns the bind
 // mounts for it. emptyDir volumes live under the pod's directory and go
 // away with the pod; hostPath volumes are checked or created per their type.
-func (r *Reconciler) mounts(pod *wire.SnapshotPod, c *api.Container) ([]Mount, error) {
+// secret volumes are written to a tmpfs under the pod's directory (never
+// the board's disk), configMap volumes to the pod's directory; both read
+// only, written again at each container start.
+func (r *Reconciler) mounts(pod *wire.SnapshotPod, c *api.Container, src ConfigSource) ([]Mount, error) {
 	volumes := make(map[string]*api.Volume, len(pod.Spec.Volumes))
 	for i := range pod.Spec.Volumes {
 		volumes[pod.Spec.Volumes[i].Name] = &pod.Spec.Volumes[i]
@@ -57,12 +60,76 @@ func (r *Reconciler) mounts(pod *wire.SnapshotPod, c *api.Container) ([]Mount, e
 			if err := os.Chmod(source, 0o777); err != nil {
 				return nil, fmt.Errorf("volume %q: %w", v.Name, err)
 			}
+		case v.Secret != nil || v.ConfigMap != nil:
+			var err error
+			if source, err = r.configVolume(pod, v, src); err != nil {
+				return nil, fmt.Errorf("volume %q: %w", v.Name, err)
+			}
+			out = append(out, Mount{Source: source, Destination: vm.MountPath, ReadOnly: true})
+			continue
 		default:
 			return nil, fmt.Errorf("volume %q has no supported source", v.Name)
 		}
 		out = append(out, Mount{Source: source, Destination: vm.MountPath, ReadOnly: vm.ReadOnly})
 	}
 	return out, nil
+}
+
+// configVolume writes a secret or configMap volume's files and returns its
+// directory.
+func (r *Reconciler) configVolume(pod *wire.SnapshotPod, v *api.Volume, src ConfigSource) (string, error) {
+	dir := filepath.Join(r.podDir(pod.UID), "volumes", v.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	var (
+		data        map[string][]byte
+		ok          bool
+		optional    bool
+		items       []api.KeyToPath
+		defaultMode int32 = 0o644
+		what        string
+	)
+	if s := v.Secret; s != nil {
+		if err := mountSecretTmpfs(dir); err != nil {
+			return "", err
+		}
+		data, ok = src.Secret(pod.Namespace, s.SecretName)
+		optional, items, what = isTrue(s.Optional), s.Items, "secret "+s.SecretName
+		if s.DefaultMode != nil {
+			defaultMode = *s.DefaultMode
+		}
+	} else {
+		cm := v.ConfigMap
+		data, ok = src.ConfigMap(pod.Namespace, cm.Name)
+		optional, items, what = isTrue(cm.Optional), cm.Items, "configmap "+cm.Name
+		if cm.DefaultMode != nil {
+			defaultMode = *cm.DefaultMode
+		}
+	}
+	if !ok {
+		if !optional {
+			return "", fmt.Errorf("%s: %w", what, ErrConfigMissing)
+		}
+		data, items = nil, nil
+	}
+	if err := WriteConfigVolume(dir, data, items, defaultMode); err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	return dir, nil
+}
+
+// mountSecretTmpfs mounts a tmpfs for a secret volume, readable by root
+// only outside the container.
+func mountSecretTmpfs(dir string) error {
+	mounted, err := isMountPoint(dir)
+	if err != nil || mounted {
+		return err
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=16m"); err != nil {
+		return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
+	}
+	return nil
 }
 
 func prepareHostPath(hp *api.HostPathVolumeSource) error {
