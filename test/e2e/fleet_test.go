@@ -31,6 +31,7 @@ type hubProc struct {
 	MQTT    string // broker URL agents use
 	args    []string
 	logPath string
+	tls     bool
 }
 
 type hubOptions struct {
@@ -40,6 +41,10 @@ type hubOptions struct {
 	// mqttHost is where the embedded broker listens (default 127.0.0.1);
 	// 0.0.0.0 lets agents in site namespaces reach it.
 	mqttHost string
+	// tls runs the hub as it runs by default: TLS, client certificates,
+	// authenticated API (see security_test.go). Without it the hub runs
+	// with --insecure.
+	tls bool
 }
 
 var seq atomic.Int64
@@ -56,8 +61,13 @@ func startHub(t *testing.T, o hubOptions) *hubProc {
 		t.Fatal(err)
 	}
 	httpPort, _ := harness.FreePort()
-	h := &hubProc{t: t, dir: dir, URL: fmt.Sprintf("http://127.0.0.1:%d", httpPort), logPath: filepath.Join(dir, "hub.log")}
+	h := &hubProc{t: t, dir: dir, URL: fmt.Sprintf("http://127.0.0.1:%d", httpPort), logPath: filepath.Join(dir, "hub.log"), tls: o.tls}
 	h.args = []string{"serve", "--data-dir", filepath.Join(dir, "data"), "--http-listen", fmt.Sprintf("127.0.0.1:%d", httpPort)}
+	if o.tls {
+		h.URL = fmt.Sprintf("https://127.0.0.1:%d", httpPort)
+	} else {
+		h.args = append(h.args, "--insecure")
+	}
 	if o.broker != "" {
 		h.args = append(h.args, "--broker", o.broker)
 		h.MQTT = o.broker
@@ -69,6 +79,9 @@ func startHub(t *testing.T, o hubOptions) *hubProc {
 		}
 		h.args = append(h.args, "--mqtt-listen", fmt.Sprintf("%s:%d", host, mqttPort))
 		h.MQTT = fmt.Sprintf("tcp://127.0.0.1:%d", mqttPort)
+		if o.tls {
+			h.MQTT = fmt.Sprintf("ssl://127.0.0.1:%d", mqttPort)
+		}
 	}
 	grace := o.grace
 	if grace == 0 {
@@ -94,7 +107,7 @@ func (h *hubProc) start() {
 	h.proc = p
 	err = p.WaitReady(context.Background(), func(ctx context.Context) error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.URL+"/healthz", nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := h.httpClient().Do(req)
 		if err != nil {
 			return err
 		}
@@ -122,7 +135,11 @@ func (h *hubProc) restart(kill bool) {
 
 // cli runs the hub CLI against this hub and returns stdout, stderr.
 func (h *hubProc) cli(stdin string, args ...string) (string, string, error) {
-	cmd := exec.Command(env.hubBin, append(args, "--server", h.URL)...)
+	conn := []string{"--server", h.URL}
+	if h.tls {
+		conn = []string{"--config", filepath.Join(h.dir, "data", "admin.conf")}
+	}
+	cmd := exec.Command(env.hubBin, append(args, conn...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if stdin != "" {
