@@ -7,7 +7,7 @@ COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DATE      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 
-.PHONY: help deps build up down status test test-unit test-e2e fuzz lint clean cross check-nocgo firmware-image
+.PHONY: help deps build up down status test test-unit test-e2e fuzz lint clean cross check-nocgo firmware-image bench
 
 # Debian packages the quick start and the tests run.
 DEB_PACKAGES := containerd runc docker-registry mosquitto mosquitto-clients busybox-static qemu-user-static iproute2
@@ -61,10 +61,18 @@ test-unit: ## Run the tests outside test/ (most need no root and no daemons)
 test-e2e: deps ## Run the end-to-end tests only
 	$(GO) test -count=1 -timeout 20m -v ./test/e2e/...
 
+NODES      ?= 10000
+BENCH_JSON ?= bench-results.json
+BENCH_ARGS ?=
+
+bench: ## Scale benchmarks against a real hub: make bench [NODES=10000] [BENCH_ARGS=-quick] (writes $(BENCH_JSON))
+	$(GO) run ./test/benchscale -nodes $(NODES) -json $(BENCH_JSON) $(BENCH_ARGS)
+
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$${FUZZTIME:-30s} ./pkg/manifest/
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
 	$(GO) test -run='^$$' -fuzz=FuzzTelemetryDecode -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
+	$(GO) test -run='^$$' -fuzz=FuzzVerify -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: the files above need formatting" && exit 1)

@@ -261,9 +261,15 @@ func summary(ro *api.RolloutStatus) string {
 }
 
 // DaemonSetManifest is a DaemonSet over the nodes labelled selector, with
-// image, an exec readiness probe that the simulated runtime answers, and
-// maxUnavailable (a count or a percentage).
+// image and maxUnavailable (a count or a percentage). With
+// probeDelaySeconds ≥ 0 its container has an exec readiness probe (which
+// the simulated runtime answers) starting that long after the container;
+// below 0 it has none and is Ready once running.
 func DaemonSetManifest(name, image, selector, maxUnavailable string, probeDelaySeconds int) string {
+	probe := ""
+	if probeDelaySeconds >= 0 {
+		probe = fmt.Sprintf("\n          readinessProbe: {exec: {command: [\"true\"]}, initialDelaySeconds: %d, periodSeconds: 1}", probeDelaySeconds)
+	}
 	return fmt.Sprintf(`apiVersion: apps/v1
 kind: DaemonSet
 metadata: {name: %s}
@@ -277,9 +283,8 @@ spec:
       terminationGracePeriodSeconds: 0
       containers:
         - name: main
-          image: %s
-          readinessProbe: {exec: {command: ["true"]}, initialDelaySeconds: %d, periodSeconds: 1}
-`, name, name, maxUnavailable, name, selector, image, probeDelaySeconds)
+          image: %s%s
+`, name, name, maxUnavailable, name, selector, image, probe)
 }
 
 // ProcStats is a process's CPU time and memory from /proc.
