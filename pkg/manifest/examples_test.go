@@ -1,0 +1,39 @@
+package manifest
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestExamplesApply decodes and validates every manifest in
+// manifests/examples, as `hub apply -f` would: the examples the README and
+// the CLI's help point at must stay valid.
+func TestExamplesApply(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "manifests", "examples", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 3 {
+		t.Fatalf("found %d example manifests, want the hello, sensor and web examples at least", len(files))
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs, err := Decode(filepath.Base(f), data)
+		if err != nil {
+			t.Errorf("%v", err)
+			continue
+		}
+		if len(docs) == 0 {
+			t.Errorf("%s: no objects", f)
+		}
+		for _, d := range docs {
+			if err := d.Validate(); err != nil {
+				t.Errorf("%v", err)
+			}
+		}
+	}
+}
