@@ -12,6 +12,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +32,8 @@ import (
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/namespaces"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/test/harness"
 	"github.com/flotilla-edge/flotilla/test/images"
@@ -39,8 +44,8 @@ import (
 const (
 	stateDir       = ".flotilla"
 	registryAddr   = "127.0.0.1:5000"
-	httpAddr       = "127.0.0.1:8080"
-	mqttAddr       = "127.0.0.1:1883"
+	httpAddr       = "127.0.0.1:8443"
+	mqttAddr       = "127.0.0.1:8883"
 	exampleImage   = registryAddr + "/flotilla/hello:1.0"
 	exampleFile    = "manifests/examples/hello-daemonset.yaml"
 	systemSocket   = "/run/containerd/containerd.sock"
@@ -126,15 +131,24 @@ func up() error {
 		return err
 	}
 	writePid("hub", hub.Pid())
-	if err := hub.WaitReady(ctx, httpOK("http://"+httpAddr+"/healthz")); err != nil {
+	if err := hub.WaitReady(ctx, httpOK("https://"+httpAddr+"/healthz")); err != nil {
 		return err
+	}
+	if err := installClientConfig(); err != nil {
+		return err
+	}
+	out, err := exec.Command("bin/hub", "token", "create", "-q", "--ttl", "10m", "--config", path("hub", "admin.conf")).Output()
+	tok := strings.Fields(string(out))
+	if err != nil || len(tok) != 2 {
+		return fmt.Errorf("create a bootstrap token: %v %q", err, out)
 	}
 
 	node, _ := os.Hostname()
 	node = strings.ToLower(node)
-	say("starting an edge agent for node %q on containerd %s", node, socket)
+	say("starting an edge agent for node %q on containerd %s; it enrols with a bootstrap token and connects over mutual TLS", node, socket)
 	agent, err := harness.StartProcess("edge-agent", path("edge-agent.log"), "bin/edge-agent",
-		"--broker", "tcp://"+mqttAddr, "--node-name", node, "--label", "site=lab",
+		"--hub", "https://"+httpAddr, "--token", tok[0], "--ca-fingerprint", tok[1],
+		"--broker", "ssl://"+mqttAddr, "--node-name", node, "--label", "site=lab",
 		"--containerd-socket", socket, "--containerd-namespace", agentNamespace,
 		"--state-dir", path("agent"), "--insecure-registry", registryAddr)
 	if err != nil {
@@ -214,10 +228,67 @@ func checkFree(addrs ...string) error {
 	return nil
 }
 
+// clientConfigMarker marks a ~/.flotilla/config that devstack wrote, so
+// that `make down` removes only its own.
+const clientConfigMarker = "# written by make up (test/devstack)\n"
+
+// clientConfigPath is where the hub CLI finds its settings by default.
+func clientConfigPath() string {
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".flotilla", "config")
+}
+
+// installClientConfig copies the hub's admin.conf to ~/.flotilla/config,
+// where `bin/hub` finds it, unless the user has a config of their own.
+func installClientConfig() error {
+	dst := clientConfigPath()
+	if b, err := os.ReadFile(dst); err == nil && !strings.HasPrefix(string(b), clientConfigMarker) {
+		say("keeping your %s; use bin/hub --config %s", dst, path("hub", "admin.conf"))
+		return nil
+	}
+	b, err := os.ReadFile(path("hub", "admin.conf"))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	say("wrote %s (the hub's URL, CA and admin token) for bin/hub", dst)
+	return os.WriteFile(dst, append([]byte(clientConfigMarker), b...), 0o600)
+}
+
+// removeClientConfig removes ~/.flotilla/config if devstack wrote it.
+func removeClientConfig() {
+	dst := clientConfigPath()
+	if b, err := os.ReadFile(dst); err == nil && strings.HasPrefix(string(b), clientConfigMarker) {
+		_ = os.Remove(dst)
+		_ = os.Remove(filepath.Dir(dst)) // only if empty
+	}
+}
+
+// apiClient trusts the hub CA and sends the admin token, read from the
+// hub's admin.conf.
+func apiClient() (*http.Client, string) {
+	var cfg struct {
+		CA    string `json:"certificate-authority-data"`
+		Token string `json:"token"`
+	}
+	pool := x509.NewCertPool()
+	if b, err := os.ReadFile(path("hub", "admin.conf")); err == nil && yaml.Unmarshal(b, &cfg) == nil {
+		if pemBytes, err := base64.StdEncoding.DecodeString(cfg.CA); err == nil {
+			pool.AppendCertsFromPEM(pemBytes)
+		}
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}, cfg.Token
+}
+
 func httpOK(url string) func(context.Context) error {
 	return func(ctx context.Context) error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
+		// Before the hub wrote its CA there is nothing to check it with;
+		// the health check carries no secret.
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		resp, err := c.Do(req)
 		if err != nil {
 			return err
 		}
@@ -231,7 +302,9 @@ func httpOK(url string) func(context.Context) error {
 
 func getJSON(ctx context.Context, url string, v any) error {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
+	c, token := apiClient()
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}
@@ -245,7 +318,7 @@ func getJSON(ctx context.Context, url string, v any) error {
 func nodeReady(node string) func(context.Context) error {
 	return func(ctx context.Context) error {
 		var n api.Node
-		if err := getJSON(ctx, "http://"+httpAddr+"/api/v1/nodes/"+node, &n); err != nil {
+		if err := getJSON(ctx, "https://"+httpAddr+"/api/v1/nodes/"+node, &n); err != nil {
 			return fmt.Errorf("node %s: %w", node, err)
 		}
 		if !n.IsReady() {
@@ -258,7 +331,7 @@ func nodeReady(node string) func(context.Context) error {
 func podRunning(node string) func(context.Context) error {
 	return func(ctx context.Context) error {
 		var list struct{ Items []api.Pod }
-		if err := getJSON(ctx, "http://"+httpAddr+"/api/v1/pods?fieldSelector=spec.nodeName%3D"+node, &list); err != nil {
+		if err := getJSON(ctx, "https://"+httpAddr+"/api/v1/pods?fieldSelector=spec.nodeName%3D"+node, &list); err != nil {
 			return err
 		}
 		for _, p := range list.Items {
@@ -271,7 +344,7 @@ func podRunning(node string) func(context.Context) error {
 }
 
 func hubCLI(args ...string) error {
-	cmd := exec.Command("bin/hub", append(args, "--server", "http://"+httpAddr)...)
+	cmd := exec.Command("bin/hub", append(args, "--config", path("hub", "admin.conf"))...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
 }
@@ -357,6 +430,7 @@ func down() error {
 	for _, dir := range []string{"pids", "hub", "agent", "registry", "containerd", "containerd.socket"} {
 		_ = os.RemoveAll(path(dir))
 	}
+	removeClientConfig()
 	say("stopped; logs are kept in %s/*.log", stateDir)
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -43,7 +44,8 @@ func NewRootCommand(build BuildInfo) *cobra.Command {
 		Use:   "hub",
 		Short: "Flotilla hub: the control plane of an edge fleet, and its operator CLI",
 		Long: `hub serve runs the Flotilla hub. Every other command talks to a running hub
-over its HTTP API (--server, FLOTILLA_SERVER, or "server:" in --config).
+over its HTTP API (--server, FLOTILLA_SERVER, or "server:" in --config, which
+defaults to ~/.flotilla/config when that file exists).
 A hub started without --insecure writes {data-dir}/admin.conf, a --config
 file with its URL, CA and an administrator's token:
 
@@ -60,6 +62,14 @@ file with its URL, CA and an administrator's token:
 	pf.String("certificate-authority-data", "", "the hub CA, PEM in base64 (as admin.conf carries it)")
 	pf.StringP("namespace", "n", "", "namespace (default \"default\")")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if e.configFile == "" && cmd.Name() != "serve" {
+			// Like ~/.kube/config: the client settings of this user.
+			if home, err := os.UserHomeDir(); err == nil {
+				if p := filepath.Join(home, ".flotilla", "config"); fileExists(p) {
+					e.configFile = p
+				}
+			}
+		}
 		v, err := config.Load(cmd.Flags(), e.configFile)
 		if err != nil {
 			return err
@@ -111,6 +121,11 @@ file with its URL, CA and an administrator's token:
 // client returns an API client for the configured server.
 func (e *env) client() (*client.Client, error) {
 	return client.NewWithOptions(e.server, client.Options{CAPEM: e.caPEM, Token: e.token})
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // ns is the namespace to use: -n, or "default".
