@@ -65,10 +65,17 @@ func (c *Controller) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		began := time.Now()
 		wake, err := c.sync()
 		if err != nil {
 			c.log.Error("sync", "err", err)
 		}
+		// A pass reads the whole fleet, so a busy fleet (a status write
+		// every few milliseconds) would keep the controller syncing back
+		// to back. Gathering events for at least as long as the last pass
+		// took keeps it under half of a core, and costs a small fleet
+		// nothing (its passes take less than the debounce).
+		window := max(c.opts.Debounce, time.Since(began))
 		timer.Stop()
 		var timerC <-chan time.Time
 		if !wake.IsZero() {
@@ -82,7 +89,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			drain(events, c.opts.Debounce)
+			drain(events, window)
 		case <-resync.C:
 		case <-timerC:
 		}
