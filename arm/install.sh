@@ -3,14 +3,20 @@
 # with DESTDIR): pick the build for this CPU, install it with its systemd
 # unit and config, check the prerequisites, enable the service.
 #
-#   sudo arm/install.sh --broker tcp://hub.example:1883 --label site=north
+#   sudo arm/install.sh --hub https://hub.example:8443 --token ID.SECRET \
+#        --ca-fingerprint sha256:... --label site=north
+#   sudo arm/install.sh --broker tcp://hub.example:1883 --label site=north   # a hub run with --insecure
 #   DESTDIR=/mnt/rootfs arm/install.sh --arch arm64 --config-file agent.yaml
 #
 # Options:
 #   --arch ARCH           amd64, arm64, armv7 or armv6 (default: detected)
 #   --binary PATH         the edge-agent binary (default: DIST/edge-agent-linux-ARCH)
 #   --dist DIR            where `make cross` put the builds (default: dist next to arm/)
-#   --broker URL          the hub's MQTT broker (written to the config)
+#   --hub URL             the hub's HTTPS API, where the agent enrols on first start
+#   --token TOKEN         bootstrap token (`hub token create` prints it with the fingerprint)
+#   --ca-fingerprint FP   the hub CA's fingerprint, sha256:..., pinned at enrolment
+#   --broker URL          the hub's MQTT broker (default with --hub: ssl://HUB:8883;
+#                         tcp://HUB:1883 for a hub run with --insecure)
 #   --node-name NAME      node name (default: the board's hostname at start)
 #   --label KEY=VALUE     node label, repeatable
 #   --insecure-registry H plain-HTTP registry host:port, repeatable
@@ -27,7 +33,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 DESTDIR=${DESTDIR:-}
 SYSTEMCTL=${SYSTEMCTL:-systemctl}
 
-arch= binary= dist="$here/../dist" broker= node_name= config_file=
+arch= binary= dist="$here/../dist" broker= hub= token= ca_fingerprint= node_name= config_file=
 force_config=0 no_start=0 skip_checks=0
 labels=() registries=()
 
@@ -40,6 +46,9 @@ while [ $# -gt 0 ]; do
     --binary) binary=$2; shift 2 ;;
     --dist) dist=$2; shift 2 ;;
     --broker) broker=$2; shift 2 ;;
+    --hub) hub=$2; shift 2 ;;
+    --token) token=$2; shift 2 ;;
+    --ca-fingerprint) ca_fingerprint=$2; shift 2 ;;
     --node-name) node_name=$2; shift 2 ;;
     --label) labels+=("$2"); shift 2 ;;
     --insecure-registry) registries+=("$2"); shift 2 ;;
@@ -127,10 +136,18 @@ elif [ -n "$config_file" ]; then
   install -m 0600 "$config_file" "$config"
   say "installed $config from $config_file"
 else
-  [ -n "$broker" ] || die "--broker is required to write $config (or pass --config-file)"
+  [ -n "$broker" ] || [ -n "$hub" ] || die "--hub (with --token and --ca-fingerprint) or --broker is required to write $config (or pass --config-file)"
+  if [ -n "$hub" ] && { [ -z "$token" ] || [ -z "$ca_fingerprint" ]; }; then
+    die "--hub needs --token and --ca-fingerprint (hub token create prints both)"
+  fi
   {
     echo "# Flotilla edge agent settings; keys are edge-agent's flag names (edge-agent --help)."
-    echo "broker: $broker"
+    if [ -n "$hub" ]; then
+      echo "hub: \"$hub\""
+      echo "token: \"$token\""
+      echo "ca-fingerprint: \"$ca_fingerprint\""
+    fi
+    [ -z "$broker" ] || echo "broker: $broker"
     [ -z "$node_name" ] || echo "node-name: $node_name"
     if [ ${#labels[@]} -gt 0 ]; then
       echo "label:"

@@ -28,7 +28,9 @@ import (
 
 const testProvision = `hostname: gw-test
 hub:
-  broker: tcp://hub.test.internal:1883
+  url: https://hub.test.internal:8443
+  token: abc123.0123456789abcdefghijklmnopqrstuv
+  caFingerprint: sha256:4807e05863c45a4e81fe7c247beed368742dcc73c85e31e9388349db41279938
 node:
   name: gw-test-1
   labels:
@@ -139,7 +141,9 @@ func testImage(t *testing.T, arch string) {
 
 	// The config is the provisioning file's, in the agent's keys.
 	var cfg struct {
-		Broker           string   `json:"broker"`
+		Hub              string   `json:"hub"`
+		Token            string   `json:"token"`
+		CAFingerprint    string   `json:"ca-fingerprint"`
 		NodeName         string   `json:"node-name"`
 		Label            []string `json:"label"`
 		InsecureRegistry []string `json:"insecure-registry"`
@@ -150,7 +154,8 @@ func testImage(t *testing.T, arch string) {
 	if err := yaml.UnmarshalStrict(agentYAML.data, &cfg); err != nil {
 		t.Fatalf("agent.yaml: %v\n%s", err, agentYAML.data)
 	}
-	if cfg.Broker != "tcp://hub.test.internal:1883" || cfg.NodeName != "gw-test-1" ||
+	if cfg.Hub != "https://hub.test.internal:8443" || cfg.Token != "abc123.0123456789abcdefghijklmnopqrstuv" ||
+		cfg.CAFingerprint != "sha256:4807e05863c45a4e81fe7c247beed368742dcc73c85e31e9388349db41279938" || cfg.NodeName != "gw-test-1" ||
 		strings.Join(cfg.Label, ",") != "role=gateway,site=lab" || strings.Join(cfg.InsecureRegistry, ",") != "registry.test.internal:5000" ||
 		cfg.StateDir != "/var/lib/flotilla-agent" || cfg.ContainerdSocket != "/run/containerd/containerd.sock" {
 		t.Errorf("agent.yaml = %+v", cfg)

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -27,8 +28,16 @@ type Provision struct {
 	// Hostname is the image's /etc/hostname.
 	Hostname string `json:"hostname"`
 	Hub      struct {
-		// Broker is the hub's MQTT broker URL, tcp://host:1883.
-		Broker string `json:"broker"`
+		// URL is the hub's HTTPS API, https://host:8443: a board enrols
+		// there on first boot with Token, pinning the CA by CAFingerprint,
+		// and then connects to ssl://host:8883 unless Broker says
+		// otherwise.
+		URL           string `json:"url,omitempty"`
+		Token         string `json:"token,omitempty"`
+		CAFingerprint string `json:"caFingerprint,omitempty"`
+		// Broker is the hub's MQTT broker URL: ssl://host:8883, or
+		// tcp://host:1883 for a hub run with --insecure.
+		Broker string `json:"broker,omitempty"`
 	} `json:"hub"`
 	Node struct {
 		// Name is the node's name; empty means each board's hostname.
@@ -88,12 +97,7 @@ func Decode(raw []byte) (Provision, error) {
 	} else if err := api.ValidateDNSLabel(p.Hostname); err != nil {
 		errs = append(errs, fmt.Errorf("hostname: %w", err))
 	}
-	if p.Hub.Broker == "" {
-		errs = append(errs, errors.New("hub.broker: required (tcp://HUB:1883)"))
-	} else if u, err := url.Parse(p.Hub.Broker); err != nil || u.Host == "" ||
-		!slices.Contains([]string{"tcp", "ssl", "tls", "mqtt", "mqtts", "ws", "wss"}, u.Scheme) {
-		errs = append(errs, fmt.Errorf("hub.broker %q: want scheme://host:port with tcp, ssl, tls, mqtt, mqtts, ws or wss", p.Hub.Broker))
-	}
+	errs = append(errs, validateHub(p)...)
 	if p.Node.Name != "" {
 		if err := api.ValidateDNSSubdomain(p.Node.Name); err != nil {
 			errs = append(errs, fmt.Errorf("node.name: %w", err))
@@ -115,13 +119,67 @@ func Decode(raw []byte) (Provision, error) {
 	return p, errors.Join(errs...)
 }
 
+// validateHub checks how the board reaches the hub: enrolment (url, token,
+// CA fingerprint, all three) or a plaintext broker for an --insecure hub.
+func validateHub(p Provision) []error {
+	var errs []error
+	h := p.Hub
+	if h.URL == "" && h.Broker == "" {
+		return []error{errors.New("hub.url: required (https://HUB:8443, with hub.token and hub.caFingerprint), or hub.broker for an --insecure hub")}
+	}
+	plain := false
+	if h.Broker != "" {
+		u, err := url.Parse(h.Broker)
+		if err != nil || u.Host == "" || !slices.Contains([]string{"tcp", "ssl", "tls", "mqtt", "mqtts", "ws", "wss"}, u.Scheme) {
+			errs = append(errs, fmt.Errorf("hub.broker %q: want scheme://host:port with tcp, ssl, tls, mqtt, mqtts, ws or wss", h.Broker))
+		} else {
+			plain = u.Scheme == "tcp" || u.Scheme == "mqtt" || u.Scheme == "ws"
+		}
+	}
+	if h.URL == "" {
+		if h.Token != "" || h.CAFingerprint != "" {
+			errs = append(errs, errors.New("hub.url: required with hub.token and hub.caFingerprint (where the board enrols)"))
+		}
+		return errs
+	}
+	if u, err := url.Parse(h.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+		errs = append(errs, fmt.Errorf("hub.url %q: want https://host:port", h.URL))
+	}
+	if h.Token == "" {
+		errs = append(errs, errors.New("hub.token: required with hub.url (hub token create --uses N --ttl D)"))
+	} else if !tokenPattern.MatchString(h.Token) {
+		errs = append(errs, fmt.Errorf("hub.token: want ID.SECRET as `hub token create` prints it"))
+	}
+	if h.CAFingerprint == "" {
+		errs = append(errs, errors.New("hub.caFingerprint: required with hub.url (hub token create prints it)"))
+	} else if !fingerprintPattern.MatchString(strings.ToLower(h.CAFingerprint)) {
+		errs = append(errs, fmt.Errorf("hub.caFingerprint %q: want sha256: and 64 hex digits", h.CAFingerprint))
+	}
+	if plain {
+		errs = append(errs, fmt.Errorf("hub.broker %q: an enrolled board connects over TLS; use ssl://host:8883 or leave it out", h.Broker))
+	}
+	return errs
+}
+
+var (
+	tokenPattern       = regexp.MustCompile(`^[a-z0-9]{6}\.[a-z0-9]{32}$`)
+	fingerprintPattern = regexp.MustCompile(`^sha256:([0-9a-f]{64}|([0-9a-f]{2}:){31}[0-9a-f]{2})$`)
+)
+
 // AgentConfig renders the agent's config file: keys are the agent's flag
 // names, as its --config takes them.
 func AgentConfig(p Provision) []byte {
 	var b strings.Builder
 	b.WriteString("# Flotilla edge agent settings, from the image's provisioning file.\n")
 	b.WriteString("# Keys are edge-agent's flag names (edge-agent --help).\n")
-	fmt.Fprintf(&b, "broker: %q\n", p.Hub.Broker)
+	if p.Hub.URL != "" {
+		fmt.Fprintf(&b, "hub: %q\n", p.Hub.URL)
+		fmt.Fprintf(&b, "token: %q\n", p.Hub.Token)
+		fmt.Fprintf(&b, "ca-fingerprint: %q\n", p.Hub.CAFingerprint)
+	}
+	if p.Hub.Broker != "" {
+		fmt.Fprintf(&b, "broker: %q\n", p.Hub.Broker)
+	}
 	if p.Node.Name != "" {
 		fmt.Fprintf(&b, "node-name: %q\n", p.Node.Name)
 	}

@@ -22,8 +22,13 @@ func TestExampleRenders(t *testing.T) {
 	if err := yaml.Unmarshal(AgentConfig(p), &cfg); err != nil {
 		t.Fatalf("rendered config is not YAML: %v\n%s", err, AgentConfig(p))
 	}
-	if cfg["broker"] != "tcp://hub.example.internal:1883" || cfg["state-dir"] != "/var/lib/flotilla-agent" {
+	if cfg["hub"] != "https://hub.example.internal:8443" || cfg["token"] != "abc123.0123456789abcdefghijklmnopqrstuv" ||
+		cfg["ca-fingerprint"] != "sha256:4807e05863c45a4e81fe7c247beed368742dcc73c85e31e9388349db41279938" ||
+		cfg["state-dir"] != "/var/lib/flotilla-agent" {
 		t.Fatalf("config = %v", cfg)
+	}
+	if _, ok := cfg["broker"]; ok {
+		t.Fatalf("no broker given: the agent derives it from the hub URL, so none must be written: %v", cfg)
 	}
 	if _, ok := cfg["node-name"]; ok {
 		t.Fatalf("an empty node name must be left out, so the board's hostname is used: %v", cfg)
@@ -52,9 +57,16 @@ func TestRunWritesFiles(t *testing.T) {
 }
 
 func TestInvalidProvisioning(t *testing.T) {
+	const fp = "4807e05863c45a4e81fe7c247beed368742dcc73c85e31e9388349db41279938"
 	for name, tc := range map[string]struct{ yaml, want string }{
 		"unknown field":   {"hostname: a\nhub: {broker: tcp://h:1}\nnode: {nmae: x}\n", "unknown field"},
-		"no broker":       {"hostname: a\n", "hub.broker: required"},
+		"no hub":          {"hostname: a\n", "hub.url: required"},
+		"token, no url":   {"hostname: a\nhub: {broker: 'ssl://h:1', token: abc123.0123456789abcdefghijklmnopqrstuv}\n", "hub.url: required with hub.token"},
+		"url, no token":   {"hostname: a\nhub: {url: 'https://h:8443', caFingerprint: 'sha256:" + fp + "'}\n", "hub.token: required"},
+		"bad token":       {"hostname: a\nhub: {url: 'https://h:8443', token: nope, caFingerprint: 'sha256:" + fp + "'}\n", "hub.token: want ID.SECRET"},
+		"bad fingerprint": {"hostname: a\nhub: {url: 'https://h:8443', token: abc123.0123456789abcdefghijklmnopqrstuv, caFingerprint: 'md5:1'}\n", "hub.caFingerprint"},
+		"http url":        {"hostname: a\nhub: {url: 'http://h:8080', token: abc123.0123456789abcdefghijklmnopqrstuv, caFingerprint: 'sha256:" + fp + "'}\n", "want https://"},
+		"plain enrolled":  {"hostname: a\nhub: {url: 'https://h:8443', broker: 'tcp://h:1883', token: abc123.0123456789abcdefghijklmnopqrstuv, caFingerprint: 'sha256:" + fp + "'}\n", "connects over TLS"},
 		"bad scheme":      {"hostname: a\nhub: {broker: 'http://h:1'}\n", "want scheme://host:port"},
 		"no hostname":     {"hub: {broker: tcp://h:1}\n", "hostname: required"},
 		"bad hostname":    {"hostname: Not_A_Host\nhub: {broker: tcp://h:1}\n", "hostname"},

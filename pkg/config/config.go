@@ -7,6 +7,7 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -52,6 +53,19 @@ func checkKeys(v *viper.Viper, flags *pflag.FlagSet, file string) error {
 		}
 	}
 	return nil
+}
+
+// Given reports whether a setting was given by the user, as a flag, in the
+// environment or in the config file, rather than left at its default.
+func Given(v *viper.Viper, flags *pflag.FlagSet, key string) bool {
+	if f := flags.Lookup(key); f != nil && f.Changed {
+		return true
+	}
+	env := EnvPrefix + "_" + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(key))
+	if _, ok := os.LookupEnv(env); ok {
+		return true
+	}
+	return v.InConfig(key)
 }
 
 // StringList reads a repeatable setting. From a flag it is a list; from the

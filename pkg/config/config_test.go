@@ -62,3 +62,39 @@ func TestLabels(t *testing.T) {
 		t.Fatal("accepted a label without =")
 	}
 }
+
+func TestGiven(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte("node-name: from-file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fs := flags()
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Load(fs, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Given(v, fs, "node-name") {
+		t.Error("node-name from the file: not given")
+	}
+	if Given(v, fs, "broker") {
+		t.Error("broker at its default: given")
+	}
+	t.Setenv("FLOTILLA_BROKER", "tcp://env")
+	if !Given(v, fs, "broker") {
+		t.Error("broker from the environment: not given")
+	}
+	fs2 := flags()
+	if err := fs2.Parse([]string{"--label", "a=b"}); err != nil {
+		t.Fatal(err)
+	}
+	v2, err := Load(fs2, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Given(v2, fs2, "label") {
+		t.Error("label from a flag: not given")
+	}
+}

@@ -114,6 +114,33 @@ func TestInstallScript(t *testing.T) {
 		}
 	})
 
+	t.Run("enrolling board", func(t *testing.T) {
+		root := fakeRoot(t)
+		fp := "sha256:" + strings.Repeat("ab", 32)
+		out, err := run(root, "--arch", "armv7", "--dist", env.dist, "--hub", "https://hub.lab:8443",
+			"--token", "abc123.0123456789abcdefghijklmnopqrstuv", "--ca-fingerprint", fp, "--label", "site=north")
+		if err != nil {
+			t.Fatalf("install.sh: %v\n%s", err, out)
+		}
+		var cfg map[string]any
+		raw, _ := os.ReadFile(filepath.Join(root, "etc/flotilla/agent.yaml"))
+		if err := yaml.Unmarshal(raw, &cfg); err != nil {
+			t.Fatalf("agent.yaml: %v\n%s", err, raw)
+		}
+		if cfg["hub"] != "https://hub.lab:8443" || cfg["token"] != "abc123.0123456789abcdefghijklmnopqrstuv" || cfg["ca-fingerprint"] != fp {
+			t.Errorf("agent.yaml = %v", cfg)
+		}
+		if _, ok := cfg["broker"]; ok {
+			t.Errorf("agent.yaml sets a broker; the agent derives ssl://HUB:8883 from the hub URL: %v", cfg)
+		}
+		// The agent takes those keys.
+		out, err = runTarget(t, "amd64", "check", "--config", filepath.Join(root, "etc/flotilla/agent.yaml"),
+			"--containerd-socket", env.ctd.Socket, "--state-dir", filepath.Join(root, "var/lib/flotilla-agent"))
+		if err != nil {
+			t.Fatalf("edge-agent check with the enrolling config: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("detects this machine", func(t *testing.T) {
 		out, err := run(fakeRoot(t), args...)
 		if err != nil || !strings.Contains(out, "architecture: amd64") {
@@ -129,7 +156,8 @@ func TestInstallScript(t *testing.T) {
 		}{
 			"no containerd": {func(t *testing.T) string { return t.TempDir() }, append([]string{"--arch", "armv7"}, args...), "missing containerd runc: apt-get install containerd runc"},
 			"wrong binary":  {fakeRoot, []string{"--arch", "armv7", "--binary", filepath.Join(env.dist, "edge-agent-linux-arm64"), "--broker", "tcp://h:1883"}, "is an arm64 binary, this board needs arm (armv7)"},
-			"no broker":     {fakeRoot, []string{"--arch", "armv6", "--dist", env.dist}, "--broker is required"},
+			"no broker":     {fakeRoot, []string{"--arch", "armv6", "--dist", env.dist}, "or --broker is required"},
+			"hub, no token": {fakeRoot, []string{"--arch", "armv6", "--dist", env.dist, "--hub", "https://h:8443"}, "--hub needs --token and --ca-fingerprint"},
 			"bad arch":      {fakeRoot, []string{"--arch", "riscv64"}, "want amd64, arm64, armv7 or armv6"},
 		} {
 			t.Run(name, func(t *testing.T) {

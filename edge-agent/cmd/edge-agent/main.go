@@ -121,7 +121,7 @@ func newRootCommand() *cobra.Command {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		sec, err := setUpIdentity(ctx, v, cmd.Flags().Changed("broker"), nodeName, stateDir, logger)
+		sec, err := setUpIdentity(ctx, v, config.Given(v, cmd.Flags(), "broker"), nodeName, stateDir, logger)
 		if err != nil {
 			return err
 		}
