@@ -28,6 +28,9 @@ type Options struct {
 	// Resync is the period of the full pass (default 30 s).
 	Resync time.Duration
 	Now    func() time.Time
+	// OnSync, if set, is told how long each reconcile pass took (the
+	// hub's /metrics histogram of controller latencies).
+	OnSync func(time.Duration)
 }
 
 // Controller runs DaemonSets.
@@ -67,6 +70,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		wake, err := c.sync()
 		if err != nil {
 			c.log.Error("sync", "err", err)
+		}
+		if c.opts.OnSync != nil {
+			c.opts.OnSync(time.Since(began))
 		}
 		// A pass reads the whole fleet, so a busy fleet (a status write
 		// every few milliseconds) would keep the controller syncing back

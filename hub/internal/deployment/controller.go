@@ -31,6 +31,9 @@ type Options struct {
 	Now    func() time.Time
 	// Suffix makes the random part of pod names (tests); nil is random.
 	Suffix func() string
+	// OnSync, if set, is told how long each reconcile pass took (the
+	// hub's /metrics histogram of controller latencies).
+	OnSync func(time.Duration)
 }
 
 // Controller runs Deployments.
@@ -69,6 +72,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		wake, err := c.sync()
 		if err != nil {
 			c.log.Error("sync", "err", err)
+		}
+		if c.opts.OnSync != nil {
+			c.opts.OnSync(time.Since(began))
 		}
 		// A pass reads the whole fleet, so a busy fleet (a status write
 		// every few milliseconds) would keep the controller syncing back

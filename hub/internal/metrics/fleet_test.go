@@ -275,6 +275,9 @@ func TestPrometheusHubState(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	hub := NewHubMetrics(reg)
 	hub.ObserveFlush(3*time.Millisecond, 7)
+	dsSync := hub.SyncObserver("daemonset")
+	dsSync(2 * time.Millisecond)
+	dsSync(40 * time.Millisecond)
 	handled := 0
 	h := hub.Incoming(func(string, []byte) { handled++ })
 	h(wire.NodeTopic("a", wire.TopicStatus), nil)
@@ -301,6 +304,7 @@ func TestPrometheusHubState(t *testing.T) {
 		{"flotilla_rollout_revision", map[string]string{"kind": "DaemonSet", "namespace": "default", "name": "web"}, 3},
 		{"flotilla_hub_mqtt_messages_received_total", map[string]string{"kind": "metrics"}, 2},
 		{"flotilla_hub_ingest_flush_seconds", nil, 1},
+		{"flotilla_hub_controller_sync_seconds", map[string]string{"controller": "daemonset"}, 2},
 		{"flotilla_hub_ingest_messages_total", map[string]string{"result": "dropped"}, 1},
 		{"flotilla_hub_scrape_errors", nil, 0},
 	} {

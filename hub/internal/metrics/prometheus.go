@@ -26,6 +26,7 @@ type HubMetrics struct {
 	flushSeconds   prometheus.Histogram
 	flushNodes     prometheus.Histogram
 	txSeconds      *prometheus.HistogramVec
+	syncSeconds    *prometheus.HistogramVec
 }
 
 // NewHubMetrics makes the hub's metrics and registers them with reg.
@@ -59,8 +60,13 @@ func NewHubMetrics(reg prometheus.Registerer) *HubMetrics {
 			Help:    "Duration of store transactions, by component (controllers, dispatch, ingest, api) and type (view, update); a controller's reconcile pass is its views and updates.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"component", "type"}),
+		syncSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "flotilla_hub_controller_sync_seconds",
+			Help:    "Duration of one reconcile pass over the fleet, by controller (daemonset, deployment).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
+		}, []string{"controller"}),
 	}
-	reg.MustRegister(m.messagesIn, m.messagesOut, m.publishSeconds, m.flushSeconds, m.flushNodes, m.txSeconds)
+	reg.MustRegister(m.messagesIn, m.messagesOut, m.publishSeconds, m.flushSeconds, m.flushNodes, m.txSeconds, m.syncSeconds)
 	return m
 }
 
@@ -109,6 +115,12 @@ func (c countingPublisher) Publish(ctx context.Context, topic string, qos byte, 
 	}
 	c.m.messagesOut.WithLabelValues(kind, result).Inc()
 	return err
+}
+
+// SyncObserver returns what a controller calls after each reconcile pass.
+func (m *HubMetrics) SyncObserver(controller string) func(time.Duration) {
+	h := m.syncSeconds.WithLabelValues(controller)
+	return func(d time.Duration) { h.Observe(d.Seconds()) }
 }
 
 // ObserveFlush records one ingest flush.
