@@ -517,10 +517,14 @@ var (
 
 // containerd runs test/bench (real containerd) and the agent RSS test.
 func (b *bench) containerd(ctx context.Context) error {
-	fmt.Println("real containerd: go run ./test/bench -scenario all -n 30")
-	out, err := exec.CommandContext(ctx, "go", "run", "./test/bench", "-scenario", "all", "-n", "30").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("test/bench: %w\n%s", err, out)
+	var out []byte
+	for _, sc := range []string{"apply", "restart"} {
+		fmt.Printf("real containerd: go run ./test/bench -scenario %s -n 30\n", sc)
+		o, err := exec.CommandContext(ctx, "go", "run", "./test/bench", "-scenario", sc, "-n", "30").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("test/bench: %w\n%s", err, o)
+		}
+		out = append(out, o...)
 	}
 	targets := map[string][2]string{
 		"apply":   {"apply → container running, real containerd", "p50 ≤ 300, p99 ≤ 1000 ms"},
@@ -546,7 +550,7 @@ func (b *bench) containerd(ctx context.Context) error {
 	fmt.Println("agent idle RSS: go test -run TestAgentIdleRSS ./test/arm/")
 	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-run", "TestAgentIdleRSS", "-v", "./test/arm/")
 	cmd.Env = append(os.Environ(), "FLOTILLA_RSS_STEADY=30s")
-	out, err = cmd.CombinedOutput()
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("agent RSS test: %w\n%s", err, out)
 	}
