@@ -475,3 +475,17 @@ func (a *Authority) CRL() ([]byte, error) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), nil
 }
+
+// CRLFile is where the hub keeps its CRL, in its PKI directory, for an
+// external broker to read (Mosquitto's crlfile).
+const CRLFile = "revoked.crl"
+
+// WriteCRL writes CRL's list to path, atomically (mode 0600), so that a
+// broker reading it sees the old list or the new one.
+func (a *Authority) WriteCRL(path string) error {
+	b, err := a.CRL()
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, b)
+}

@@ -4,6 +4,8 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -412,5 +414,23 @@ func TestCRL(t *testing.T) {
 		if e.SerialNumber.Cmp(other.SerialNumber) == 0 {
 			t.Fatal("an unrevoked certificate is in the CRL")
 		}
+	}
+
+	// WriteCRL writes the same list to a file only root can read.
+	path := filepath.Join(t.TempDir(), CRLFile)
+	if err := a.WriteCRL(path); err != nil {
+		t.Fatal(err)
+	}
+	fb, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s: mode %04o, want 0600", path, fi.Mode().Perm())
+	}
+	if block, _ := pem.Decode(fb); block == nil {
+		t.Fatalf("%s is not PEM: %s", path, fb)
+	} else if crl, err := x509.ParseRevocationList(block.Bytes); err != nil || len(crl.RevokedCertificateEntries) != 1 {
+		t.Fatalf("%s: %v, entries %+v", path, err, crl)
 	}
 }

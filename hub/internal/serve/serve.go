@@ -107,6 +107,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := ensureDefaultNamespace(st); err != nil {
 		return err
 	}
+	// The revocation list as a CRL, for an external broker that cannot
+	// ask the hub (Mosquitto's crlfile): written now, after every
+	// revocation, and daily, well inside its validity, so that a copy
+	// taken at any time is current.
+	crlPath := filepath.Join(cfg.DataDir, pkiDir, pki.CRLFile)
+	if err := authority.WriteCRL(crlPath); err != nil {
+		return err
+	}
 	tel, err := openTelemetry(cfg, log)
 	if err != nil {
 		return err
@@ -203,6 +211,20 @@ func Run(ctx context.Context, cfg Config) error {
 	run("nodelifecycle", nodelifecycle.New(nodelifecycle.Options{Store: tel.store("nodelifecycle", st), Logger: log, Grace: cfg.NodeGrace, EventTTL: cfg.EventTTL}).Run)
 	tel.start(run, st, in)
 	run("store-gc", func(ctx context.Context) error { return st.RunGC(ctx, 10*time.Minute) })
+	run("crl", func(ctx context.Context) error {
+		t := time.NewTicker(24 * time.Hour)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				if err := authority.WriteCRL(crlPath); err != nil {
+					log.Error("write the CRL", "path", crlPath, "err", err)
+				}
+			}
+		}
+	})
 
 	var auth *authenticator
 	if !cfg.Insecure {
@@ -218,9 +240,14 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Warn("--insecure: MQTT and HTTP are plaintext and unauthenticated")
 	}
 	onRevoke := func(node string) {
+		if err := authority.WriteCRL(crlPath); err != nil {
+			log.Error("node revoked, but the CRL was not written", "node", node, "path", crlPath, "err", err)
+		}
 		if embedded != nil {
 			n := embedded.DisconnectIdentity(node)
 			log.Info("node revoked; its connections closed", "node", node, "connections", n)
+		} else {
+			log.Info("node revoked: reload the external broker's CRL to refuse it", "node", node, "crl", crlPath)
 		}
 	}
 	srv := &http.Server{
