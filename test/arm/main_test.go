@@ -84,7 +84,7 @@ func run(m *testing.M) int {
 
 func setup(ctx context.Context) error {
 	start := time.Now()
-	root, err := moduleRoot()
+	root, err := harness.ModuleRoot()
 	if err != nil {
 		return err
 	}
@@ -144,23 +144,6 @@ func teardown() {
 		if err := env.ctd.Close(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "teardown containerd:", err)
 		}
-	}
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("go.mod not found above the test directory")
-		}
-		dir = parent
 	}
 }
 

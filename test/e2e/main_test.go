@@ -105,7 +105,7 @@ func setup(ctx context.Context) error {
 
 // buildBinaries builds the hub and the agent as a user would.
 func buildBinaries(ctx context.Context) error {
-	root, err := moduleRoot()
+	root, err := harness.ModuleRoot()
 	if err != nil {
 		return err
 	}
@@ -119,23 +119,6 @@ func buildBinaries(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
 }
 
 func printDaemonLogs() {

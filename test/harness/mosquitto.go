@@ -65,3 +65,138 @@ func StartMosquitto(ctx context.Context, dir string) (*Mosquitto, error) {
 	}
 	return nil, fmt.Errorf("start mosquitto: %w", lastErr)
 }
+
+// ModuleRoot returns the directory holding go.mod, above the working
+// directory (a test's package directory).
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("go.mod not found above %s", dir)
+		}
+		dir = parent
+	}
+}
+
+// DocumentedMosquitto is Mosquitto run with the TLS configuration and the
+// ACL that docs/mosquitto gives operators, so that tests run what the
+// documentation says.
+type DocumentedMosquitto struct {
+	*Process
+	// URL is "ssl://127.0.0.1:port".
+	URL, Addr string
+	// Dir holds the configuration, its files and the persistence.
+	Dir  string
+	port int
+}
+
+// docsConfigEdits are the only changes made to the documented
+// configuration: where its files are, the listener, the log, and the user
+// (run as root, Mosquitto would drop to the mosquitto user, who cannot
+// read the test's 0600 files).
+func docsConfigEdits(dir string, port int) map[string]string {
+	return map[string]string{
+		"listener 8883": fmt.Sprintf("listener %d 127.0.0.1", port),
+		"persistence_location /var/lib/mosquitto/": "persistence_location " + dir + "/",
+		"per_listener_settings false":              "user root\nlog_dest stderr\nlog_type all\nper_listener_settings false",
+	}
+}
+
+// writeDocumentedConfig writes docs/mosquitto/mosquitto-tls.conf (edited
+// as docsConfigEdits says, and without its acl_file line unless acl) and
+// flotilla.acl into dir, and returns the configuration's path.
+func writeDocumentedConfig(dir string, port int, acl bool) (string, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	docs := filepath.Join(root, "docs", "mosquitto")
+	aclText, err := os.ReadFile(filepath.Join(docs, "flotilla.acl"))
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "flotilla.acl"), aclText, 0o600); err != nil {
+		return "", err
+	}
+	conf, err := os.ReadFile(filepath.Join(docs, "mosquitto-tls.conf"))
+	if err != nil {
+		return "", err
+	}
+	text := strings.ReplaceAll(string(conf), "/etc/mosquitto/flotilla/", dir+"/")
+	edits := docsConfigEdits(dir, port)
+	if !acl {
+		edits["acl_file "+dir+"/flotilla.acl\n"] = ""
+	}
+	for old, repl := range edits {
+		if !strings.Contains(text, old) {
+			return "", fmt.Errorf("docs/mosquitto/mosquitto-tls.conf has no %q any more: update the harness", old)
+		}
+		text = strings.Replace(text, old, repl, 1)
+	}
+	path := filepath.Join(dir, "mosquitto.conf")
+	return path, os.WriteFile(path, []byte(text), 0o600)
+}
+
+// StartDocumentedMosquitto runs Mosquitto with docs/mosquitto's
+// configuration and ACL on 127.0.0.1:port (0: a free port). dir must hold
+// what the documentation says to copy into /etc/mosquitto/flotilla/:
+// ca.crt, server.crt, server.key (for 127.0.0.1) and revoked.crl.
+func StartDocumentedMosquitto(ctx context.Context, dir string, port int) (*DocumentedMosquitto, error) {
+	var lastErr error
+	for range portAttempts {
+		p := port
+		if p == 0 {
+			var err error
+			if p, err = FreePort(); err != nil {
+				return nil, err
+			}
+		}
+		m := &DocumentedMosquitto{Dir: dir, port: p, Addr: fmt.Sprintf("127.0.0.1:%d", p)}
+		m.URL = "ssl://" + m.Addr
+		if lastErr = m.start(ctx, true); lastErr == nil {
+			return m, nil
+		}
+		if port != 0 || !strings.Contains(lastErr.Error(), "Address already in use") {
+			break
+		}
+	}
+	return nil, fmt.Errorf("start mosquitto: %w", lastErr)
+}
+
+// Restart stops the broker and starts it again on the same port, which is
+// how Mosquitto rereads its CRL. Without acl, the broker runs without
+// access control: what a misconfigured or compromised broker allows.
+func (m *DocumentedMosquitto) Restart(ctx context.Context, acl bool) error {
+	if err := m.Stop(); err != nil {
+		return err
+	}
+	return m.start(ctx, acl)
+}
+
+func (m *DocumentedMosquitto) start(ctx context.Context, acl bool) error {
+	bin, err := FindBinary("mosquitto")
+	if err != nil {
+		return err
+	}
+	conf, err := writeDocumentedConfig(m.Dir, m.port, acl)
+	if err != nil {
+		return err
+	}
+	p, err := StartProcess("mosquitto", filepath.Join(m.Dir, "mosquitto.log"), bin, "-c", conf)
+	if err != nil {
+		return err
+	}
+	if err := p.WaitReady(ctx, DialCheck("tcp", m.Addr)); err != nil {
+		p.Stop()
+		return err
+	}
+	m.Process = p
+	return nil
+}

@@ -6,10 +6,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,14 +20,13 @@ import (
 
 // TestMosquittoWithDocumentedACL runs a real Mosquitto with
 // docs/mosquitto/mosquitto-tls.conf and flotilla.acl (only paths, port
-// and persistence changed) and checks that they keep nodes apart as the
+// and log changed: harness.StartDocumentedMosquitto) and checks that they keep nodes apart as the
 // embedded broker does. It needs the mosquitto binary; -short skips it.
 func TestMosquittoWithDocumentedACL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs mosquitto")
 	}
-	bin, err := harness.FindBinary("mosquitto")
-	if err != nil {
+	if _, err := harness.FindBinary("mosquitto"); err != nil {
 		t.Fatalf("this test runs the documented Mosquitto configuration: %v", err)
 	}
 	p := newTestPKI(t)
@@ -72,62 +69,29 @@ func TestMosquittoWithDocumentedACL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acl, err := os.ReadFile("../../../docs/mosquitto/flotilla.acl")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for name, data := range map[string][]byte{
-		"ca.crt":       p.creds.CA.PEM,
-		"server.crt":   pki.EncodeCertificate(p.creds.Server.Leaf.Raw),
-		"server.key":   serverKey,
-		"revoked.crl":  crl,
-		"flotilla.acl": acl,
+		"ca.crt":      p.creds.CA.PEM,
+		"server.crt":  pki.EncodeCertificate(p.creds.Server.Leaf.Raw),
+		"server.key":  serverKey,
+		"revoked.crl": crl,
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	conf, err := os.ReadFile("../../../docs/mosquitto/mosquitto-tls.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, err := harness.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.ReplaceAll(string(conf), "/etc/mosquitto/flotilla/", dir+"/")
-	for old, repl := range map[string]string{
-		"listener 8883":    fmt.Sprintf("listener %d 127.0.0.1", port),
-		"persistence true": "persistence false",
-		"persistence_location /var/lib/mosquitto/\n": "",
-		"per_listener_settings false":                "user root\nlog_dest stderr\nlog_type all\nper_listener_settings false",
-	} {
-		if !strings.Contains(text, old) {
-			t.Fatalf("the documented configuration has no %q any more; update this test", old)
-		}
-		text = strings.Replace(text, old, repl, 1)
-	}
-	confPath := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(confPath, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	proc, err := harness.StartProcess("mosquitto", filepath.Join(dir, "mosquitto.log"), bin, "-c", confPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proc.Stop()
-	defer func() {
-		if t.Failed() {
-			t.Logf("mosquitto log:\n%s", proc.Logs())
-		}
-	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	if err := proc.WaitReady(ctx, harness.DialCheck("tcp", addr)); err != nil {
+	mosq, err := harness.StartDocumentedMosquitto(ctx, dir, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	url := "ssl://" + addr
+	defer mosq.Stop()
+	defer func() {
+		if t.Failed() {
+			t.Logf("mosquitto log:\n%s", mosq.Logs())
+		}
+	}()
+	url := mosq.URL
 
 	hub, err := dial(t, url, "flotilla-hub-test", p.creds.HubClientTLS("127.0.0.1"), "")
 	if err != nil {
