@@ -69,10 +69,10 @@ bench: ## Scale benchmarks against a real hub: make bench [NODES=10000] [BENCH_A
 	$(GO) run ./test/benchscale -nodes $(NODES) -json $(BENCH_JSON) $(BENCH_ARGS)
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
-	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$${FUZZTIME:-30s} ./pkg/manifest/
-	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
-	$(GO) test -run='^$$' -fuzz=FuzzTelemetryDecode -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
-	$(GO) test -run='^$$' -fuzz=FuzzVerify -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$${FUZZTIME:-30s} ./pkg/manifest/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
+	$(GO) test -run='^$$' -fuzz='^FuzzTelemetryDecode$$' -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
+	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: the files above need formatting" && exit 1)
