@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -206,6 +207,81 @@ func rejections(t *testing.T, h *hubProc, node string) []string {
 	return out
 }
 
+// connects counts the agent's connections to the broker so far.
+func (a *agentProc) connects() int {
+	b, _ := os.ReadFile(a.logPath)
+	return strings.Count(string(b), "msg=connected")
+}
+
+// waitConnects waits until the agent has connected n times (and so
+// subscribed again).
+func (a *agentProc) waitConnects(n int) {
+	a.t.Helper()
+	eventually(a.t, 20*time.Second, fmt.Sprintf("%s connected %d times", a.node, n), func() error {
+		if got := a.connects(); got < n {
+			return fmt.Errorf("%d connects", got)
+		}
+		return nil
+	})
+}
+
+// forgeries returns snapshots forged for current's node, each adding a
+// pod "evil" above current's revision: one unsigned, one signed with a
+// key the agent does not pin; and what the agent's rejections say.
+func forgeries(t *testing.T, current wire.Snapshot) ([][]byte, []string) {
+	t.Helper()
+	evil := current
+	evil.Revision = current.Revision + 10
+	evilPod := evil.Pods[0]
+	evilPod.UID, evilPod.Name, evilPod.SpecHash = "evil-uid", "evil", "evil"
+	evil.Pods = append(slices.Clone(evil.Pods), evilPod)
+	unsigned, err := wire.Encode(wire.TypeSnapshot, current.Node, evil.Revision, time.Now(), evil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
+	otherSigner, _ := wire.NewSigner(otherKey)
+	misSigned, err := otherSigner.EncodeSnapshot(&evil, evil.Revision, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return [][]byte{unsigned, misSigned}, []string{"not signed", "not the pinned hub key"}
+}
+
+// otherNodeRejection is what an agent's rejection of other's snapshot
+// says.
+func otherNodeRejection(other string) string { return `envelope names node "` + other }
+
+// waitRejected waits until node has reported SnapshotRejected events
+// saying each of want.
+func waitRejected(t *testing.T, h *hubProc, node string, want []string) {
+	t.Helper()
+	eventually(t, 20*time.Second, fmt.Sprintf("%d SnapshotRejected events from %s", len(want), node), func() error {
+		got := strings.Join(rejections(t, h, node), "\n")
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				return fmt.Errorf("no rejection saying %q in:\n%s", w, got)
+			}
+		}
+		return nil
+	})
+}
+
+// runsOnly fails unless a's only running container is cid and (unless
+// revision is 0) the hub sees a at revision.
+func runsOnly(t *testing.T, a *agentProc, cid string, revision uint64, when string) {
+	t.Helper()
+	if rs := running(t, a.ns); len(rs) != 1 || rs[0].ID != cid {
+		t.Fatalf("%s %s runs %+v, want only %s", when, a.node, rs, cid)
+	}
+	if revision == 0 {
+		return
+	}
+	if n := a.hub.node(a.node); n.Status.ObservedRevision != revision {
+		t.Fatalf("%s %s reports revision %d, want %d", when, a.node, n.Status.ObservedRevision, revision)
+	}
+}
+
 // TestSecurityEnrolACLSignedSnapshotsRevoke: an agent enrols with a token
 // and runs a pod over mutual TLS; a node's certificate reaches neither
 // another node's topics nor the broker under another client id; no
@@ -334,13 +410,7 @@ func TestSecurityEnrolACLSignedSnapshotsRevoke(t *testing.T) {
 	})
 	thief.Disconnect(0)
 	// The real agent reconnects (its session was taken over).
-	eventually(t, 20*time.Second, "a reconnected", func() error {
-		b, _ := os.ReadFile(a.logPath)
-		if n := strings.Count(string(b), "msg=connected"); n < 2 {
-			return fmt.Errorf("%d connects", n)
-		}
-		return nil
-	})
+	a.waitConnects(2)
 	time.Sleep(500 * time.Millisecond)
 	mu.Lock()
 	if len(leaked) > 0 {
@@ -350,43 +420,13 @@ func TestSecurityEnrolACLSignedSnapshotsRevoke(t *testing.T) {
 
 	// Forged snapshots on a's desired topic, published with an identity
 	// the broker lets publish anywhere. Each adds a pod that must not run.
-	desiredA := wire.NodeTopic(a.node, wire.TopicDesired)
-	evil := current
-	evil.Revision = current.Revision + 10
-	evilPod := evil.Pods[0]
-	evilPod.UID, evilPod.Name, evilPod.SpecHash = "evil-uid", "evil", "evil"
-	evil.Pods = append(evil.Pods, evilPod)
-	unsigned, err := wire.Encode(wire.TypeSnapshot, a.node, evil.Revision, time.Now(), evil)
-	if err != nil {
-		t.Fatal(err)
+	fakes, want := forgeries(t, current)
+	for _, m := range append(fakes, snapB, rev1) {
+		publish(t, hc, wire.NodeTopic(a.node, wire.TopicDesired), m)
 	}
-	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
-	otherSigner, _ := wire.NewSigner(otherKey)
-	misSigned, err := otherSigner.EncodeSnapshot(&evil, evil.Revision, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range [][]byte{unsigned, misSigned, snapB, rev1} {
-		publish(t, hc, desiredA, m)
-	}
-	want := []string{"not signed", "not the pinned hub key", `envelope names node "` + b.node, "not newer"}
-	eventually(t, 20*time.Second, "four SnapshotRejected events from a", func() error {
-		got := strings.Join(rejections(t, h, a.node), "\n")
-		for _, w := range want {
-			if !strings.Contains(got, w) {
-				return fmt.Errorf("no rejection saying %q in:\n%s", w, got)
-			}
-		}
-		return nil
-	})
+	waitRejected(t, h, a.node, append(want, otherNodeRejection(b.node), "not newer"))
 	time.Sleep(3 * time.Second) // two resyncs: nothing may have changed
-	rs := running(t, a.ns)
-	if len(rs) != 1 || rs[0].ID != cid {
-		t.Fatalf("after forged snapshots a runs %+v, want only %s", rs, cid)
-	}
-	if n := h.node(a.node); n.Status.ObservedRevision != current.Revision {
-		t.Fatalf("a reports revision %d, want %d", n.Status.ObservedRevision, current.Revision)
-	}
+	runsOnly(t, a, cid, current.Revision, "after forged snapshots")
 
 	// Revocation: a's connection is cut and it cannot connect again.
 	if out := h.mustCLI("node", "revoke", a.node); !strings.Contains(out, "revoked") {
@@ -403,9 +443,7 @@ func TestSecurityEnrolACLSignedSnapshotsRevoke(t *testing.T) {
 		return nil
 	})
 	// The agent keeps its pod running meanwhile, offline.
-	if rs := running(t, a.ns); len(rs) != 1 || rs[0].ID != cid {
-		t.Fatalf("after revocation a runs %+v, want %s", rs, cid)
-	}
+	runsOnly(t, a, cid, 0, "after revocation")
 	// b is untouched.
 	if !h.node(b.node).IsReady() {
 		t.Fatal("b is not Ready after a was revoked")
