@@ -8,7 +8,7 @@ import "time"
 // nobody answers in time fails at the hub, and a reply nobody waits for is
 // dropped.
 const (
-	TopicRequests = "requests" // hub → agent, QoS 1: LogRequest
+	TopicRequests = "requests" // hub → agent, QoS 1: LogRequest, HelloRequest
 	TopicReplies  = "replies"  // agent → hub, QoS 1: LogReply
 )
 
@@ -16,7 +16,15 @@ const (
 const (
 	TypeLogRequest = "LogRequest"
 	TypeLogReply   = "LogReply"
+	// TypeHelloRequest asks an agent to send its Hello again: the hub
+	// hears from a node whose hello it missed (sent while the hub was away
+	// from an external broker, which keeps nothing for it).
+	TypeHelloRequest = "HelloRequest"
 )
+
+// HelloRequest asks for the node's Hello on its status topic. It has no
+// fields; the envelope's node names the node.
+type HelloRequest struct{}
 
 // MaxLogChunk bounds the log bytes of one reply, well inside MaxPayload
 // once base64-encoded. A longer answer is paged with cursors.

@@ -156,7 +156,7 @@ func allowed(kind, typ string) bool {
 	case TopicMetrics:
 		return typ == TypeMetrics
 	case TopicRequests:
-		return typ == TypeLogRequest
+		return typ == TypeLogRequest || typ == TypeHelloRequest
 	case TopicReplies:
 		return typ == TypeLogReply
 	}

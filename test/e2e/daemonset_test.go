@@ -213,3 +213,39 @@ func TestHubRestartKeepsState(t *testing.T) {
 		t.Fatalf("hub restart disturbed the pod: before %+v after %+v", before, after)
 	}
 }
+
+// TestHubLearnsAHelloSentWhileItWasAway: with an external broker, an agent
+// that (re)connects while the hub is down says hello to nobody (Mosquitto
+// keeps nothing for the hub's shared subscription). When the hub is back
+// and hears the node's heartbeats, it asks for the hello again, so a label
+// changed meanwhile still reaches it.
+func TestHubLearnsAHelloSentWhileItWasAway(t *testing.T) {
+	h := startHub(t, hubOptions{broker: env.mosq.URL})
+	a := startAgent(t, h, "site=lab")
+	if err := h.proc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.proc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	a.args = append(a.args, "--label", "hello=again")
+	a.start()
+	eventually(t, 20*time.Second, "the restarted agent connected to Mosquitto", func() error {
+		if n := strings.Count(a.proc.Logs(), "msg=connected"); n < 2 {
+			return fmt.Errorf("%d connections in the agent's log", n)
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // its hello goes out, to nobody
+	h.start()
+	eventually(t, 20*time.Second, "the hub has the label the agent announced while it was away", func() error {
+		n := h.node(a.node)
+		if n.Labels["hello"] != "again" || !n.IsReady() {
+			return fmt.Errorf("labels %v, ready %t", n.Labels, n.IsReady())
+		}
+		return nil
+	})
+	if !strings.Contains(h.proc.Logs(), "asking a node for its hello") {
+		t.Errorf("the hub learned the label without asking: the test did not exercise the lost hello\n%s", h.proc.Logs())
+	}
+}

@@ -117,6 +117,9 @@ type Agent struct {
 	// snapshot, whose same revision is then accepted for its Secrets.
 	secretsMu sync.Mutex
 	secrets   []wire.SnapshotSecret
+
+	// helloAgain is when a HelloRequest was last answered (UnixNano).
+	helloAgain atomic.Int64
 }
 
 // Run runs the agent until ctx ends.

@@ -46,12 +46,31 @@ func (a *Agent) startTelemetry(run func(func(ctx context.Context))) {
 	run(func(ctx context.Context) { _ = a.tel.logs.Run(ctx) })
 }
 
+// helloAgainEvery bounds how often a HelloRequest is answered.
+const helloAgainEvery = 5 * time.Second
+
 // onRequest takes a request from the hub. It runs on the MQTT receive
 // path, so it only queues the work.
 func (a *Agent) onRequest(topic string, payload []byte) {
 	env, err := wire.Decode(topic, payload)
 	if err != nil {
 		a.log.Warn("dropping request", "err", err)
+		return
+	}
+	if env.Type == wire.TypeHelloRequest {
+		// The hub missed this node's hello (it was away from an external
+		// broker when the agent connected): say it again, at most every
+		// few seconds whoever asks.
+		now := time.Now().UnixNano()
+		last := a.helloAgain.Load()
+		if now-last < int64(helloAgainEvery) || !a.helloAgain.CompareAndSwap(last, now) {
+			return
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			a.sendHello(ctx)
+		}()
 		return
 	}
 	var req wire.LogRequest

@@ -58,7 +58,17 @@ type Options struct {
 	// are dropped (counted as dropped, logged at most once a minute per
 	// node), so that one noisy or hostile node cannot starve the others.
 	Limiter Limiter
+	// AskHello, if set, asks a node to send its hello again. Ingest calls
+	// it, from its own goroutine, for a node it hears from without having
+	// had its hello since the hub started: an external broker keeps
+	// nothing for a hub that is away, so the hello of an agent that
+	// connected meanwhile (its labels, facts and capacity) is lost. When
+	// it fails, the node's next message asks again.
+	AskHello func(node string) error
 }
+
+// askHelloEvery bounds how often one node is asked for its hello.
+const askHelloEvery = 30 * time.Second
 
 // Limiter is a per-key token bucket; *ratelimit.Limiter satisfies it.
 type Limiter interface {
@@ -84,6 +94,12 @@ type Ingest struct {
 	// limitedLogged is when a node's refused messages were last logged.
 	limitedMu     sync.Mutex
 	limitedLogged map[string]time.Time
+
+	// greeted holds the nodes whose hello arrived since the hub started;
+	// asked, when each other node was last asked for it (under mu).
+	greeted map[string]bool
+	asked   map[string]time.Time
+	askCh   chan string
 }
 
 // nodeUpdate is everything heard from one node since the last flush. Of
@@ -138,6 +154,22 @@ func New(opts Options) *Ingest {
 		opts: opts, log: opts.Logger.With("component", "ingest"),
 		wake:    make(chan struct{}, 1),
 		pending: map[string]*nodeUpdate{},
+		greeted: map[string]bool{},
+		asked:   map[string]time.Time{},
+		askCh:   make(chan string, 1024),
+	}
+}
+
+// wantHello notes that node spoke without a hello this hub has seen and,
+// at most every askHelloEvery, queues a request for it. Called under mu.
+func (in *Ingest) wantHello(node string, now time.Time) {
+	if in.opts.AskHello == nil || in.greeted[node] || now.Sub(in.asked[node]) < askHelloEvery {
+		return
+	}
+	select {
+	case in.askCh <- node:
+		in.asked[node] = now
+	default: // a burst; the node's next message asks again
 	}
 }
 
@@ -206,6 +238,12 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 		if seq > u.observedSeq {
 			u.observed, u.observedSeq = rev, seq
 		}
+	}
+	if env.Type == wire.TypeHello {
+		in.greeted[node] = true
+		delete(in.asked, node)
+	} else if env.Type != wire.TypeOnline || online.Online {
+		in.wantHello(node, now)
 	}
 	switch env.Type {
 	case wire.TypeHello:
@@ -280,6 +318,24 @@ func (in *Ingest) signal() {
 func (in *Ingest) Run(ctx context.Context) error {
 	t := time.NewTicker(in.opts.FlushInterval)
 	defer t.Stop()
+	if in.opts.AskHello != nil {
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case node := <-in.askCh:
+					in.log.Info("asking a node for its hello, missed while the hub was away", "node", node)
+					if err := in.opts.AskHello(node); err != nil {
+						in.log.Warn("ask a node for its hello; asking again at its next message", "node", node, "err", err)
+						in.mu.Lock()
+						delete(in.asked, node)
+						in.mu.Unlock()
+					}
+				}
+			}
+		}()
+	}
 	pending := false
 	for {
 		select {

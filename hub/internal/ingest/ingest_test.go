@@ -2,9 +2,12 @@ package ingest
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -267,5 +270,94 @@ func TestQueuedReportsNeverOverwriteNewerOnes(t *testing.T) {
 	report(in, 3, api.PodFailed, 5)
 	if ph, rev := phase(); ph != api.PodFailed || rev != 5 {
 		t.Fatalf("reports after an agent reset were ignored: %s rev %d", ph, rev)
+	}
+}
+
+// TestAsksForAMissedHello: a node heard from without a hello since the hub
+// started (it connected while the hub was away from an external broker) is
+// asked for it, at most every askHelloEvery; one whose hello arrived, or
+// that only left a will, is not.
+func TestAsksForAMissedHello(t *testing.T) {
+	st := store.NewMemory()
+	var clock atomic.Int64 // the test's clock, read by Run's flushes too
+	clock.Store(t0.UnixNano())
+	advance := func(d time.Duration) { clock.Add(int64(d)) }
+	asked := make(chan string, 16)
+	in := New(Options{Store: st, Logger: slog.New(slog.NewTextHandler(&syncBuffer{}, nil)), Now: func() time.Time { return time.Unix(0, clock.Load()).UTC() },
+		AskHello: func(node string) error { asked <- node; return nil }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go in.Run(ctx)
+	next := func() string {
+		select {
+		case n := <-asked:
+			return n
+		case <-time.After(2 * time.Second):
+			return ""
+		}
+	}
+	none := func(why string) {
+		select {
+		case n := <-asked:
+			t.Fatalf("%s: asked %s", why, n)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+
+	in.Handle(wire.NodeTopic("quiet", wire.TopicStatus), msg(t, "quiet", wire.TypeHeartbeat, 5, wire.Heartbeat{}))
+	if got := next(); got != "quiet" {
+		t.Fatalf("a heartbeat without a hello: asked %q, want quiet", got)
+	}
+	in.Handle(wire.NodeTopic("quiet", wire.TopicEvents), msg(t, "quiet", wire.TypeEvent, 6, wire.Event{Reason: "Started", Type: "Normal"}))
+	none("a second message within the interval")
+	advance(askHelloEvery)
+	in.Handle(wire.NodeTopic("quiet", wire.TopicStatus), msg(t, "quiet", wire.TypeHeartbeat, 7, wire.Heartbeat{}))
+	if got := next(); got != "quiet" {
+		t.Fatalf("after the interval: asked %q, want quiet again", got)
+	}
+	in.Handle(wire.NodeTopic("quiet", wire.TopicStatus), msg(t, "quiet", wire.TypeHello, 8, wire.Hello{}))
+	advance(askHelloEvery)
+	in.Handle(wire.NodeTopic("quiet", wire.TopicStatus), msg(t, "quiet", wire.TypeHeartbeat, 9, wire.Heartbeat{}))
+	none("after its hello")
+
+	in.Handle(wire.NodeTopic("greeter", wire.TopicStatus), msg(t, "greeter", wire.TypeHello, 1, wire.Hello{}))
+	in.Handle(wire.NodeTopic("greeter", wire.TopicStatus), msg(t, "greeter", wire.TypeHeartbeat, 2, wire.Heartbeat{}))
+	none("a node that said hello first")
+	in.Handle(wire.NodeTopic("gone", wire.TopicOnline), msg(t, "gone", wire.TypeOnline, 0, wire.Online{Online: false}))
+	none("a will")
+}
+
+// TestAsksAgainAfterAFailedAsk: a request that could not be sent (the hub's
+// session not connected yet) does not wait out the interval.
+func TestAsksAgainAfterAFailedAsk(t *testing.T) {
+	asked := make(chan string, 16)
+	var fail atomic.Bool
+	fail.Store(true)
+	in := New(Options{Store: store.NewMemory(), Logger: slog.New(slog.NewTextHandler(&syncBuffer{}, nil)), Now: func() time.Time { return t0 },
+		AskHello: func(node string) error {
+			asked <- node
+			if fail.Load() {
+				return errors.New("not connected to the broker")
+			}
+			return nil
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go in.Run(ctx)
+	for i, want := range []bool{true, true, false} {
+		fail.Store(want)
+		in.Handle(wire.NodeTopic("n", wire.TopicStatus), msg(t, "n", wire.TypeHeartbeat, uint64(i+1), wire.Heartbeat{}))
+		select {
+		case <-asked:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("message %d: not asked, although the ask before it failed", i+1)
+		}
+		time.Sleep(50 * time.Millisecond) // the failure is recorded
+	}
+	in.Handle(wire.NodeTopic("n", wire.TopicStatus), msg(t, "n", wire.TypeHeartbeat, 9, wire.Heartbeat{}))
+	select {
+	case <-asked:
+		t.Fatal("asked again within the interval after a request that was sent")
+	case <-time.After(100 * time.Millisecond):
 	}
 }

@@ -180,8 +180,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.NodeGrace > 0 && cfg.NodeGrace/4 < seenResolution {
 		seenResolution = cfg.NodeGrace / 4
 	}
+	// askHello is set once the hub's MQTT session exists, before ingest runs.
+	var askHello func(node string) error
 	in := ingest.New(ingest.Options{Store: tel.store("ingest", st), Logger: log, EventTTL: cfg.EventTTL, SeenResolution: seenResolution,
-		Metrics: tel.fleet, OnFlush: tel.hub.ObserveFlush, Limiter: limiter})
+		Metrics: tel.fleet, OnFlush: tel.hub.ObserveFlush, Limiter: limiter, AskHello: func(node string) error { return askHello(node) }})
 	var disp *dispatch.Dispatcher
 	hostname, _ := os.Hostname()
 	session := link.New(link.Options{
@@ -200,6 +202,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// flag of every node when the hub (re)connects, which shared ones do not.
 	session.Subscribe(wire.AllNodesTopic(wire.TopicOnline), 1, tel.hub.Incoming(in.Handle))
 	tel.attach(session, in)
+	askHello = helloAsker(tel.hub.Outgoing(session))
 	disp = dispatch.New(dispatch.Options{Store: tel.store("dispatch", st), Publisher: tel.hub.Outgoing(session), Logger: log,
 		Signer: signer, HashKey: dispatch.HashKeyFrom(creds.SigningKey.Seed())})
 
