@@ -498,7 +498,7 @@ spec:
       containers:
         - name: main
           image: %s
-          command: ["sh", "-c", "echo \"$PASSWORD\" > /out/env; cat /etc/db/password > /out/file; echo \"$GREETING\" > /out/cm; grep -q ' /etc/db ' /proc/mounts && echo ro > /out/mounted; sleep 3600"]
+          command: ["sh", "-c", "if grep -q ' /etc/db ' /proc/mounts; then echo ro > /out/mounted; else echo no > /out/mounted; fi; echo \"$PASSWORD\" > /out/env; cat /etc/db/password > /out/file; echo \"$GREETING\" > /out/cm; sleep 3600"]
           env:
             - name: PASSWORD
               valueFrom: {secretKeyRef: {name: db, key: password}}
@@ -544,6 +544,7 @@ spec:
 		}
 		return nil
 	})
+	// Written before the files the wait above looked at.
 	if read("mounted") != "ro" {
 		t.Errorf("/etc/db is not a mount in the container")
 	}

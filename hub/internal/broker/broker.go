@@ -27,9 +27,18 @@ type Options struct {
 	TLS *tls.Config
 	// Auth authenticates clients and checks their access (an *ACL); nil
 	// allows everyone everything, as with --insecure.
-	Auth   mqtt.Hook
-	Logger *slog.Logger
+	Auth mqtt.Hook
+	// WritesPending is how many packets may wait to be written to one
+	// client (default 256). The queue is allocated at this size for every
+	// connection, and a QoS 1 message for a client whose queue is full is
+	// dropped. Agents receive only their desired snapshot and log
+	// requests; the hub itself subscribes inline (Session), unqueued.
+	WritesPending int32
+	Logger        *slog.Logger
 }
+
+// DefaultWritesPending is the default Options.WritesPending.
+const DefaultWritesPending = 256
 
 // Broker is an embedded MQTT broker.
 type Broker struct {
@@ -48,13 +57,19 @@ func New(opts Options) (*Broker, error) {
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = opts.MaxPacketSize
+	// mochi's default (8,192) is 64 KiB of channel per connection: 640 MiB
+	// at 10,000 agents.
+	caps.MaximumClientWritesPending = DefaultWritesPending
+	if opts.WritesPending > 0 {
+		caps.MaximumClientWritesPending = opts.WritesPending
+	}
 	// Agents run MQTT 3.1.1 (paho); keep sessions of vanished clients short.
 	caps.MaximumSessionExpiryInterval = 3600
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:             caps,
 		Logger:                   opts.Logger.With("component", "broker"),
-		InlineClient:             false,
-		SysTopicResendInterval:   0,
+		InlineClient:             true,
+		SysTopicResendInterval:   3600, // nothing reads $SYS; each round reads the Go memory statistics
 		ClientNetWriteBufferSize: 4096,
 		ClientNetReadBufferSize:  4096,
 	})

@@ -15,7 +15,6 @@ import (
 	"github.com/flotilla-edge/flotilla/hub/internal/logs"
 	"github.com/flotilla-edge/flotilla/hub/internal/metrics"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
-	"github.com/flotilla-edge/flotilla/pkg/link"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
 
@@ -59,7 +58,7 @@ func (t *telemetry) close() error { return t.series.Close() }
 // attach subscribes to metrics and replies on the hub's session and makes
 // the log fetcher publish through it. Metrics go to ingest, like every
 // other agent report, through a shared subscription.
-func (t *telemetry) attach(session *link.Session, in *ingest.Ingest) {
+func (t *telemetry) attach(session hubSession, in *ingest.Ingest) {
 	session.Subscribe(wire.SharedTopic(ingestGroup, wire.AllNodesTopic(wire.TopicMetrics)), 1, t.hub.Incoming(in.Handle))
 	t.logs = logs.New(logs.Options{Publisher: t.hub.Outgoing(session), Logger: t.log})
 	// Replies must reach the hub process that asked: a plain subscription.
