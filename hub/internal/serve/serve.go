@@ -186,15 +186,19 @@ func Run(ctx context.Context, cfg Config) error {
 		Metrics: tel.fleet, OnFlush: tel.hub.ObserveFlush, Limiter: limiter, AskHello: func(node string) error { return askHello(node) }})
 	var disp *dispatch.Dispatcher
 	hostname, _ := os.Hostname()
-	session := link.New(link.Options{
-		Broker:   brokerURL,
-		TLS:      hubTLS,
-		ClientID: fmt.Sprintf("flotilla-hub-%s-%d", hostname, os.Getpid()),
-		Logger:   log.With("component", "link"),
-		OnConnect: func(context.Context) {
-			disp.Republish()
-		},
-	})
+	onConnect := func(context.Context) { disp.Republish() }
+	var session hubSession
+	if embedded != nil {
+		session = embedded.Session(onConnect)
+	} else {
+		session = link.New(link.Options{
+			Broker:    brokerURL,
+			TLS:       hubTLS,
+			ClientID:  fmt.Sprintf("flotilla-hub-%s-%d", hostname, os.Getpid()),
+			Logger:    log.With("component", "link"),
+			OnConnect: onConnect,
+		})
+	}
 	for _, kind := range []string{wire.TopicStatus, wire.TopicEvents} {
 		session.Subscribe(wire.SharedTopic(ingestGroup, wire.AllNodesTopic(kind)), 1, tel.hub.Incoming(in.Handle))
 	}
