@@ -618,6 +618,21 @@ func (r *Reconciler) start(ctx context.Context, pod *wire.SnapshotPod, id string
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, ErrAlreadyExists) {
+			// Its task runs: a pass planned from a listing taken just
+			// before another start finished. That is what this start
+			// wanted; it is neither a failure nor a restart.
+			if restart {
+				rec.Restarts--
+				rec.Backoffs--
+				if err := r.cfg.History.SaveRestarts(id, rec); err != nil {
+					log.Error("save restart history", "err", err)
+				}
+			}
+			log.Debug("container already running", "err", err)
+			r.clearWaiting(id)
+			return
+		}
 		log.Warn("start container", "err", err)
 		r.failed(id, reasonRunError, err)
 		r.emit(pod, name, api.EventWarning, "Failed", fmt.Sprintf("Error starting container %s: %v", name, err))

@@ -772,3 +772,39 @@ func TestPrePullStagesImagesWithoutTouchingThePod(t *testing.T) {
 		t.Fatalf("report = %+v", rep)
 	}
 }
+
+// TestStartingARunningContainerIsNotAFailure: a start planned from a
+// listing taken just before another start finished finds the task running.
+// That is the state it wanted: no Failed event, no back-off, no restart
+// counted.
+func TestStartingARunningContainerIsNotAFailure(t *testing.T) {
+	h := newHarness(t)
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	id := ContainerID(&p, "main")
+	if c, ok := h.rt.get(id); !ok || c.State != TaskRunning {
+		t.Fatalf("not running: %+v", c)
+	}
+	h.eventReasons()
+	h.rt.mu.Lock()
+	h.rt.startErr = fmt.Errorf("start container %s: task is running: %w", id, ErrAlreadyExists)
+	h.rt.mu.Unlock()
+	for _, restart := range []bool{false, true} {
+		h.rec.start(context.Background(), &p, id, restart)
+	}
+	if got := h.eventReasons(); len(got) != 0 {
+		t.Fatalf("events %v, want none", got)
+	}
+	rec, err := h.hist.Restarts(id)
+	if err != nil || rec.Restarts != 0 || rec.Backoffs != 0 {
+		t.Fatalf("restart history %+v, %v: a start that found its task running counted as a restart", rec, err)
+	}
+	h.rt.mu.Lock()
+	h.rt.startErr = nil
+	h.rt.mu.Unlock()
+	h.sync()
+	if st := h.lastStatus("web"); st.Phase != api.PodRunning || st.ContainerStatuses[0].State.Waiting != nil {
+		t.Fatalf("status %+v", st)
+	}
+}
