@@ -3,10 +3,11 @@ package arm
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flotilla-edge/flotilla/test/harness"
 )
 
 // maxIdleRSSMiB bounds the amd64 agent's resident memory at idle, with and
@@ -61,31 +62,15 @@ func TestAgentIdleRSS(t *testing.T) {
 	}
 }
 
-// status reads the kB fields of /proc/<pid>/status, in MiB (Threads as is).
+// status reads pid's memory, in MiB (Threads as is).
 func status(t *testing.T, pid int) map[string]float64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := harness.ReadProc(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			continue
-		}
-		n, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			continue
-		}
-		if len(f) > 1 && f[1] == "kB" {
-			n /= 1024
-		}
-		out[k] = n
-	}
-	return out
+	const mib = 1 << 20
+	return map[string]float64{"VmRSS": float64(st.RSS) / mib, "VmHWM": float64(st.Peak) / mib,
+		"RssAnon": float64(st.Anon) / mib, "RssFile": float64(st.File) / mib, "RssShmem": float64(st.RSS-st.Anon-st.File) / mib,
+		"Threads": float64(st.Threads)}
 }

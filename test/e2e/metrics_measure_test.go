@@ -3,48 +3,30 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/flotilla-edge/flotilla/test/harness"
 )
 
-// procCPU reads a process's user and system CPU time from /proc/PID/stat
-// (clock ticks of 10 ms, every thread included).
+// procCPU reads a process's user and system CPU time.
 func procCPU(t *testing.T, pid int) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := harness.ReadProc(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Fields after the command name, which is in parentheses.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return st.CPU
 }
 
 // procMem reads a process's resident set and its peak, in KiB.
 func procMem(t *testing.T, pid int) (rss, peak int64) {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := harness.ReadProc(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = v
-		case "VmHWM:":
-			peak = v
-		}
-	}
-	return rss, peak
+	return st.RSS >> 10, st.Peak >> 10
 }
 
 // TestMeasureAgentMetricsCost is a measurement, not a check: two agents

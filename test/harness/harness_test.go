@@ -374,3 +374,33 @@ func alive(pid int) bool {
 	i := strings.LastIndexByte(string(b), ')')
 	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
 }
+
+func TestReadProc(t *testing.T) {
+	st, err := harness.ReadProc(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.RSS <= 0 || st.Peak < st.RSS || st.Anon <= 0 || st.File <= 0 || st.Anon+st.File > st.RSS+st.RSS/10 || st.Threads < 1 {
+		t.Fatalf("implausible figures for this process: %+v", st)
+	}
+	// Spinning must show up as CPU time (in ticks of 10 ms), however busy
+	// the machine is.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		after, err := harness.ReadProc(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.CPU > st.CPU {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s of spinning left CPU time at %s", after.CPU)
+		}
+		for spin := time.Now(); time.Since(spin) < 20*time.Millisecond; {
+		}
+	}
+	if _, err := harness.ReadProc(-1); err == nil {
+		t.Fatal("no error for a process that does not exist")
+	}
+}

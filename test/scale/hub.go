@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -288,53 +287,10 @@ spec:
 }
 
 // ProcStats is a process's CPU time and memory from /proc.
-type ProcStats struct {
-	CPU   time.Duration // user + system
-	RSS   int64         // VmRSS, bytes
-	Peak  int64         // VmHWM, bytes
-	Taken time.Time
-}
+type ProcStats = harness.ProcStats
 
 // ReadProc reads pid's CPU time and memory.
-func ReadProc(pid int) (ProcStats, error) {
-	st := ProcStats{Taken: time.Now()}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return st, err
-	}
-	// Fields after the command (which may hold spaces) start after ')'.
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(fields) < 13 {
-		return st, fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	const hz = 100 // USER_HZ on Linux
-	st.CPU = time.Duration(utime+stime) * time.Second / hz
-	b, err = os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return st, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			continue
-		}
-		n, _ := strconv.ParseInt(f[0], 10, 64)
-		switch k {
-		case "VmRSS":
-			st.RSS = n << 10
-		case "VmHWM":
-			st.Peak = n << 10
-		}
-	}
-	return st, nil
-}
+func ReadProc(pid int) (ProcStats, error) { return harness.ReadProc(pid) }
 
 // LoadAverage returns /proc/loadavg's first three fields.
 func LoadAverage() string {
