@@ -73,7 +73,13 @@ func (c *Containerd) Exec(ctx context.Context, containerID string, argv []string
 	out := &boundedBuffer{max: MaxExecOutput}
 	// Stdout and stderr go through FIFOs in a fresh directory under
 	// fifoDir, which deleting the process removes.
-	proc, err := task.Exec(ctx, execID, &pspec,
+	// Creating and starting the process are not cut short by the caller's
+	// deadline: a start the client gave up on may still happen in the
+	// shim, leaving a process nobody kills. They get killWait; the
+	// caller's deadline is honoured once the process runs, below.
+	opctx, cancelOp := context.WithTimeout(context.WithoutCancel(ctx), killWait)
+	defer cancelOp()
+	proc, err := task.Exec(opctx, execID, &pspec,
 		cio.NewCreator(cio.WithStreams(nil, out, out), cio.WithFIFODir(fifoDir)))
 	if err != nil {
 		return -1, nil, fmt.Errorf("exec %q in container %s: %w", argv, containerID, classify(err))
@@ -89,7 +95,7 @@ func (c *Containerd) Exec(ctx context.Context, containerID string, argv []string
 	if err != nil {
 		return -1, nil, fmt.Errorf("exec %q in container %s: wait: %w", argv, containerID, classify(err))
 	}
-	if err := proc.Start(ctx); err != nil {
+	if err := proc.Start(opctx); err != nil {
 		return -1, nil, fmt.Errorf("exec %q in container %s: start: %w", argv, containerID, classify(err))
 	}
 
