@@ -105,6 +105,7 @@ type Badger struct {
 	writeMu  sync.Mutex // serializes Update
 	version  atomic.Uint64
 	watchers watchers
+	objects  *objectCache
 }
 
 var _ Store = (*Badger)(nil)
@@ -116,6 +117,7 @@ type badgerConfig struct {
 	logger *slog.Logger
 	tune   func(badger.Options) badger.Options
 	codec  ValueCodec
+	cached []string
 }
 
 // ValueCodec transforms the JSON of records of some kinds on their way to
@@ -130,6 +132,13 @@ type ValueCodec interface {
 // them after reading.
 func WithCodec(codec ValueCodec) BadgerOption {
 	return func(c *badgerConfig) { c.codec = codec }
+}
+
+// WithCachedKinds sets the kinds whose decoded objects the store keeps
+// (default DefaultCachedKinds; none with no arguments). It costs the
+// memory of one decoded copy of each such object.
+func WithCachedKinds(kinds ...string) BadgerOption {
+	return func(c *badgerConfig) { c.cached = kinds }
 }
 
 // WithLogger sends Badger's warnings and errors to logger (default:
@@ -152,11 +161,17 @@ func WithTuning(tune func(badger.Options) badger.Options) BadgerOption {
 
 // OpenBadger opens (or creates) the store in dir.
 func OpenBadger(dir string, opts ...BadgerOption) (*Badger, error) {
-	cfg := badgerConfig{logger: slog.Default()}
+	cfg := badgerConfig{logger: slog.Default(), cached: DefaultCachedKinds}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	bopts := badger.DefaultOptions(dir)
+	// Badger's defaults (five 64 MiB memory tables, a 256 MiB block cache)
+	// are sized for a database server: they were a third of the hub's
+	// memory at 10,000 nodes, whose objects take some tens of MiB.
+	bopts := badger.DefaultOptions(dir).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(3).
+		WithBlockCacheSize(64 << 20)
 	if cfg.tune != nil {
 		bopts = cfg.tune(bopts)
 	}
@@ -169,7 +184,7 @@ func OpenBadger(dir string, opts ...BadgerOption) (*Badger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	b := &Badger{db: db, codec: cfg.codec}
+	b := &Badger{db: db, codec: cfg.codec, objects: newObjectCache(cfg.cached)}
 	var version uint64
 	err = db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(versionKey())
@@ -203,7 +218,7 @@ func (b *Badger) View(fn func(Tx) error) error {
 	defer b.gate.leave()
 	txn := b.db.NewTransaction(false)
 	defer txn.Discard()
-	return fn(&badgerTx{txn: txn, codec: b.codec})
+	return fn(&badgerTx{txn: txn, codec: b.codec, objects: b.objects})
 }
 
 // Update runs fn in a read-write transaction and commits it, synced to
@@ -221,7 +236,7 @@ func (b *Badger) Update(fn func(Tx) error) error {
 
 	txn := b.db.NewTransaction(true)
 	defer txn.Discard()
-	tx := &badgerTx{txn: txn, codec: b.codec, log: &writeLog{version: b.version.Load()}}
+	tx := &badgerTx{txn: txn, codec: b.codec, objects: b.objects, log: &writeLog{version: b.version.Load()}}
 	if err := fn(tx); err != nil {
 		tx.log.rollback()
 		return err
@@ -249,7 +264,9 @@ func (b *Badger) commit(tx *badgerTx) error {
 		return wrapTxnErr("update: commit", err)
 	}
 	b.version.Store(tx.log.version)
-	b.watchers.publish(tx.log.events())
+	events := tx.log.events()
+	b.objects.committed(events)
+	b.watchers.publish(events)
 	return nil
 }
 
@@ -329,9 +346,10 @@ func (b *Badger) gcRound(ctx context.Context) error {
 // badgerTx adapts a Badger transaction. log is nil in a read-only one.
 // Like the Badger transaction under it, it is not safe for concurrent use.
 type badgerTx struct {
-	txn   *badger.Txn
-	log   *writeLog
-	codec ValueCodec
+	txn     *badger.Txn
+	log     *writeLog
+	codec   ValueCodec
+	objects *objectCache
 }
 
 // open decodes a stored value: the version, then the JSON, opened by the
@@ -363,7 +381,11 @@ func (tx *badgerTx) Get(key Key) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("get %s: read value: %w", key, err)
 	}
-	return tx.open(key, k, v)
+	rec, err := tx.open(key, k, v)
+	if err == nil && item.ExpiresAt() == 0 {
+		rec.cache = tx.objects.slot(key)
+	}
+	return rec, err
 }
 
 func (tx *badgerTx) List(kind, namespace string) ([]Record, error) {
@@ -395,6 +417,9 @@ func (tx *badgerTx) List(kind, namespace string) ([]Record, error) {
 		rec, err := tx.open(key, item.Key(), v)
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", kind, err)
+		}
+		if item.ExpiresAt() == 0 {
+			rec.cache = tx.objects.slot(key)
 		}
 		out = append(out, rec)
 	}

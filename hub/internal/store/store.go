@@ -42,6 +42,8 @@ type Record struct {
 	Key     Key
 	Version uint64
 	Value   []byte
+	// cache, if set, holds the decoded object (see objectCache).
+	cache *cacheSlot
 }
 
 // Errors.
@@ -123,14 +125,26 @@ type Event struct {
 	Version uint64
 }
 
-// Decode unmarshals a record into a new object of type T.
+// Decode unmarshals a record into a new object of type T, which the
+// caller owns: a record the store caches decodes to a deep copy of the
+// object its JSON decoded to before.
 func Decode[T any, PT interface {
 	*T
 	api.Object
 }](r Record) (PT, error) {
+	if r.cache != nil {
+		if cached, ok := r.cache.get(r); ok {
+			if obj, ok := cached.(PT); ok {
+				return clone(obj), nil
+			}
+		}
+	}
 	obj := PT(new(T))
 	if err := json.Unmarshal(r.Value, obj); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", r.Key, err)
+	}
+	if r.cache != nil {
+		r.cache.set(r, PT(clone(obj)))
 	}
 	return obj, nil
 }
