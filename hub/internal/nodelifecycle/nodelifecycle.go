@@ -74,35 +74,25 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
-// Sync runs one pass.
+// Sync runs one pass. It looks for what to change in a read-only
+// transaction, so that the store's writers (ingest above all) wait only
+// while it writes the few changes, not while it reads the whole fleet;
+// the write re-reads each object and checks again.
 func (c *Controller) Sync() error {
 	now := c.opts.Now().UTC()
-	return c.opts.Store.Update(func(tx store.Tx) error {
+	var stale []string
+	var lost []store.Key
+	err := c.opts.Store.View(func(tx store.Tx) error {
 		nodes, err := store.List[api.Node](tx, api.KindNode, "")
 		if err != nil {
 			return err
 		}
 		notReady := map[string]bool{}
 		for _, n := range nodes {
-			cond := n.Status.Condition(api.NodeReady)
-			if cond != nil && cond.Status == api.ConditionTrue && now.Sub(n.Status.LastSeen.Time) > c.opts.Grace {
-				cond.Status = api.ConditionUnknown
-				cond.Reason = ReasonNodeStatusUnknown
-				cond.Message = fmt.Sprintf("agent stopped posting heartbeats (last seen %s ago)", now.Sub(n.Status.LastSeen.Time).Round(time.Second))
-				cond.LastTransitionTime = api.NewTime(now.Truncate(time.Second))
-				c.log.Warn("node not ready: no heartbeat", "node", n.Name, "lastSeen", n.Status.LastSeen.Time)
-				if err := tx.Put(n); err != nil {
-					return err
-				}
-				if err := events.Put(tx, events.Record{
-					Object: api.ObjectReference{Kind: api.KindNode, Name: n.Name, UID: n.UID},
-					Type:   api.EventWarning, Reason: "NodeNotReady", Message: "Node " + n.Name + " status is now: NodeNotReady (" + cond.Message + ")",
-					Time: now, Source: api.EventSource{Component: "hub"}, Key: events.HubKey(now),
-				}, c.opts.EventTTL); err != nil {
-					return err
-				}
-			}
-			if !n.IsReady() {
+			if c.silent(n, now) {
+				stale = append(stale, n.Name)
+				notReady[n.Name] = true
+			} else if !n.IsReady() {
 				notReady[n.Name] = true
 			}
 		}
@@ -114,7 +104,66 @@ func (c *Controller) Sync() error {
 			return err
 		}
 		for _, p := range pods {
-			if !notReady[p.Spec.NodeName] || p.Status.Reason == ReasonNodeLost {
+			if notReady[p.Spec.NodeName] && p.Status.Reason != ReasonNodeLost {
+				lost = append(lost, store.KeyOf(p))
+			}
+		}
+		return nil
+	})
+	if err != nil || (len(stale) == 0 && len(lost) == 0) {
+		return err
+	}
+	return c.opts.Store.Update(func(tx store.Tx) error {
+		for _, name := range stale {
+			n, err := store.Get[api.Node](tx, api.KindNode, "", name)
+			if store.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if !c.silent(n, now) {
+				continue // heard from since
+			}
+			cond := n.Status.Condition(api.NodeReady)
+			cond.Status = api.ConditionUnknown
+			cond.Reason = ReasonNodeStatusUnknown
+			cond.Message = fmt.Sprintf("agent stopped posting heartbeats (last seen %s ago)", now.Sub(n.Status.LastSeen.Time).Round(time.Second))
+			cond.LastTransitionTime = api.NewTime(now.Truncate(time.Second))
+			c.log.Warn("node not ready: no heartbeat", "node", n.Name, "lastSeen", n.Status.LastSeen.Time)
+			if err := tx.Put(n); err != nil {
+				return err
+			}
+			if err := events.Put(tx, events.Record{
+				Object: api.ObjectReference{Kind: api.KindNode, Name: n.Name, UID: n.UID},
+				Type:   api.EventWarning, Reason: "NodeNotReady", Message: "Node " + n.Name + " status is now: NodeNotReady (" + cond.Message + ")",
+				Time: now, Source: api.EventSource{Component: "hub"}, Key: events.HubKey(now),
+			}, c.opts.EventTTL); err != nil {
+				return err
+			}
+		}
+		ready := map[string]bool{}
+		for _, key := range lost {
+			p, err := store.Get[api.Pod](tx, key.Kind, key.Namespace, key.Name)
+			if store.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if p.Status.Reason == ReasonNodeLost {
+				continue
+			}
+			r, seen := ready[p.Spec.NodeName]
+			if !seen {
+				n, err := store.Get[api.Node](tx, api.KindNode, "", p.Spec.NodeName)
+				if err != nil && !store.IsNotFound(err) {
+					return err
+				}
+				r = err == nil && n.IsReady()
+				ready[p.Spec.NodeName] = r
+			}
+			if r {
 				continue
 			}
 			markLost(p, now)
@@ -124,6 +173,13 @@ func (c *Controller) Sync() error {
 		}
 		return nil
 	})
+}
+
+// silent reports whether n is Ready but has not been heard from for
+// longer than the grace period.
+func (c *Controller) silent(n *api.Node, now time.Time) bool {
+	cond := n.Status.Condition(api.NodeReady)
+	return cond != nil && cond.Status == api.ConditionTrue && now.Sub(n.Status.LastSeen.Time) > c.opts.Grace
 }
 
 // markLost shows a pod whose node is unreachable as Unknown and not ready;
