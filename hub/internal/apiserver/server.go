@@ -235,8 +235,8 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, t target) error {
 	}
 	for _, rec := range recs {
 		obj := t.kind.NewObject()
-		if err := json.Unmarshal(rec.Value, obj); err != nil {
-			return fmt.Errorf("decode %s: %w", rec.Key, err)
+		if err := store.DecodeInto(rec, obj); err != nil {
+			return err
 		}
 		if !labelSel.Matches(obj.GetObjectMeta().Labels) || !fields.matches(obj) {
 			continue

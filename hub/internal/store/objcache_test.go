@@ -153,3 +153,26 @@ func BenchmarkDecodeNode(b *testing.B) {
 		}
 	})
 }
+
+func TestDecodeIntoUsesTheCache(t *testing.T) {
+	data, _ := json.Marshal(testNode("n1"))
+	c := newObjectCache([]string{api.KindNode})
+	rec := Record{Key: Key{Kind: api.KindNode, Name: "n1"}, Version: 3, Value: data, cache: c.slot(Key{Kind: api.KindNode, Name: "n1"})}
+	var want api.Node
+	if err := json.Unmarshal(data, &want); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 { // miss, then hits
+		got := new(api.Node)
+		if err := DecodeInto(rec, got); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(&want, got) {
+			t.Fatalf("round %d: %+v", i, got)
+		}
+		got.Labels["site"] = "mutated"
+	}
+	if rec.cache.p.Load() == nil {
+		t.Fatal("nothing cached")
+	}
+}

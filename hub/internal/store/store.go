@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -147,6 +148,29 @@ func Decode[T any, PT interface {
 		r.cache.set(r, PT(clone(obj)))
 	}
 	return obj, nil
+}
+
+// DecodeInto decodes r into obj, a new zero object of r's kind, as Decode
+// does for a type known only at run time (the HTTP API's).
+func DecodeInto(r Record, obj api.Object) error {
+	v := reflect.ValueOf(obj)
+	if r.cache != nil {
+		if cached, ok := r.cache.get(r); ok && reflect.TypeOf(cached) == v.Type() {
+			dst := v.Elem()
+			dst.SetZero()
+			planFor(dst.Type()).copy(dst, reflect.ValueOf(cached).Elem())
+			return nil
+		}
+	}
+	if err := json.Unmarshal(r.Value, obj); err != nil {
+		return fmt.Errorf("decode %s: %w", r.Key, err)
+	}
+	if r.cache != nil {
+		c := reflect.New(v.Type().Elem())
+		planFor(c.Elem().Type()).copy(c.Elem(), v.Elem())
+		r.cache.set(r, c.Interface())
+	}
+	return nil
 }
 
 // Get reads and decodes one object.
