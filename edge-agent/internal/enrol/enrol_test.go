@@ -360,10 +360,25 @@ func TestEnrolWaitsForApproval(t *testing.T) {
 	hub.pendingN = 1 << 30 // until the test says otherwise
 	cfg := config(t, serve(t, hub, ca, nil), ca.pin())
 
-	// The first run gives up while the request waits.
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	// The first run gives up (the agent is stopped) while the request
+	// waits, once the hub has been polled for it.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := Enrol(ctx, cfg); !errors.Is(err, context.DeadlineExceeded) {
+	done := make(chan error, 1)
+	go func() { _, err := Enrol(ctx, cfg); done <- err }()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		hub.mu.Lock()
+		polled := hub.polls > 0
+		hub.mu.Unlock()
+		if polled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hub was never polled for the pending request")
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("first run: %v", err)
 	}
 	b, err := os.ReadFile(filepath.Join(cfg.Dir, requestFile))
