@@ -144,6 +144,12 @@ func (s *Session) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		// A loss reported after the last wait for one belongs to a
+		// connection this loop no longer has.
+		select {
+		case <-lost:
+		default:
+		}
 		if err := s.connect(ctx, client); err != nil {
 			attempt++
 			if ctx.Err() == nil {
@@ -204,6 +210,12 @@ func (s *Session) clientOptions(lost chan<- error) *mqtt.ClientOptions {
 
 func (s *Session) connect(ctx context.Context, client mqtt.Client) error {
 	if err := wait(ctx, client.Connect(), s.opts.ConnectTimeout); err != nil {
+		// paho's own attempt may still finish after this wait gave up
+		// (a CONNACK a moment late, from a busy broker). It would then hold
+		// a live connection that this session never subscribes on, and
+		// refuse every later Connect as "already connected": the agent
+		// would stay silent until the broker dropped that connection.
+		client.Disconnect(0)
 		return fmt.Errorf("connect to %s: %w", s.opts.Broker, err)
 	}
 	s.mu.Lock()
