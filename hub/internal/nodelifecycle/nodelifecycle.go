@@ -83,7 +83,8 @@ func (c *Controller) Sync() error {
 	var stale []string
 	var lost []store.Key
 	err := c.opts.Store.View(func(tx store.Tx) error {
-		nodes, err := store.List[api.Node](tx, api.KindNode, "")
+		// Read only: the store's cached objects, uncopied.
+		nodes, err := store.ListShared[api.Node](tx, api.KindNode, "")
 		if err != nil {
 			return err
 		}
@@ -99,7 +100,7 @@ func (c *Controller) Sync() error {
 		if len(notReady) == 0 {
 			return nil
 		}
-		pods, err := store.List[api.Pod](tx, api.KindPod, "")
+		pods, err := store.ListShared[api.Pod](tx, api.KindPod, "")
 		if err != nil {
 			return err
 		}
@@ -110,9 +111,34 @@ func (c *Controller) Sync() error {
 		}
 		return nil
 	})
-	if err != nil || (len(stale) == 0 && len(lost) == 0) {
+	if err != nil {
 		return err
 	}
+	// In batches: after a hub outage every node of a large fleet is
+	// silent at once, and 10,000 nodes and their events do not fit in one
+	// Badger transaction.
+	for i := 0; i < len(stale) || i < len(lost); i += writeBatch {
+		if err := c.write(batch(stale, i), batch(lost, i), now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeBatch is how many nodes, and how many pods, one transaction marks.
+const writeBatch = 200
+
+// batch returns the writeBatch items of s from i (none past its end).
+func batch[T any](s []T, i int) []T {
+	if i >= len(s) {
+		return nil
+	}
+	return s[i:min(i+writeBatch, len(s))]
+}
+
+// write marks the stale nodes NotReady and the lost pods NodeLost,
+// re-reading each and checking again.
+func (c *Controller) write(stale []string, lost []store.Key, now time.Time) error {
 	return c.opts.Store.Update(func(tx store.Tx) error {
 		for _, name := range stale {
 			n, err := store.Get[api.Node](tx, api.KindNode, "", name)

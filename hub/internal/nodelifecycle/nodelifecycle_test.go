@@ -1,6 +1,7 @@
 package nodelifecycle
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -65,5 +66,61 @@ func TestSilentNodeBecomesNotReadyAndItsPodsUnknown(t *testing.T) {
 	}
 	if st.Version() != v {
 		t.Fatalf("an idle pass wrote")
+	}
+}
+
+// TestManySilentNodesInBatches: a whole fleet silent at once (after a hub
+// outage) is marked in several transactions, pods within two passes.
+func TestManySilentNodesInBatches(t *testing.T) {
+	st := store.NewMemory()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const n = 2*writeBatch + 50
+	if err := st.Update(func(tx store.Tx) error {
+		for i := range n {
+			name := fmt.Sprintf("n%03d", i)
+			nd := &api.Node{TypeMeta: api.TypeMeta{Kind: api.KindNode}, ObjectMeta: api.ObjectMeta{Name: name}}
+			nd.Status.LastSeen = api.NewTime(t0.Add(-time.Minute))
+			nd.Status.Conditions = []api.NodeCondition{{Type: api.NodeReady, Status: api.ConditionTrue}}
+			p := &api.Pod{TypeMeta: api.TypeMeta{Kind: api.KindPod}, ObjectMeta: api.ObjectMeta{Name: "p-" + name, Namespace: "default"},
+				Spec: api.PodSpec{NodeName: name}, Status: api.PodStatus{Phase: api.PodRunning}}
+			if err := tx.Put(nd); err != nil {
+				return err
+			}
+			if err := tx.Put(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c := New(Options{Store: st, Grace: 40 * time.Second, Now: func() time.Time { return t0 }})
+	for range 2 {
+		if err := c.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.View(func(tx store.Tx) error {
+		nodes, err := store.List[api.Node](tx, api.KindNode, "")
+		if err != nil {
+			return err
+		}
+		pods, err := store.List[api.Pod](tx, api.KindPod, "")
+		if err != nil {
+			return err
+		}
+		for _, nd := range nodes {
+			if nd.IsReady() {
+				t.Errorf("node %s still Ready", nd.Name)
+			}
+		}
+		for _, p := range pods {
+			if p.Status.Reason != ReasonNodeLost {
+				t.Errorf("pod %s: reason %q", p.Name, p.Status.Reason)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -176,3 +176,28 @@ func TestDecodeIntoUsesTheCache(t *testing.T) {
 		t.Fatal("nothing cached")
 	}
 }
+
+func TestListSharedReturnsTheCachedObjects(t *testing.T) {
+	s := openBadger(t, t.TempDir())
+	t.Cleanup(func() { _ = s.Close() })
+	if err := s.Update(func(tx Tx) error { return tx.Put(testNode("n1")) }); err != nil {
+		t.Fatal(err)
+	}
+	var a, b []*api.Node
+	if err := s.View(func(tx Tx) error {
+		var err error
+		if a, err = ListShared[api.Node](tx, api.KindNode, ""); err != nil { // decodes and caches
+			return err
+		}
+		b, err = ListShared[api.Node](tx, api.KindNode, "")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != 1 || len(b) != 1 || a[0].Name != "n1" {
+		t.Fatalf("got %v %v", a, b)
+	}
+	if got := s.objects.slot(KeyOf(a[0])).p.Load(); got == nil || got.obj != any(b[0]) {
+		t.Fatal("the second read did not return the cached object")
+	}
+}

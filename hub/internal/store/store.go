@@ -205,5 +205,35 @@ func List[T any, PT interface {
 	return out, nil
 }
 
+// ListShared is List for a caller that only reads what it gets: objects
+// the store has cached are returned as they are cached, not copied, so
+// they must not be modified (nor kept past the pass that read them).
+func ListShared[T any, PT interface {
+	*T
+	api.Object
+}](r Reader, kind, namespace string) ([]PT, error) {
+	recs, err := r.List(kind, namespace)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PT, 0, len(recs))
+	for _, rec := range recs {
+		if rec.cache != nil {
+			if cached, ok := rec.cache.get(rec); ok {
+				if obj, ok := cached.(PT); ok {
+					out = append(out, obj)
+					continue
+				}
+			}
+		}
+		obj, err := Decode[T, PT](rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, obj)
+	}
+	return out, nil
+}
+
 // IsNotFound reports whether err wraps ErrNotFound.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
