@@ -16,13 +16,15 @@ const (
 const (
 	TypeLogRequest = "LogRequest"
 	TypeLogReply   = "LogReply"
-	// TypeHelloRequest asks an agent to send its Hello again: the hub
-	// hears from a node whose hello it missed (sent while the hub was away
-	// from an external broker, which keeps nothing for it).
+	// TypeHelloRequest asks an agent to send its Hello and its pods'
+	// status again: the hub hears from a node whose hello it missed (sent
+	// while the hub was away from an external broker, which keeps nothing
+	// for it), or that is back to Ready by a heartbeat alone after the hub
+	// had marked it NotReady and its pods lost.
 	TypeHelloRequest = "HelloRequest"
 )
 
-// HelloRequest asks for the node's Hello on its status topic. It has no
+// HelloRequest asks for the node's Hello and PodStatus on its status topic. It has no
 // fields; the envelope's node names the node.
 type HelloRequest struct{}
 

@@ -59,8 +59,9 @@ func (a *Agent) onRequest(topic string, payload []byte) {
 	}
 	if env.Type == wire.TypeHelloRequest {
 		// The hub missed this node's hello (it was away from an external
-		// broker when the agent connected): say it again, at most every
-		// few seconds whoever asks.
+		// broker when the agent connected) or thinks its pods lost: say
+		// it again, with the pods' status, at most every few seconds
+		// whoever asks.
 		now := time.Now().UnixNano()
 		last := a.helloAgain.Load()
 		if now-last < int64(helloAgainEvery) || !a.helloAgain.CompareAndSwap(last, now) {
@@ -70,6 +71,14 @@ func (a *Agent) onRequest(topic string, payload []byte) {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
 			a.sendHello(ctx)
+			// And the pods' status: the hub may have marked them lost
+			// while it did not hear from this node.
+			a.mu.Lock()
+			last := a.lastReport
+			a.mu.Unlock()
+			if last != nil {
+				a.enqueue(wire.TopicStatus, wire.TypePodStatus, outbox.Status, last)
+			}
 		}()
 		return
 	}

@@ -62,8 +62,10 @@ type Options struct {
 	// it, from its own goroutine, for a node it hears from without having
 	// had its hello since the hub started: an external broker keeps
 	// nothing for a hub that is away, so the hello of an agent that
-	// connected meanwhile (its labels, facts and capacity) is lost. When
-	// it fails, the node's next message asks again.
+	// connected meanwhile (its labels, facts and capacity) is lost. It
+	// is also called for a node back to Ready by a heartbeat alone, whose
+	// pods the hub may have marked lost: the agent answers with its
+	// pods' status too. When it fails, the node's next message asks again.
 	AskHello func(node string) error
 }
 
@@ -157,6 +159,19 @@ func New(opts Options) *Ingest {
 		greeted: map[string]bool{},
 		asked:   map[string]time.Time{},
 		askCh:   make(chan string, 1024),
+	}
+}
+
+// askAgain queues a hello request for node whatever it sent before; it
+// never blocks (a full queue drops it: the node is asked at the next
+// transition).
+func (in *Ingest) askAgain(node string) {
+	if in.opts.AskHello == nil {
+		return
+	}
+	select {
+	case in.askCh <- node:
+	default:
 	}
 }
 
@@ -467,6 +482,13 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) error {
 		if err := tx.Put(node); err != nil {
 			return err
 		}
+	}
+	if node.IsReady() && !wasReady && !created && u.hello == nil && u.podReport == nil {
+		// Back by a heartbeat alone: the agent never left (the hub was
+		// late), so it will not re-report its pods, which node lifecycle
+		// may have marked NodeLost meanwhile. Ask for its hello, which
+		// comes with its pods' current status.
+		in.askAgain(name)
 	}
 	if ready := node.IsReady(); ready != wasReady {
 		reason, typ := "NodeReady", api.EventNormal

@@ -361,3 +361,54 @@ func TestAsksAgainAfterAFailedAsk(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// TestAsksANodeBackByHeartbeatForItsPods: a node the hub marked NotReady
+// that comes back by a heartbeat alone (it never disconnected; the hub was
+// late) is asked for its hello and pods' status, although its hello is
+// known; one that comes back with its own hello is not.
+func TestAsksANodeBackByHeartbeatForItsPods(t *testing.T) {
+	st := store.NewMemory()
+	asked := make(chan string, 16)
+	in := New(Options{Store: st, Logger: slog.New(slog.NewTextHandler(&syncBuffer{}, nil)), Now: func() time.Time { return t0 },
+		AskHello: func(node string) error { asked <- node; return nil }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go in.Run(ctx)
+	notReady := func(node string) {
+		t.Helper()
+		if err := st.Update(func(tx store.Tx) error {
+			n, err := store.Get[api.Node](tx, api.KindNode, "", node)
+			if err != nil {
+				return err
+			}
+			setReady(n, api.ConditionUnknown, "NodeStatusUnknown", "silent past the grace period", api.NewTime(t0))
+			return tx.Put(n)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, node := range []string{"late", "rebooted"} {
+		in.Handle(wire.NodeTopic(node, wire.TopicStatus), msg(t, node, wire.TypeHello, 1, wire.Hello{}))
+		in.Flush()
+		notReady(node)
+	}
+	in.Handle(wire.NodeTopic("late", wire.TopicStatus), msg(t, "late", wire.TypeHeartbeat, 2, wire.Heartbeat{}))
+	in.Handle(wire.NodeTopic("rebooted", wire.TopicStatus), msg(t, "rebooted", wire.TypeHello, 2, wire.Hello{}))
+	in.Flush()
+	if !getNode(t, st, "late").IsReady() || !getNode(t, st, "rebooted").IsReady() {
+		t.Fatal("nodes not Ready again")
+	}
+	select {
+	case n := <-asked:
+		if n != "late" {
+			t.Fatalf("asked %s, want late", n)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("a node back by a heartbeat alone was not asked for its pods")
+	}
+	select {
+	case n := <-asked:
+		t.Fatalf("asked %s as well", n)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
