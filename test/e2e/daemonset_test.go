@@ -148,6 +148,13 @@ func TestAgentKill9Readopts(t *testing.T) {
 		if len(cs) != 2 || cs[0].Status != "running" || cs[1].Status != "running" {
 			return fmt.Errorf("containers = %+v", cs)
 		}
+		// The agent records the start time just after starting a task:
+		// compare from then on.
+		for _, c := range cs {
+			if c.StartedAt == "" {
+				return fmt.Errorf("%s: start time not recorded yet", c.ID)
+			}
+		}
 		steady = cs
 		return nil
 	})
