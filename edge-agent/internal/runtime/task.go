@@ -23,8 +23,8 @@ const killWait = 10 * time.Second
 // Start starts a new task for the container with stdout and stderr appended
 // to logPath, first deleting a previous task that has exited. Starting a
 // container whose task is running returns an error wrapping
-// reconcile.ErrAlreadyExists. Once running, the start time is recorded in the
-// container's LabelStartedAt.
+// reconcile.ErrAlreadyExists. The start time is recorded in the container's
+// LabelStartedAt just before the task starts.
 func (c *Containerd) Start(ctx context.Context, id, logPath string) error {
 	ctx = c.ns(ctx)
 	if !filepath.IsAbs(logPath) {
@@ -44,17 +44,25 @@ func (c *Containerd) Start(ctx context.Context, id, logPath string) error {
 	if err != nil {
 		return fmt.Errorf("start container %s: new task: %w", id, classify(err))
 	}
-	if err := task.Start(ctx); err != nil {
+	deleteTask := func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
 		defer cancel()
 		if _, derr := task.Delete(dctx, containerd.WithProcessKill); derr != nil && !errdefs.IsNotFound(derr) {
 			c.log.Warn("delete task after failed start", "id", id, "err", derr)
 		}
-		return fmt.Errorf("start container %s: %w", id, classify(err))
 	}
+	// The start time is recorded just before the start, not after it: an
+	// agent killed in between would otherwise leave a running container
+	// with no start time for good. One killed before the start leaves a
+	// created task, which the next Start deletes, recording a new time.
 	started := time.Now().UTC().Format(time.RFC3339Nano)
 	if _, err := ctr.SetLabels(ctx, map[string]string{reconcile.LabelStartedAt: started}); err != nil {
+		deleteTask()
 		return fmt.Errorf("start container %s: record start time: %w", id, classify(err))
+	}
+	if err := task.Start(ctx); err != nil {
+		deleteTask()
+		return fmt.Errorf("start container %s: %w", id, classify(err))
 	}
 	return nil
 }
