@@ -90,11 +90,7 @@ func mergeNodes(samples []wire.MetricSample) wire.NodeSample {
 		}
 		for _, d := range n.Disks {
 			disks.put(d.Device, d)
-			m := dm[d.Device]
-			if m == nil {
-				m = &diskMeans{}
-				dm[d.Device] = m
-			}
+			m := entry(dm, d.Device)
 			m.rb.add(d.ReadBytesPerSecond, w)
 			m.wb.add(d.WriteBytesPerSecond, w)
 			m.r.add(d.ReadsPerSecond, w)
@@ -103,11 +99,7 @@ func mergeNodes(samples []wire.MetricSample) wire.NodeSample {
 		}
 		for _, ni := range n.Networks {
 			nets.put(ni.Interface, ni)
-			m := nm[ni.Interface]
-			if m == nil {
-				m = &netMeans{}
-				nm[ni.Interface] = m
-			}
+			m := entry(nm, ni.Interface)
 			m.rx.add(ni.RxBytesPerSecond, w)
 			m.tx.add(ni.TxBytesPerSecond, w)
 			m.rxe.add(ni.RxErrorsPerSecond, w)
@@ -116,11 +108,7 @@ func mergeNodes(samples []wire.MetricSample) wire.NodeSample {
 		}
 		for _, t := range n.Temperatures {
 			temps.put(t.Sensor, t)
-			m := tm[t.Sensor]
-			if m == nil {
-				m = &mean{}
-				tm[t.Sensor] = m
-			}
+			m := entry(tm, t.Sensor)
 			m.add(t.Celsius, w)
 		}
 	}
@@ -268,4 +256,14 @@ func Round(s *wire.MetricSample) {
 func roundTo(v float64, decimals int) float64 {
 	p := math.Pow10(decimals)
 	return math.Round(v*p) / p
+}
+
+// entry returns m[key], adding a zero value first if there is none.
+func entry[T any](m map[string]*T, key string) *T {
+	v := m[key]
+	if v == nil {
+		v = new(T)
+		m[key] = v
+	}
+	return v
 }
