@@ -38,6 +38,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -63,6 +64,11 @@ type options struct {
 	containerd    bool
 	keep          bool
 	skip          map[string]bool
+	// pprofDir, if set, receives a CPU profile of the first pprofFor of
+	// each scenario and a heap profile at its end, from a hub built with
+	// -tags pprof.
+	pprofDir string
+	pprofFor time.Duration
 }
 
 func main() {
@@ -78,6 +84,8 @@ func main() {
 	flag.StringVar(&o.jsonOut, "json", "bench-results.json", "write the results as JSON here (empty: don't)")
 	flag.BoolVar(&o.containerd, "containerd", os.Geteuid() == 0, "also run the real-containerd latencies and the agent RSS test (root)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs) afterwards")
+	flag.StringVar(&o.pprofDir, "pprof", "", "write the hub's CPU profile of each scenario's first -pprof-for, and its heap at each scenario's end, into this directory")
+	flag.DurationVar(&o.pprofFor, "pprof-for", 30*time.Second, "how much of each scenario the CPU profile covers")
 	flag.Parse()
 	if *quick {
 		o.nodes, o.small, o.metricsWindow, o.containerd = 1000, 200, 20*time.Second, false
@@ -168,13 +176,14 @@ func printTable(r Results) {
 }
 
 type bench struct {
-	o      options
-	dir    string
-	bins   map[string]string
-	hub    *scale.Hub
-	sims   []*harness.Process
-	simAPI []string // each fleetsim's http://host:port
-	res    *Results
+	o         options
+	pprofAddr string // the hub's pprof listener, with -pprof
+	dir       string
+	bins      map[string]string
+	hub       *scale.Hub
+	sims      []*harness.Process
+	simAPI    []string // each fleetsim's http://host:port
+	res       *Results
 }
 
 func run(o options) (Results, error) {
@@ -191,7 +200,14 @@ func run(o options) (Results, error) {
 	b := &bench{o: o, dir: dir, res: &res}
 	defer b.close()
 	fmt.Println("building hub and fleetsim; work directory", dir)
-	if b.bins, err = scale.Build(ctx, filepath.Join(dir, "bin"), "./hub/cmd/hub", "./test/fleetsim"); err != nil {
+	tags := ""
+	if o.pprofDir != "" {
+		if err := b.enableProfiles(); err != nil {
+			return res, err
+		}
+		tags = "pprof"
+	}
+	if b.bins, err = scale.BuildTagged(ctx, filepath.Join(dir, "bin"), tags, "./hub/cmd/hub", "./test/fleetsim"); err != nil {
 		return res, err
 	}
 	if !o.skip["agent"] {
@@ -223,11 +239,66 @@ func run(o options) (Results, error) {
 			continue
 		}
 		fmt.Printf("%s: %s (load %s)\n", time.Now().Format("15:04:05"), s.name, scale.LoadAverage())
-		if err := s.fn(ctx); err != nil {
+		profiled := b.profile(ctx, s.name)
+		err := s.fn(ctx)
+		profiled()
+		if err != nil {
 			return res, fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
 	return res, nil
+}
+
+// enableProfiles picks the address the hub's pprof listener will use
+// (FLOTILLA_PPROF_LISTEN, which the hub process inherits).
+func (b *bench) enableProfiles() error {
+	if err := os.MkdirAll(b.o.pprofDir, 0o755); err != nil {
+		return err
+	}
+	port, err := harness.FreePort()
+	if err != nil {
+		return err
+	}
+	b.pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	return os.Setenv("FLOTILLA_PPROF_LISTEN", b.pprofAddr)
+}
+
+// profile starts the CPU profile of one scenario; the function it returns
+// waits for that profile and takes the heap profile. Both are no-ops
+// without -pprof. A failed profile is reported, not fatal.
+func (b *bench) profile(ctx context.Context, name string) func() {
+	if b.pprofAddr == "" {
+		return func() {}
+	}
+	fetch := func(path, file string) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.pprofAddr+path, nil)
+		if err == nil {
+			var resp *http.Response
+			if resp, err = http.DefaultClient.Do(req); err == nil {
+				var body []byte
+				body, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("%s: %s", resp.Status, body)
+				}
+				if err == nil {
+					err = os.WriteFile(filepath.Join(b.o.pprofDir, file), body, 0o644)
+				}
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "benchscale: profile %s: %v\n", file, err)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fetch(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(b.o.pprofFor.Seconds())), name+".cpu.pprof")
+	}()
+	return func() {
+		<-done
+		fetch("/debug/pprof/heap", name+".heap.pprof")
+	}
 }
 
 func (b *bench) close() {

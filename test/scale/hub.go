@@ -24,10 +24,20 @@ import (
 // Build compiles the packages into dir and returns each binary's path by
 // its base name. Run from the repository root.
 func Build(ctx context.Context, dir string, pkgs ...string) (map[string]string, error) {
+	return BuildTagged(ctx, dir, "", pkgs...)
+}
+
+// BuildTagged is Build with build tags (comma separated; "" for none),
+// such as "pprof" for a hub that serves its profiles.
+func BuildTagged(ctx context.Context, dir, tags string, pkgs ...string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, pkg := range pkgs {
 		bin := filepath.Join(dir, filepath.Base(pkg))
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+		args := []string{"build", "-o", bin}
+		if tags != "" {
+			args = append(args, "-tags", tags)
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args, pkg)...)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("go build %s (run from the repository root): %w\n%s", pkg, err, b)
 		}
