@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -95,7 +96,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.OpenBadger(filepath.Join(cfg.DataDir, "store"), store.WithLogger(log), store.WithCodec(codec))
+	// The API's hot kinds and the hub's per-node bookkeeping are held in
+	// memory; events, tokens, credentials and Secrets are read from disk.
+	indexed := append(slices.Clone(store.DefaultIndexedKinds), dispatch.KindNodeSnapshot, ingest.KindIngestCursor)
+	st, err := store.OpenBadger(filepath.Join(cfg.DataDir, "store"), store.WithLogger(log), store.WithCodec(codec), store.WithIndexedKinds(indexed...))
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,10 @@ package store
 // Records written with PutTTL carry Badger's expiry, in whole seconds and
 // rounded up so that none goes before its ttl; Badger hides them once
 // expired and drops them from disk at compaction.
+//
+// The records of the indexed kinds (WithIndexedKinds) are also held in
+// memory (index.go): Badger is read for them only at open, and written in
+// every commit. Records of other kinds are read from Badger.
 
 import (
 	"context"
@@ -36,6 +40,10 @@ import (
 
 	"github.com/flotilla-edge/flotilla/pkg/api"
 )
+
+// ErrIndexedTTL is wrapped by the error of a PutTTL of a kind the store
+// keeps in memory: records that expire belong to kinds that stay on disk.
+var ErrIndexedTTL = errors.New("the store keeps this kind in memory, where records do not expire")
 
 // ErrTooBig is wrapped by Update's error when a transaction holds more than
 // Badger can commit at once. Nothing was written; split the work into
@@ -105,7 +113,7 @@ type Badger struct {
 	writeMu  sync.Mutex // serializes Update
 	version  atomic.Uint64
 	watchers watchers
-	objects  *objectCache
+	index    *index
 }
 
 var _ Store = (*Badger)(nil)
@@ -114,10 +122,10 @@ var _ Store = (*Badger)(nil)
 type BadgerOption func(*badgerConfig)
 
 type badgerConfig struct {
-	logger *slog.Logger
-	tune   func(badger.Options) badger.Options
-	codec  ValueCodec
-	cached []string
+	logger  *slog.Logger
+	tune    func(badger.Options) badger.Options
+	codec   ValueCodec
+	indexed []string
 }
 
 // ValueCodec transforms the JSON of records of some kinds on their way to
@@ -134,11 +142,13 @@ func WithCodec(codec ValueCodec) BadgerOption {
 	return func(c *badgerConfig) { c.codec = codec }
 }
 
-// WithCachedKinds sets the kinds whose decoded objects the store keeps
-// (default DefaultCachedKinds; none with no arguments). It costs the
-// memory of one decoded copy of each such object.
-func WithCachedKinds(kinds ...string) BadgerOption {
-	return func(c *badgerConfig) { c.cached = kinds }
+// WithIndexedKinds sets the kinds the store keeps in memory (default
+// DefaultIndexedKinds; none with no arguments): reads of them never touch
+// Badger, and each version is decoded at most once. It costs their JSON
+// and, once read, one decoded copy of each in memory. Records of an
+// indexed kind cannot be written with a TTL.
+func WithIndexedKinds(kinds ...string) BadgerOption {
+	return func(c *badgerConfig) { c.indexed = kinds }
 }
 
 // WithLogger sends Badger's warnings and errors to logger (default:
@@ -161,17 +171,19 @@ func WithTuning(tune func(badger.Options) badger.Options) BadgerOption {
 
 // OpenBadger opens (or creates) the store in dir.
 func OpenBadger(dir string, opts ...BadgerOption) (*Badger, error) {
-	cfg := badgerConfig{logger: slog.Default(), cached: DefaultCachedKinds}
+	cfg := badgerConfig{logger: slog.Default(), indexed: DefaultIndexedKinds}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	// Badger's defaults (five 64 MiB memory tables, a 256 MiB block cache)
 	// are sized for a database server: they were a third of the hub's
-	// memory at 10,000 nodes, whose objects take some tens of MiB.
+	// memory at 10,000 nodes, whose objects take some tens of MiB. The
+	// indexed kinds are read from memory, so the block cache serves only
+	// the others (events, tokens, credentials) and stays small.
 	bopts := badger.DefaultOptions(dir).
 		WithMemTableSize(16 << 20).
-		WithNumMemtables(3).
-		WithBlockCacheSize(64 << 20)
+		WithNumMemtables(2).
+		WithBlockCacheSize(8 << 20)
 	if cfg.tune != nil {
 		bopts = cfg.tune(bopts)
 	}
@@ -184,7 +196,7 @@ func OpenBadger(dir string, opts ...BadgerOption) (*Badger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	b := &Badger{db: db, codec: cfg.codec, objects: newObjectCache(cfg.cached)}
+	b := &Badger{db: db, codec: cfg.codec, index: newIndex(cfg.indexed)}
 	var version uint64
 	err = db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(versionKey())
@@ -206,7 +218,27 @@ func OpenBadger(dir string, opts ...BadgerOption) (*Badger, error) {
 		return nil, errors.Join(fmt.Errorf("open store %s: read version: %w", dir, err), db.Close())
 	}
 	b.version.Store(version)
+	if err := b.loadIndex(); err != nil {
+		return nil, errors.Join(fmt.Errorf("open store %s: %w", dir, err), db.Close())
+	}
 	return b, nil
+}
+
+// loadIndex reads the records of the indexed kinds into memory.
+func (b *Badger) loadIndex() error {
+	return b.db.View(func(txn *badger.Txn) error {
+		tx := &badgerTx{txn: txn, codec: b.codec, index: b.index, state: b.index.state.Load()}
+		for kind := range b.index.kinds {
+			recs, err := tx.badgerList(kind, "")
+			if err != nil {
+				return fmt.Errorf("load %s: %w", kind, err)
+			}
+			for _, r := range recs {
+				b.index.load(&entry{key: r.Key, version: r.Version, value: r.Value})
+			}
+		}
+		return nil
+	})
 }
 
 // View runs fn in a read-only transaction over committed state. Views run
@@ -216,9 +248,10 @@ func (b *Badger) View(fn func(Tx) error) error {
 		return fmt.Errorf("view: %w", ErrClosed)
 	}
 	defer b.gate.leave()
+	state := b.index.state.Load()
 	txn := b.db.NewTransaction(false)
 	defer txn.Discard()
-	return fn(&badgerTx{txn: txn, codec: b.codec, objects: b.objects})
+	return fn(&badgerTx{txn: txn, codec: b.codec, index: b.index, state: state})
 }
 
 // Update runs fn in a read-write transaction and commits it, synced to
@@ -236,7 +269,8 @@ func (b *Badger) Update(fn func(Tx) error) error {
 
 	txn := b.db.NewTransaction(true)
 	defer txn.Discard()
-	tx := &badgerTx{txn: txn, codec: b.codec, objects: b.objects, log: &writeLog{version: b.version.Load()}}
+	tx := &badgerTx{txn: txn, codec: b.codec, index: b.index, state: b.index.state.Load(),
+		log: &writeLog{version: b.version.Load()}, changes: map[Key]*entry{}}
 	if err := fn(tx); err != nil {
 		tx.log.rollback()
 		return err
@@ -264,9 +298,8 @@ func (b *Badger) commit(tx *badgerTx) error {
 		return wrapTxnErr("update: commit", err)
 	}
 	b.version.Store(tx.log.version)
-	events := tx.log.events()
-	b.objects.committed(events)
-	b.watchers.publish(events)
+	b.index.commit(tx.state, tx.changes)
+	b.watchers.publish(tx.log.events())
 	return nil
 }
 
@@ -343,13 +376,19 @@ func (b *Badger) gcRound(ctx context.Context) error {
 	return nil
 }
 
-// badgerTx adapts a Badger transaction. log is nil in a read-only one.
-// Like the Badger transaction under it, it is not safe for concurrent use.
+// badgerTx adapts a Badger transaction, and reads the indexed kinds from
+// one committed in-memory state with the transaction's own changes over
+// it. log and changes are nil in a read-only one. Like the Badger
+// transaction under it, it is not safe for concurrent use.
 type badgerTx struct {
-	txn     *badger.Txn
-	log     *writeLog
-	codec   ValueCodec
-	objects *objectCache
+	txn   *badger.Txn
+	log   *writeLog
+	codec ValueCodec
+	index *index
+	state *indexState
+	// changes are this transaction's writes to indexed kinds (a nil entry
+	// deletes its key), published to the index at commit.
+	changes map[Key]*entry
 }
 
 // open decodes a stored value: the version, then the JSON, opened by the
@@ -370,6 +409,13 @@ func (tx *badgerTx) Get(key Key) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("get: %w", err)
 	}
+	if tx.index.holds(key.Kind) {
+		e, ok := tx.lookup(key)
+		if !ok {
+			return Record{}, fmt.Errorf("get %s: %w", key, ErrNotFound)
+		}
+		return e.record(), nil
+	}
 	item, err := tx.txn.Get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return Record{}, fmt.Errorf("get %s: %w", key, ErrNotFound)
@@ -381,17 +427,35 @@ func (tx *badgerTx) Get(key Key) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("get %s: read value: %w", key, err)
 	}
-	rec, err := tx.open(key, k, v)
-	if err == nil && item.ExpiresAt() == 0 {
-		rec.cache = tx.objects.slot(key)
+	return tx.open(key, k, v)
+}
+
+// lookup finds an indexed key: the transaction's own change, else the
+// committed state it reads.
+func (tx *badgerTx) lookup(key Key) (*entry, bool) {
+	if e, changed := tx.changes[key]; changed {
+		return e, e != nil
 	}
-	return rec, err
+	return tx.state.get(key)
 }
 
 func (tx *badgerTx) List(kind, namespace string) ([]Record, error) {
 	if err := validateScope(kind, namespace); err != nil {
 		return nil, fmt.Errorf("list: %w", err)
 	}
+	if !tx.index.holds(kind) {
+		return tx.badgerList(kind, namespace)
+	}
+	entries := overlay(tx.state.list(kind, namespace), tx.changes, kind, namespace)
+	out := make([]Record, len(entries))
+	for i, e := range entries {
+		out[i] = e.record()
+	}
+	return out, nil
+}
+
+// badgerList reads the records of kind in namespace from Badger.
+func (tx *badgerTx) badgerList(kind, namespace string) ([]Record, error) {
 	prefix := kindPrefix(kind)
 	if namespace != "" {
 		prefix = namespacePrefix(kind, namespace)
@@ -418,9 +482,6 @@ func (tx *badgerTx) List(kind, namespace string) ([]Record, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", kind, err)
 		}
-		if item.ExpiresAt() == 0 {
-			rec.cache = tx.objects.slot(key)
-		}
 		out = append(out, rec)
 	}
 	// Within one namespace, key order is name order. Across namespaces it
@@ -441,6 +502,9 @@ func (tx *badgerTx) PutTTL(obj api.Object, ttl time.Duration) error {
 	if err := checkTTL(KeyOf(obj), ttl); err != nil {
 		return tx.log.fail(err)
 	}
+	if key := KeyOf(obj); tx.index.holds(key.Kind) {
+		return tx.log.fail(fmt.Errorf("put %s with a TTL: %w", key, ErrIndexedTTL))
+	}
 	return tx.put(obj, ttl)
 }
 
@@ -456,17 +520,21 @@ func (tx *badgerTx) put(obj api.Object, ttl time.Duration) error {
 	if err != nil {
 		return tx.log.fail(fmt.Errorf("put: %w", err))
 	}
+	stored := data
 	if tx.codec != nil {
-		if data, err = tx.codec.Seal(key.Kind, k, data); err != nil {
+		if stored, err = tx.codec.Seal(key.Kind, k, data); err != nil {
 			return tx.log.fail(fmt.Errorf("put %s: seal: %w", key, err))
 		}
 	}
-	e := badger.NewEntry(k, encodeValue(version, data))
+	e := badger.NewEntry(k, encodeValue(version, stored))
 	if ttl > 0 {
 		e.ExpiresAt = expiresAt(time.Now(), ttl)
 	}
 	if err := tx.txn.SetEntry(e); err != nil {
 		return tx.log.fail(wrapTxnErr("put "+key.String(), err))
+	}
+	if tx.index.holds(key.Kind) {
+		tx.changes[key] = &entry{key: key, version: version, value: data}
 	}
 	tx.log.put(key, version)
 	return nil
@@ -492,13 +560,20 @@ func (tx *badgerTx) Delete(key Key) error {
 	if err != nil {
 		return tx.log.fail(fmt.Errorf("delete: %w", err))
 	}
-	if _, err := tx.txn.Get(k); errors.Is(err, badger.ErrKeyNotFound) {
+	if tx.index.holds(key.Kind) {
+		if _, ok := tx.lookup(key); !ok {
+			return fmt.Errorf("delete %s: %w", key, ErrNotFound)
+		}
+	} else if _, err := tx.txn.Get(k); errors.Is(err, badger.ErrKeyNotFound) {
 		return fmt.Errorf("delete %s: %w", key, ErrNotFound)
 	} else if err != nil {
 		return tx.log.fail(fmt.Errorf("delete %s: %w", key, err))
 	}
 	if err := tx.txn.Delete(k); err != nil {
 		return tx.log.fail(wrapTxnErr("delete "+key.String(), err))
+	}
+	if tx.index.holds(key.Kind) {
+		tx.changes[key] = nil
 	}
 	tx.log.remove(key)
 	return nil

@@ -40,8 +40,11 @@ func validateScope(kind, namespace string) error {
 }
 
 // compareRecords orders records by namespace, then name: the order of List.
-func compareRecords(a, b Record) int {
-	return cmp.Or(cmp.Compare(a.Key.Namespace, b.Key.Namespace), cmp.Compare(a.Key.Name, b.Key.Name))
+func compareRecords(a, b Record) int { return compareKeys(a.Key, b.Key) }
+
+// compareKeys orders the keys of one kind by namespace, then name.
+func compareKeys(a, b Key) int {
+	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 }
 
 // writeLog is the bookkeeping both implementations share for one

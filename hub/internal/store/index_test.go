@@ -1,8 +1,13 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"reflect"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,7 +46,7 @@ func TestCloneIsDeepAndEqual(t *testing.T) {
 	}
 }
 
-// TestObjectCache: decoded objects are cached, callers get their own
+// TestObjectCache: decoded objects are kept in memory, callers get their own
 // copies, and an update or delete is never hidden by the cache.
 func TestObjectCache(t *testing.T) {
 	s := openBadger(t, t.TempDir())
@@ -67,8 +72,8 @@ func TestObjectCache(t *testing.T) {
 	if b[0].Labels["site"] != "a" {
 		t.Fatalf("a caller's change reached the cache: %v", b[0].Labels)
 	}
-	if slot := s.objects.slot(KeyOf(b[0])); slot.p.Load() == nil {
-		t.Fatal("nothing cached")
+	if e, ok := s.index.state.Load().get(KeyOf(b[0])); !ok || e.obj.Load() == nil {
+		t.Fatal("nothing kept decoded")
 	}
 	// An update inside a transaction that fails is not seen afterwards.
 	_ = s.Update(func(tx Tx) error {
@@ -124,11 +129,8 @@ func TestObjectCache(t *testing.T) {
 	if n := len(list()); n != 0 {
 		t.Fatalf("%d nodes after delete", n)
 	}
-	s.objects.mu.Lock()
-	slots := len(s.objects.slots)
-	s.objects.mu.Unlock()
-	if slots != 0 {
-		t.Fatalf("%d cache slots after delete", slots)
+	if _, ok := s.index.state.Load().get(Key{Kind: api.KindNode, Name: "n1"}); ok {
+		t.Fatal("a deleted record is still held in memory")
 	}
 }
 
@@ -143,9 +145,7 @@ func BenchmarkDecodeNode(b *testing.B) {
 		}
 	})
 	b.Run("cached", func(b *testing.B) {
-		c := newObjectCache([]string{api.KindNode})
-		r := rec
-		r.cache = c.slot(r.Key)
+		r := (&entry{key: rec.Key, version: rec.Version, value: rec.Value}).record()
 		for b.Loop() {
 			if _, err := Decode[api.Node](r); err != nil {
 				b.Fatal(err)
@@ -156,8 +156,7 @@ func BenchmarkDecodeNode(b *testing.B) {
 
 func TestDecodeIntoUsesTheCache(t *testing.T) {
 	data, _ := json.Marshal(testNode("n1"))
-	c := newObjectCache([]string{api.KindNode})
-	rec := Record{Key: Key{Kind: api.KindNode, Name: "n1"}, Version: 3, Value: data, cache: c.slot(Key{Kind: api.KindNode, Name: "n1"})}
+	rec := (&entry{key: Key{Kind: api.KindNode, Name: "n1"}, version: 3, value: data}).record()
 	var want api.Node
 	if err := json.Unmarshal(data, &want); err != nil {
 		t.Fatal(err)
@@ -172,8 +171,8 @@ func TestDecodeIntoUsesTheCache(t *testing.T) {
 		}
 		got.Labels["site"] = "mutated"
 	}
-	if rec.cache.p.Load() == nil {
-		t.Fatal("nothing cached")
+	if rec.entry.obj.Load() == nil {
+		t.Fatal("nothing kept decoded")
 	}
 }
 
@@ -197,7 +196,120 @@ func TestListSharedReturnsTheCachedObjects(t *testing.T) {
 	if len(a) != 1 || len(b) != 1 || a[0].Name != "n1" {
 		t.Fatalf("got %v %v", a, b)
 	}
-	if got := s.objects.slot(KeyOf(a[0])).p.Load(); got == nil || got.obj != any(b[0]) {
-		t.Fatal("the second read did not return the cached object")
+	if e, _ := s.index.state.Load().get(KeyOf(a[0])); e == nil || e.obj.Load() == nil || e.obj.Load().v != any(b[0]) || a[0] != b[0] {
+		t.Fatal("the second read did not return the object kept in memory")
+	}
+}
+
+// An indexed kind comes back from disk when the store is opened again,
+// with its versions, and the store's version goes on from where it was.
+func TestIndexReloads(t *testing.T) {
+	dir := t.TempDir()
+	s := openBadger(t, dir)
+	put(t, s, testNode("n1"), testNode("n2"))
+	if err := s.Update(func(tx Tx) error { return tx.Delete(Key{Kind: api.KindNode, Name: "n1"}) }); err != nil {
+		t.Fatal(err)
+	}
+	before := list(t, s, api.KindNode, "")
+	version := s.Version()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openBadger(t, dir)
+	t.Cleanup(func() { _ = s.Close() })
+	after := list(t, s, api.KindNode, "")
+	if len(after) != 1 || len(before) != 1 || after[0].Key != before[0].Key || after[0].Version != before[0].Version || string(after[0].Value) != string(before[0].Value) {
+		t.Fatalf("before %v, after reopening %v", names(before), names(after))
+	}
+	if s.Version() != version {
+		t.Fatalf("version %d after reopening, was %d", s.Version(), version)
+	}
+	if after[0].entry == nil {
+		t.Fatal("a reloaded node is not read from memory")
+	}
+}
+
+// Records of a kind held in memory cannot expire; the write says so and
+// the transaction writes nothing.
+func TestIndexedKindRefusesTTL(t *testing.T) {
+	s := openBadger(t, t.TempDir())
+	t.Cleanup(func() { _ = s.Close() })
+	err := s.Update(func(tx Tx) error {
+		if err := tx.Put(testNode("n1")); err != nil {
+			return err
+		}
+		return tx.PutTTL(testNode("n2"), time.Hour)
+	})
+	if !errors.Is(err, ErrIndexedTTL) {
+		t.Fatalf("PutTTL of a Node: %v, want ErrIndexedTTL", err)
+	}
+	if got := list(t, s, api.KindNode, ""); len(got) != 0 {
+		t.Fatalf("a failed transaction wrote %v", names(got))
+	}
+}
+
+// A View reads the state committed when it began, whatever commits while
+// it runs; readers and writers run concurrently (run with -race).
+func TestIndexViewIsASnapshot(t *testing.T) {
+	s := openBadger(t, t.TempDir())
+	t.Cleanup(func() { _ = s.Close() })
+	put(t, s, testNode("n1"))
+	started, committed := make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- s.View(func(tx Tx) error {
+			close(started)
+			<-committed
+			nodes, err := ListShared[api.Node](tx, api.KindNode, "")
+			if err != nil {
+				return err
+			}
+			if len(nodes) != 1 || nodes[0].Labels["site"] != "a" {
+				return fmt.Errorf("the view saw a later commit: %d nodes, %v", len(nodes), nodes[0].Labels)
+			}
+			return nil
+		})
+	}()
+	<-started
+	n := testNode("n1")
+	n.Labels["site"] = "b"
+	put(t, s, n, testNode("n2"))
+	close(committed)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// Many readers while a writer commits.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				_ = s.View(func(tx Tx) error {
+					nodes, err := ListShared[api.Node](tx, api.KindNode, "")
+					if err != nil {
+						t.Error(err)
+						return err
+					}
+					for i := 1; i < len(nodes); i++ {
+						if nodes[i-1].Name >= nodes[i].Name {
+							t.Errorf("list out of order: %s, %s", nodes[i-1].Name, nodes[i].Name)
+						}
+					}
+					return nil
+				})
+			}
+		})
+	}
+	for i := range 200 {
+		n := testNode(fmt.Sprintf("w%03d", i%50))
+		n.Labels["round"] = strconv.Itoa(i)
+		put(t, s, n)
+	}
+	cancel()
+	wg.Wait()
+	if got := len(list(t, s, api.KindNode, "")); got != 52 {
+		t.Fatalf("%d nodes, want 52", got)
 	}
 }
