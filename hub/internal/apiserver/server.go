@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/flotilla-edge/flotilla/hub/internal/dispatch"
+	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/manifest"
@@ -212,7 +213,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, t target) error {
 		return err
 	}
 	var recs []store.Record
-	var snaps map[string]*dispatch.NodeSnapshot
+	var nj nodeJoin
 	var version uint64
 	err = s.store.View(func(tx store.Tx) error {
 		var err error
@@ -220,7 +221,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, t target) error {
 			return err
 		}
 		if t.kind.Kind == api.KindNode {
-			snaps, err = nodeSnapshots(tx)
+			nj, err = readNodeJoin(tx)
 		}
 		version = s.store.Version()
 		return err
@@ -241,7 +242,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, t target) error {
 		if !labelSel.Matches(obj.GetObjectMeta().Labels) || !fields.matches(obj) {
 			continue
 		}
-		joinNode(obj, snaps)
+		nj.join(obj)
 		s.joinMetrics(obj)
 		b, err := json.Marshal(obj)
 		if err != nil {
@@ -268,11 +269,11 @@ func (s *Server) get(w http.ResponseWriter, t target) error {
 			return fmt.Errorf("decode %s: %w", rec.Key, err)
 		}
 		if t.kind.Kind == api.KindNode {
-			snaps, err := nodeSnapshots(tx)
+			nj, err := readNodeJoin(tx)
 			if err != nil {
 				return err
 			}
-			joinNode(obj, snaps)
+			nj.join(obj)
 			s.joinMetrics(obj)
 		}
 		return nil
@@ -284,27 +285,43 @@ func (s *Server) get(w http.ResponseWriter, t target) error {
 	return nil
 }
 
-func nodeSnapshots(tx store.Tx) (map[string]*dispatch.NodeSnapshot, error) {
-	recs, err := store.List[dispatch.NodeSnapshot](tx, dispatch.KindNodeSnapshot, "")
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]*dispatch.NodeSnapshot, len(recs))
-	for _, r := range recs {
-		out[r.Name] = r
-	}
-	return out, nil
+// nodeJoin is what the hub keeps about nodes apart from the Node objects,
+// and serves with them: dispatch's record of the revision it published to
+// each, and each node's lease (when it was last heard from, its outbox).
+type nodeJoin struct {
+	snaps  map[string]*dispatch.NodeSnapshot
+	leases map[string]*lease.Lease
 }
 
-// joinNode fills a node's desiredRevision from dispatch's record.
-func joinNode(obj api.Object, snaps map[string]*dispatch.NodeSnapshot) {
+func readNodeJoin(tx store.Tx) (nodeJoin, error) {
+	snaps, err := store.ListShared[dispatch.NodeSnapshot](tx, dispatch.KindNodeSnapshot, "")
+	if err != nil {
+		return nodeJoin{}, err
+	}
+	leases, err := store.ListShared[lease.Lease](tx, lease.Kind, "")
+	if err != nil {
+		return nodeJoin{}, err
+	}
+	nj := nodeJoin{snaps: make(map[string]*dispatch.NodeSnapshot, len(snaps)), leases: make(map[string]*lease.Lease, len(leases))}
+	for _, r := range snaps {
+		nj.snaps[r.Name] = r
+	}
+	for _, l := range leases {
+		nj.leases[l.Name] = l
+	}
+	return nj, nil
+}
+
+// join fills in a node's desiredRevision, lastSeen and outbox.
+func (nj nodeJoin) join(obj api.Object) {
 	n, ok := obj.(*api.Node)
 	if !ok {
 		return
 	}
-	if rec := snaps[n.Name]; rec != nil {
+	if rec := nj.snaps[n.Name]; rec != nil {
 		n.Status.DesiredRevision = rec.Revision
 	}
+	lease.Join(n, nj.leases[n.Name])
 }
 
 // fieldSelector is a conjunction of field=value terms.
@@ -372,6 +389,12 @@ func (s *Server) delete(w http.ResponseWriter, t target) error {
 			return err
 		}
 		deleted = rec.Value
+		if t.kind.Kind == api.KindNode {
+			// Its lease goes with it; a node that speaks again starts anew.
+			if err := tx.Delete(store.Key{Kind: lease.Kind, Name: t.name}); err != nil && !store.IsNotFound(err) {
+				return err
+			}
+		}
 		if t.kind.Kind == api.KindNamespace {
 			for _, k := range api.Kinds() {
 				if !k.Namespaced {

@@ -12,13 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/flotilla-edge/flotilla/hub/internal/events"
+	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
@@ -102,6 +102,17 @@ type Ingest struct {
 	greeted map[string]bool
 	asked   map[string]time.Time
 	askCh   chan string
+
+	// flushMu serializes flushes; leases is only used under it.
+	flushMu sync.Mutex
+	leases  map[string]*leaseState
+}
+
+// leaseState is ingest's view of one node's lease: the newest values,
+// some of which may not be stored yet, and the values last stored.
+type leaseState struct {
+	latest lease.Lease
+	stored *lease.Lease // nil: not in the store
 }
 
 // nodeUpdate is everything heard from one node since the last flush. Of
@@ -159,6 +170,7 @@ func New(opts Options) *Ingest {
 		greeted: map[string]bool{},
 		asked:   map[string]time.Time{},
 		askCh:   make(chan string, 1024),
+		leases:  map[string]*leaseState{},
 	}
 }
 
@@ -331,6 +343,9 @@ func (in *Ingest) signal() {
 
 // Run flushes queued updates until ctx ends.
 func (in *Ingest) Run(ctx context.Context) error {
+	if err := in.dropCursors(); err != nil {
+		return err
+	}
 	t := time.NewTicker(in.opts.FlushInterval)
 	defer t.Stop()
 	if in.opts.AskHello != nil {
@@ -369,6 +384,40 @@ func (in *Ingest) Run(ctx context.Context) error {
 	}
 }
 
+// kindIngestCursor is the kind of the per-node records that held
+// ingest's sequence numbers before leases did.
+const kindIngestCursor = "IngestCursor"
+
+// dropCursors deletes the records leases replaced. Their sequence numbers
+// are not carried over: at worst one late report that was already applied
+// before the upgrade is applied again.
+func (in *Ingest) dropCursors() error {
+	var keys []store.Key
+	if err := in.opts.Store.View(func(tx store.Tx) error {
+		recs, err := tx.List(kindIngestCursor, "")
+		for _, r := range recs {
+			keys = append(keys, r.Key)
+		}
+		return err
+	}); err != nil {
+		return fmt.Errorf("read old ingest cursors: %w", err)
+	}
+	for start := 0; start < len(keys); start += 500 {
+		part := keys[start:min(start+500, len(keys))]
+		if err := in.opts.Store.Update(func(tx store.Tx) error {
+			for _, k := range part {
+				if err := tx.Delete(k); err != nil && !store.IsNotFound(err) {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("delete old ingest cursors: %w", err)
+		}
+	}
+	return nil
+}
+
 // Flush writes every queued update now.
 func (in *Ingest) Flush() {
 	in.mu.Lock()
@@ -378,6 +427,8 @@ func (in *Ingest) Flush() {
 	if len(batch) == 0 {
 		return
 	}
+	in.flushMu.Lock()
+	defer in.flushMu.Unlock()
 	if in.opts.OnFlush != nil {
 		start := time.Now()
 		defer func() { in.opts.OnFlush(time.Since(start), len(batch)) }()
@@ -390,119 +441,182 @@ func (in *Ingest) Flush() {
 	const perTx = 200
 	for start := 0; start < len(nodes); start += perTx {
 		part := nodes[start:min(start+perTx, len(nodes))]
+		var written []*lease.Lease
 		err := in.opts.Store.Update(func(tx store.Tx) error {
+			written = written[:0]
 			for _, n := range part {
-				if err := in.apply(tx, n, batch[n]); err != nil {
+				l, err := in.apply(tx, n, batch[n])
+				if err != nil {
 					return err
+				}
+				if l != nil {
+					written = append(written, l)
 				}
 			}
 			return nil
 		})
 		if err != nil {
 			in.log.Error("write agent updates; they will be re-sent", "nodes", len(part), "err", err)
+			// What ingest holds of these nodes' leases may be ahead of the
+			// store now: read them again next time.
+			for _, n := range part {
+				delete(in.leases, n)
+			}
+			continue
+		}
+		for _, l := range written {
+			in.leases[l.Name].stored = l
 		}
 	}
 }
 
-// KindIngestCursor is the store kind of ingest's per-node bookkeeping:
-// the sequence numbers of the newest facts applied, so that nothing older
-// replaces something newer, across hub restarts too.
-const KindIngestCursor = "IngestCursor"
-
-// Cursor records, for one node, the sequence numbers of the newest hello,
-// observed revision, outbox state and pod status applied.
-type Cursor struct {
-	api.TypeMeta   `json:",inline"`
-	api.ObjectMeta `json:"metadata"`
-	Hello          uint64 `json:"hello"`
-	Observed       uint64 `json:"observed"`
-	Outbox         uint64 `json:"outbox"`
-	PodStatus      uint64 `json:"podStatus"`
+// leaseOf returns ingest's view of node's lease, reading it from the store
+// the first time.
+func (in *Ingest) leaseOf(tx store.Tx, node string) (*leaseState, error) {
+	if ls := in.leases[node]; ls != nil {
+		return ls, nil
+	}
+	ls := &leaseState{}
+	stored, err := store.Get[lease.Lease](tx, lease.Kind, "", node)
+	switch {
+	case err == nil:
+		ls.latest, ls.stored = *stored, stored
+	case store.IsNotFound(err):
+		ls.latest = *lease.New(node)
+	default:
+		return nil, err
+	}
+	in.leases[node] = ls
+	return ls, nil
 }
 
-// apply lands one node's update.
-func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) error {
-	node, err := store.Get[api.Node](tx, api.KindNode, "", name)
+// apply lands one node's update. It returns the lease it wrote, if it
+// wrote one. The Node is written only when something an operator or a
+// controller reads changed (labels, facts, readiness, the revision the
+// agent runs); heartbeats renew the node's lease instead, at most every
+// SeenResolution, so that they wake no controller.
+func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) (*lease.Lease, error) {
+	ls, err := in.leaseOf(tx, name)
+	if err != nil {
+		return nil, err
+	}
+	seq := ls.latest.Seq
+	before, err := store.GetShared[api.Node](tx, api.KindNode, "", name)
 	created := false
-	if store.IsNotFound(err) {
+	var node *api.Node // the node to write; nil while unchanged
+	switch {
+	case store.IsNotFound(err):
 		if u.online != nil && !*u.online && u.seen.IsZero() {
-			return nil // a will from a node we never met
+			return nil, nil // a will from a node we never met
 		}
 		node = &api.Node{
 			TypeMeta:   api.TypeMeta{APIVersion: "v1", Kind: api.KindNode},
 			ObjectMeta: api.ObjectMeta{Name: name, UID: api.NewUID(), CreationTimestamp: api.NewTime(in.opts.Now().UTC().Truncate(time.Second))},
 		}
-		created = true
-	} else if err != nil {
-		return err
+		before, created = &api.Node{}, true
+	case err != nil:
+		return nil, err
 	}
-	cur, err := store.Get[Cursor](tx, KindIngestCursor, "", name)
-	if store.IsNotFound(err) {
-		cur = &Cursor{TypeMeta: api.TypeMeta{Kind: KindIngestCursor}, ObjectMeta: api.ObjectMeta{Name: name}}
-	} else if err != nil {
-		return err
+	// edit returns the node to change: a copy of the stored one, made once.
+	edit := func() (*api.Node, error) {
+		if node == nil {
+			if node, err = store.Get[api.Node](tx, api.KindNode, "", name); err != nil {
+				return nil, err
+			}
+		}
+		return node, nil
 	}
-	seqsBefore := cur.seqs()
-	if newest := slices.Max(seqsBefore[:]); u.hello != nil && newest > 0 && u.helloSeq <= newest {
+	current := func() *api.Node {
+		if node != nil {
+			return node
+		}
+		return before
+	}
+	if newest := seq.Newest(); u.hello != nil && newest > 0 && u.helloSeq <= newest {
 		// A hello takes a fresh number, above everything the agent sent
 		// before; one that does not means the agent's local state was
 		// rebuilt. Start its ordering afresh rather than ignore it forever.
 		in.log.Warn("agent sequence numbers restarted; resetting its ordering", "node", name, "seq", u.helloSeq, "previous", newest)
-		cur.Hello, cur.Observed, cur.Outbox, cur.PodStatus = 0, 0, 0, 0
+		seq = lease.Seq{}
 	}
-	before, _ := json.Marshal(node)
-	wasReady := node.IsReady()
 
-	if u.hello != nil && u.helloSeq >= cur.Hello {
-		applyHello(node, u.hello)
-		cur.Hello = u.helloSeq
+	if u.hello != nil && u.helloSeq >= seq.Hello {
+		was, _ := json.Marshal(current())
+		n, err := edit()
+		if err != nil {
+			return nil, err
+		}
+		applyHello(n, u.hello)
+		if now, _ := json.Marshal(n); string(now) == string(was) && !created {
+			node = nil // the same hello again (a reconnect): nothing to write
+		}
+		seq.Hello = u.helloSeq
 	}
-	if u.observedSeq > cur.Observed {
-		node.Status.ObservedRevision = u.observed
-		cur.Observed = u.observedSeq
+	if u.observedSeq > seq.Observed {
+		seq.Observed = u.observedSeq
+		if current().Status.ObservedRevision != u.observed {
+			n, err := edit()
+			if err != nil {
+				return nil, err
+			}
+			n.Status.ObservedRevision = u.observed
+		}
 	}
-	if u.outbox != nil && u.outboxSeq > cur.Outbox {
-		node.Status.Outbox = api.NodeOutbox{Queued: u.outbox.Queued, Dropped: u.outbox.Dropped, DroppedByClass: u.outbox.DroppedByClass, AppendedByClass: u.outbox.AppendedByClass}
-		cur.Outbox = u.outboxSeq
+	if u.outbox != nil && u.outboxSeq > seq.Outbox {
+		ls.latest.Outbox = api.NodeOutbox{Queued: u.outbox.Queued, Dropped: u.outbox.Dropped, DroppedByClass: u.outbox.DroppedByClass, AppendedByClass: u.outbox.AppendedByClass}
+		seq.Outbox = u.outboxSeq
 	}
-	now := api.NewTime(u.seen.UTC())
 	switch {
 	case !u.seen.IsZero():
-		if !node.IsReady() || !node.Status.Online || u.seen.Sub(node.Status.LastSeen.Time) >= in.opts.SeenResolution {
-			node.Status.LastSeen = now
-			node.Status.Online = true
-			setReady(node, api.ConditionTrue, ReasonAgentReady, "agent is posting heartbeats", now)
+		seen := api.NewTime(u.seen.UTC())
+		ls.latest.RenewTime = seen
+		if c := current(); !c.IsReady() || !c.Status.Online {
+			n, err := edit()
+			if err != nil {
+				return nil, err
+			}
+			n.Status.LastSeen = seen
+			n.Status.Online = true
+			setReady(n, api.ConditionTrue, ReasonAgentReady, "agent is posting heartbeats", seen)
 		}
 	case u.online != nil && !*u.online:
-		node.Status.Online = false
-		setReady(node, api.ConditionFalse, ReasonAgentOffline, "agent disconnected from the broker", api.NewTime(in.opts.Now().UTC()))
-	}
-	after, _ := json.Marshal(node)
-	if created || string(before) != string(after) {
-		if err := tx.Put(node); err != nil {
-			return err
+		c := current()
+		if cond := c.Status.Condition(api.NodeReady); c.Status.Online || cond == nil || cond.Status != api.ConditionFalse || cond.Reason != ReasonAgentOffline {
+			n, err := edit()
+			if err != nil {
+				return nil, err
+			}
+			n.Status.Online = false
+			setReady(n, api.ConditionFalse, ReasonAgentOffline, "agent disconnected from the broker", api.NewTime(in.opts.Now().UTC()))
 		}
 	}
-	if node.IsReady() && !wasReady && !created && u.hello == nil && u.podReport == nil {
+	wasReady := !created && before.IsReady()
+	if node != nil {
+		if err := tx.Put(node); err != nil {
+			return nil, err
+		}
+	}
+	after := current()
+	if after.IsReady() && !wasReady && !created && u.hello == nil && u.podReport == nil {
 		// Back by a heartbeat alone: the agent never left (the hub was
 		// late), so it will not re-report its pods, which node lifecycle
 		// may have marked NodeLost meanwhile. Ask for its hello, which
 		// comes with its pods' current status.
 		in.askAgain(name)
 	}
-	if ready := node.IsReady(); ready != wasReady {
+	if ready := after.IsReady(); ready != wasReady {
 		reason, typ := "NodeReady", api.EventNormal
 		if !ready {
 			reason, typ = "NodeNotReady", api.EventWarning
 		}
-		c := node.Status.Condition(api.NodeReady)
+		c := after.Status.Condition(api.NodeReady)
 		at := in.opts.Now()
 		if err := events.Put(tx, events.Record{
-			Object: api.ObjectReference{Kind: api.KindNode, Name: name, UID: node.UID},
+			Object: api.ObjectReference{Kind: api.KindNode, Name: name, UID: after.UID},
 			Type:   typ, Reason: reason, Message: fmt.Sprintf("Node %s status is now: %s (%s)", name, reason, c.Message),
 			Time: at, Source: api.EventSource{Component: "hub"}, Key: events.HubKey(at),
 		}, in.opts.EventTTL); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for _, se := range u.events {
@@ -512,22 +626,36 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) error {
 			Source: api.EventSource{Component: "edge-agent", Host: name},
 			Key:    fmt.Sprintf("%s.%016x", name, se.seq),
 		}, in.opts.EventTTL); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if u.podReport != nil && u.reportSeq > cur.PodStatus {
-		if err := applyPodReport(tx, name, u.podReport); err != nil {
-			return err
+	podsWritten := false
+	if u.podReport != nil && u.reportSeq > seq.PodStatus {
+		if podsWritten, err = applyPodReport(tx, name, u.podReport); err != nil {
+			return nil, err
 		}
-		cur.PodStatus = u.reportSeq
+		seq.PodStatus = u.reportSeq
 	}
-	if cur.seqs() != seqsBefore {
-		return tx.Put(cur)
-	}
-	return nil
-}
+	ls.latest.Seq = seq
 
-func (c *Cursor) seqs() [4]uint64 { return [4]uint64{c.Hello, c.Observed, c.Outbox, c.PodStatus} }
+	// The lease is written with every fact it orders (so that a stored
+	// fact is never newer than its stored sequence number, and a report
+	// that changed nothing needs no write), for a new node, when the
+	// agent's outbox gained or lost entries, and otherwise at most every
+	// SeenResolution to renew it.
+	if st := ls.stored; st != nil && node == nil && !podsWritten && st.Seq.Hello == seq.Hello &&
+		ls.latest.RenewTime.Sub(st.RenewTime.Time) < in.opts.SeenResolution &&
+		st.Outbox.Queued == ls.latest.Outbox.Queued && st.Outbox.Dropped == ls.latest.Outbox.Dropped {
+		return nil, nil
+	}
+	l := ls.latest
+	fresh := lease.New(name)
+	l.TypeMeta, l.ObjectMeta = fresh.TypeMeta, fresh.ObjectMeta
+	if err := tx.Put(&l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
 
 // applyHello merges the agent's announcement into the node. Labels the
 // agent asks for are applied as a change against what it asked for last
@@ -583,18 +711,20 @@ func setReady(node *api.Node, status, reason, message string, now api.Time) {
 }
 
 // applyPodReport stores each reported pod's status on the pod the hub
-// assigned, if it is still the same pod on the same node.
-func applyPodReport(tx store.Tx, node string, rep *wire.PodStatusReport) error {
+// assigned, if it is still the same pod on the same node. It reports
+// whether it wrote any.
+func applyPodReport(tx store.Tx, node string, rep *wire.PodStatusReport) (bool, error) {
+	wrote := false
 	for i := range rep.Pods {
 		pr := &rep.Pods[i]
-		pod, err := store.Get[api.Pod](tx, api.KindPod, pr.Namespace, pr.Name)
+		cur, err := store.GetShared[api.Pod](tx, api.KindPod, pr.Namespace, pr.Name)
 		if store.IsNotFound(err) {
 			continue
 		}
 		if err != nil {
-			return err
+			return wrote, err
 		}
-		if pod.UID != pr.UID || pod.Spec.NodeName != node {
+		if cur.UID != pr.UID || cur.Spec.NodeName != node {
 			continue
 		}
 		st := pr.Status
@@ -605,15 +735,20 @@ func applyPodReport(tx store.Tx, node string, rep *wire.PodStatusReport) error {
 		if r := pr.Reverted; r != nil {
 			st.Reverted = &api.PodRevert{FromSpecHash: r.FromSpecHash, ToSpecHash: r.ToSpecHash, Reason: r.Reason}
 		}
-		before, _ := json.Marshal(pod.Status)
+		before, _ := json.Marshal(cur.Status)
 		after, _ := json.Marshal(st)
 		if string(before) == string(after) {
 			continue
 		}
+		pod, err := store.Get[api.Pod](tx, api.KindPod, pr.Namespace, pr.Name)
+		if err != nil {
+			return wrote, err
+		}
 		pod.Status = st
 		if err := tx.Put(pod); err != nil {
-			return err
+			return wrote, err
 		}
+		wrote = true
 	}
-	return nil
+	return wrote, nil
 }

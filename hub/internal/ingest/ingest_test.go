@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
@@ -410,5 +411,78 @@ func TestAsksANodeBackByHeartbeatForItsPods(t *testing.T) {
 	case n := <-asked:
 		t.Fatalf("asked %s as well", n)
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestHeartbeatsRenewTheLeaseNotTheNode: once a node is registered, its
+// heartbeats do not rewrite the Node (which every node-watching controller
+// would wake for); they renew its lease at most every SeenResolution, and
+// what they carry (the revision it runs, its outbox) is written when it
+// changes.
+func TestHeartbeatsRenewTheLeaseNotTheNode(t *testing.T) {
+	st := store.NewMemory()
+	now := t0
+	in := New(Options{Store: st, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }, SeenResolution: 15 * time.Second})
+	topic := wire.NodeTopic("n1", wire.TopicStatus)
+	in.Handle(topic, msg(t, "n1", wire.TypeHello, 1, wire.Hello{ObservedRevision: 2}))
+	in.Flush()
+	nodeVersion := getNode(t, st, "n1").ResourceVersion
+	readLease := func() *lease.Lease {
+		t.Helper()
+		var l *lease.Lease
+		if err := st.View(func(tx store.Tx) error {
+			var err error
+			l, err = store.Get[lease.Lease](tx, lease.Kind, "", "n1")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	first := readLease()
+	if !first.RenewTime.Equal(t0) {
+		t.Fatalf("lease renewed at %v, want %v", first.RenewTime, t0)
+	}
+	seq := uint64(2)
+	beat := func(hb wire.Heartbeat) {
+		seq++
+		in.Handle(topic, msg(t, "n1", wire.TypeHeartbeat, seq, hb))
+		in.Flush()
+	}
+	appended := map[string]uint64{"telemetry": 1}
+	for i := range 3 {
+		now = t0.Add(time.Duration(i+1) * 4 * time.Second) // 4, 8, 12 s: inside the resolution
+		appended["telemetry"]++
+		beat(wire.Heartbeat{ObservedRevision: 2, Outbox: wire.OutboxState{AppendedByClass: appended}})
+	}
+	if v := getNode(t, st, "n1").ResourceVersion; v != nodeVersion {
+		t.Fatalf("heartbeats rewrote the node: version %s → %s", nodeVersion, v)
+	}
+	if l := readLease(); l.ResourceVersion != first.ResourceVersion {
+		t.Fatalf("the lease was rewritten inside the resolution: %+v", l)
+	}
+	now = t0.Add(16 * time.Second)
+	beat(wire.Heartbeat{ObservedRevision: 2, Outbox: wire.OutboxState{AppendedByClass: appended}})
+	l := readLease()
+	if !l.RenewTime.Equal(now) || l.Outbox.AppendedByClass["telemetry"] != 4 {
+		t.Fatalf("after the resolution the lease is %+v", l)
+	}
+	if v := getNode(t, st, "n1").ResourceVersion; v != nodeVersion {
+		t.Fatalf("renewing the lease rewrote the node: version %s → %s", nodeVersion, v)
+	}
+	// A change the hub acts on is written at once: queued reports, and
+	// the revision the node runs (on the node, with the lease that
+	// orders it).
+	now = t0.Add(17 * time.Second)
+	beat(wire.Heartbeat{ObservedRevision: 2, Outbox: wire.OutboxState{Queued: 7}})
+	if l := readLease(); l.Outbox.Queued != 7 {
+		t.Fatalf("queued reports not written: %+v", l.Outbox)
+	}
+	beat(wire.Heartbeat{ObservedRevision: 3})
+	if n := getNode(t, st, "n1"); n.Status.ObservedRevision != 3 {
+		t.Fatalf("observed revision %d, want 3", n.Status.ObservedRevision)
+	}
+	if l := readLease(); l.Seq.Observed != seq {
+		t.Fatalf("the lease orders the observed revision at %d, want %d", l.Seq.Observed, seq)
 	}
 }

@@ -2,6 +2,9 @@
 // heard from for longer than the grace period becomes NotReady (Ready
 // Unknown, as Kubernetes does), and the pods on any node that is not Ready
 // show Unknown instead of a stale Running until the agent reports again.
+// When the hub last heard from a node is its lease (package lease); a hub
+// that has just started gives every node a whole grace period from its
+// start, so that a hub outage does not make the fleet NotReady.
 package nodelifecycle
 
 import (
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flotilla-edge/flotilla/hub/internal/events"
+	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 )
@@ -37,8 +41,9 @@ type Options struct {
 
 // Controller watches node liveness.
 type Controller struct {
-	opts Options
-	log  *slog.Logger
+	opts    Options
+	log     *slog.Logger
+	started time.Time
 }
 
 // New returns a controller; call Run to start it.
@@ -55,7 +60,7 @@ func New(opts Options) *Controller {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Controller{opts: opts, log: opts.Logger.With("component", "nodelifecycle")}
+	return &Controller{opts: opts, log: opts.Logger.With("component", "nodelifecycle"), started: opts.Now().UTC()}
 }
 
 // Run checks nodes every period until ctx ends.
@@ -83,14 +88,18 @@ func (c *Controller) Sync() error {
 	var stale []string
 	var lost []store.Key
 	err := c.opts.Store.View(func(tx store.Tx) error {
-		// Read only: the store's cached objects, uncopied.
+		// Read only: the store's objects as it keeps them, uncopied.
 		nodes, err := store.ListShared[api.Node](tx, api.KindNode, "")
+		if err != nil {
+			return err
+		}
+		leases, err := c.leases(tx)
 		if err != nil {
 			return err
 		}
 		notReady := map[string]bool{}
 		for _, n := range nodes {
-			if c.silent(n, now) {
+			if c.silent(n, leases[n.Name], now) {
 				stale = append(stale, n.Name)
 				notReady[n.Name] = true
 			} else if !n.IsReady() {
@@ -148,15 +157,20 @@ func (c *Controller) write(stale []string, lost []store.Key, now time.Time) erro
 			if err != nil {
 				return err
 			}
-			if !c.silent(n, now) {
+			l, err := store.GetShared[lease.Lease](tx, lease.Kind, "", name)
+			if err != nil && !store.IsNotFound(err) {
+				return err
+			}
+			if !c.silent(n, l, now) {
 				continue // heard from since
 			}
+			seen := lease.LastSeen(n, l)
 			cond := n.Status.Condition(api.NodeReady)
 			cond.Status = api.ConditionUnknown
 			cond.Reason = ReasonNodeStatusUnknown
-			cond.Message = fmt.Sprintf("agent stopped posting heartbeats (last seen %s ago)", now.Sub(n.Status.LastSeen.Time).Round(time.Second))
+			cond.Message = fmt.Sprintf("agent stopped posting heartbeats (last seen %s ago)", now.Sub(seen).Round(time.Second))
 			cond.LastTransitionTime = api.NewTime(now.Truncate(time.Second))
-			c.log.Warn("node not ready: no heartbeat", "node", n.Name, "lastSeen", n.Status.LastSeen.Time)
+			c.log.Warn("node not ready: no heartbeat", "node", n.Name, "lastSeen", seen)
 			if err := tx.Put(n); err != nil {
 				return err
 			}
@@ -201,11 +215,32 @@ func (c *Controller) write(stale []string, lost []store.Key, now time.Time) erro
 	})
 }
 
+// leases reads every node's lease, by node name.
+func (c *Controller) leases(tx store.Tx) (map[string]*lease.Lease, error) {
+	all, err := store.ListShared[lease.Lease](tx, lease.Kind, "")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*lease.Lease, len(all))
+	for _, l := range all {
+		out[l.Name] = l
+	}
+	return out, nil
+}
+
 // silent reports whether n is Ready but has not been heard from for
-// longer than the grace period.
-func (c *Controller) silent(n *api.Node, now time.Time) bool {
+// longer than the grace period, counted from the controller's start at
+// the earliest. l, its lease, may be nil.
+func (c *Controller) silent(n *api.Node, l *lease.Lease, now time.Time) bool {
 	cond := n.Status.Condition(api.NodeReady)
-	return cond != nil && cond.Status == api.ConditionTrue && now.Sub(n.Status.LastSeen.Time) > c.opts.Grace
+	if cond == nil || cond.Status != api.ConditionTrue {
+		return false
+	}
+	seen := lease.LastSeen(n, l)
+	if seen.Before(c.started) {
+		seen = c.started
+	}
+	return now.Sub(seen) > c.opts.Grace
 }
 
 // markLost shows a pod whose node is unreachable as Unknown and not ready;

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 )
@@ -34,7 +35,7 @@ func TestSilentNodeBecomesNotReadyAndItsPodsUnknown(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	c := New(Options{Store: st, Grace: 40 * time.Second, Now: func() time.Time { return t0 }})
+	c := startedBefore(st, t0)
 	if err := c.Sync(); err != nil {
 		t.Fatal(err)
 	}
@@ -69,6 +70,76 @@ func TestSilentNodeBecomesNotReadyAndItsPodsUnknown(t *testing.T) {
 	}
 }
 
+// startedBefore returns a controller that started well before t0 and
+// whose clock now reads t0.
+func startedBefore(st store.Store, t0 time.Time) *Controller {
+	now := t0.Add(-10 * time.Minute)
+	c := New(Options{Store: st, Grace: 40 * time.Second, Now: func() time.Time { return now }})
+	now = t0
+	return c
+}
+
+// TestLeaseKeepsANodeReady: what counts is the later of the node's own
+// lastSeen and its lease's renewal; and a hub that has just started gives
+// every node a whole grace period from its start.
+func TestLeaseKeepsANodeReady(t *testing.T) {
+	st := store.NewMemory()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	old := func(name string) *api.Node {
+		n := &api.Node{TypeMeta: api.TypeMeta{Kind: api.KindNode}, ObjectMeta: api.ObjectMeta{Name: name}}
+		n.Status.LastSeen = api.NewTime(t0.Add(-time.Hour))
+		n.Status.Conditions = []api.NodeCondition{{Type: api.NodeReady, Status: api.ConditionTrue}}
+		return n
+	}
+	renewed := lease.New("renewed")
+	renewed.RenewTime = api.NewTime(t0.Add(-5 * time.Second))
+	if err := st.Update(func(tx store.Tx) error {
+		for _, o := range []api.Object{old("renewed"), old("silent"), renewed} {
+			if err := tx.Put(o); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ready := func() map[string]bool {
+		out := map[string]bool{}
+		_ = st.View(func(tx store.Tx) error {
+			nodes, _ := store.List[api.Node](tx, api.KindNode, "")
+			for _, n := range nodes {
+				out[n.Name] = n.IsReady()
+			}
+			return nil
+		})
+		return out
+	}
+	// Just started at t0: an hour-old lastSeen is not yet silent.
+	now := t0
+	c := New(Options{Store: st, Grace: 40 * time.Second, Now: func() time.Time { return now }})
+	if err := c.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := ready(); !got["renewed"] || !got["silent"] {
+		t.Fatalf("right after the hub started: %v", got)
+	}
+	// A grace period later, the node without a renewal is NotReady and
+	// the one whose lease is renewed stays Ready.
+	now = t0.Add(41 * time.Second)
+	if err := st.Update(func(tx store.Tx) error {
+		renewed.RenewTime = api.NewTime(now.Add(-5 * time.Second))
+		return tx.Put(renewed)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := ready(); !got["renewed"] || got["silent"] {
+		t.Fatalf("a grace period after the start: %v", got)
+	}
+}
+
 // TestManySilentNodesInBatches: a whole fleet silent at once (after a hub
 // outage) is marked in several transactions, pods within two passes.
 func TestManySilentNodesInBatches(t *testing.T) {
@@ -94,7 +165,7 @@ func TestManySilentNodesInBatches(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	c := New(Options{Store: st, Grace: 40 * time.Second, Now: func() time.Time { return t0 }})
+	c := startedBefore(st, t0)
 	for range 2 {
 		if err := c.Sync(); err != nil {
 			t.Fatal(err)

@@ -25,6 +25,7 @@ import (
 	"github.com/flotilla-edge/flotilla/hub/internal/deployment"
 	"github.com/flotilla-edge/flotilla/hub/internal/dispatch"
 	"github.com/flotilla-edge/flotilla/hub/internal/ingest"
+	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/nodelifecycle"
 	"github.com/flotilla-edge/flotilla/hub/internal/pki"
 	"github.com/flotilla-edge/flotilla/hub/internal/ratelimit"
@@ -98,7 +99,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// The API's hot kinds and the hub's per-node bookkeeping are held in
 	// memory; events, tokens, credentials and Secrets are read from disk.
-	indexed := append(slices.Clone(store.DefaultIndexedKinds), dispatch.KindNodeSnapshot, ingest.KindIngestCursor)
+	indexed := append(slices.Clone(store.DefaultIndexedKinds), dispatch.KindNodeSnapshot, lease.Kind)
 	st, err := store.OpenBadger(filepath.Join(cfg.DataDir, "store"), store.WithLogger(log), store.WithCodec(codec), store.WithIndexedKinds(indexed...))
 	if err != nil {
 		return err

@@ -1,0 +1,69 @@
+// Package lease is the hub's per-node lease: when the hub last heard from a
+// node's agent, what the agent last said of its outbox, and the sequence
+// numbers of the newest facts ingest applied for it. Ingest writes it;
+// node lifecycle reads it to find silent nodes; the API joins it into the
+// nodes it serves. It keeps a fleet's heartbeats off the Node objects, so
+// that a heartbeat never wakes a controller that watches nodes (the role
+// of Kubernetes' node Lease).
+package lease
+
+import (
+	"time"
+
+	"github.com/flotilla-edge/flotilla/pkg/api"
+)
+
+// Kind is the store kind of leases; metadata.name is the node's name.
+const Kind = "NodeLease"
+
+// Lease is one node's lease.
+type Lease struct {
+	api.TypeMeta   `json:",inline"`
+	api.ObjectMeta `json:"metadata"`
+	// RenewTime is when the hub last heard from the node, to within
+	// ingest's resolution (Options.SeenResolution).
+	RenewTime api.Time `json:"renewTime"`
+	// Outbox is the agent's queue as its newest hello or heartbeat said.
+	Outbox api.NodeOutbox `json:"outbox"`
+	// Seq holds the sequence numbers of the newest facts applied.
+	Seq Seq `json:"seq"`
+}
+
+// Seq is, for each kind of fact an agent reports, the sequence number of
+// the newest one applied, so that a late or redelivered report never
+// replaces a newer one, across hub restarts too.
+type Seq struct {
+	Hello     uint64 `json:"hello,omitempty"`
+	Observed  uint64 `json:"observed,omitempty"`
+	Outbox    uint64 `json:"outbox,omitempty"`
+	PodStatus uint64 `json:"podStatus,omitempty"`
+}
+
+// Newest is the highest of the sequence numbers.
+func (s Seq) Newest() uint64 { return max(s.Hello, s.Observed, s.Outbox, s.PodStatus) }
+
+// New returns an empty lease for node.
+func New(node string) *Lease {
+	return &Lease{TypeMeta: api.TypeMeta{APIVersion: "flotilla.io/v1", Kind: Kind}, ObjectMeta: api.ObjectMeta{Name: node}}
+}
+
+// LastSeen is when the hub last heard from the node: the later of the
+// lease's renewal and the node's own record (which ingest sets when the
+// node becomes Ready); l may be nil.
+func LastSeen(n *api.Node, l *Lease) time.Time {
+	t := n.Status.LastSeen.Time
+	if l != nil && l.RenewTime.After(t) {
+		t = l.RenewTime.Time
+	}
+	return t
+}
+
+// Join fills in what the lease knows of a node being served: its last
+// seen time and its outbox. l may be nil.
+func Join(n *api.Node, l *Lease) {
+	if l == nil {
+		return
+	}
+	n.Status.LastSeen = api.NewTime(LastSeen(n, l))
+	n.Status.Outbox = l.Outbox
+}
