@@ -37,6 +37,10 @@ type Options struct {
 type Controller struct {
 	opts Options
 	log  *slog.Logger
+	// hashes remembers the spec hash of each pod version the last pass
+	// read: the store hands out one shared object per version, so a pod
+	// that did not change is not hashed again.
+	hashes map[*api.Pod]string
 }
 
 // New returns a controller; call Run to start it.
@@ -125,25 +129,38 @@ func (c *Controller) Sync() error {
 
 func (c *Controller) sync() (time.Time, error) {
 	var in Input
+	// Plan only reads its input (the simulation tests check it with
+	// store.VerifyShared), so the pass reads the store's shared objects
+	// without copying the fleet.
 	err := c.opts.Store.View(func(tx store.Tx) error {
 		var err error
-		if in.DaemonSets, err = store.List[api.DaemonSet](tx, api.KindDaemonSet, ""); err != nil {
+		if in.DaemonSets, err = store.ListShared[api.DaemonSet](tx, api.KindDaemonSet, ""); err != nil {
 			return err
 		}
-		if in.Nodes, err = store.List[api.Node](tx, api.KindNode, ""); err != nil {
+		if in.Nodes, err = store.ListShared[api.Node](tx, api.KindNode, ""); err != nil {
 			return err
 		}
-		if in.Revisions, err = store.List[api.ControllerRevision](tx, api.KindControllerRevision, ""); err != nil {
+		if in.Revisions, err = store.ListShared[api.ControllerRevision](tx, api.KindControllerRevision, ""); err != nil {
 			return err
 		}
-		in.Pods, err = store.List[api.Pod](tx, api.KindPod, "")
+		in.Pods, err = store.ListShared[api.Pod](tx, api.KindPod, "")
 		return err
 	})
 	if err != nil {
 		return time.Time{}, fmt.Errorf("read state: %w", err)
 	}
 	in.Now = api.NewTime(c.opts.Now().UTC().Truncate(time.Second))
+	hashes := make(map[*api.Pod]string, len(in.Pods))
+	in.SpecHash = func(p *api.Pod) string {
+		h, ok := c.hashes[p]
+		if !ok {
+			h = api.HashPodSpec(&p.Spec)
+		}
+		hashes[p] = h
+		return h
+	}
 	plan := Plan(in)
+	c.hashes = hashes
 	if plan.Empty() {
 		return plan.Wake, nil
 	}

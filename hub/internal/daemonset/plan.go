@@ -27,6 +27,10 @@ type Input struct {
 	Pods       []*api.Pod
 	Revisions  []*api.ControllerRevision
 	Now        api.Time
+	// SpecHash, if set, returns api.HashPodSpec of a pod's spec; the
+	// controller remembers it per pod version instead of hashing every
+	// pod's spec on every pass.
+	SpecHash func(*api.Pod) string
 }
 
 // Result is what one pass decided.
@@ -103,10 +107,6 @@ func Plan(in Input) *Result {
 	}
 	// owned[ds uid][node] → pods of that DaemonSet on that node.
 	owned := map[string]map[string][]*api.Pod{}
-	taken := make(map[string]bool, len(in.Pods)) // namespace/name of every pod
-	for _, p := range in.Pods {
-		taken[p.Namespace+"/"+p.Name] = true
-	}
 	for _, p := range in.Pods {
 		ds, mine := owns(&p.ObjectMeta)
 		if !mine {
@@ -134,10 +134,29 @@ func Plan(in Input) *Result {
 		revs[ds.UID] = append(revs[ds.UID], cr)
 	}
 
-	nodes := append([]*api.Node(nil), in.Nodes...)
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+	nodes := in.Nodes
+	if !sort.SliceIsSorted(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name }) {
+		nodes = append([]*api.Node(nil), in.Nodes...)
+		sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+	}
+	specHash := in.SpecHash
+	if specHash == nil {
+		specHash = func(p *api.Pod) string { return api.HashPodSpec(&p.Spec) }
+	}
+	// taken holds namespace/name of every pod, made the first time a pass
+	// creates a pod.
+	var taken map[string]bool
+	names := func() map[string]bool {
+		if taken == nil {
+			taken = make(map[string]bool, len(in.Pods))
+			for _, p := range in.Pods {
+				taken[p.Namespace+"/"+p.Name] = true
+			}
+		}
+		return taken
+	}
 	for _, ds := range in.DaemonSets {
-		set, wake := planSet(ds, nodes, owned[ds.UID], revs[ds.UID], taken, in.Now)
+		set, wake := planSet(ds, nodes, owned[ds.UID], revs[ds.UID], names, specHash, in.Now)
 		res.Sets = append(res.Sets, set)
 		if !wake.IsZero() && (res.Wake.IsZero() || wake.Before(res.Wake)) {
 			res.Wake = wake
@@ -164,8 +183,8 @@ type podView struct {
 	available bool // ready for minReadySeconds (computed later)
 }
 
-func viewPod(p *api.Pod) *podView {
-	v := &podView{pod: p, hash: p.Labels[LabelTemplateHash], specHash: api.HashPodSpec(&p.Spec)}
+func viewPod(p *api.Pod, specHash func(*api.Pod) string) *podView {
+	v := &podView{pod: p, hash: p.Labels[LabelTemplateHash], specHash: specHash(p)}
 	if r := p.Status.Reverted; r != nil && r.FromSpecHash == v.specHash {
 		v.reverted = r
 	}
@@ -186,7 +205,8 @@ func parseTime(s string) time.Time {
 	return t
 }
 
-func planSet(ds *api.DaemonSet, nodes []*api.Node, mine map[string][]*api.Pod, revs []*api.ControllerRevision, taken map[string]bool, now api.Time) (*SetResult, time.Time) {
+func planSet(ds *api.DaemonSet, nodes []*api.Node, mine map[string][]*api.Pod, revs []*api.ControllerRevision,
+	names func() map[string]bool, specHash func(*api.Pod) string, now api.Time) (*SetResult, time.Time) {
 	hash := api.HashTemplate(&ds.Spec.Template)
 	set := &SetResult{DaemonSet: ds, Hash: hash}
 	nodeSel := api.SelectorFromMap(ds.Spec.Template.Spec.NodeSelector)
@@ -195,10 +215,12 @@ func planSet(ds *api.DaemonSet, nodes []*api.Node, mine map[string][]*api.Pod, r
 
 	// Which nodes should run the pod, and the pod each has.
 	var targets []target
-	seen := map[string]bool{}
+	onNodes := 0 // nodes holding pods of this DaemonSet
 	for _, node := range nodes {
-		seen[node.Name] = true
 		have := mine[node.Name]
+		if len(have) > 0 {
+			onNodes++
+		}
 		if !nodeSel.Matches(node.Labels) {
 			for _, p := range have {
 				set.Delete = append(set.Delete, store.KeyOf(p))
@@ -217,15 +239,22 @@ func planSet(ds *api.DaemonSet, nodes []*api.Node, mine map[string][]*api.Pod, r
 			for _, extra := range have[1:] {
 				set.Delete = append(set.Delete, store.KeyOf(extra))
 			}
-			t.pod = viewPod(have[0])
+			t.pod = viewPod(have[0], specHash)
 			status.CurrentNumberScheduled++
 		}
 		targets = append(targets, t)
 	}
-	for nodeName, have := range mine {
-		if !seen[nodeName] { // pods on nodes that no longer exist
-			for _, p := range have {
-				set.Delete = append(set.Delete, store.KeyOf(p))
+	if onNodes < len(mine) {
+		// Pods on nodes that no longer exist.
+		exists := make(map[string]bool, len(nodes))
+		for _, node := range nodes {
+			exists[node.Name] = true
+		}
+		for nodeName, have := range mine {
+			if !exists[nodeName] {
+				for _, p := range have {
+					set.Delete = append(set.Delete, store.KeyOf(p))
+				}
 			}
 		}
 	}
@@ -427,6 +456,7 @@ func planSet(ds *api.DaemonSet, nodes []*api.Node, mine map[string][]*api.Pod, r
 		switch {
 		case t.pod == nil && move[name]:
 			p := newPod(ds, name, hash, now)
+			taken := names()
 			if taken[p.Namespace+"/"+p.Name] {
 				// Two node names share the short hash (likely enough in a
 				// fleet of thousands): this pod takes the long name.

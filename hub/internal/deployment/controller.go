@@ -125,18 +125,21 @@ func (c *Controller) Sync() error {
 
 func (c *Controller) sync() (time.Time, error) {
 	in := Input{Suffix: c.opts.Suffix}
+	// Plan only reads its input (the simulation tests check it with
+	// store.VerifyShared), so the pass reads the store's shared objects
+	// without copying the fleet.
 	err := c.opts.Store.View(func(tx store.Tx) error {
 		var err error
-		if in.Deployments, err = store.List[api.Deployment](tx, api.KindDeployment, ""); err != nil {
+		if in.Deployments, err = store.ListShared[api.Deployment](tx, api.KindDeployment, ""); err != nil {
 			return err
 		}
-		if in.Nodes, err = store.List[api.Node](tx, api.KindNode, ""); err != nil {
+		if in.Nodes, err = store.ListShared[api.Node](tx, api.KindNode, ""); err != nil {
 			return err
 		}
-		if in.Revisions, err = store.List[api.ControllerRevision](tx, api.KindControllerRevision, ""); err != nil {
+		if in.Revisions, err = store.ListShared[api.ControllerRevision](tx, api.KindControllerRevision, ""); err != nil {
 			return err
 		}
-		in.Pods, err = store.List[api.Pod](tx, api.KindPod, "")
+		in.Pods, err = store.ListShared[api.Pod](tx, api.KindPod, "")
 		return err
 	})
 	if err != nil {

@@ -84,6 +84,11 @@ func (s *sim) sync() {
 	if err := s.c.Sync(); err != nil {
 		s.t.Fatal(err)
 	}
+	// The controller reads the store's shared objects: it must not have
+	// changed any.
+	if err := store.VerifyShared(s.st); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 func (s *sim) pods() []*api.Pod {

@@ -264,7 +264,9 @@ func (d *Dispatcher) handlePod(ev store.Event) {
 	if ev.Type == store.Put {
 		err := d.opts.Store.View(func(tx store.Tx) error {
 			var err error
-			pod, err = store.Get[api.Pod](tx, api.KindPod, ev.Key.Namespace, ev.Key.Name)
+			// Read only: what it keeps of the pod are its labels and spec,
+			// which the store's shared object never changes.
+			pod, err = store.GetShared[api.Pod](tx, api.KindPod, ev.Key.Namespace, ev.Key.Name)
 			return err
 		})
 		if err != nil && !store.IsNotFound(err) {
@@ -315,7 +317,7 @@ func (d *Dispatcher) handleNode(ev store.Event) {
 	var node *api.Node
 	err := d.opts.Store.View(func(tx store.Tx) error {
 		var err error
-		node, err = store.Get[api.Node](tx, api.KindNode, "", ev.Key.Name)
+		node, err = store.GetShared[api.Node](tx, api.KindNode, "", ev.Key.Name)
 		return err
 	})
 	if err != nil {
@@ -349,7 +351,7 @@ func (d *Dispatcher) resync() error {
 	var cms []*api.ConfigMap
 	err := d.opts.Store.View(func(tx store.Tx) error {
 		var err error
-		if pods, err = store.List[api.Pod](tx, api.KindPod, ""); err != nil {
+		if pods, err = store.ListShared[api.Pod](tx, api.KindPod, ""); err != nil {
 			return err
 		}
 		if secs, err = store.List[api.Secret](tx, api.KindSecret, ""); err != nil {
@@ -358,10 +360,10 @@ func (d *Dispatcher) resync() error {
 		if cms, err = store.List[api.ConfigMap](tx, api.KindConfigMap, ""); err != nil {
 			return err
 		}
-		if nodes, err = store.List[api.Node](tx, api.KindNode, ""); err != nil {
+		if nodes, err = store.ListShared[api.Node](tx, api.KindNode, ""); err != nil {
 			return err
 		}
-		recs, err = store.List[NodeSnapshot](tx, KindNodeSnapshot, "")
+		recs, err = store.ListShared[NodeSnapshot](tx, KindNodeSnapshot, "")
 		return err
 	})
 	if err != nil {

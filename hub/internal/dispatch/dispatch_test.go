@@ -134,6 +134,11 @@ func TestRevisionsIncreaseOnlyOnChange(t *testing.T) {
 	if last.Revision != 3 || len(last.Pods) != 0 {
 		t.Fatalf("last snapshot = %+v", last)
 	}
+	// Dispatch reads the store's shared objects and keeps parts of them:
+	// it must not have changed any.
+	if err := store.VerifyShared(st); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestRevisionSurvivesRestartAndRepublish(t *testing.T) {

@@ -230,3 +230,38 @@ func (e *entry) decodeInto(obj api.Object) error {
 	e.obj.CompareAndSwap(nil, &decoded{v: kept.Interface()})
 	return nil
 }
+
+// sharedEntries returns the records readers may share decoded objects of.
+func (b *Badger) sharedEntries() []*entry {
+	var out []*entry
+	for _, t := range b.index.state.Load().kinds {
+		t.Ascend(func(e *entry) bool { out = append(out, e); return true })
+	}
+	return out
+}
+
+// VerifyShared checks that no reader modified an object the store shares
+// (ListShared, GetShared): each decoded object must still equal what its
+// JSON decodes to. Tests of the store's users call it after their code
+// ran; it reads every record, so it is not for production.
+func VerifyShared(s Store) error {
+	sh, ok := s.(interface{ sharedEntries() []*entry })
+	if !ok {
+		return fmt.Errorf("store %T shares no objects", s)
+	}
+	for _, e := range sh.sharedEntries() {
+		d := e.obj.Load()
+		if d == nil {
+			continue
+		}
+		fresh := reflect.New(reflect.TypeOf(d.v).Elem()).Interface()
+		if err := json.Unmarshal(e.value, fresh); err != nil {
+			return fmt.Errorf("decode %s: %w", e.key, err)
+		}
+		if !reflect.DeepEqual(fresh, d.v) {
+			got, _ := json.Marshal(d.v)
+			return fmt.Errorf("%s (version %d) was modified by a reader of the shared object:\nstored: %s\nshared: %s", e.key, e.version, e.value, got)
+		}
+	}
+	return nil
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -311,5 +312,30 @@ func TestIndexViewIsASnapshot(t *testing.T) {
 	wg.Wait()
 	if got := len(list(t, s, api.KindNode, "")); got != 52 {
 		t.Fatalf("%d nodes, want 52", got)
+	}
+}
+
+// VerifyShared finds a reader's change to a shared object, in both stores.
+func TestVerifySharedFindsAModifiedObject(t *testing.T) {
+	for name, s := range map[string]Store{"badger": openBadger(t, t.TempDir()), "memory": NewMemory()} {
+		t.Run(name, func(t *testing.T) {
+			defer s.Close()
+			put(t, s, testNode("n1"))
+			var n *api.Node
+			if err := s.View(func(tx Tx) error {
+				var err error
+				n, err = GetShared[api.Node](tx, api.KindNode, "", "n1")
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if err := VerifyShared(s); err != nil {
+				t.Fatalf("before any change: %v", err)
+			}
+			n.Labels["site"] = "changed by a reader"
+			if err := VerifyShared(s); err == nil || !strings.Contains(err.Error(), "Node/n1") {
+				t.Fatalf("VerifyShared after a reader's change: %v", err)
+			}
+		})
 	}
 }

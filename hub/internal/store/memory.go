@@ -40,6 +40,17 @@ type memRecord struct {
 	version uint64
 	value   []byte
 	expires time.Time // zero: never
+	// e holds the record's decoded object, shared by readers as the
+	// Badger store's in-memory records are (nil for records with a TTL).
+	e *entry
+}
+
+// record is r as a Record of key.
+func (r memRecord) record(key Key) Record {
+	if r.e != nil {
+		return r.e.record()
+	}
+	return Record{Key: key, Version: r.version, Value: bytes.Clone(r.value)}
 }
 
 func (r memRecord) expired(now time.Time) bool {
@@ -179,7 +190,7 @@ func (tx *memTx) Get(key Key) (Record, error) {
 	if !ok {
 		return Record{}, fmt.Errorf("get %s: %w", key, ErrNotFound)
 	}
-	return Record{Key: key, Version: rec.version, Value: bytes.Clone(rec.value)}, nil
+	return rec.record(key), nil
 }
 
 func (tx *memTx) List(kind, namespace string) ([]Record, error) {
@@ -190,7 +201,7 @@ func (tx *memTx) List(kind, namespace string) ([]Record, error) {
 	var out []Record
 	add := func(key Key, rec memRecord) {
 		if !rec.expired(now) {
-			out = append(out, Record{Key: key, Version: rec.version, Value: bytes.Clone(rec.value)})
+			out = append(out, rec.record(key))
 		}
 	}
 	for name, rec := range tx.base.kinds[kind] {
@@ -234,6 +245,8 @@ func (tx *memTx) put(obj api.Object, ttl time.Duration) error {
 	rec := &memRecord{version: version, value: data}
 	if ttl > 0 {
 		rec.expires = time.Now().Add(ttl)
+	} else {
+		rec.e = &entry{key: key, version: version, value: data}
 	}
 	tx.writes[key] = rec
 	tx.log.put(key, version)
@@ -253,4 +266,17 @@ func (tx *memTx) Delete(key Key) error {
 	tx.writes[key] = nil
 	tx.log.remove(key)
 	return nil
+}
+
+// sharedEntries returns the records readers may share decoded objects of.
+func (m *Memory) sharedEntries() []*entry {
+	var out []*entry
+	for _, table := range m.state.Load().kinds {
+		for _, r := range table {
+			if r.e != nil {
+				out = append(out, r.e)
+			}
+		}
+	}
+	return out
 }
