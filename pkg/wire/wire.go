@@ -5,7 +5,6 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -174,13 +173,8 @@ func DecodePayload(env Envelope, topic string, v any) error {
 // decodeStrict decodes exactly one JSON value. Unknown fields are allowed,
 // so that a v1 message can gain optional fields without breaking older
 // peers; wrong types, trailing data and missing payloads are errors.
+// json.Unmarshal refuses anything after the value itself, and reads its
+// input in place, where a json.Decoder would copy it into a buffer first.
 func decodeStrict(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return fmt.Errorf("trailing data after the JSON value")
-	}
-	return nil
+	return json.Unmarshal(b, v)
 }

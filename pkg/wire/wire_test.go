@@ -59,7 +59,7 @@ func TestDecodeErrorsNameTopicAndNode(t *testing.T) {
 		want    string
 	}{
 		{"garbage", "nope", "envelope"},
-		{"trailing data", `{"v":1,"type":"Heartbeat","node":"n1","seq":1,"payload":{}} x`, "trailing"},
+		{"trailing data", `{"v":1,"type":"Heartbeat","node":"n1","seq":1,"payload":{}} x`, "after top-level value"},
 		{"no payload", `{"v":1,"type":"Heartbeat","node":"n1","seq":1}`, "payload is missing"},
 		{"wrong version", `{"v":2,"type":"Heartbeat","node":"n1","seq":1,"payload":{}}`, "version 2"},
 		{"spoofed node", `{"v":1,"type":"Heartbeat","node":"n2","seq":1,"payload":{}}`, `names node "n2"`},
