@@ -73,5 +73,9 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 		},
 		MetricsInterval: cfg.MetricsInterval,
 		NodeSource:      NewNodeSource(),
+		// Simulated containers write no output, so there is nothing to
+		// rotate; a check a second per agent would be the simulator's
+		// largest cost (a directory read each) at 10,000 agents.
+		ContainerLogCheckInterval: time.Minute,
 	})
 }

@@ -62,6 +62,10 @@ type Config struct {
 	NodeSource metrics.NodeSource
 	// ContainerLogMaxSize bounds one container's log files (default 10 MiB).
 	ContainerLogMaxSize int64
+	// ContainerLogCheckInterval is how often container logs are checked for
+	// rotation (default 1 s); the fleet simulator, whose containers write
+	// nothing, checks rarely.
+	ContainerLogCheckInterval time.Duration
 	// TLS, if set, is the MQTT connection's configuration: the node's
 	// client certificate and the hub CA (enrol.Identity.TLSConfig).
 	TLS *tls.Config

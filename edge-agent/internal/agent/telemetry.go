@@ -37,10 +37,12 @@ func (a *Agent) startTelemetry(run func(func(ctx context.Context))) {
 	a.tel.logs = logs.New(logs.Config{
 		Dir:     filepath.Join(a.cfg.StateDir, "logs"),
 		MaxSize: a.cfg.ContainerLogMaxSize,
-		Current: a.currentRun,
-		Keep:    a.podWanted,
-		Reply:   a.sendLogReply,
-		Logger:  a.log,
+		// 0: the log server's default.
+		CheckInterval: a.cfg.ContainerLogCheckInterval,
+		Current:       a.currentRun,
+		Keep:          a.podWanted,
+		Reply:         a.sendLogReply,
+		Logger:        a.log,
 	})
 	run(func(ctx context.Context) { _ = a.tel.collector.Run(ctx) })
 	run(func(ctx context.Context) { _ = a.tel.logs.Run(ctx) })
