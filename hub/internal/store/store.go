@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -159,6 +160,24 @@ func DecodeInto(r Record, obj api.Object) error {
 		return fmt.Errorf("decode %s: %w", r.Key, err)
 	}
 	return nil
+}
+
+// DecodeShared is DecodeInto for a caller that only reads what it gets:
+// for a record the store keeps decoded as obj's type, it returns that
+// shared object, which must not be modified; otherwise it decodes into
+// obj and returns it.
+func DecodeShared(r Record, obj api.Object) (api.Object, error) {
+	if r.entry != nil {
+		if d := r.entry.obj.Load(); d != nil {
+			if shared, ok := d.v.(api.Object); ok && reflect.TypeOf(shared) == reflect.TypeOf(obj) {
+				return shared, nil
+			}
+		}
+	}
+	if err := DecodeInto(r, obj); err != nil {
+		return nil, err
+	}
+	return obj, nil
 }
 
 // Get reads and decodes one object.
