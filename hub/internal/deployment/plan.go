@@ -123,9 +123,7 @@ func Plan(in Input) *Result {
 		return d, true
 	}
 	owned := map[string][]*api.Pod{}
-	taken := make(map[string]bool, len(in.Pods))
 	for _, p := range in.Pods {
-		taken[p.Namespace+"/"+p.Name] = true
 		d, mine := owns(&p.ObjectMeta)
 		if !mine {
 			continue
@@ -147,6 +145,15 @@ func Plan(in Input) *Result {
 			continue
 		}
 		revs[d.UID] = append(revs[d.UID], cr)
+	}
+	if len(in.Deployments) == 0 {
+		// Nothing to place: a fleet of DaemonSets costs this controller
+		// one look at who owns each pod.
+		return res
+	}
+	taken := make(map[string]bool, len(in.Pods))
+	for _, p := range in.Pods {
+		taken[p.Namespace+"/"+p.Name] = true
 	}
 	nodes := append([]*api.Node(nil), in.Nodes...)
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
