@@ -69,6 +69,9 @@ type options struct {
 	// -tags pprof.
 	pprofDir string
 	pprofFor time.Duration
+	// broker is "embedded" (the hub's own) or "mosquitto" (an external
+	// Mosquitto that the hub and the fleet connect to).
+	broker string
 }
 
 func main() {
@@ -86,11 +89,16 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs) afterwards")
 	flag.StringVar(&o.pprofDir, "pprof", "", "write the hub's CPU profile of each scenario's first -pprof-for, and its heap at each scenario's end, into this directory")
 	flag.DurationVar(&o.pprofFor, "pprof-for", 30*time.Second, "how much of each scenario the CPU profile covers")
+	flag.StringVar(&o.broker, "broker", "embedded", "the MQTT broker: embedded (the hub's own) or mosquitto (Debian's, started for the run; the reconnect scenario restarts it instead of the hub)")
 	flag.Parse()
 	if *quick {
 		o.nodes, o.small, o.metricsWindow, o.containerd = 1000, 200, 20*time.Second, false
 	}
 	o.small = min(o.small, o.nodes)
+	if o.broker != "embedded" && o.broker != "mosquitto" {
+		fmt.Fprintf(os.Stderr, "benchscale: -broker %q: want embedded or mosquitto\n", o.broker)
+		os.Exit(2)
+	}
 	o.skip = map[string]bool{}
 	for _, s := range strings.Split(*skip, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -116,6 +124,7 @@ func main() {
 // Results is the JSON document: the machine, then one entry per figure.
 type Results struct {
 	Commit  string   `json:"commit"`
+	Broker  string   `json:"broker"`
 	Date    string   `json:"date"`
 	CPUs    int      `json:"cpus"`
 	Nodes   int      `json:"nodes"`
@@ -158,7 +167,7 @@ func (f Figure) valueString() string {
 func ptr[T any](v T) *T { return &v }
 
 func printTable(r Results) {
-	fmt.Printf("\nFlotilla benchmarks, commit %s, %s, %d CPUs, %d simulated nodes\n\n", r.Commit, r.Date, r.CPUs, r.Nodes)
+	fmt.Printf("\nFlotilla benchmarks, commit %s, %s, %d CPUs, %d simulated nodes, broker %s\n\n", r.Commit, r.Date, r.CPUs, r.Nodes, r.Broker)
 	fmt.Printf("| %-44s | %-40s | %-22s | %-4s | %-14s |\n", "scenario", "value", "target", "met", "load (1/5/15)")
 	fmt.Printf("|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 46), strings.Repeat("-", 42), strings.Repeat("-", 24), strings.Repeat("-", 6), strings.Repeat("-", 16))
 	for _, f := range r.Figures {
@@ -181,6 +190,7 @@ type bench struct {
 	dir       string
 	bins      map[string]string
 	hub       *scale.Hub
+	mosquitto *harness.Mosquitto // the external broker, with -broker mosquitto
 	sims      []*harness.Process
 	simAPI    []string // each fleetsim's http://host:port
 	res       *Results
@@ -220,7 +230,17 @@ func run(o options) (Results, error) {
 			return res, err
 		}
 	}
-	if b.hub, err = scale.StartHub(ctx, scale.HubOptions{Bin: b.bins["hub"], DataDir: filepath.Join(dir, "hub"), LogPath: filepath.Join(dir, "hub.log")}); err != nil {
+	hubOpts := scale.HubOptions{Bin: b.bins["hub"], DataDir: filepath.Join(dir, "hub"), LogPath: filepath.Join(dir, "hub.log")}
+	if o.broker == "mosquitto" {
+		if b.mosquitto, err = harness.StartMosquitto(ctx, filepath.Join(dir, "mosquitto")); err != nil {
+			return res, err
+		}
+		hubOpts.Broker = b.mosquitto.URL
+		res.Broker = "mosquitto " + mosquittoVersion()
+	} else {
+		res.Broker = "embedded"
+	}
+	if b.hub, err = scale.StartHub(ctx, hubOpts); err != nil {
 		return res, err
 	}
 	steps := []struct {
@@ -308,11 +328,35 @@ func (b *bench) close() {
 	if b.hub != nil {
 		_ = b.hub.Stop()
 	}
+	if b.mosquitto != nil {
+		_ = b.mosquitto.Stop()
+	}
 	if !b.o.keep {
 		os.RemoveAll(b.dir)
 	} else {
 		fmt.Println("logs kept in", b.dir)
 	}
+}
+
+// brokerStats reads the external broker's CPU time and memory (zero with
+// the embedded broker, whose costs are the hub's).
+func (b *bench) brokerStats() scale.ProcStats {
+	if b.mosquitto == nil {
+		return scale.ProcStats{}
+	}
+	st, _ := scale.ReadProc(b.mosquitto.Pid())
+	return st
+}
+
+// mosquittoVersion is what `mosquitto -h` says of itself.
+func mosquittoVersion() string {
+	bin, err := harness.FindBinary("mosquitto")
+	if err != nil {
+		return "?"
+	}
+	out, _ := exec.Command(bin, "-h").CombinedOutput()
+	first, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(strings.TrimPrefix(first, "mosquitto version"))
 }
 
 // startSim starts one fleetsim process.
@@ -454,8 +498,12 @@ func (b *bench) rolloutAll(ctx context.Context) error {
 		Target: "≤ 30 s (10,000 nodes)", Met: ptr(d <= 30*time.Second),
 		Detail: fmt.Sprintf("load %s", scale.LoadAverage())})
 	b.res.add(Figure{Scenario: "  hub CPU during that rollout", Value: (after.CPU - before.CPU).Seconds(), Unit: "s"})
-	b.res.add(Figure{Scenario: "  hub peak RSS (VmHWM) so far", Value: float64(after.Peak) / (1 << 20), Unit: "MiB",
-		Target: "≤ 1024 MiB", Met: ptr(after.Peak <= 1<<30)})
+	peak := Figure{Scenario: "  hub peak RSS (VmHWM) so far", Value: float64(after.Peak) / (1 << 20), Unit: "MiB",
+		Target: "≤ 1024 MiB", Met: ptr(after.Peak <= 1<<30)}
+	if b.mosquitto != nil {
+		peak.Detail = fmt.Sprintf("Mosquitto's VmHWM %.0f MiB, its CPU so far %.1f s", float64(b.brokerStats().Peak)/(1<<20), b.brokerStats().CPU.Seconds())
+	}
+	b.res.add(peak)
 	return nil
 }
 
@@ -482,6 +530,7 @@ func (b *bench) metrics(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	brokerBefore := b.brokerStats()
 	time.Sleep(b.o.metricsWindow)
 	after, err := scale.ReadProc(b.hub.Proc.Pid())
 	if err != nil {
@@ -491,16 +540,35 @@ func (b *bench) metrics(ctx context.Context) error {
 	b.res.add(Figure{Scenario: fmt.Sprintf("%d agents, metrics every 10 s: hub CPU", b.o.nodes), Value: cores, Unit: "cores",
 		Target: "≤ 0.5 core", Met: ptr(cores <= 0.5),
 		Detail: fmt.Sprintf("%.1f s of CPU over %s; hub RSS %.0f MiB", (after.CPU - before.CPU).Seconds(), after.Taken.Sub(before.Taken).Round(time.Second), float64(after.RSS)/(1<<20))})
+	if b.mosquitto != nil {
+		ma := b.brokerStats()
+		mcores := (ma.CPU - brokerBefore.CPU).Seconds() / ma.Taken.Sub(brokerBefore.Taken).Seconds()
+		b.res.add(Figure{Scenario: "  Mosquitto's CPU over the same window", Value: mcores, Unit: "cores",
+			Detail: fmt.Sprintf("Mosquitto RSS %.0f MiB", float64(ma.RSS)/(1<<20))})
+	}
 	return nil
 }
 
 func (b *bench) reconnect(ctx context.Context) error {
-	if err := b.hub.Stop(); err != nil {
-		return fmt.Errorf("stop the hub: %w", err)
-	}
-	time.Sleep(b.o.outage)
-	if err := b.hub.Start(ctx); err != nil {
-		return err
+	// The broker goes away: with the embedded broker that is the hub
+	// itself; with Mosquitto, Mosquitto (and with it every retained
+	// message: the hub publishes them again when it reconnects).
+	if b.mosquitto != nil {
+		if err := b.mosquitto.Stop(); err != nil {
+			return fmt.Errorf("stop mosquitto: %w", err)
+		}
+		time.Sleep(b.o.outage)
+		if err := b.mosquitto.Start(ctx); err != nil {
+			return err
+		}
+	} else {
+		if err := b.hub.Stop(); err != nil {
+			return fmt.Errorf("stop the hub: %w", err)
+		}
+		time.Sleep(b.o.outage)
+		if err := b.hub.Start(ctx); err != nil {
+			return err
+		}
 	}
 	// The hub is serving and its broker listening: from here every agent
 	// must find it again and report its current state.
@@ -525,7 +593,11 @@ func (b *bench) reconnect(ctx context.Context) error {
 	}
 	d := done.Sub(t0)
 	hs, _ := scale.ReadProc(b.hub.Proc.Pid())
-	b.res.add(Figure{Scenario: fmt.Sprintf("%d agents reconnect after a %s hub/broker outage", b.o.nodes, b.o.outage), Value: d.Seconds(), Unit: "s",
+	what := "hub (and its embedded broker)"
+	if b.mosquitto != nil {
+		what = "Mosquitto"
+	}
+	b.res.add(Figure{Scenario: fmt.Sprintf("%d agents reconnect after a %s %s outage", b.o.nodes, b.o.outage, what), Value: d.Seconds(), Unit: "s",
 		Target: "≤ 60 s", Met: ptr(d <= 60*time.Second),
 		Detail: fmt.Sprintf("until every node Ready, online and heard from since the restart, and all %d pods Ready; restarted hub's CPU %.1f s, VmHWM %.0f MiB",
 			len(pods), hs.CPU.Seconds(), float64(hs.Peak)/(1<<20))})

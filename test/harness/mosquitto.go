@@ -27,6 +27,35 @@ type Mosquitto struct {
 	// URL is "tcp://127.0.0.1:port", as paho takes it.
 	URL  string
 	Addr string
+	dir  string
+}
+
+// Restart stops the broker and starts it again on the same port. It
+// keeps nothing across the restart (persistence is off), as a broker that
+// lost its disk would not.
+func (m *Mosquitto) Restart(ctx context.Context) error {
+	if err := m.Stop(); err != nil {
+		return err
+	}
+	return m.Start(ctx)
+}
+
+// Start starts the broker again after Stop, with the same configuration.
+func (m *Mosquitto) Start(ctx context.Context) error {
+	bin, err := FindBinary("mosquitto")
+	if err != nil {
+		return err
+	}
+	p, err := StartProcess("mosquitto", filepath.Join(m.dir, "mosquitto.log"), bin, "-c", filepath.Join(m.dir, "mosquitto.conf"))
+	if err != nil {
+		return err
+	}
+	if err := p.WaitReady(ctx, DialCheck("tcp", m.Addr)); err != nil {
+		_ = p.Stop()
+		return fmt.Errorf("restart mosquitto: %w", err)
+	}
+	m.Process = p
+	return nil
 }
 
 // StartMosquitto starts a broker configured under dir and returns once it
@@ -56,7 +85,7 @@ func StartMosquitto(ctx context.Context, dir string) (*Mosquitto, error) {
 		}
 		lastErr = p.WaitReady(ctx, DialCheck("tcp", addr))
 		if lastErr == nil {
-			return &Mosquitto{Process: p, URL: "tcp://" + addr, Addr: addr}, nil
+			return &Mosquitto{Process: p, URL: "tcp://" + addr, Addr: addr, dir: dir}, nil
 		}
 		p.Stop()
 		if !strings.Contains(p.Logs(), "Address already in use") {
