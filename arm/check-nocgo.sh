@@ -22,8 +22,9 @@ for arch in amd64 arm64 arm; do
     echo "$found" | sed 's/^/  /' >&2
     status=1
   fi
-  # -trimpath as make cross builds, so the compiled packages are shared.
-  if ! out=$(CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath "${pkgs[@]}" 2>&1); then
+  # -trimpath and the tags as make cross builds, so the compiled packages
+  # are shared.
+  if ! out=$(CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath -tags "${TAGS-grpcnotrace}" "${pkgs[@]}" 2>&1); then
     echo "check-nocgo: linux/$arch: does not build with CGO_ENABLED=0:" >&2
     echo "$out" >&2
     status=1

@@ -1,7 +1,8 @@
 // Command binsize shows what the edge agent's size is made of: it builds
 // the agent for a target with symbols and sums the sizes of the symbols
 // that take room in the file (text and data, not BSS) per package, with
-// third-party packages folded to their repository, largest first.
+// third-party packages folded to their repository, largest first. It
+// builds as arm/cross.sh does, with the same build tags.
 //
 //	go run ./arm/binsize -target arm64 -top 20
 package main
@@ -20,14 +21,15 @@ import (
 func main() {
 	target := flag.String("target", "arm64", "amd64, arm64, armv7 or armv6")
 	top := flag.Int("top", 20, "how many packages to list")
+	tags := flag.String("tags", "grpcnotrace", "build tags, as arm/cross.sh's TAGS")
 	flag.Parse()
-	if err := run(*target, *top); err != nil {
+	if err := run(*target, *top, *tags); err != nil {
 		fmt.Fprintln(os.Stderr, "binsize:", err)
 		os.Exit(1)
 	}
 }
 
-func run(target string, top int) error {
+func run(target string, top int, tags string) error {
 	env := map[string][]string{
 		"amd64": {"GOARCH=amd64"}, "arm64": {"GOARCH=arm64"},
 		"armv7": {"GOARCH=arm", "GOARM=7"}, "armv6": {"GOARCH=arm", "GOARM=6"},
@@ -42,7 +44,7 @@ func run(target string, top int) error {
 	defer os.RemoveAll(dir)
 	withSyms, stripped := filepath.Join(dir, "edge-agent"), filepath.Join(dir, "edge-agent-stripped")
 	for out, ldflags := range map[string]string{withSyms: "", stripped: "-s -w"} {
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, "./edge-agent/cmd/edge-agent")
+		cmd := exec.Command("go", "build", "-trimpath", "-tags", tags, "-ldflags", ldflags, "-o", out, "./edge-agent/cmd/edge-agent")
 		cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux"), env...)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build: %w\n%s", err, b)

@@ -643,10 +643,11 @@ type quantiles struct {
 	P99 float64 `json:"p99Ms"`
 }
 
-// agentSize builds the stripped linux/arm64 agent and reports its size.
+// agentSize builds the stripped linux/arm64 agent as arm/cross.sh does
+// (with its build tags) and reports its size.
 func (b *bench) agentSize(ctx context.Context) error {
 	out := filepath.Join(b.dir, "bin", "edge-agent-linux-arm64")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./edge-agent/cmd/edge-agent")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w", "-o", out, "./edge-agent/cmd/edge-agent")
 	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
 	if o, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build arm64 agent: %w\n%s", err, o)
