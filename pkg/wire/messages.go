@@ -56,6 +56,13 @@ type Heartbeat struct {
 	ObservedRevision uint64 `json:"observedRevision"`
 	// Outbox is the state of the agent's store-and-forward queue.
 	Outbox OutboxState `json:"outbox"`
+	// StatusSeq is the sequence number of the newest pod status report the
+	// broker acknowledged. That report reached the broker before this
+	// heartbeat, on the same topic, whose order the broker keeps; so a hub
+	// that has applied an older one lost it on the way (a broker that
+	// dropped it, say) and asks for the status again (a HelloRequest).
+	// Zero: not known.
+	StatusSeq uint64 `json:"statusSeq,omitempty"`
 }
 
 // OutboxState is how full the agent's queue of undelivered reports is and

@@ -106,9 +106,17 @@ type Agent struct {
 	// rec is set once the runtime is reachable; snapshots may arrive before.
 	rec atomic.Pointer[reconcile.Reconciler]
 
-	mu           sync.Mutex
-	facts        Facts
-	lastReport   *wire.PodStatusReport
+	mu    sync.Mutex
+	facts Facts
+	// reportMu orders the pod status reports: whoever queues one (the
+	// reconciler, or a resend of the last one) holds it from reading
+	// lastReport to taking the report's sequence number, so a resend of
+	// an older report never gets a number above a newer one's.
+	reportMu   sync.Mutex
+	lastReport *wire.PodStatusReport
+	// statusSeq is the sequence number of the newest report the broker
+	// acknowledged (wire.Heartbeat.StatusSeq).
+	statusSeq    atomic.Uint64
 	offlineSince time.Time // when the link went down; zero while up
 	started      time.Time
 	everOnline   bool
@@ -379,7 +387,6 @@ func (a *Agent) onConnect(ctx context.Context) {
 	a.mu.Lock()
 	since, first := a.offlineSince, !a.everOnline
 	a.offlineSince, a.everOnline = time.Time{}, true
-	last := a.lastReport
 	a.mu.Unlock()
 	switch {
 	case first:
@@ -387,9 +394,7 @@ func (a *Agent) onConnect(ctx context.Context) {
 	case !since.IsZero():
 		a.nodeEvent(api.EventNormal, "Online", fmt.Sprintf("reconnected to the hub after %s offline", time.Since(since).Round(time.Second)))
 	}
-	if last != nil {
-		a.enqueue(wire.TopicStatus, wire.TypePodStatus, outbox.Status, last)
-	}
+	a.resendStatus()
 	select {
 	case a.connected <- struct{}{}:
 	default:
@@ -439,10 +444,27 @@ func (a *Agent) onDisconnect(err error) {
 // queueReport queues the node's pod status; it is called by the
 // reconciler whenever the status changes.
 func (a *Agent) queueReport(r wire.PodStatusReport) {
+	a.reportMu.Lock()
+	defer a.reportMu.Unlock()
 	a.mu.Lock()
 	a.lastReport = &r
 	a.mu.Unlock()
 	a.enqueue(wire.TopicStatus, wire.TypePodStatus, outbox.Status, r)
+}
+
+// resendStatus queues the last pod status report again, under a new
+// sequence number: after a reconnect (the hub may have shown the pods as
+// Unknown meanwhile) and when the hub asks for it.
+func (a *Agent) resendStatus() {
+	a.reportMu.Lock()
+	defer a.reportMu.Unlock()
+	a.mu.Lock()
+	last := a.lastReport
+	a.mu.Unlock()
+	if last == nil {
+		return
+	}
+	a.enqueue(wire.TopicStatus, wire.TypePodStatus, outbox.Status, last)
 }
 
 // queueEvent queues an event from the reconciler.
@@ -458,22 +480,25 @@ func (a *Agent) nodeEvent(typ, reason, message string) {
 	})
 }
 
-// enqueue puts one report in the outbox. A report that cannot be queued
-// (the disk failed) is logged; the agent goes on keeping its node right.
-func (a *Agent) enqueue(topic, typ string, class outbox.Class, payload any) {
+// enqueue puts one report in the outbox and returns its sequence number.
+// A report that cannot be queued (the disk failed) is logged; the agent
+// goes on keeping its node right.
+func (a *Agent) enqueue(topic, typ string, class outbox.Class, payload any) (uint64, bool) {
 	seq, err := a.state.NextSeq()
 	if err != nil {
 		a.log.Error("queue report", "type", typ, "err", err)
-		return
+		return 0, false
 	}
 	b, err := wire.Encode(typ, a.cfg.NodeName, seq, time.Now(), payload)
 	if err != nil {
 		a.log.Error("queue report", "type", typ, "err", err)
-		return
+		return 0, false
 	}
 	if err := a.outbox.Append(outbox.Entry{Seq: seq, Class: class, Topic: topic, Payload: b}); err != nil {
 		a.log.Error("queue report", "type", typ, "seq", seq, "err", err)
+		return 0, false
 	}
+	return seq, true
 }
 
 // drainBatch is how many queued reports are published before waiting for
@@ -510,6 +535,9 @@ func (a *Agent) drain(ctx context.Context) {
 			seqs := make([]uint64, n)
 			for i := range seqs {
 				seqs[i] = entries[i].Seq
+				if entries[i].Class == outbox.Status && entries[i].Seq > a.statusSeq.Load() {
+					a.statusSeq.Store(entries[i].Seq) // only drain writes it
+				}
 			}
 			if err := a.outbox.Ack(seqs...); err != nil {
 				a.log.Error("ack outbox entries", "err", err)
@@ -546,7 +574,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 			continue
 		}
 		snap, _ := a.state.Snapshot()
-		hb := wire.Heartbeat{ObservedRevision: snap.Revision, Outbox: a.outboxState()}
+		hb := wire.Heartbeat{ObservedRevision: snap.Revision, Outbox: a.outboxState(), StatusSeq: a.statusSeq.Load()}
 		if err := a.publishNow(ctx, wire.TopicStatus, wire.TypeHeartbeat, hb, false); err != nil &&
 			!errors.Is(err, link.ErrNotConnected) && ctx.Err() == nil {
 			a.log.Warn("publish heartbeat", "err", err)

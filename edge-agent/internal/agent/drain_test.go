@@ -136,6 +136,11 @@ func TestDrainDeliversEverythingInOrderOnce(t *testing.T) {
 	if got := rig.received.Load(); got != entries {
 		t.Fatalf("broker received %d messages, want %d", got, entries)
 	}
+	// Every third entry is a pod status report; the heartbeat names the
+	// newest one the broker acknowledged.
+	if got, want := rig.agent.statusSeq.Load(), uint64(entries-entries%3); got != want {
+		t.Fatalf("statusSeq %d after the drain, want %d", got, want)
+	}
 }
 
 // BenchmarkDrain measures how fast a board delivers its queued reports

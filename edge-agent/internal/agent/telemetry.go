@@ -74,13 +74,8 @@ func (a *Agent) onRequest(topic string, payload []byte) {
 			defer cancel()
 			a.sendHello(ctx)
 			// And the pods' status: the hub may have marked them lost
-			// while it did not hear from this node.
-			a.mu.Lock()
-			last := a.lastReport
-			a.mu.Unlock()
-			if last != nil {
-				a.enqueue(wire.TopicStatus, wire.TypePodStatus, outbox.Status, last)
-			}
+			// while it did not hear from this node, or lost a report.
+			a.resendStatus()
 		}()
 		return
 	}

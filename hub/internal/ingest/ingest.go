@@ -72,6 +72,11 @@ type Options struct {
 // askHelloEvery bounds how often one node is asked for its hello.
 const askHelloEvery = 30 * time.Second
 
+// askStatusEvery bounds how often one node is asked again for a pod
+// status report the hub missed: a little over the agent's heartbeat, so
+// the resend has arrived before the next heartbeat is weighed.
+const askStatusEvery = 15 * time.Second
+
 // Limiter is a per-key token bucket; *ratelimit.Limiter satisfies it.
 type Limiter interface {
 	Allow(key string) bool
@@ -103,9 +108,12 @@ type Ingest struct {
 	asked   map[string]time.Time
 	askCh   chan string
 
-	// flushMu serializes flushes; leases is only used under it.
+	// flushMu serializes flushes; leases and resent are only used under it.
 	flushMu sync.Mutex
 	leases  map[string]*leaseState
+	// resent is when each node was last asked for a pod status report
+	// the hub missed.
+	resent map[string]time.Time
 }
 
 // leaseState is ingest's view of one node's lease: the newest values,
@@ -134,6 +142,11 @@ type nodeUpdate struct {
 
 	podReport *wire.PodStatusReport
 	reportSeq uint64
+
+	// statusClaim is the newest pod status report the agent says the
+	// broker acknowledged before its latest heartbeat
+	// (wire.Heartbeat.StatusSeq); claimSeq is that heartbeat's number.
+	statusClaim, claimSeq uint64
 
 	events []seqEvent
 }
@@ -171,6 +184,7 @@ func New(opts Options) *Ingest {
 		asked:   map[string]time.Time{},
 		askCh:   make(chan string, 1024),
 		leases:  map[string]*leaseState{},
+		resent:  map[string]time.Time{},
 	}
 }
 
@@ -285,6 +299,9 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 		observe(hb.ObservedRevision)
 		if seq > u.outboxSeq {
 			u.outbox, u.outboxSeq = &hb.Outbox, seq
+		}
+		if seq > u.claimSeq {
+			u.claimSeq, u.statusClaim = seq, hb.StatusSeq
 		}
 	case wire.TypePodStatus:
 		if seq > u.reportSeq {
@@ -637,6 +654,16 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) (*lease.Lease, 
 		seq.PodStatus = u.reportSeq
 	}
 	ls.latest.Seq = seq
+	if u.statusClaim > seq.PodStatus {
+		// The agent's newest report reached the broker but not the hub
+		// (a broker that dropped it, say, under a burst): ask for the
+		// status again; the agent resends it under a new number.
+		if now := in.opts.Now(); now.Sub(in.resent[name]) >= askStatusEvery {
+			in.resent[name] = now
+			in.log.Warn("a pod status report of this node never arrived; asking for it again", "node", name, "applied", seq.PodStatus, "sent", u.statusClaim)
+			in.askAgain(name)
+		}
+	}
 
 	// The lease is written with every fact it orders (so that a stored
 	// fact is never newer than its stored sequence number, and a report

@@ -486,3 +486,53 @@ func TestHeartbeatsRenewTheLeaseNotTheNode(t *testing.T) {
 		t.Fatalf("the lease orders the observed revision at %d, want %d", l.Seq.Observed, seq)
 	}
 }
+
+// TestAsksAgainForALostPodStatus: a heartbeat that says the broker took a
+// newer pod status report than the hub applied means the report was lost
+// on the way (a broker that dropped it):
+// the node is asked for its status again, at most every askStatusEvery.
+// A report still queued on the agent, or one the hub has, asks nothing.
+func TestAsksAgainForALostPodStatus(t *testing.T) {
+	st := store.NewMemory()
+	now := t0
+	asked := make(chan string, 16)
+	in := New(Options{Store: st, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now },
+		AskHello: func(node string) error { asked <- node; return nil }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go in.Run(ctx)
+	topic := wire.NodeTopic("n1", wire.TopicStatus)
+	send := func(typ string, seq uint64, payload any) {
+		in.Handle(topic, msg(t, "n1", typ, seq, payload))
+		in.Flush()
+	}
+	expect := func(want bool, what string) {
+		t.Helper()
+		select {
+		case n := <-asked:
+			if !want {
+				t.Fatalf("%s: asked %s", what, n)
+			}
+		case <-time.After(300 * time.Millisecond):
+			if want {
+				t.Fatalf("%s: not asked", what)
+			}
+		}
+	}
+	send(wire.TypeHello, 1, wire.Hello{})
+	send(wire.TypePodStatus, 2, wire.PodStatusReport{ObservedRevision: 1})
+	send(wire.TypeHeartbeat, 3, wire.Heartbeat{ObservedRevision: 1, StatusSeq: 2})
+	expect(false, "the report the hub has")
+	send(wire.TypeHeartbeat, 5, wire.Heartbeat{ObservedRevision: 1, StatusSeq: 2, Outbox: wire.OutboxState{Queued: 1}})
+	expect(false, "a report still queued on the agent")
+	send(wire.TypeHeartbeat, 7, wire.Heartbeat{ObservedRevision: 1, StatusSeq: 6})
+	expect(true, "a report that never arrived")
+	now = now.Add(10 * time.Second)
+	send(wire.TypeHeartbeat, 8, wire.Heartbeat{ObservedRevision: 1, StatusSeq: 6})
+	expect(false, "asked again within askStatusEvery")
+	// The resend arrives, then the heartbeat that claims it.
+	now = now.Add(10 * time.Second)
+	send(wire.TypePodStatus, 9, wire.PodStatusReport{ObservedRevision: 1})
+	send(wire.TypeHeartbeat, 10, wire.Heartbeat{ObservedRevision: 1, StatusSeq: 9})
+	expect(false, "after the resend arrived")
+}
