@@ -63,6 +63,11 @@ type Options struct {
 	// records (HMAC-SHA-256), so that the hash of a snapshot that holds
 	// Secrets says nothing about them to a reader of the store.
 	HashKey []byte
+	// Resend is how long a Ready node may go without acknowledging the
+	// snapshot it was sent before it is sent again (default 10 s),
+	// doubling for each resend to at most 5 minutes.
+	Resend time.Duration
+	Now    func() time.Time
 }
 
 // HashKeyFrom derives Options.HashKey from a secret the hub keeps (its
@@ -89,6 +94,9 @@ type Dispatcher struct {
 	records     map[string]*NodeSnapshot      // node → last dispatched record
 	observed    map[string]uint64             // node → revision the agent reports
 	published   map[string]uint64             // node → revision published in this process
+	sentAt      map[string]time.Time          // node → when it was last sent its snapshot
+	resends     map[string]int                // node → resends of its current revision
+	ready       map[string]bool               // node → Ready and online
 	secrets     map[store.Key]*wire.SnapshotSecret
 	configMaps  map[store.Key]*wire.SnapshotConfigMap
 }
@@ -115,6 +123,12 @@ func New(opts Options) *Dispatcher {
 	if opts.Parallel <= 0 {
 		opts.Parallel = 32
 	}
+	if opts.Resend <= 0 {
+		opts.Resend = 10 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	return &Dispatcher{
 		opts: opts, log: opts.Logger.With("component", "dispatch"),
 		wake:        make(chan struct{}, 1),
@@ -125,6 +139,9 @@ func New(opts Options) *Dispatcher {
 		records:     map[string]*NodeSnapshot{},
 		observed:    map[string]uint64{},
 		published:   map[string]uint64{},
+		sentAt:      map[string]time.Time{},
+		resends:     map[string]int{},
+		ready:       map[string]bool{},
 		secrets:     map[store.Key]*wire.SnapshotSecret{},
 		configMaps:  map[store.Key]*wire.SnapshotConfigMap{},
 	}
@@ -154,9 +171,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	resync := time.NewTicker(d.opts.Resync)
 	defer resync.Stop()
+	lag := time.NewTicker(d.opts.Resend / 2)
+	defer lag.Stop()
 	for {
 		d.flush(ctx)
 		select {
+		case <-lag.C:
+			d.resendLagging()
 		case <-ctx.Done():
 			return nil
 		case ev, ok := <-events:
@@ -329,6 +350,37 @@ func (d *Dispatcher) handleNode(ev store.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.noteObserved(node)
+	d.ready[node.Name] = node.IsReady() && node.Status.Online
+}
+
+// resendLagging queues the snapshot again for every Ready node that has
+// not acknowledged its revision within Options.Resend of being sent it
+// (doubling per resend): a message lost between broker and agent (a
+// broker whose queue for the agent was full, a connection taken over)
+// is otherwise never sent again, since snapshots go out on change.
+func (d *Dispatcher) resendLagging() {
+	now := d.opts.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for node, rec := range d.records {
+		if rec.Revision <= d.observed[node] || !d.ready[node] || d.published[node] != rec.Revision {
+			if rec.Revision <= d.observed[node] {
+				delete(d.resends, node)
+			}
+			continue
+		}
+		wait := d.opts.Resend << min(d.resends[node], 5)
+		if wait > 5*time.Minute {
+			wait = 5 * time.Minute
+		}
+		if now.Sub(d.sentAt[node]) < wait {
+			continue
+		}
+		d.resends[node]++
+		d.unpublished[node] = true
+		d.log.Warn("node has not acknowledged its snapshot; sending it again", "node", node, "revision", rec.Revision,
+			"observed", d.observed[node], "resends", d.resends[node])
+	}
 }
 
 // noteObserved remembers the revision a node's agent runs. An agent that
@@ -395,6 +447,7 @@ func (d *Dispatcher) resync() error {
 	}
 	for _, n := range nodes {
 		d.noteObserved(n)
+		d.ready[n.Name] = n.IsReady() && n.Status.Online
 	}
 	// Compare every known node's content with its record; flush skips the
 	// ones that did not change.
@@ -593,7 +646,11 @@ func (d *Dispatcher) publish(ctx context.Context, snaps map[string]*wire.Snapsho
 				d.unpublished[node] = true
 				return
 			}
+			if d.published[node] != snap.Revision {
+				delete(d.resends, node)
+			}
 			d.published[node] = snap.Revision
+			d.sentAt[node] = d.opts.Now()
 		}()
 	}
 	wg.Wait()

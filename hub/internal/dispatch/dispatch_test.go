@@ -187,3 +187,60 @@ func TestAgentAheadOfHubGetsHigherRevision(t *testing.T) {
 	defer stop()
 	waitFor(t, "revision 42", func() bool { return d.PublishedRevision("n1") == 42 })
 }
+
+// TestResendsToANodeThatDoesNotAcknowledge: a Ready node that has not
+// acknowledged its snapshot within Resend of being sent it is sent it
+// again (a message lost on the way is otherwise never resent), with the
+// same revision; a node that acknowledged, or is not Ready, is not.
+func TestResendsToANodeThatDoesNotAcknowledge(t *testing.T) {
+	st := store.NewMemory()
+	pub := &fakePublisher{}
+	node := func(name string, ready bool, observed uint64) {
+		t.Helper()
+		n := &api.Node{TypeMeta: api.TypeMeta{Kind: api.KindNode}, ObjectMeta: api.ObjectMeta{Name: name}}
+		n.Status.Online = ready
+		n.Status.ObservedRevision = observed
+		if ready {
+			n.Status.Conditions = []api.NodeCondition{{Type: api.NodeReady, Status: api.ConditionTrue}}
+		}
+		if err := st.Update(func(tx store.Tx) error { return tx.Put(n) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	node("deaf", true, 0)
+	node("offline", false, 0)
+	node("fine", true, 0)
+	d := New(Options{Store: st, Publisher: pub, Debounce: time.Millisecond, Resend: 200 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	for _, n := range []string{"deaf", "offline", "fine"} {
+		putPod(t, st, "p-"+n, n, "img:v1", false)
+	}
+	waitFor(t, "first snapshots", func() bool {
+		return d.PublishedRevision("deaf") == 1 && d.PublishedRevision("offline") == 1 && d.PublishedRevision("fine") == 1
+	})
+	node("fine", true, 1) // acknowledged
+	pub.take()
+	time.Sleep(1500 * time.Millisecond) // several Resend periods
+	sent := map[string]int{}
+	for _, m := range pub.take() {
+		sent[m.snap.Node]++
+		if m.snap.Revision != 1 {
+			t.Fatalf("resent %s at revision %d, want 1", m.snap.Node, m.snap.Revision)
+		}
+	}
+	if sent["deaf"] == 0 || sent["offline"] != 0 || sent["fine"] != 0 {
+		t.Fatalf("sent again: %v; want deaf only", sent)
+	}
+	// Once it acknowledges, it is not sent again.
+	node("deaf", true, 1)
+	time.Sleep(300 * time.Millisecond)
+	pub.take()
+	time.Sleep(700 * time.Millisecond)
+	if msgs := pub.take(); len(msgs) != 0 {
+		t.Fatalf("%d snapshots sent after every node acknowledged", len(msgs))
+	}
+}
