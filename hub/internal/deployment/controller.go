@@ -40,6 +40,10 @@ type Options struct {
 type Controller struct {
 	opts Options
 	log  *slog.Logger
+	// lookForOrphans is set while a pass must read the fleet even if
+	// there are no Deployments: at start, after a Deployment changed, at
+	// each resync, and while there are Deployments.
+	lookForOrphans bool
 }
 
 // New returns a controller; call Run to start it.
@@ -56,7 +60,7 @@ func New(opts Options) *Controller {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Controller{opts: opts, log: opts.Logger.With("component", "deployment")}
+	return &Controller{opts: opts, log: opts.Logger.With("component", "deployment"), lookForOrphans: true}
 }
 
 // Run syncs until ctx ends: on any change to a Deployment, Node or Pod, on
@@ -91,39 +95,69 @@ func (c *Controller) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-events:
+		case ev, ok := <-events:
 			if !ok {
 				return nil
 			}
-			drain(events, window)
+			if drain(events, window) || ownsWork(ev) {
+				c.lookForOrphans = true
+			}
 		case <-resync.C:
+			c.lookForOrphans = true
 		case <-timerC:
 		}
 	}
 }
 
-func drain(events <-chan store.Event, window time.Duration) {
+// ownsWork reports whether ev may have made work for the controller when
+// there are no Deployments: a Deployment changed (one deleted leaves
+// orphans), or the watch overflowed.
+func ownsWork(ev store.Event) bool {
+	return ev.Type == store.Overflow || ev.Key.Kind == api.KindDeployment
+}
+
+// drain swallows the rest of a burst of events, and reports whether any
+// of them was one ownsWork picks.
+func drain(events <-chan store.Event, window time.Duration) bool {
 	timer := time.NewTimer(window)
 	defer timer.Stop()
+	work := false
 	for {
 		select {
-		case _, ok := <-events:
+		case ev, ok := <-events:
 			if !ok {
-				return
+				return work
 			}
+			work = work || ownsWork(ev)
 		case <-timer.C:
-			return
+			return work
 		}
 	}
 }
 
-// Sync runs one pass over every Deployment.
+// Sync runs one full pass over every Deployment and what they own.
 func (c *Controller) Sync() error {
+	c.lookForOrphans = true
 	_, err := c.sync()
 	return err
 }
 
 func (c *Controller) sync() (time.Time, error) {
+	if !c.lookForOrphans {
+		// With no Deployments, a node or pod change is no work of this
+		// controller's: only a Deployment change (or a resync) can be.
+		var none bool
+		if err := c.opts.Store.View(func(tx store.Tx) error {
+			recs, err := tx.List(api.KindDeployment, "")
+			none = len(recs) == 0
+			return err
+		}); err != nil {
+			return time.Time{}, fmt.Errorf("read state: %w", err)
+		}
+		if none {
+			return time.Time{}, nil
+		}
+	}
 	in := Input{Suffix: c.opts.Suffix}
 	// Plan only reads its input (the simulation tests check it with
 	// store.VerifyShared), so the pass reads the store's shared objects
@@ -147,6 +181,9 @@ func (c *Controller) sync() (time.Time, error) {
 	}
 	in.Now = api.NewTime(c.opts.Now().UTC().Truncate(time.Second))
 	plan := Plan(in)
+	// A full pass with no Deployments collected every orphan (below); the
+	// next one is due at the next Deployment change or resync.
+	c.lookForOrphans = len(in.Deployments) > 0
 	if plan.Empty() {
 		return plan.Wake, nil
 	}
@@ -172,6 +209,9 @@ func (c *Controller) sync() (time.Time, error) {
 		if err := c.write(set); err != nil {
 			errs = append(errs, fmt.Errorf("deployment %s/%s: %w", set.Deployment.Namespace, set.Deployment.Name, err))
 		}
+	}
+	if len(errs) > 0 {
+		c.lookForOrphans = true // try again next pass
 	}
 	return plan.Wake, errors.Join(errs...)
 }

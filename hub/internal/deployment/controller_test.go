@@ -1,11 +1,13 @@
 package deployment
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -540,5 +542,71 @@ func TestOrphansAndHistory(t *testing.T) {
 	})
 	if len(s.pods()) != 0 || len(revs) != 0 {
 		t.Fatalf("left %d pods, %d revisions", len(s.pods()), len(revs))
+	}
+}
+
+// countingStore counts the Lists of pods its transactions make.
+type countingStore struct {
+	store.Store
+	podLists atomic.Int64
+}
+
+type countingTx struct {
+	store.Tx
+	s *countingStore
+}
+
+func (s *countingStore) View(fn func(store.Tx) error) error {
+	return s.Store.View(func(tx store.Tx) error { return fn(countingTx{tx, s}) })
+}
+
+func (tx countingTx) List(kind, namespace string) ([]store.Record, error) {
+	if kind == api.KindPod {
+		tx.s.podLists.Add(1)
+	}
+	return tx.Tx.List(kind, namespace)
+}
+
+// TestNoDeploymentsNoFleetReads: with no Deployments, pod and node changes
+// (a DaemonSet rollout's) cost the controller no read of the fleet; a
+// Deployment does.
+func TestNoDeploymentsNoFleetReads(t *testing.T) {
+	st := &countingStore{Store: store.NewMemory()}
+	c := New(Options{Store: st, Debounce: time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	putPod := func(name string) {
+		p := &api.Pod{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: api.KindPod}, ObjectMeta: api.ObjectMeta{Name: name, Namespace: "default"}}
+		if err := st.Update(func(tx store.Tx) error { return tx.Put(p) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for st.podLists.Load() == 0 { // the first pass reads everything
+		if time.Now().After(deadline) {
+			t.Fatal("no first pass")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	before := st.podLists.Load()
+	for i := range 20 {
+		putPod(fmt.Sprintf("p%d", i))
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := st.podLists.Load(); got != before {
+		t.Fatalf("pod changes with no Deployments read the pods %d times", got-before)
+	}
+	if err := st.Update(func(tx store.Tx) error { return tx.Put(deploy("web", 1)) }); err != nil {
+		t.Fatal(err)
+	}
+	for st.podLists.Load() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("a Deployment did not make the controller read the pods")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"log/slog"
 	"slices"
 	"sort"
@@ -104,6 +105,11 @@ type Dispatcher struct {
 type cachedPod struct {
 	node string
 	pod  wire.SnapshotPod
+	// src is the store's shared object the entry was made from: the same
+	// object is the same version, so a resync skips it.
+	src *api.Pod
+	// raw is pod's JSON, the pod's part of its node's content hash.
+	raw []byte
 	// secrets and configMaps are the names (in the pod's namespace) its
 	// spec refers to.
 	secrets, configMaps []string
@@ -312,13 +318,18 @@ func (d *Dispatcher) setPod(key store.Key, pod *api.Pod) {
 		}
 		return
 	}
-	entry := &cachedPod{node: pod.Spec.NodeName, pod: snapshotPod(pod)}
+	if old != nil && old.src == pod {
+		return // the same version (a resync)
+	}
+	entry := &cachedPod{node: pod.Spec.NodeName, pod: snapshotPod(pod), src: pod}
 	entry.secrets, entry.configMaps = wire.PodConfigRefs(&pod.Spec)
 	if old != nil && old.node == entry.node && old.pod.UID == entry.pod.UID &&
 		old.pod.SpecHash == entry.pod.SpecHash && equalLabels(old.pod.Labels, entry.pod.Labels) &&
 		slices.Equal(old.pod.PrePull, entry.pod.PrePull) && old.pod.ProgressDeadlineSeconds == entry.pod.ProgressDeadlineSeconds {
+		old.src = pod
 		return // a status update: the snapshot does not change
 	}
+	entry.raw = mustJSON(&entry.pod)
 	if old != nil && old.node != entry.node {
 		delete(d.nodes[old.node], key)
 		d.dirty[old.node] = true
@@ -470,7 +481,7 @@ func (d *Dispatcher) flush(ctx context.Context) {
 		todo = append(todo, node)
 	}
 	d.dirty = map[string]bool{}
-	snaps := make(map[string]*wire.Snapshot, len(todo))
+	snaps := make(map[string]built, len(todo))
 	for _, node := range todo {
 		snaps[node] = d.buildLocked(node)
 	}
@@ -498,13 +509,13 @@ func (d *Dispatcher) flush(ctx context.Context) {
 		}
 		// Publish the recorded revision only with the content it was
 		// recorded for; if the pods changed since, the next pass numbers it.
-		snap := d.buildLocked(node)
-		if rec := d.records[node]; rec == nil || rec.Hash != d.contentHash(snap) {
+		b := d.buildLocked(node)
+		if rec := d.records[node]; rec == nil || rec.Hash != b.hash {
 			d.dirty[node] = true
 			d.poke()
 			return
 		}
-		toPublish[node] = snap
+		toPublish[node] = b.snap
 	}
 	for node := range d.unpublished {
 		again(node)
@@ -519,14 +530,21 @@ func (d *Dispatcher) flush(ctx context.Context) {
 	d.publish(ctx, toPublish)
 }
 
+// built is a node's snapshot and the hash of its content.
+type built struct {
+	snap *wire.Snapshot
+	hash string
+}
+
 // buildLocked assembles node's snapshot from the cache, numbered with its
-// recorded revision. The caller holds d.mu.
-func (d *Dispatcher) buildLocked(node string) *wire.Snapshot {
+// recorded revision, and hashes its content. The caller holds d.mu.
+func (d *Dispatcher) buildLocked(node string) built {
 	snap := &wire.Snapshot{Node: node, Pods: []wire.SnapshotPod{}}
 	secrets, configMaps := map[store.Key]bool{}, map[store.Key]bool{}
+	pods := make([]*cachedPod, 0, len(d.nodes[node]))
 	for key := range d.nodes[node] {
 		p := d.pods[key]
-		snap.Pods = append(snap.Pods, p.pod)
+		pods = append(pods, p)
 		for _, name := range p.secrets {
 			k := store.Key{Kind: api.KindSecret, Namespace: p.pod.Namespace, Name: name}
 			if s := d.secrets[k]; s != nil && !secrets[k] {
@@ -551,27 +569,30 @@ func (d *Dispatcher) buildLocked(node string) *wire.Snapshot {
 		a, b := &snap.ConfigMaps[i], &snap.ConfigMaps[j]
 		return a.Namespace < b.Namespace || (a.Namespace == b.Namespace && a.Name < b.Name)
 	})
-	sort.Slice(snap.Pods, func(i, j int) bool {
-		a, b := &snap.Pods[i], &snap.Pods[j]
+	sort.Slice(pods, func(i, j int) bool {
+		a, b := &pods[i].pod, &pods[j].pod
 		if a.Namespace != b.Namespace {
 			return a.Namespace < b.Namespace
 		}
 		return a.Name < b.Name
 	})
+	for _, p := range pods {
+		snap.Pods = append(snap.Pods, p.pod)
+	}
 	if rec := d.records[node]; rec != nil {
 		snap.Revision = rec.Revision
 	}
-	return snap
+	return built{snap: snap, hash: d.contentHash(pods, snap)}
 }
 
 // commit gives every snapshot whose content changed the next revision and
 // stores the records, in batches. It returns the changed snapshots.
-func (d *Dispatcher) commit(snaps map[string]*wire.Snapshot) (map[string]*wire.Snapshot, error) {
+func (d *Dispatcher) commit(snaps map[string]built) (map[string]*wire.Snapshot, error) {
 	changed := map[string]*wire.Snapshot{}
 	var batch []*NodeSnapshot
 	d.mu.Lock()
-	for node, snap := range snaps {
-		hash := d.contentHash(snap)
+	for node, b := range snaps {
+		snap, hash := b.snap, b.hash
 		rec := d.records[node]
 		obs := d.observed[node]
 		if rec != nil && rec.Hash == hash && rec.Revision >= obs {
@@ -716,26 +737,47 @@ func snapshotPod(p *api.Pod) wire.SnapshotPod {
 }
 
 // contentHash identifies a snapshot's content, ignoring its revision:
-// its pods, Secrets and ConfigMaps, keyed with Options.HashKey if set.
-func (d *Dispatcher) contentHash(s *wire.Snapshot) string {
-	b, err := json.Marshal(struct {
-		Pods       []wire.SnapshotPod
-		Secrets    []wire.SnapshotSecret    `json:",omitempty"`
-		ConfigMaps []wire.SnapshotConfigMap `json:",omitempty"`
-	}{s.Pods, s.Secrets, s.ConfigMaps})
+// its pods, Secrets and ConfigMaps, keyed with Options.HashKey if set. It
+// hashes the JSON of
+//
+//	struct{ Pods; Secrets, ConfigMaps `json:",omitempty"` }
+//
+// written from each pod's JSON as the cache keeps it, so hashing a node
+// costs no marshalling of its pods. pods is snap.Pods' cache entries, in
+// order.
+func (d *Dispatcher) contentHash(pods []*cachedPod, s *wire.Snapshot) string {
+	var h hash.Hash
+	if len(d.opts.HashKey) > 0 {
+		h = hmac.New(sha256.New, d.opts.HashKey)
+	} else {
+		h = sha256.New()
+	}
+	h.Write([]byte(`{"Pods":[`))
+	for i, p := range pods {
+		if i > 0 {
+			h.Write([]byte{','})
+		}
+		h.Write(p.raw)
+	}
+	h.Write([]byte{']'})
+	if len(s.Secrets) > 0 {
+		h.Write([]byte(`,"Secrets":`))
+		h.Write(mustJSON(s.Secrets))
+	}
+	if len(s.ConfigMaps) > 0 {
+		h.Write([]byte(`,"ConfigMaps":`))
+		h.Write(mustJSON(s.ConfigMaps))
+	}
+	h.Write([]byte{'}'})
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
 	if err != nil {
 		panic("dispatch: snapshot does not encode: " + err.Error()) // plain data always encodes
 	}
-	var sum []byte
-	if len(d.opts.HashKey) > 0 {
-		m := hmac.New(sha256.New, d.opts.HashKey)
-		m.Write(b)
-		sum = m.Sum(nil)
-	} else {
-		s := sha256.Sum256(b)
-		sum = s[:]
-	}
-	return hex.EncodeToString(sum[:16])
+	return b
 }
 
 func equalLabels(a, b map[string]string) bool {

@@ -2,6 +2,10 @@ package dispatch
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"sync"
 	"testing"
@@ -242,5 +246,53 @@ func TestResendsToANodeThatDoesNotAcknowledge(t *testing.T) {
 	time.Sleep(700 * time.Millisecond)
 	if msgs := pub.take(); len(msgs) != 0 {
 		t.Fatalf("%d snapshots sent after every node acknowledged", len(msgs))
+	}
+}
+
+// The content hash is written from each pod's cached JSON; it must equal
+// the hash of the marshalled content it stands for, which the NodeSnapshot
+// records of earlier hubs hold, or an upgraded hub would give every node a
+// new revision.
+func TestContentHashIsTheHashOfTheContent(t *testing.T) {
+	for _, key := range [][]byte{nil, []byte("hub key")} {
+		d := New(Options{HashKey: key})
+		pods := []*api.Pod{
+			{ObjectMeta: api.ObjectMeta{Name: "a", Namespace: "default", UID: "u1", Labels: map[string]string{"app": "a"}},
+				Spec: api.PodSpec{NodeName: "n1", Containers: []api.Container{{Name: "c", Image: "img:v1",
+					Env: []api.EnvVar{{Name: "DB", ValueFrom: &api.EnvVarSource{SecretKeyRef: &api.SecretKeySelector{LocalObjectReference: api.LocalObjectReference{Name: "db"}, Key: "pw"}}}}}}}},
+			{ObjectMeta: api.ObjectMeta{Name: "b", Namespace: "default", UID: "u2"},
+				Spec: api.PodSpec{NodeName: "n1", Containers: []api.Container{{Name: "c", Image: "img:v2"}}}},
+		}
+		d.setConfigLocked(store.Key{Kind: api.KindSecret, Namespace: "default", Name: "db"},
+			&api.Secret{ObjectMeta: api.ObjectMeta{Name: "db", Namespace: "default"}, Data: map[string][]byte{"pw": []byte("x")}}, nil)
+		for _, p := range pods {
+			d.setPod(store.KeyOf(&api.Pod{TypeMeta: api.TypeMeta{Kind: api.KindPod}, ObjectMeta: p.ObjectMeta}), p)
+		}
+		for _, node := range []string{"n1", "empty"} {
+			b := d.buildLocked(node)
+			want, err := json.Marshal(struct {
+				Pods       []wire.SnapshotPod
+				Secrets    []wire.SnapshotSecret    `json:",omitempty"`
+				ConfigMaps []wire.SnapshotConfigMap `json:",omitempty"`
+			}{b.snap.Pods, b.snap.Secrets, b.snap.ConfigMaps})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sum []byte
+			if key != nil {
+				m := hmac.New(sha256.New, key)
+				m.Write(want)
+				sum = m.Sum(nil)
+			} else {
+				s := sha256.Sum256(want)
+				sum = s[:]
+			}
+			if got := b.hash; got != hex.EncodeToString(sum[:16]) {
+				t.Fatalf("node %s, key %q: hash %s, want %s of %s", node, key, got, hex.EncodeToString(sum[:16]), want)
+			}
+			if node == "n1" && (len(b.snap.Pods) != 2 || len(b.snap.Secrets) != 1) {
+				t.Fatalf("snapshot %+v", b.snap)
+			}
+		}
 	}
 }
