@@ -24,6 +24,7 @@ import (
 // CFS period used for CPU limits, as the kubelet uses it.
 const cfsPeriod = 100_000 // microseconds
 
+
 // Create creates the container and its writable snapshot, but no task. The
 // image must already be present (EnsureImage).
 func (c *Containerd) Create(ctx context.Context, spec reconcile.ContainerSpec) error {
@@ -185,7 +186,11 @@ func (c *Containerd) Remove(ctx context.Context, id string) error {
 	task, err := ctr.Task(ctx, nil)
 	switch {
 	case err == nil:
-		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		var status containerd.ProcessStatus
+		if st, err := task.Status(ctx); err == nil {
+			status = st.Status
+		}
+		if _, err := task.Delete(ctx, killUnlessStopped(status)...); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("remove container %s: delete task: %w", id, classify(err))
 		}
 	case !errdefs.IsNotFound(err):
