@@ -104,6 +104,10 @@ type ContainerSpec struct {
 	// HostNetwork shares the board's network namespace (the default for now).
 	HostNetwork bool
 	Mounts      []Mount
+	// ShimGroup, when set, puts the container's tasks in the one shim
+	// process that serves every container of the same group (a pod), so a
+	// task created while another of the group exists needs no new shim.
+	ShimGroup string
 	// CPULimitMilli and MemoryLimitBytes are enforced through the OCI spec
 	// (CFS quota and memory limit); zero means unlimited. CPURequestMilli
 	// sets cpu shares.

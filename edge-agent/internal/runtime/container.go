@@ -24,6 +24,11 @@ import (
 // CFS period used for CPU limits, as the kubelet uses it.
 const cfsPeriod = 100_000 // microseconds
 
+// shimGroupAnnotation is the OCI annotation by which the runc v2 shim
+// (containerd 1.6 and 1.7, runtime/v2/runc) serves every task whose spec
+// carries the same value from one shim process: the first task of a group
+// starts the shim, later ones find its socket and join it.
+const shimGroupAnnotation = "io.containerd.runc.v2.group"
 
 // Create creates the container and its writable snapshot, but no task. The
 // image must already be present (EnsureImage).
@@ -132,6 +137,9 @@ func specOptions(img containerd.Image, cfg ocispec.ImageConfig, spec reconcile.C
 			Source:      "cgroup",
 			Options:     []string{"nosuid", "noexec", "nodev", "relatime", "ro"},
 		}}),
+	}
+	if spec.ShimGroup != "" {
+		opts = append(opts, oci.WithAnnotations(map[string]string{shimGroupAnnotation: spec.ShimGroup}))
 	}
 	if spec.WorkingDir != "" {
 		opts = append(opts, oci.WithProcessCwd(spec.WorkingDir))
