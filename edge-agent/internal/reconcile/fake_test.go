@@ -16,6 +16,7 @@ type fakeRuntime struct {
 	now        func() time.Time
 	containers map[string]*Container
 	specs      map[string]ContainerSpec
+	logs       map[string]string // container ID → log path of its last start
 	images     map[string]bool
 	pullErr    map[string]error
 	startErr   error
@@ -28,6 +29,7 @@ func newFakeRuntime(now func() time.Time) *fakeRuntime {
 		now:        now,
 		containers: map[string]*Container{},
 		specs:      map[string]ContainerSpec{},
+		logs:       map[string]string{},
 		images:     map[string]bool{},
 		pullErr:    map[string]error{},
 		exits:      make(chan Exit, 16),
@@ -88,6 +90,7 @@ func (f *fakeRuntime) Start(ctx context.Context, id, logPath string) error {
 	if f.startErr != nil {
 		return f.startErr
 	}
+	f.logs[id] = logPath
 	c.State = TaskRunning
 	c.StartedAt = f.now()
 	c.ExitCode = 0
@@ -131,6 +134,20 @@ func (f *fakeRuntime) exit(id string, code int32) {
 	c.State = TaskExited
 	c.ExitCode = code
 	c.FinishedAt = f.now()
+}
+
+// current returns the ID of the newest run of a pod's container.
+func (f *fakeRuntime) current(pod *wire.SnapshotPod, name string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := ContainerID(pod, name)
+	id, run := "", int32(-1)
+	for _, c := range f.containers {
+		if containerKey(*c) == key && runOf(*c) > run {
+			id, run = c.ID, runOf(*c)
+		}
+	}
+	return id
 }
 
 func (f *fakeRuntime) takeCalls() []string {

@@ -44,6 +44,9 @@ const (
 	LabelSpecHash     = "io.flotilla.pod.spec-hash"
 	LabelRevision     = "io.flotilla.snapshot.revision"
 	LabelContainer    = "io.flotilla.container.name"
+	// LabelRun numbers the runs of a container: 0 for the first, the
+	// restart count for the one a restart created (see RunID).
+	LabelRun = "io.flotilla.container.run"
 	// LabelStartedAt is set by Runtime.Start (RFC 3339, nanoseconds).
 	LabelStartedAt = "io.flotilla.container.started-at"
 )
