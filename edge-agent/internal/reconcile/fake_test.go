@@ -20,6 +20,8 @@ type fakeRuntime struct {
 	images     map[string]bool
 	pullErr    map[string]error
 	startErr   error
+	// createGate, if set, holds every Create until it is closed.
+	createGate chan struct{}
 	calls      []string
 	exits      chan Exit
 }
@@ -68,6 +70,12 @@ func (f *fakeRuntime) EnsureImage(ctx context.Context, ref, policy string) (stri
 }
 
 func (f *fakeRuntime) Create(ctx context.Context, spec ContainerSpec) error {
+	f.mu.Lock()
+	gate := f.createGate
+	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("create %s", spec.Labels[LabelContainer])
@@ -170,8 +178,9 @@ func (f *fakeRuntime) get(id string) (Container, bool) {
 
 // memHistory is an in-memory History.
 type memHistory struct {
-	mu   sync.Mutex
-	recs map[string]RestartRecord
+	mu    sync.Mutex
+	recs  map[string]RestartRecord
+	saves int // SaveRestarts calls: each is a synced write on a board
 }
 
 func newMemHistory() *memHistory { return &memHistory{recs: map[string]RestartRecord{}} }
@@ -186,6 +195,7 @@ func (h *memHistory) SaveRestarts(id string, rec RestartRecord) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.recs[id] = rec
+	h.saves++
 	return nil
 }
 

@@ -78,11 +78,14 @@ type Reconciler struct {
 	now  func() time.Time
 	wake chan struct{}
 
-	mu      sync.Mutex
-	busy    map[string]bool       // pod UID (or orphan key) → worker running
-	waiting map[string]waitState  // container ID → why it is not running
-	retries map[string]retryState // container ID → back-off after a failed pull, create or start
-	wg      sync.WaitGroup
+	mu   sync.Mutex
+	busy map[string]bool // pod UID (or orphan key) → worker running
+	// restarting holds the container keys whose exit a worker records
+	// along with their restart (see exitedPlan).
+	restarting map[string]bool
+	waiting    map[string]waitState  // container ID → why it is not running
+	retries    map[string]retryState // container ID → back-off after a failed pull, create or start
+	wg         sync.WaitGroup
 
 	lastReport *wire.PodStatusReport
 	revision   uint64 // of the snapshot the current pass works from; guarded by mu
@@ -139,17 +142,18 @@ func New(cfg Config) *Reconciler {
 		cfg.Now = time.Now
 	}
 	return &Reconciler{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		now:       cfg.Now,
-		wake:      make(chan struct{}, 1),
-		busy:      map[string]bool{},
-		waiting:   map[string]waitState{},
-		retries:   map[string]retryState{},
-		health:    map[string]probe.Status{},
-		trials:    map[string]trial{},
-		goodHash:  map[string]string{},
-		prepulled: map[string]string{},
+		cfg:        cfg,
+		log:        cfg.Logger,
+		now:        cfg.Now,
+		wake:       make(chan struct{}, 1),
+		busy:       map[string]bool{},
+		restarting: map[string]bool{},
+		waiting:    map[string]waitState{},
+		retries:    map[string]retryState{},
+		health:     map[string]probe.Status{},
+		trials:     map[string]trial{},
+		goodHash:   map[string]string{},
+		prepulled:  map[string]string{},
 	}
 }
 
@@ -366,7 +370,7 @@ func (r *Reconciler) planPod(ctx context.Context, plan *podPlan) time.Time {
 			}
 			todo = append(todo, func(ctx context.Context) { r.start(ctx, pod, key, c.ID) })
 		case c.State == TaskExited:
-			at, restart := r.exitedPlan(pod, key, c)
+			at, restart, exit := r.exitedPlan(pod, key, c)
 			if !restart {
 				continue
 			}
@@ -377,7 +381,7 @@ func (r *Reconciler) planPod(ctx context.Context, plan *podPlan) time.Time {
 				next = earliest(next, at)
 				continue
 			}
-			todo = append(todo, func(ctx context.Context) { r.restart(ctx, pod, spec, c) })
+			todo = append(todo, func(ctx context.Context) { r.restart(ctx, pod, spec, c, exit) })
 		case c.State == TaskRunning:
 			if st := r.probeStatus(c.ID); st.LivenessFailed {
 				// As kubelet: kill it; the exit is then handled (and the
@@ -458,13 +462,23 @@ func (r *Reconciler) taskGone(c *Container) {
 }
 
 // exitedPlan records a new exit in the container's history (and reports
-// it), and says whether and when the container restarts.
-func (r *Reconciler) exitedPlan(pod *wire.SnapshotPod, key string, c Container) (time.Time, bool) {
-	restart := shouldRestart(pod.Spec.RestartPolicy, c.ExitCode)
+// it), and says whether and when the container restarts. An exit whose
+// restart is due at once (the first after a crash) is not recorded here:
+// it is returned, and the restart's worker records it along with the
+// restart's count in one write, and reports it, so that the restart waits
+// for neither. The container is then skipped until that worker ends.
+func (r *Reconciler) exitedPlan(pod *wire.SnapshotPod, key string, c Container) (at time.Time, restart bool, exit *RestartRecord) {
+	r.mu.Lock()
+	underway, busy := r.restarting[key], r.busy[pod.UID]
+	r.mu.Unlock()
+	if underway {
+		return time.Time{}, false, nil
+	}
+	restart = shouldRestart(pod.Spec.RestartPolicy, c.ExitCode)
 	rec, err := r.cfg.History.Restarts(key)
 	if err != nil {
 		r.log.Error("read restart history", "container", c.ID, "err", err)
-		return r.now().Add(time.Second), restart
+		return r.now().Add(time.Second), restart, nil
 	}
 	if rec.Last == nil || !rec.Last.StartedAt.Equal(c.StartedAt) {
 		finished := c.FinishedAt
@@ -472,24 +486,49 @@ func (r *Reconciler) exitedPlan(pod *wire.SnapshotPod, key string, c Container) 
 			finished = r.now()
 		}
 		rec.recordExit(Termination{ExitCode: c.ExitCode, StartedAt: c.StartedAt, FinishedAt: finished})
+		due := rec.NextRestart
+		if w := r.retryWait(key); w.After(due) {
+			due = w
+		}
+		if restart && !busy && !due.After(r.now()) {
+			// The pod has no worker, so the one planPod spawns for it
+			// will run this restart.
+			r.mu.Lock()
+			r.restarting[key] = true
+			r.mu.Unlock()
+			return rec.NextRestart, true, &rec
+		}
 		if err := r.cfg.History.SaveRestarts(key, rec); err != nil {
 			r.log.Error("save restart history", "container", c.ID, "err", err)
 		}
-		name := c.Labels[LabelContainer]
-		typ := api.EventNormal
-		if c.ExitCode != 0 {
-			typ = api.EventWarning
-		}
-		r.emit(pod, name, typ, "Exited", fmt.Sprintf("Container %s exited with code %d", name, c.ExitCode))
+		r.emitExited(pod, c)
 		if wait := rec.NextRestart.Sub(r.now()); restart && wait > 0 {
+			name := c.Labels[LabelContainer]
 			r.emit(pod, name, api.EventWarning, "BackOff",
 				fmt.Sprintf("Back-off %s restarting failed container %s in pod %s", wait.Round(time.Second), name, pod.Name))
 		}
 	}
 	if !restart {
-		return time.Time{}, false
+		return time.Time{}, false, nil
 	}
-	return rec.NextRestart, true
+	return rec.NextRestart, true, nil
+}
+
+// emitExited reports the exit of container c.
+func (r *Reconciler) emitExited(pod *wire.SnapshotPod, c Container) {
+	name := c.Labels[LabelContainer]
+	typ := api.EventNormal
+	if c.ExitCode != 0 {
+		typ = api.EventWarning
+	}
+	r.emit(pod, name, typ, "Exited", fmt.Sprintf("Container %s exited with code %d", name, c.ExitCode))
+}
+
+// call calls f unless it is nil.
+func call(f func()) {
+	if f != nil {
+		f()
+	}
 }
 
 // emit reports an event about a pod (and one of its containers).
@@ -594,7 +633,7 @@ func (r *Reconciler) pull(ctx context.Context, pod *wire.SnapshotPod, spec *api.
 // create creates run `run` of a container (not started) for spec; a run
 // that already exists is taken as created.
 func (r *Reconciler) create(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container, run int32) bool {
-	if err := r.createRun(ctx, pod, spec, run); err != nil {
+	if err := r.createRun(ctx, pod, spec, run, nil); err != nil {
 		return false
 	}
 	r.emit(pod, spec.Name, api.EventNormal, "Created", "Created container "+spec.Name)
@@ -602,8 +641,9 @@ func (r *Reconciler) create(ctx context.Context, pod *wire.SnapshotPod, spec *ap
 }
 
 // createRun is create without the event; a failure is recorded for the
-// status and back-off, and returned.
-func (r *Reconciler) createRun(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container, run int32) error {
+// status and back-off, and returned. before, if not nil, is called before
+// any event is reported.
+func (r *Reconciler) createRun(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container, run int32, before func()) error {
 	key := ContainerID(pod, spec.Name)
 	log := r.log.With("pod", pod.Namespace+"/"+pod.Name, "container", spec.Name)
 	r.setWaiting(key, reasonCreating, "")
@@ -617,6 +657,7 @@ func (r *Reconciler) createRun(ctx context.Context, pod *wire.SnapshotPod, spec 
 		if ctx.Err() == nil {
 			log.Warn("create container", "err", err)
 			r.failed(key, reasonCreateError, err)
+			call(before)
 			r.emit(pod, spec.Name, api.EventWarning, "Failed", fmt.Sprintf("Error creating container %s: %v", spec.Name, err))
 		}
 		return err
@@ -632,21 +673,35 @@ func (r *Reconciler) start(ctx context.Context, pod *wire.SnapshotPod, key, id s
 		r.log.Error("read restart history", "pod", pod.Namespace+"/"+pod.Name, "container", key, "err", err)
 		return
 	}
-	r.runTask(ctx, pod, key, id, rec, false)
+	r.runTask(ctx, pod, key, id, rec, false, nil)
 }
 
 // restart replaces old, an exited run of a container, by a new run: it
 // counts the restart, creates the run's container (in the pod's shim
 // group), starts it, and only then removes old. The old run's task keeps
 // the pod's shim alive for the new one, and its deletion, which costs as
-// much as the start, is off the restart's path.
-func (r *Reconciler) restart(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container, old Container) {
+// much as the start, is off the restart's path. exit, if not nil, is old's
+// exit, not yet recorded (see exitedPlan): it is saved with the count and
+// reported before the restart's own events.
+func (r *Reconciler) restart(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container, old Container, exit *RestartRecord) {
 	key := ContainerID(pod, spec.Name)
 	log := r.log.With("pod", pod.Namespace+"/"+pod.Name, "container", spec.Name)
-	rec, err := r.cfg.History.Restarts(key)
-	if err != nil {
-		log.Error("read restart history", "err", err)
-		return
+	var rec RestartRecord
+	exited := func() {}
+	if exit != nil {
+		defer func() {
+			r.mu.Lock()
+			delete(r.restarting, key)
+			r.mu.Unlock()
+		}()
+		rec = *exit
+		exited = sync.OnceFunc(func() { r.emitExited(pod, old) })
+	} else {
+		var err error
+		if rec, err = r.cfg.History.Restarts(key); err != nil {
+			log.Error("read restart history", "err", err)
+			return
+		}
 	}
 	// Count the restart before doing it, so a crash of the agent right
 	// after cannot grant a free quick restart.
@@ -656,30 +711,33 @@ func (r *Reconciler) restart(ctx context.Context, pod *wire.SnapshotPod, spec *a
 		log.Error("save restart history", "err", err)
 		return
 	}
+	defer exited() // reported even if the restart fails without an event
 	// The run is the restart count, unless a lost history would make it
 	// collide with a run that exists.
 	run := max(rec.Restarts, runOf(old)+1)
-	err = r.createRun(ctx, pod, spec, run)
+	err := r.createRun(ctx, pod, spec, run, exited)
 	if errors.Is(err, ErrNotFound) && ctx.Err() == nil {
 		// The image went away since the last run: fetch it by the pod's
 		// pull policy, as a first start would.
+		exited()
 		if !r.pull(ctx, pod, spec) {
 			return
 		}
-		err = r.createRun(ctx, pod, spec, run)
+		err = r.createRun(ctx, pod, spec, run, nil)
 	}
 	if err != nil {
 		return
 	}
-	if !r.runTask(ctx, pod, key, RunID(pod, spec.Name, run), rec, true) {
+	if !r.runTask(ctx, pod, key, RunID(pod, spec.Name, run), rec, true, exited) {
 		return
 	}
 	r.removeRuns(ctx, []Container{old})
 }
 
 // runTask starts container id's task, logging to the file of the run that
-// rec counts, and reports it. It reports whether the task runs.
-func (r *Reconciler) runTask(ctx context.Context, pod *wire.SnapshotPod, key, id string, rec RestartRecord, restart bool) bool {
+// rec counts, and reports it (calling before, if not nil, before any
+// event). It reports whether the task runs.
+func (r *Reconciler) runTask(ctx context.Context, pod *wire.SnapshotPod, key, id string, rec RestartRecord, restart bool, before func()) bool {
 	log := r.log.With("pod", pod.Namespace+"/"+pod.Name, "container", id)
 	name := containerName(pod, key)
 	if err := r.cfg.Runtime.Start(ctx, id, r.logPath(pod, key, rec.Restarts)); err != nil {
@@ -703,10 +761,12 @@ func (r *Reconciler) runTask(ctx context.Context, pod *wire.SnapshotPod, key, id
 		}
 		log.Warn("start container", "err", err)
 		r.failed(key, reasonRunError, err)
+		call(before)
 		r.emit(pod, name, api.EventWarning, "Failed", fmt.Sprintf("Error starting container %s: %v", name, err))
 		return false
 	}
 	r.clearWaiting(key)
+	call(before)
 	if restart {
 		log.Info("restarted container", "restarts", rec.Restarts)
 		r.emit(pod, name, api.EventNormal, "Restarted", fmt.Sprintf("Restarted container %s (restart %d)", name, rec.Restarts))

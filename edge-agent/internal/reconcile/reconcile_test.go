@@ -807,7 +807,7 @@ func TestStartingARunningContainerIsNotAFailure(t *testing.T) {
 	if err := h.hist.SaveRestarts(id, counted); err != nil {
 		t.Fatal(err)
 	}
-	h.rec.runTask(context.Background(), &p, id, id, counted, true)
+	h.rec.runTask(context.Background(), &p, id, id, counted, true, nil)
 	if got := h.eventReasons(); len(got) != 0 {
 		t.Fatalf("events %v, want none", got)
 	}
@@ -950,5 +950,52 @@ func TestRunIDs(t *testing.T) {
 		if RunID(&p, "main", 0) != key {
 			t.Errorf("run 0 is not ContainerID")
 		}
+	}
+}
+
+// TestFirstRestartRecordsTheExitWithItsCount: the exit that a restart at
+// once follows is written with the restart's count, in one write by the
+// restart's worker, and reported by it, before its Restarted; a pass that
+// runs meanwhile neither records nor restarts it again.
+func TestFirstRestartRecordsTheExitWithItsCount(t *testing.T) {
+	h := newHarness(t)
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	key := ContainerID(&p, "main")
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	h.eventReasons()
+	h.clock.Advance(time.Second)
+	gate := make(chan struct{})
+	h.rt.mu.Lock()
+	h.rt.createGate = gate
+	h.rt.mu.Unlock()
+	h.rt.exit(key, 1)
+	h.hist.mu.Lock()
+	saves := h.hist.saves
+	h.hist.mu.Unlock()
+
+	h.rec.Sync(context.Background()) // spawns the restart, held in Create
+	h.rec.Sync(context.Background()) // a pass while it is under way
+	if got := h.eventReasons(); len(got) != 0 {
+		t.Fatalf("events before the restart ran: %v", got)
+	}
+	close(gate)
+	h.rec.wg.Wait()
+	h.sync()
+	if got := h.eventReasons(); !slices.Equal(got, []string{"Exited", "Restarted"}) {
+		t.Fatalf("events = %v, want Exited then Restarted", got)
+	}
+	h.hist.mu.Lock()
+	writes := h.hist.saves - saves
+	h.hist.mu.Unlock()
+	if writes != 1 {
+		t.Fatalf("%d history writes for a first restart, want 1 (exit and count together)", writes)
+	}
+	rec, _ := h.hist.Restarts(key)
+	if rec.Restarts != 1 || rec.Last == nil || rec.Last.ExitCode != 1 {
+		t.Fatalf("history %+v, want the exit (code 1) and one restart", rec)
+	}
+	if calls := h.rt.takeCalls(); !slices.Equal(calls[len(calls)-3:], restartCalls) || strings.Count(strings.Join(calls, ","), "create") != 2 {
+		t.Fatalf("calls = %v, want one restart", calls)
 	}
 }
