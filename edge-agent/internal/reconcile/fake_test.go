@@ -20,7 +20,9 @@ type fakeRuntime struct {
 	images     map[string]bool
 	pullErr    map[string]error
 	startErr   error
-	// createGate, if set, holds every Create until it is closed.
+	nextErr    error // CreateNextRun's failure
+	// createGate, if set, holds every Create and CreateNextRun until it
+	// is closed.
 	createGate chan struct{}
 	calls      []string
 	exits      chan Exit
@@ -69,13 +71,18 @@ func (f *fakeRuntime) EnsureImage(ctx context.Context, ref, policy string) (stri
 	return "sha256:" + ref, nil
 }
 
-func (f *fakeRuntime) Create(ctx context.Context, spec ContainerSpec) error {
+// passGate waits for createGate, if set.
+func (f *fakeRuntime) passGate() {
 	f.mu.Lock()
 	gate := f.createGate
 	f.mu.Unlock()
 	if gate != nil {
 		<-gate
 	}
+}
+
+func (f *fakeRuntime) Create(ctx context.Context, spec ContainerSpec) error {
+	f.passGate()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("create %s", spec.Labels[LabelContainer])
@@ -84,6 +91,28 @@ func (f *fakeRuntime) Create(ctx context.Context, spec ContainerSpec) error {
 	}
 	f.containers[spec.ID] = &Container{ID: spec.ID, Labels: spec.Labels, Image: spec.Image, State: TaskNone}
 	f.specs[spec.ID] = spec
+	return nil
+}
+
+func (f *fakeRuntime) CreateNextRun(ctx context.Context, from, id string, labels map[string]string, shimGroup string) error {
+	f.passGate()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old, ok := f.containers[from]
+	if !ok {
+		return fmt.Errorf("create %s from %s: %w", id, from, ErrNotFound)
+	}
+	f.record("create-next %s", labels[LabelContainer])
+	if f.nextErr != nil {
+		return f.nextErr
+	}
+	if _, ok := f.containers[id]; ok {
+		return fmt.Errorf("create %s: %w", id, ErrAlreadyExists)
+	}
+	f.containers[id] = &Container{ID: id, Labels: labels, Image: old.Image, State: TaskNone}
+	spec := f.specs[from]
+	spec.ID, spec.Labels, spec.ShimGroup = id, labels, shimGroup
+	f.specs[id] = spec
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -715,7 +716,23 @@ func (r *Reconciler) restart(ctx context.Context, pod *wire.SnapshotPod, spec *a
 	// The run is the restart count, unless a lost history would make it
 	// collide with a run that exists.
 	run := max(rec.Restarts, runOf(old)+1)
-	err := r.createRun(ctx, pod, spec, run, exited)
+	id := RunID(pod, spec.Name, run)
+	// The new run is made like the exited one, which is quick; failing
+	// that (an old run without its writable layer), from the pod's spec,
+	// as a first start would.
+	labels := maps.Clone(old.Labels)
+	delete(labels, LabelStartedAt)
+	labels[LabelRun] = strconv.FormatInt(int64(run), 10)
+	r.mu.Lock()
+	labels[LabelRevision] = strconv.FormatUint(r.revision, 10)
+	r.mu.Unlock()
+	err := r.cfg.Runtime.CreateNextRun(ctx, old.ID, id, labels, pod.UID)
+	if err != nil && !errors.Is(err, ErrAlreadyExists) && ctx.Err() == nil {
+		log.Warn("create the next run from the exited one; creating it from the pod's spec", "err", err)
+		err = r.createRun(ctx, pod, spec, run, exited)
+	} else if errors.Is(err, ErrAlreadyExists) {
+		err = nil
+	}
 	if errors.Is(err, ErrNotFound) && ctx.Err() == nil {
 		// The image went away since the last run: fetch it by the pod's
 		// pull policy, as a first start would.
@@ -728,7 +745,7 @@ func (r *Reconciler) restart(ctx context.Context, pod *wire.SnapshotPod, spec *a
 	if err != nil {
 		return
 	}
-	if !r.runTask(ctx, pod, key, RunID(pod, spec.Name, run), rec, true, exited) {
+	if !r.runTask(ctx, pod, key, id, rec, true, exited) {
 		return
 	}
 	r.removeRuns(ctx, []Container{old})

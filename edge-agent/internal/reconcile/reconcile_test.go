@@ -88,7 +88,7 @@ func (h *harness) lastStatus(pod string) api.PodStatus {
 
 // restartCalls is what a restart asks of the runtime: a new run's
 // container, its start, then the removal of the exited run.
-var restartCalls = []string{"create main", "start main", "remove main"}
+var restartCalls = []string{"create-next main", "start main", "remove main"}
 
 func pod(name, image string, policy string) wire.SnapshotPod {
 	spec := api.PodSpec{
@@ -997,5 +997,31 @@ func TestFirstRestartRecordsTheExitWithItsCount(t *testing.T) {
 	}
 	if calls := h.rt.takeCalls(); !slices.Equal(calls[len(calls)-3:], restartCalls) || strings.Count(strings.Join(calls, ","), "create") != 2 {
 		t.Fatalf("calls = %v, want one restart", calls)
+	}
+}
+
+// TestRestartFallsBackToThePodSpec: a next run that cannot be made from
+// the exited one is created from the pod's spec, as a first start.
+func TestRestartFallsBackToThePodSpec(t *testing.T) {
+	h := newHarness(t)
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	h.rt.takeCalls()
+	h.rt.mu.Lock()
+	h.rt.nextErr = errors.New("snapshot gone")
+	h.rt.mu.Unlock()
+	h.clock.Advance(time.Second)
+	h.rt.exit(ContainerID(&p, "main"), 1)
+	h.sync()
+	want := []string{"create-next main", "create main", "start main", "remove main"}
+	if got := h.rt.takeCalls(); !slices.Equal(got, want) {
+		t.Fatalf("calls = %v, want %v", got, want)
+	}
+	if cur := h.rt.current(&p, "main"); cur != RunID(&p, "main", 1) {
+		t.Fatalf("current run %s", cur)
+	}
+	if st := h.lastStatus("web").ContainerStatuses[0]; st.RestartCount != 1 || st.State.Running == nil {
+		t.Fatalf("status %+v", st)
 	}
 }

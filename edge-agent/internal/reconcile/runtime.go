@@ -20,6 +20,12 @@ type Runtime interface {
 	// Create creates a container, not yet running. Creating an ID that
 	// already exists returns an error wrapping ErrAlreadyExists.
 	Create(ctx context.Context, spec ContainerSpec) error
+	// CreateNextRun creates container id as the next run of container
+	// from: the same image, command, environment, mounts and limits, a
+	// fresh writable layer, the given labels, in shimGroup, and no task.
+	// Creating an ID that already exists returns an error wrapping
+	// ErrAlreadyExists.
+	CreateNextRun(ctx context.Context, from, id string, labels map[string]string, shimGroup string) error
 	// Start starts a new task for the container, first deleting an exited
 	// one. Its stdout and stderr go to logPath. It records the start time
 	// on the container, so List reports it after an agent restart.

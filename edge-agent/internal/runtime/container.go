@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/containerd/containerd"
@@ -15,6 +16,7 @@ import (
 	"github.com/containerd/containerd/content"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/oci"
+	"github.com/containerd/typeurl/v2"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
@@ -71,6 +73,60 @@ func (c *Containerd) Create(ctx context.Context, spec reconcile.ContainerSpec) e
 			}
 		}
 		return fmt.Errorf("create container %s: %w", spec.ID, classify(err))
+	}
+	return nil
+}
+
+// CreateNextRun creates container id as the next run of container from: the
+// same image layers under a fresh writable layer, the same OCI spec and
+// runtime (the spec's cgroup renamed for id, and put in shimGroup), labels,
+// and no task. It reads neither the image nor a pod spec, so it costs a few
+// calls to containerd, where Create costs a dozen.
+func (c *Containerd) CreateNextRun(ctx context.Context, from, id string, labels map[string]string, shimGroup string) error {
+	ctx = c.ns(ctx)
+	old, err := c.client.ContainerService().Get(ctx, from)
+	if err != nil {
+		return fmt.Errorf("create container %s from %s: %w", id, from, classify(err))
+	}
+	snapshots := c.client.SnapshotService(old.Snapshotter)
+	layer, err := snapshots.Stat(ctx, old.SnapshotKey)
+	if err != nil {
+		return fmt.Errorf("create container %s from %s: snapshot: %w", id, from, classify(err))
+	}
+	v, err := typeurl.UnmarshalAny(old.Spec)
+	if err != nil {
+		return fmt.Errorf("create container %s from %s: decode spec: %w", id, from, err)
+	}
+	spec, ok := v.(*specs.Spec)
+	if !ok || spec.Linux == nil {
+		return fmt.Errorf("create container %s from %s: spec is a %T", id, from, v)
+	}
+	// containerd's default spec names a container's cgroup after it.
+	spec.Linux.CgroupsPath = filepath.Join("/", c.opts.Namespace, id)
+	if shimGroup != "" {
+		if spec.Annotations == nil {
+			spec.Annotations = map[string]string{}
+		}
+		spec.Annotations[shimGroupAnnotation] = shimGroup
+	}
+	_, err = c.client.NewContainer(ctx, id,
+		containerd.WithContainerLabels(labels),
+		func(ctx context.Context, _ *containerd.Client, ctr *containers.Container) error {
+			if _, err := snapshots.Prepare(ctx, id, layer.Parent); err != nil {
+				return err
+			}
+			ctr.Snapshotter, ctr.SnapshotKey, ctr.Image, ctr.Runtime = old.Snapshotter, id, old.Image, old.Runtime
+			return nil
+		},
+		containerd.WithSpec(spec),
+	)
+	if err != nil {
+		if !errors.Is(classify(err), reconcile.ErrAlreadyExists) {
+			if rerr := snapshots.Remove(ctx, id); rerr != nil && !errdefs.IsNotFound(rerr) {
+				c.log.Warn("remove snapshot after failed create", "id", id, "err", rerr)
+			}
+		}
+		return fmt.Errorf("create container %s from %s: %w", id, from, classify(err))
 	}
 	return nil
 }

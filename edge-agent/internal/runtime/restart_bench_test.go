@@ -18,10 +18,10 @@ import (
 //
 //	go test -run '^$' -bench RestartPhases -benchtime 20x ./edge-agent/internal/runtime/
 //
-// new-run is what the reconciler does: create the next run's container in
-// the pod's shim group (its task joins the shim that the exited run keeps
-// alive), start it, and only then remove the exited run (ms-delete-after,
-// off the restart's path). in-place is what it did before: delete the
+// new-run is what the reconciler does: create the next run's container as
+// a copy of the exited one (CreateNextRun) in the pod's shim group (its
+// task joins the shim that the exited run keeps alive), start it, and only
+// then remove the exited run (ms-delete-after, off the restart's path). in-place is what it did before: delete the
 // exited task, then a new task (and a new shim) in the same container.
 func BenchmarkRestartPhases(b *testing.B) {
 	for _, mode := range []string{"new-run", "in-place"} {
@@ -82,7 +82,7 @@ func benchRestart(b *testing.B, newRun bool) {
 		t0 := time.Now()
 		next := ctr
 		if newRun {
-			if err := rt.Create(ctx, spec(i)); err != nil {
+			if err := rt.CreateNextRun(ctx, current, spec(i).ID, spec(i).Labels, base); err != nil {
 				b.Fatal(err)
 			}
 			if next, err = rt.client.LoadContainer(nctx, spec(i).ID); err != nil {

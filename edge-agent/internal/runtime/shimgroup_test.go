@@ -1,7 +1,10 @@
 package runtime
 
 import (
+	"context"
+	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -93,4 +96,61 @@ func parentPid(t *testing.T, pid uint32) int {
 
 func signalPid(pid uint32, sig syscall.Signal) error {
 	return syscall.Kill(int(pid), sig)
+}
+
+// TestCreateNextRun: the next run has the exited run's command,
+// environment and mounts, a fresh writable layer, a cgroup of its own and
+// the given labels and shim group, and starts while the exited run is
+// still there.
+func TestCreateNextRun(t *testing.T) {
+	rt := newRuntime(t)
+	ctx := testCtx(t, time.Minute)
+	dir := t.TempDir()
+	first := uniqueID("run")
+	firstLog := run(t, rt, reconcile.ContainerSpec{ID: first, Env: []string{"RUN_VAR=kept"},
+		Mounts:  []reconcile.Mount{{Source: dir, Destination: "/data"}},
+		Command: []string{"sh", "-c", "ls /scratch 2>/dev/null || echo fresh; touch /scratch; echo $RUN_VAR >> /data/runs; exit 2"}})
+	waitState(t, rt, first, reconcile.TaskExited)
+	if log := waitLog(t, firstLog, "fresh"); !strings.Contains(log, "fresh") {
+		t.Fatalf("first run: %q", log)
+	}
+
+	next := first + "-1"
+	labels := map[string]string{reconcile.LabelPodUID: "uid-" + first, reconcile.LabelRun: "1"}
+	if err := rt.CreateNextRun(ctx, first, next, labels, "group-"+first); err != nil {
+		t.Fatalf("CreateNextRun: %v", err)
+	}
+	t.Cleanup(func() { rt.Remove(context.Background(), next) })
+	if err := rt.CreateNextRun(ctx, first, next, labels, ""); !errors.Is(err, reconcile.ErrAlreadyExists) {
+		t.Fatalf("second CreateNextRun: %v, want ErrAlreadyExists", err)
+	}
+	nextLog := filepath.Join(t.TempDir(), "next.log")
+	if err := rt.Start(ctx, next, nextLog); err != nil {
+		t.Fatalf("Start next run: %v", err)
+	}
+	c := waitState(t, rt, next, reconcile.TaskExited)
+	if c.ExitCode != 2 || c.Labels[reconcile.LabelRun] != "1" || c.Labels[reconcile.LabelPodUID] != "uid-"+first {
+		t.Fatalf("next run: %+v", c)
+	}
+	// A fresh writable layer: the first run's file is not there.
+	if log := waitLog(t, nextLog, "fresh"); !strings.Contains(log, "fresh") {
+		t.Fatalf("next run saw the first run's writable layer: %q", log)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "runs")); err != nil || string(b) != "kept\nkept\n" {
+		t.Fatalf("mount and environment: %q, %v", b, err)
+	}
+	ctr, err := rt.client.LoadContainer(rt.ns(ctx), next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := ctr.Spec(rt.ns(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "/" + testNamespace + "/" + next; spec.Linux.CgroupsPath != want || spec.Annotations[shimGroupAnnotation] != "group-"+first {
+		t.Fatalf("cgroup %q (want %q), group %q", spec.Linux.CgroupsPath, want, spec.Annotations[shimGroupAnnotation])
+	}
+	if err := rt.CreateNextRun(ctx, uniqueID("missing"), uniqueID("x"), nil, ""); !errors.Is(err, reconcile.ErrNotFound) {
+		t.Fatalf("CreateNextRun from a missing container: %v, want ErrNotFound", err)
+	}
 }
