@@ -329,6 +329,11 @@ func (s *stack) deleteAndWait(ctx context.Context, name string) error {
 
 // waitEmpty waits until the agent removed every container.
 func (s *stack) waitEmpty(ctx context.Context) error {
+	return s.waitCount(ctx, 0)
+}
+
+// waitCount waits until the namespace holds n containers.
+func (s *stack) waitCount(ctx context.Context, n int) error {
 	nctx := namespaces.WithNamespace(ctx, s.ns)
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
@@ -336,12 +341,12 @@ func (s *stack) waitEmpty(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if len(cs) == 0 {
+		if len(cs) == n {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("containers not removed within a minute")
+	return fmt.Errorf("not %d containers within a minute", n)
 }
 
 func (s *stack) applyLatency(ctx context.Context, n int) (Result, error) {
@@ -411,6 +416,12 @@ func (s *stack) restartLatency(ctx context.Context, n int, offline bool) (Result
 			return Result{}, err
 		}
 		samples = append(samples, d)
+		// The next crash waits for this restart's clean-up (an agent that
+		// runs each restart in a new container removes the exited one
+		// after the start), so that each sample times one restart alone.
+		if err := s.waitCount(ctx, n); err != nil {
+			return Result{}, err
+		}
 	}
 	if !offline {
 		// Clean up for the scenarios that follow.
