@@ -84,8 +84,8 @@ type Reconciler struct {
 	// restarting holds the container keys whose exit a worker records
 	// along with their restart (see exitedPlan).
 	restarting map[string]bool
-	waiting    map[string]waitState  // container ID → why it is not running
-	retries    map[string]retryState // container ID → back-off after a failed pull, create or start
+	waiting    map[string]waitState  // container key (ContainerID) → why it is not running
+	retries    map[string]retryState // container key → back-off after a failed pull, create or start
 	wg         sync.WaitGroup
 
 	lastReport *wire.PodStatusReport
