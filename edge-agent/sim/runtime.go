@@ -135,6 +135,27 @@ func (r *Runtime) Create(ctx context.Context, spec reconcile.ContainerSpec) erro
 	return nil
 }
 
+// CreateNextRun creates id like from, with labels.
+func (r *Runtime) CreateNextRun(ctx context.Context, from, id string, labels map[string]string, shimGroup string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old, ok := r.containers[from]
+	if !ok {
+		return fmt.Errorf("create %s from %s: %w", id, from, reconcile.ErrNotFound)
+	}
+	if _, ok := r.containers[id]; ok {
+		return fmt.Errorf("create %s: %w", id, reconcile.ErrAlreadyExists)
+	}
+	copied := make(map[string]string, len(labels))
+	for k, v := range labels {
+		copied[k] = v
+	}
+	c := &reconcile.Container{ID: id, Labels: copied, Image: old.Image, State: reconcile.TaskNone}
+	r.containers[id] = c
+	r.emit(Created, c, time.Now())
+	return nil
+}
+
 // emit tells OnEvent; called with r.mu held, it must only read c.
 func (r *Runtime) emit(kind EventKind, c *reconcile.Container, at time.Time) {
 	if r.opts.OnEvent != nil {

@@ -281,6 +281,12 @@ func (s *stack) events(ctx context.Context) (<-chan taskEvent, <-chan error) {
 	return out, errs
 }
 
+// Labels by which the agent marks its containers' pod and name.
+const (
+	labelPodUID    = "io.flotilla.pod.uid"
+	labelContainer = "io.flotilla.container.name"
+)
+
 type taskEvent struct {
 	start     bool
 	container string
@@ -323,6 +329,11 @@ func (s *stack) deleteAndWait(ctx context.Context, name string) error {
 
 // waitEmpty waits until the agent removed every container.
 func (s *stack) waitEmpty(ctx context.Context) error {
+	return s.waitCount(ctx, 0)
+}
+
+// waitCount waits until the namespace holds n containers.
+func (s *stack) waitCount(ctx context.Context, n int) error {
 	nctx := namespaces.WithNamespace(ctx, s.ns)
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
@@ -330,12 +341,12 @@ func (s *stack) waitEmpty(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if len(cs) == 0 {
+		if len(cs) == n {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("containers not removed within a minute")
+	return fmt.Errorf("not %d containers within a minute", n)
 }
 
 func (s *stack) applyLatency(ctx context.Context, n int) (Result, error) {
@@ -356,7 +367,7 @@ func (s *stack) applyLatency(ctx context.Context, n int) (Result, error) {
 
 // restartLatency measures the first restart of a crashed container:
 // containerd's TaskExit of a killed task → the next TaskStart of that
-// container. Only a first crash restarts at once (later ones back off, as
+// container (or of the container of its next run). Only a first crash restarts at once (later ones back off, as
 // in kubelet), so it starts n pods and crashes each once. With offline,
 // the hub is stopped first: the agent heals on its own.
 func (s *stack) restartLatency(ctx context.Context, n int, offline bool) (Result, error) {
@@ -405,6 +416,12 @@ func (s *stack) restartLatency(ctx context.Context, n int, offline bool) (Result
 			return Result{}, err
 		}
 		samples = append(samples, d)
+		// The next crash waits for this restart's clean-up (an agent that
+		// runs each restart in a new container removes the exited one
+		// after the start), so that each sample times one restart alone.
+		if err := s.waitCount(ctx, n); err != nil {
+			return Result{}, err
+		}
 	}
 	if !offline {
 		// Clean up for the scenarios that follow.
@@ -423,6 +440,23 @@ func (s *stack) killAndWait(ctx context.Context, ctr containerd.Container) (time
 	defer cancel()
 	nctx := namespaces.WithNamespace(ctx, s.ns)
 	evs, errs := s.events(ctx)
+	labels, err := ctr.Labels(nctx)
+	if err != nil {
+		return 0, err
+	}
+	// The replacement is the container with the same pod and container
+	// name: a restart may run in a new container (one per run).
+	sameContainer := func(id string) bool {
+		if id == ctr.ID() {
+			return true
+		}
+		c, err := s.client.LoadContainer(nctx, id)
+		if err != nil {
+			return false
+		}
+		l, err := c.Labels(nctx)
+		return err == nil && l[labelPodUID] == labels[labelPodUID] && l[labelContainer] == labels[labelContainer]
+	}
 	task, err := ctr.Task(nctx, nil)
 	if err != nil {
 		return 0, err
@@ -437,13 +471,10 @@ func (s *stack) killAndWait(ctx context.Context, ctr containerd.Container) (time
 			if !ok {
 				return 0, fmt.Errorf("event stream closed")
 			}
-			if ev.container != ctr.ID() {
-				continue
-			}
-			if !ev.start && exitAt.IsZero() {
+			if !ev.start && ev.container == ctr.ID() && exitAt.IsZero() {
 				exitAt = ev.at
 			}
-			if ev.start && !exitAt.IsZero() {
+			if ev.start && !exitAt.IsZero() && sameContainer(ev.container) {
 				return ev.at.Sub(exitAt), nil
 			}
 		case err := <-errs:

@@ -59,13 +59,17 @@ func testLifecycle(t *testing.T, h *hubProc, a *agentProc) {
 		t.Fatalf("hub get pods:\n%s", out)
 	}
 
-	// A killed task runs again, and the hub counts the restart.
+	// A killed task runs again, in the container of its next run (the
+	// exited one removed), and the hub counts the restart.
 	killTask(t, a.ns, first.ID)
+	var rerun container
 	eventually(t, 15*time.Second, "task running again", func() error {
-		rs := running(t, a.ns)
-		if len(rs) != 1 || rs[0].ID != first.ID || rs[0].Pid == first.Pid {
-			return fmt.Errorf("running = %+v", rs)
+		cs := containers(t, a.ns)
+		if len(cs) != 1 || cs[0].Status != "running" || cs[0].ID == first.ID ||
+			cs[0].Labels["io.flotilla.pod.uid"] != first.Labels["io.flotilla.pod.uid"] || cs[0].Labels["io.flotilla.container.run"] != "1" {
+			return fmt.Errorf("containers = %+v", cs)
 		}
+		rerun = cs[0]
 		return nil
 	})
 	eventually(t, 10*time.Second, "restart counted in the hub", func() error {
@@ -81,7 +85,7 @@ func testLifecycle(t *testing.T, h *hubProc, a *agentProc) {
 	var second container
 	eventually(t, 30*time.Second, "container replaced", func() error {
 		cs := containers(t, a.ns)
-		if len(cs) != 1 || cs[0].ID == first.ID || cs[0].Status != "running" {
+		if len(cs) != 1 || cs[0].ID == rerun.ID || cs[0].Status != "running" {
 			return fmt.Errorf("containers = %+v", cs)
 		}
 		second = cs[0]
@@ -126,8 +130,9 @@ func testLifecycle(t *testing.T, h *hubProc, a *agentProc) {
 }
 
 // TestAgentKill9Readopts kills the agent with SIGKILL while it creates
-// containers and again while they run: a restarted agent re-adopts what
-// runs, with no duplicate and no needless restart.
+// containers, again while they run, and again as one crashes: a restarted
+// agent re-adopts what runs, with no duplicate and no needless restart,
+// and finishes the restart it was making.
 func TestAgentKill9Readopts(t *testing.T) {
 	h := startHub(t, hubOptions{})
 	a := startAgent(t, h)
@@ -184,6 +189,35 @@ func TestAgentKill9Readopts(t *testing.T) {
 			t.Fatalf("pod %s restarted: %+v", p.Name, p.Status.ContainerStatuses[0])
 		}
 	}
+
+	// Kill it as a container crashes, so that it dies somewhere in the
+	// restart (which makes a new container for the new run, then removes
+	// the old): the new agent finishes the restart, with one container
+	// per pod and the restart counted.
+	crashed := after[0]
+	killTask(t, a.ns, crashed.ID)
+	a.kill9()
+	a.start()
+	eventually(t, 30*time.Second, "one running container per pod, the crashed one restarted", func() error {
+		cs := containers(t, a.ns)
+		pods := map[string]bool{}
+		for _, c := range cs {
+			if c.Status != "running" || pods[c.Labels["io.flotilla.pod.uid"]] {
+				return fmt.Errorf("containers = %+v", cs)
+			}
+			pods[c.Labels["io.flotilla.pod.uid"]] = true
+		}
+		if len(cs) != 2 || !pods[crashed.Labels["io.flotilla.pod.uid"]] {
+			return fmt.Errorf("containers = %+v", cs)
+		}
+		for _, p := range h.pods() {
+			rc := p.Status.ContainerStatuses[0].RestartCount
+			if crashedPod := p.UID == crashed.Labels["io.flotilla.pod.uid"]; crashedPod && rc < 1 || !crashedPod && rc != 0 {
+				return fmt.Errorf("pod %s restartCount %d", p.Name, rc)
+			}
+		}
+		return nil
+	})
 }
 
 // TestHubRestartKeepsState restarts the hub with kill -9: what it

@@ -423,7 +423,7 @@ func TestLivenessProbeRestartsContainer(t *testing.T) {
 	// The next failure restarts after kubelet's 10 s back-off.
 	eventually(t, 40*time.Second, "restarted again with the link cut", func() error {
 		rs := running(t, a.ns)
-		if len(rs) != 1 || rs[0].Pid == pid || rs[0].ID != first.ID {
+		if len(rs) != 1 || rs[0].Pid == pid || rs[0].Labels["io.flotilla.pod.uid"] != first.Labels["io.flotilla.pod.uid"] {
 			return fmt.Errorf("running = %+v", rs)
 		}
 		return nil

@@ -16,9 +16,14 @@ type fakeRuntime struct {
 	now        func() time.Time
 	containers map[string]*Container
 	specs      map[string]ContainerSpec
+	logs       map[string]string // container ID → log path of its last start
 	images     map[string]bool
 	pullErr    map[string]error
 	startErr   error
+	nextErr    error // CreateNextRun's failure
+	// createGate, if set, holds every Create and CreateNextRun until it
+	// is closed.
+	createGate chan struct{}
 	calls      []string
 	exits      chan Exit
 }
@@ -28,6 +33,7 @@ func newFakeRuntime(now func() time.Time) *fakeRuntime {
 		now:        now,
 		containers: map[string]*Container{},
 		specs:      map[string]ContainerSpec{},
+		logs:       map[string]string{},
 		images:     map[string]bool{},
 		pullErr:    map[string]error{},
 		exits:      make(chan Exit, 16),
@@ -65,7 +71,18 @@ func (f *fakeRuntime) EnsureImage(ctx context.Context, ref, policy string) (stri
 	return "sha256:" + ref, nil
 }
 
+// passGate waits for createGate, if set.
+func (f *fakeRuntime) passGate() {
+	f.mu.Lock()
+	gate := f.createGate
+	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+}
+
 func (f *fakeRuntime) Create(ctx context.Context, spec ContainerSpec) error {
+	f.passGate()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("create %s", spec.Labels[LabelContainer])
@@ -74,6 +91,28 @@ func (f *fakeRuntime) Create(ctx context.Context, spec ContainerSpec) error {
 	}
 	f.containers[spec.ID] = &Container{ID: spec.ID, Labels: spec.Labels, Image: spec.Image, State: TaskNone}
 	f.specs[spec.ID] = spec
+	return nil
+}
+
+func (f *fakeRuntime) CreateNextRun(ctx context.Context, from, id string, labels map[string]string, shimGroup string) error {
+	f.passGate()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old, ok := f.containers[from]
+	if !ok {
+		return fmt.Errorf("create %s from %s: %w", id, from, ErrNotFound)
+	}
+	f.record("create-next %s", labels[LabelContainer])
+	if f.nextErr != nil {
+		return f.nextErr
+	}
+	if _, ok := f.containers[id]; ok {
+		return fmt.Errorf("create %s: %w", id, ErrAlreadyExists)
+	}
+	f.containers[id] = &Container{ID: id, Labels: labels, Image: old.Image, State: TaskNone}
+	spec := f.specs[from]
+	spec.ID, spec.Labels, spec.ShimGroup = id, labels, shimGroup
+	f.specs[id] = spec
 	return nil
 }
 
@@ -88,6 +127,7 @@ func (f *fakeRuntime) Start(ctx context.Context, id, logPath string) error {
 	if f.startErr != nil {
 		return f.startErr
 	}
+	f.logs[id] = logPath
 	c.State = TaskRunning
 	c.StartedAt = f.now()
 	c.ExitCode = 0
@@ -133,6 +173,20 @@ func (f *fakeRuntime) exit(id string, code int32) {
 	c.FinishedAt = f.now()
 }
 
+// current returns the ID of the newest run of a pod's container.
+func (f *fakeRuntime) current(pod *wire.SnapshotPod, name string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := ContainerID(pod, name)
+	id, run := "", int32(-1)
+	for _, c := range f.containers {
+		if containerKey(*c) == key && runOf(*c) > run {
+			id, run = c.ID, runOf(*c)
+		}
+	}
+	return id
+}
+
 func (f *fakeRuntime) takeCalls() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -153,8 +207,9 @@ func (f *fakeRuntime) get(id string) (Container, bool) {
 
 // memHistory is an in-memory History.
 type memHistory struct {
-	mu   sync.Mutex
-	recs map[string]RestartRecord
+	mu    sync.Mutex
+	recs  map[string]RestartRecord
+	saves int // SaveRestarts calls: each is a synced write on a board
 }
 
 func newMemHistory() *memHistory { return &memHistory{recs: map[string]RestartRecord{}} }
@@ -169,6 +224,7 @@ func (h *memHistory) SaveRestarts(id string, rec RestartRecord) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.recs[id] = rec
+	h.saves++
 	return nil
 }
 

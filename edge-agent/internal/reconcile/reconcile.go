@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -78,11 +79,14 @@ type Reconciler struct {
 	now  func() time.Time
 	wake chan struct{}
 
-	mu      sync.Mutex
-	busy    map[string]bool       // pod UID (or orphan key) → worker running
-	waiting map[string]waitState  // container ID → why it is not running
-	retries map[string]retryState // container ID → back-off after a failed pull, create or start
-	wg      sync.WaitGroup
+	mu   sync.Mutex
+	busy map[string]bool // pod UID (or orphan key) → worker running
+	// restarting holds the container keys whose exit a worker records
+	// along with their restart (see exitedPlan).
+	restarting map[string]bool
+	waiting    map[string]waitState  // container key (ContainerID) → why it is not running
+	retries    map[string]retryState // container key → back-off after a failed pull, create or start
+	wg         sync.WaitGroup
 
 	lastReport *wire.PodStatusReport
 	revision   uint64 // of the snapshot the current pass works from; guarded by mu
@@ -139,17 +143,18 @@ func New(cfg Config) *Reconciler {
 		cfg.Now = time.Now
 	}
 	return &Reconciler{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		now:       cfg.Now,
-		wake:      make(chan struct{}, 1),
-		busy:      map[string]bool{},
-		waiting:   map[string]waitState{},
-		retries:   map[string]retryState{},
-		health:    map[string]probe.Status{},
-		trials:    map[string]trial{},
-		goodHash:  map[string]string{},
-		prepulled: map[string]string{},
+		cfg:        cfg,
+		log:        cfg.Logger,
+		now:        cfg.Now,
+		wake:       make(chan struct{}, 1),
+		busy:       map[string]bool{},
+		restarting: map[string]bool{},
+		waiting:    map[string]waitState{},
+		retries:    map[string]retryState{},
+		health:     map[string]probe.Status{},
+		trials:     map[string]trial{},
+		goodHash:   map[string]string{},
+		prepulled:  map[string]string{},
 	}
 }
 
@@ -198,8 +203,12 @@ func (r *Reconciler) Run(ctx context.Context) error {
 // podPlan is what one pass decided for one desired pod.
 type podPlan struct {
 	pod     *wire.SnapshotPod
-	current map[string]Container // container name → container at the current spec
+	current map[string]Container // container name → its newest run at the current spec
 	stale   []Container          // containers of this pod at an older spec
+	// superseded are earlier runs of current containers, left by a
+	// restart that had not removed them yet (or an agent killed before it
+	// could).
+	superseded []Container
 }
 
 // Sync runs one reconcile pass: it starts workers for pods that need work,
@@ -243,7 +252,17 @@ func (r *Reconciler) Sync(ctx context.Context) time.Time {
 		case c.Labels[LabelSpecHash] != plan.pod.SpecHash:
 			plan.stale = append(plan.stale, c)
 		default:
-			plan.current[c.Labels[LabelContainer]] = c
+			name := c.Labels[LabelContainer]
+			cur, ok := plan.current[name]
+			switch {
+			case !ok:
+				plan.current[name] = c
+			case runOf(c) > runOf(cur):
+				plan.superseded = append(plan.superseded, cur)
+				plan.current[name] = c
+			default:
+				plan.superseded = append(plan.superseded, c)
+			}
 		}
 	}
 
@@ -336,34 +355,34 @@ func (r *Reconciler) planPod(ctx context.Context, plan *podPlan) time.Time {
 	var todo []func(context.Context)
 	for i := range pod.Spec.Containers {
 		spec := &pod.Spec.Containers[i]
-		id := ContainerID(pod, spec.Name)
+		key := ContainerID(pod, spec.Name)
 		c, exists := plan.current[spec.Name]
 		switch {
 		case !exists:
-			if wait := r.retryWait(id); !wait.IsZero() {
+			if wait := r.retryWait(key); !wait.IsZero() {
 				next = earliest(next, wait)
 				continue
 			}
 			todo = append(todo, func(ctx context.Context) { r.createAndStart(ctx, pod, spec) })
 		case c.State == TaskNone || c.State == TaskCreated:
-			if wait := r.retryWait(id); !wait.IsZero() {
+			if wait := r.retryWait(key); !wait.IsZero() {
 				next = earliest(next, wait)
 				continue
 			}
-			todo = append(todo, func(ctx context.Context) { r.start(ctx, pod, c.ID, false) })
+			todo = append(todo, func(ctx context.Context) { r.start(ctx, pod, key, c.ID) })
 		case c.State == TaskExited:
-			at, restart := r.exitedPlan(pod, c)
+			at, restart, exit := r.exitedPlan(pod, key, c)
 			if !restart {
 				continue
 			}
-			if wait := r.retryWait(c.ID); wait.After(at) {
+			if wait := r.retryWait(key); wait.After(at) {
 				at = wait
 			}
 			if now := r.now(); at.After(now) {
 				next = earliest(next, at)
 				continue
 			}
-			todo = append(todo, func(ctx context.Context) { r.start(ctx, pod, c.ID, true) })
+			todo = append(todo, func(ctx context.Context) { r.restart(ctx, pod, spec, c, exit) })
 		case c.State == TaskRunning:
 			if st := r.probeStatus(c.ID); st.LivenessFailed {
 				// As kubelet: kill it; the exit is then handled (and the
@@ -371,8 +390,12 @@ func (r *Reconciler) planPod(ctx context.Context, plan *podPlan) time.Time {
 				todo = append(todo, func(ctx context.Context) { r.killUnhealthy(ctx, pod, c, st.Message) })
 				continue
 			}
-			r.maybeResetBackoff(c)
+			r.maybeResetBackoff(key, c)
 		}
+	}
+	if superseded := plan.superseded; len(superseded) > 0 {
+		// After any restart above: removing them is not urgent.
+		todo = append(todo, func(ctx context.Context) { r.removeRuns(ctx, superseded) })
 	}
 	if len(todo) > 0 {
 		r.spawn(ctx, pod.UID, func(ctx context.Context) {
@@ -430,23 +453,33 @@ func shouldRestart(policy string, exitCode int32) bool {
 // exited: it restarts by its restart policy, counted and with back-off,
 // rather than getting a free "first" start.
 func (r *Reconciler) taskGone(c *Container) {
-	if c.State != TaskNone || c.StartedAt.IsZero() {
+	if c.State != TaskNone || c.StartedAt.IsZero() || c.Labels[LabelPodUID] == "" {
 		return
 	}
 	c.State, c.ExitCode, c.FinishedAt = TaskExited, 137, r.now()
-	if rec, err := r.cfg.History.Restarts(c.ID); err == nil && rec.Last != nil && rec.Last.StartedAt.Equal(c.StartedAt) {
+	if rec, err := r.cfg.History.Restarts(containerKey(*c)); err == nil && rec.Last != nil && rec.Last.StartedAt.Equal(c.StartedAt) {
 		c.ExitCode, c.FinishedAt = rec.Last.ExitCode, rec.Last.FinishedAt
 	}
 }
 
 // exitedPlan records a new exit in the container's history (and reports
-// it), and says whether and when the container restarts.
-func (r *Reconciler) exitedPlan(pod *wire.SnapshotPod, c Container) (time.Time, bool) {
-	restart := shouldRestart(pod.Spec.RestartPolicy, c.ExitCode)
-	rec, err := r.cfg.History.Restarts(c.ID)
+// it), and says whether and when the container restarts. An exit whose
+// restart is due at once (the first after a crash) is not recorded here:
+// it is returned, and the restart's worker records it along with the
+// restart's count in one write, and reports it, so that the restart waits
+// for neither. The container is then skipped until that worker ends.
+func (r *Reconciler) exitedPlan(pod *wire.SnapshotPod, key string, c Container) (at time.Time, restart bool, exit *RestartRecord) {
+	r.mu.Lock()
+	underway, busy := r.restarting[key], r.busy[pod.UID]
+	r.mu.Unlock()
+	if underway {
+		return time.Time{}, false, nil
+	}
+	restart = shouldRestart(pod.Spec.RestartPolicy, c.ExitCode)
+	rec, err := r.cfg.History.Restarts(key)
 	if err != nil {
 		r.log.Error("read restart history", "container", c.ID, "err", err)
-		return r.now().Add(time.Second), restart
+		return r.now().Add(time.Second), restart, nil
 	}
 	if rec.Last == nil || !rec.Last.StartedAt.Equal(c.StartedAt) {
 		finished := c.FinishedAt
@@ -454,24 +487,49 @@ func (r *Reconciler) exitedPlan(pod *wire.SnapshotPod, c Container) (time.Time, 
 			finished = r.now()
 		}
 		rec.recordExit(Termination{ExitCode: c.ExitCode, StartedAt: c.StartedAt, FinishedAt: finished})
-		if err := r.cfg.History.SaveRestarts(c.ID, rec); err != nil {
+		due := rec.NextRestart
+		if w := r.retryWait(key); w.After(due) {
+			due = w
+		}
+		if restart && !busy && !due.After(r.now()) {
+			// The pod has no worker, so the one planPod spawns for it
+			// will run this restart.
+			r.mu.Lock()
+			r.restarting[key] = true
+			r.mu.Unlock()
+			return rec.NextRestart, true, &rec
+		}
+		if err := r.cfg.History.SaveRestarts(key, rec); err != nil {
 			r.log.Error("save restart history", "container", c.ID, "err", err)
 		}
-		name := c.Labels[LabelContainer]
-		typ := api.EventNormal
-		if c.ExitCode != 0 {
-			typ = api.EventWarning
-		}
-		r.emit(pod, name, typ, "Exited", fmt.Sprintf("Container %s exited with code %d", name, c.ExitCode))
+		r.emitExited(pod, c)
 		if wait := rec.NextRestart.Sub(r.now()); restart && wait > 0 {
+			name := c.Labels[LabelContainer]
 			r.emit(pod, name, api.EventWarning, "BackOff",
 				fmt.Sprintf("Back-off %s restarting failed container %s in pod %s", wait.Round(time.Second), name, pod.Name))
 		}
 	}
 	if !restart {
-		return time.Time{}, false
+		return time.Time{}, false, nil
 	}
-	return rec.NextRestart, true
+	return rec.NextRestart, true, nil
+}
+
+// emitExited reports the exit of container c.
+func (r *Reconciler) emitExited(pod *wire.SnapshotPod, c Container) {
+	name := c.Labels[LabelContainer]
+	typ := api.EventNormal
+	if c.ExitCode != 0 {
+		typ = api.EventWarning
+	}
+	r.emit(pod, name, typ, "Exited", fmt.Sprintf("Container %s exited with code %d", name, c.ExitCode))
+}
+
+// call calls f unless it is nil.
+func call(f func()) {
+	if f != nil {
+		f()
+	}
 }
 
 // emit reports an event about a pod (and one of its containers).
@@ -488,17 +546,17 @@ func (r *Reconciler) emit(pod *wire.SnapshotPod, container, typ, reason, message
 
 // maybeResetBackoff forgets the back-off of a container that has now run
 // cleanly for long enough.
-func (r *Reconciler) maybeResetBackoff(c Container) {
+func (r *Reconciler) maybeResetBackoff(key string, c Container) {
 	if c.StartedAt.IsZero() || r.now().Sub(c.StartedAt) < backoffReset {
 		return
 	}
-	rec, err := r.cfg.History.Restarts(c.ID)
+	rec, err := r.cfg.History.Restarts(key)
 	if err != nil || rec.Backoffs == 0 {
 		return
 	}
 	rec.Backoffs = 0
-	if err := r.cfg.History.SaveRestarts(c.ID, rec); err != nil {
-		r.log.Error("save restart history", "container", c.ID, "err", err)
+	if err := r.cfg.History.SaveRestarts(key, rec); err != nil {
+		r.log.Error("save restart history", "container", key, "err", err)
 	}
 }
 
@@ -551,8 +609,9 @@ func (r *Reconciler) pullFailed(id string, err error) {
 
 // createAndStart pulls, creates and starts one container.
 func (r *Reconciler) createAndStart(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container) {
-	if r.pull(ctx, pod, spec) && r.stillDesired(pod) && r.create(ctx, pod, spec) {
-		r.start(ctx, pod, ContainerID(pod, spec.Name), false)
+	if r.pull(ctx, pod, spec) && r.stillDesired(pod) && r.create(ctx, pod, spec, 0) {
+		key := ContainerID(pod, spec.Name)
+		r.start(ctx, pod, key, key)
 	}
 }
 
@@ -572,51 +631,135 @@ func (r *Reconciler) pull(ctx context.Context, pod *wire.SnapshotPod, spec *api.
 	return true
 }
 
-// create creates a container (not started) for spec.
-func (r *Reconciler) create(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container) bool {
-	id := ContainerID(pod, spec.Name)
-	log := r.log.With("pod", pod.Namespace+"/"+pod.Name, "container", spec.Name)
-	r.setWaiting(id, reasonCreating, "")
-	cs, err := r.containerSpec(pod, spec)
-	if err != nil {
-		log.Warn("container config", "err", err)
-		r.failed(id, reasonConfigError, err)
-		return false
-	}
-	if err := r.cfg.Runtime.Create(ctx, cs); err != nil && !errors.Is(err, ErrAlreadyExists) {
-		if ctx.Err() == nil {
-			log.Warn("create container", "err", err)
-			r.failed(id, reasonCreateError, err)
-			r.emit(pod, spec.Name, api.EventWarning, "Failed", fmt.Sprintf("Error creating container %s: %v", spec.Name, err))
-		}
+// create creates run `run` of a container (not started) for spec; a run
+// that already exists is taken as created.
+func (r *Reconciler) create(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container, run int32) bool {
+	if err := r.createRun(ctx, pod, spec, run, nil); err != nil {
 		return false
 	}
 	r.emit(pod, spec.Name, api.EventNormal, "Created", "Created container "+spec.Name)
 	return true
 }
 
-// start starts a container's task; restart counts it as a restart.
-func (r *Reconciler) start(ctx context.Context, pod *wire.SnapshotPod, id string, restart bool) {
-	log := r.log.With("pod", pod.Namespace+"/"+pod.Name, "container", id)
-	rec, err := r.cfg.History.Restarts(id)
+// createRun is create without the event; a failure is recorded for the
+// status and back-off, and returned. before, if not nil, is called before
+// any event is reported.
+func (r *Reconciler) createRun(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container, run int32, before func()) error {
+	key := ContainerID(pod, spec.Name)
+	log := r.log.With("pod", pod.Namespace+"/"+pod.Name, "container", spec.Name)
+	r.setWaiting(key, reasonCreating, "")
+	cs, err := r.containerSpec(pod, spec, run)
 	if err != nil {
-		log.Error("read restart history", "err", err)
+		log.Warn("container config", "err", err)
+		r.failed(key, reasonConfigError, err)
+		return err
+	}
+	if err := r.cfg.Runtime.Create(ctx, cs); err != nil && !errors.Is(err, ErrAlreadyExists) {
+		if ctx.Err() == nil {
+			log.Warn("create container", "err", err)
+			r.failed(key, reasonCreateError, err)
+			call(before)
+			r.emit(pod, spec.Name, api.EventWarning, "Failed", fmt.Sprintf("Error creating container %s: %v", spec.Name, err))
+		}
+		return err
+	}
+	return nil
+}
+
+// start starts the task of container id, a run of the container key that
+// has no task running.
+func (r *Reconciler) start(ctx context.Context, pod *wire.SnapshotPod, key, id string) {
+	rec, err := r.cfg.History.Restarts(key)
+	if err != nil {
+		r.log.Error("read restart history", "pod", pod.Namespace+"/"+pod.Name, "container", key, "err", err)
 		return
 	}
-	if restart {
-		// Count the restart before doing it, so a crash of the agent right
-		// after cannot grant a free quick restart.
-		rec.Restarts++
-		rec.Backoffs++
-		if err := r.cfg.History.SaveRestarts(id, rec); err != nil {
-			log.Error("save restart history", "err", err)
+	r.runTask(ctx, pod, key, id, rec, false, nil)
+}
+
+// restart replaces old, an exited run of a container, by a new run: it
+// counts the restart, creates the run's container (in the pod's shim
+// group), starts it, and only then removes old. The old run's task keeps
+// the pod's shim alive for the new one, and its deletion, which costs as
+// much as the start, is off the restart's path. exit, if not nil, is old's
+// exit, not yet recorded (see exitedPlan): it is saved with the count and
+// reported before the restart's own events.
+func (r *Reconciler) restart(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container, old Container, exit *RestartRecord) {
+	key := ContainerID(pod, spec.Name)
+	log := r.log.With("pod", pod.Namespace+"/"+pod.Name, "container", spec.Name)
+	var rec RestartRecord
+	exited := func() {}
+	if exit != nil {
+		defer func() {
+			r.mu.Lock()
+			delete(r.restarting, key)
+			r.mu.Unlock()
+		}()
+		rec = *exit
+		exited = sync.OnceFunc(func() { r.emitExited(pod, old) })
+	} else {
+		var err error
+		if rec, err = r.cfg.History.Restarts(key); err != nil {
+			log.Error("read restart history", "err", err)
 			return
 		}
 	}
-	name := containerName(pod, id)
-	if err := r.cfg.Runtime.Start(ctx, id, r.logPath(pod, id, rec.Restarts)); err != nil {
-		if ctx.Err() != nil {
+	// Count the restart before doing it, so a crash of the agent right
+	// after cannot grant a free quick restart.
+	rec.Restarts++
+	rec.Backoffs++
+	if err := r.cfg.History.SaveRestarts(key, rec); err != nil {
+		log.Error("save restart history", "err", err)
+		return
+	}
+	defer exited() // reported even if the restart fails without an event
+	// The run is the restart count, unless a lost history would make it
+	// collide with a run that exists.
+	run := max(rec.Restarts, runOf(old)+1)
+	id := RunID(pod, spec.Name, run)
+	// The new run is made like the exited one, which is quick; failing
+	// that (an old run without its writable layer), from the pod's spec,
+	// as a first start would.
+	labels := maps.Clone(old.Labels)
+	delete(labels, LabelStartedAt)
+	labels[LabelRun] = strconv.FormatInt(int64(run), 10)
+	r.mu.Lock()
+	labels[LabelRevision] = strconv.FormatUint(r.revision, 10)
+	r.mu.Unlock()
+	err := r.cfg.Runtime.CreateNextRun(ctx, old.ID, id, labels, pod.UID)
+	if err != nil && !errors.Is(err, ErrAlreadyExists) && ctx.Err() == nil {
+		log.Warn("create the next run from the exited one; creating it from the pod's spec", "err", err)
+		err = r.createRun(ctx, pod, spec, run, exited)
+	} else if errors.Is(err, ErrAlreadyExists) {
+		err = nil
+	}
+	if errors.Is(err, ErrNotFound) && ctx.Err() == nil {
+		// The image went away since the last run: fetch it by the pod's
+		// pull policy, as a first start would.
+		exited()
+		if !r.pull(ctx, pod, spec) {
 			return
+		}
+		err = r.createRun(ctx, pod, spec, run, nil)
+	}
+	if err != nil {
+		return
+	}
+	if !r.runTask(ctx, pod, key, id, rec, true, exited) {
+		return
+	}
+	r.removeRuns(ctx, []Container{old})
+}
+
+// runTask starts container id's task, logging to the file of the run that
+// rec counts, and reports it (calling before, if not nil, before any
+// event). It reports whether the task runs.
+func (r *Reconciler) runTask(ctx context.Context, pod *wire.SnapshotPod, key, id string, rec RestartRecord, restart bool, before func()) bool {
+	log := r.log.With("pod", pod.Namespace+"/"+pod.Name, "container", id)
+	name := containerName(pod, key)
+	if err := r.cfg.Runtime.Start(ctx, id, r.logPath(pod, key, rec.Restarts)); err != nil {
+		if ctx.Err() != nil {
+			return false
 		}
 		if errors.Is(err, ErrAlreadyExists) {
 			// Its task runs: a pass planned from a listing taken just
@@ -625,20 +768,22 @@ func (r *Reconciler) start(ctx context.Context, pod *wire.SnapshotPod, id string
 			if restart {
 				rec.Restarts--
 				rec.Backoffs--
-				if err := r.cfg.History.SaveRestarts(id, rec); err != nil {
+				if err := r.cfg.History.SaveRestarts(key, rec); err != nil {
 					log.Error("save restart history", "err", err)
 				}
 			}
 			log.Debug("container already running", "err", err)
-			r.clearWaiting(id)
-			return
+			r.clearWaiting(key)
+			return true
 		}
 		log.Warn("start container", "err", err)
-		r.failed(id, reasonRunError, err)
+		r.failed(key, reasonRunError, err)
+		call(before)
 		r.emit(pod, name, api.EventWarning, "Failed", fmt.Sprintf("Error starting container %s: %v", name, err))
-		return
+		return false
 	}
-	r.clearWaiting(id)
+	r.clearWaiting(key)
+	call(before)
 	if restart {
 		log.Info("restarted container", "restarts", rec.Restarts)
 		r.emit(pod, name, api.EventNormal, "Restarted", fmt.Sprintf("Restarted container %s (restart %d)", name, rec.Restarts))
@@ -646,16 +791,24 @@ func (r *Reconciler) start(ctx context.Context, pod *wire.SnapshotPod, id string
 		log.Info("started container")
 		r.emit(pod, name, api.EventNormal, "Started", "Started container "+name)
 	}
+	return true
 }
 
-// containerName returns the pod's container name for a container ID.
-func containerName(pod *wire.SnapshotPod, id string) string {
+// removeRuns removes earlier runs of containers whose newer run exists.
+// Their history is the newer run's, and stays.
+func (r *Reconciler) removeRuns(ctx context.Context, runs []Container) {
+	r.stopAndRemove(ctx, runs, false)
+}
+
+// containerName returns the pod's container name for a container key
+// (ContainerID).
+func containerName(pod *wire.SnapshotPod, key string) string {
 	for i := range pod.Spec.Containers {
-		if ContainerID(pod, pod.Spec.Containers[i].Name) == id {
+		if ContainerID(pod, pod.Spec.Containers[i].Name) == key {
 			return pod.Spec.Containers[i].Name
 		}
 	}
-	return id
+	return key
 }
 
 // killUnhealthy stops a container whose liveness (or startup) probe
@@ -680,7 +833,7 @@ func (r *Reconciler) killUnhealthy(ctx context.Context, pod *wire.SnapshotPod, c
 func (r *Reconciler) replacePod(ctx context.Context, pod *wire.SnapshotPod, stale []Container) {
 	for i := range pod.Spec.Containers {
 		spec := &pod.Spec.Containers[i]
-		if !r.pull(ctx, pod, spec) || !r.stillDesired(pod) || !r.create(ctx, pod, spec) {
+		if !r.pull(ctx, pod, spec) || !r.stillDesired(pod) || !r.create(ctx, pod, spec, 0) {
 			return // the old containers keep running
 		}
 	}
@@ -690,9 +843,10 @@ func (r *Reconciler) replacePod(ctx context.Context, pod *wire.SnapshotPod, stal
 		return
 	}
 	r.log.Info("replacing pod with new spec", "pod", pod.Namespace+"/"+pod.Name, "specHash", pod.SpecHash, "old", len(stale))
-	r.stopAndRemove(ctx, stale)
+	r.stopAndRemove(ctx, stale, true)
 	for i := range pod.Spec.Containers {
-		r.start(ctx, pod, ContainerID(pod, pod.Spec.Containers[i].Name), false)
+		key := ContainerID(pod, pod.Spec.Containers[i].Name)
+		r.start(ctx, pod, key, key)
 	}
 }
 
@@ -717,7 +871,7 @@ func (r *Reconciler) stillDesired(pod *wire.SnapshotPod) bool {
 // removePod stops and removes the containers of a pod that is no longer
 // desired, then its volumes and history.
 func (r *Reconciler) removePod(ctx context.Context, cs []Container) {
-	r.stopAndRemove(ctx, cs)
+	r.stopAndRemove(ctx, cs, true)
 	if ctx.Err() != nil {
 		return
 	}
@@ -736,7 +890,9 @@ func (r *Reconciler) removePod(ctx context.Context, cs []Container) {
 	}
 }
 
-func (r *Reconciler) stopAndRemove(ctx context.Context, cs []Container) {
+// stopAndRemove stops (gracefully) and removes containers, and with
+// forget their restart history too.
+func (r *Reconciler) stopAndRemove(ctx context.Context, cs []Container, forget bool) {
 	var wg sync.WaitGroup
 	for _, c := range cs {
 		c := c
@@ -759,10 +915,13 @@ func (r *Reconciler) stopAndRemove(ctx context.Context, cs []Container) {
 				log.Warn("remove container", "err", err)
 				return
 			}
-			if err := r.cfg.History.DeleteRestarts(c.ID); err != nil {
-				log.Warn("delete restart history", "err", err)
+			if forget && c.Labels[LabelPodUID] != "" {
+				key := containerKey(c)
+				if err := r.cfg.History.DeleteRestarts(key); err != nil {
+					log.Warn("delete restart history", "err", err)
+				}
+				r.clearWaiting(key)
 			}
-			r.clearWaiting(c.ID)
 			log.Info("removed container")
 		}()
 	}
@@ -780,7 +939,7 @@ func (r *Reconciler) emitFor(c Container, typ, reason, message string) {
 }
 
 // containerSpec turns a pod container into a runtime ContainerSpec.
-func (r *Reconciler) containerSpec(pod *wire.SnapshotPod, c *api.Container) (ContainerSpec, error) {
+func (r *Reconciler) containerSpec(pod *wire.SnapshotPod, c *api.Container, run int32) (ContainerSpec, error) {
 	grace := int64(defaultGracePeriod / time.Second)
 	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil {
 		grace = *g
@@ -789,8 +948,9 @@ func (r *Reconciler) containerSpec(pod *wire.SnapshotPod, c *api.Container) (Con
 	revision := r.revision
 	r.mu.Unlock()
 	cs := ContainerSpec{
-		ID: ContainerID(pod, c.Name),
+		ID: RunID(pod, c.Name, run),
 		Labels: map[string]string{
+			LabelRun:             strconv.FormatInt(int64(run), 10),
 			LabelPodUID:          pod.UID,
 			LabelPodName:         pod.Name,
 			LabelPodNamespace:    pod.Namespace,
@@ -805,6 +965,9 @@ func (r *Reconciler) containerSpec(pod *wire.SnapshotPod, c *api.Container) (Con
 		WorkingDir: c.WorkingDir,
 		// Pods share the board's network until pod networking lands.
 		HostNetwork: true,
+		// One shim process serves the pod: a restart's new run joins the
+		// shim that the exited run keeps alive, and needs no new one.
+		ShimGroup: pod.UID,
 	}
 	// Secrets and ConfigMaps come from the newest snapshot.
 	snap, err := r.cfg.Desired()
@@ -840,11 +1003,11 @@ func (r *Reconciler) podDir(uid string) string {
 	return filepath.Join(r.cfg.DataDir, "pods", uid)
 }
 
-// logPath is where one run of a container writes its output:
+// logPath is where one run of a container (key) writes its output:
 // logs/{namespace}_{pod}_{uid}/{container}/{restarts}.log, as kubelet lays
 // out /var/log/pods.
-func (r *Reconciler) logPath(pod *wire.SnapshotPod, id string, restarts int32) string {
-	return filepath.Join(r.cfg.DataDir, "logs", pod.Namespace+"_"+pod.Name+"_"+pod.UID, containerName(pod, id),
+func (r *Reconciler) logPath(pod *wire.SnapshotPod, key string, restarts int32) string {
+	return filepath.Join(r.cfg.DataDir, "logs", pod.Namespace+"_"+pod.Name+"_"+pod.UID, containerName(pod, key),
 		strconv.Itoa(int(restarts))+".log")
 }
 

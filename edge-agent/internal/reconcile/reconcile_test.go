@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -85,6 +86,10 @@ func (h *harness) lastStatus(pod string) api.PodStatus {
 	return api.PodStatus{}
 }
 
+// restartCalls is what a restart asks of the runtime: a new run's
+// container, its start, then the removal of the exited run.
+var restartCalls = []string{"create-next main", "start main", "remove main"}
+
 func pod(name, image string, policy string) wire.SnapshotPod {
 	spec := api.PodSpec{
 		RestartPolicy: policy,
@@ -153,10 +158,14 @@ func TestRestartBackoff(t *testing.T) {
 
 	// First crash: restarted at once.
 	h.clock.Advance(time.Second)
-	h.rt.exit(id, 1)
+	h.rt.exit(h.rt.current(&p, "main"), 1)
 	h.sync()
-	if got := h.rt.takeCalls(); !slices.Equal(got, []string{"start main"}) {
-		t.Fatalf("first crash: calls = %v", got)
+	// A new run is created and started, and only then the exited one removed.
+	if got := h.rt.takeCalls(); !slices.Equal(got, restartCalls) {
+		t.Fatalf("first crash: calls = %v, want %v", got, restartCalls)
+	}
+	if cur := h.rt.current(&p, "main"); cur == id {
+		t.Fatalf("restarted in the exited container %s, want a new run", cur)
 	}
 	if rc := h.lastStatus("web").ContainerStatuses[0].RestartCount; rc != 1 {
 		t.Fatalf("restartCount = %d, want 1", rc)
@@ -164,7 +173,7 @@ func TestRestartBackoff(t *testing.T) {
 
 	// Second crash: waits 10 s, reports CrashLoopBackOff meanwhile.
 	h.clock.Advance(time.Second)
-	h.rt.exit(id, 2)
+	h.rt.exit(h.rt.current(&p, "main"), 2)
 	next := h.sync()
 	if got := h.rt.takeCalls(); len(got) != 0 {
 		t.Fatalf("second crash restarted at once: %v", got)
@@ -191,13 +200,13 @@ func TestRestartBackoff(t *testing.T) {
 	}
 	h.clock.Advance(10 * time.Second)
 	h.sync()
-	if got := h.rt.takeCalls(); !slices.Equal(got, []string{"start main"}) {
+	if got := h.rt.takeCalls(); !slices.Equal(got, restartCalls) {
 		t.Fatalf("after back-off: calls = %v", got)
 	}
 
 	// Third crash: 20 s.
 	h.clock.Advance(time.Second)
-	h.rt.exit(id, 1)
+	h.rt.exit(h.rt.current(&p, "main"), 1)
 	if next := h.sync(); !next.Equal(h.clock.Now().Add(20 * time.Second)) {
 		t.Fatalf("third back-off ends %v, want +20s", next.Sub(h.clock.Now()))
 	}
@@ -206,21 +215,20 @@ func TestRestartBackoff(t *testing.T) {
 func TestBackoffResetsAfterCleanRun(t *testing.T) {
 	h := newHarness(t)
 	p := pod("web", "reg/web:v1", api.RestartAlways)
-	id := ContainerID(&p, "main")
 	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
 	h.sync()
 	for i := 0; i < 3; i++ { // crash loop builds up back-off
 		h.clock.Advance(time.Second)
-		h.rt.exit(id, 1)
+		h.rt.exit(h.rt.current(&p, "main"), 1)
 		h.sync()
 		h.clock.Advance(5 * time.Minute)
 		h.sync()
 	}
 	h.rt.takeCalls()
 	h.clock.Advance(11 * time.Minute) // a clean run
-	h.rt.exit(id, 1)
+	h.rt.exit(h.rt.current(&p, "main"), 1)
 	h.sync()
-	if got := h.rt.takeCalls(); !slices.Equal(got, []string{"start main"}) {
+	if got := h.rt.takeCalls(); !slices.Equal(got, restartCalls) {
 		t.Fatalf("after a clean run the restart should be immediate, calls = %v", got)
 	}
 }
@@ -256,7 +264,7 @@ func TestRestartPolicies(t *testing.T) {
 			h.rt.takeCalls()
 			h.rt.exit(ContainerID(&p, "main"), tc.exit)
 			h.sync()
-			restarted := slices.Contains(h.rt.takeCalls(), "start main")
+			restarted := slices.Equal(h.rt.takeCalls(), restartCalls)
 			if restarted != tc.restarted {
 				t.Fatalf("restarted = %v, want %v", restarted, tc.restarted)
 			}
@@ -387,7 +395,7 @@ func TestContainerSpecFromPod(t *testing.T) {
 		},
 	}
 	p := wire.SnapshotPod{UID: "u1", Name: "app", Namespace: "default", Spec: spec, SpecHash: api.HashPodSpec(&spec)}
-	cs, err := h.rec.containerSpec(&p, &p.Spec.Containers[0])
+	cs, err := h.rec.containerSpec(&p, &p.Spec.Containers[0], 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +411,7 @@ func TestContainerSpecFromPod(t *testing.T) {
 	}
 	bad := p
 	bad.Spec.Containers = []api.Container{{Name: "app", Image: "x", VolumeMounts: []api.VolumeMount{{Name: "nope", MountPath: "/x"}}}}
-	if _, err := h.rec.containerSpec(&bad, &bad.Spec.Containers[0]); err == nil {
+	if _, err := h.rec.containerSpec(&bad, &bad.Spec.Containers[0], 0); err == nil {
 		t.Errorf("mount of an undeclared volume accepted")
 	}
 }
@@ -445,10 +453,12 @@ func TestRunWakesOnExit(t *testing.T) {
 	go func() { done <- h.rec.Run(ctx) }()
 	id := ContainerID(&p, "main")
 	waitFor(t, func() bool { c, ok := h.rt.get(id); return ok && c.State == TaskRunning })
-	first, _ := h.rt.get(id)
 	h.rt.exit(id, 1)
 	h.rt.exits <- Exit{ContainerID: id, ExitCode: 1}
-	waitFor(t, func() bool { c, _ := h.rt.get(id); return c.State == TaskRunning && c.StartedAt.After(first.StartedAt) })
+	waitFor(t, func() bool {
+		c, _ := h.rt.get(h.rt.current(&p, "main"))
+		return c.ID != id && c.State == TaskRunning
+	})
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
@@ -507,7 +517,7 @@ func TestEventsTellWhatHappened(t *testing.T) {
 		t.Fatalf("first crash events = %v", got)
 	}
 	h.clock.Advance(time.Second)
-	h.rt.exit(id, 3)
+	h.rt.exit(h.rt.current(&p, "main"), 3)
 	h.sync()
 	h.sync() // no repeats on later passes
 	if got := h.eventReasons(); !slices.Equal(got, []string{"Exited", "BackOff"}) {
@@ -590,7 +600,7 @@ func TestProbesDriveReadinessAndLivenessRestarts(t *testing.T) {
 	pr.set(id, probe.Status{Started: true, Ready: true})
 	h.sync()
 	calls := h.rt.takeCalls()
-	if len(calls) < 2 || !strings.HasPrefix(calls[0], "stop main") || calls[len(calls)-1] != "start main" {
+	if len(calls) < 2 || !strings.HasPrefix(calls[0], "stop main") || !slices.Equal(calls[1:], restartCalls) {
 		t.Fatalf("calls = %v, want a stop then a start", calls)
 	}
 	if rc := h.lastStatus("web").ContainerStatuses[0].RestartCount; rc != 1 {
@@ -615,7 +625,7 @@ func TestContainerWhoseTaskVanishedCountsAsARestart(t *testing.T) {
 	h.rt.takeCalls()
 	h.clock.Advance(time.Second)
 	h.sync()
-	if calls := h.rt.takeCalls(); !slices.Equal(calls, []string{"start main"}) {
+	if calls := h.rt.takeCalls(); !slices.Equal(calls, restartCalls) {
 		t.Fatalf("calls = %v", calls)
 	}
 	st := h.lastStatus("web").ContainerStatuses[0]
@@ -692,15 +702,16 @@ func TestAgentRevertsACrashLoopingUpdateOnItsOwn(t *testing.T) {
 	h.sync()
 	badID := ContainerID(&bad, "main")
 	for i := 0; i < crashLoopRestarts+2; i++ {
-		if _, ok := h.rt.get(badID); !ok {
+		cur := h.rt.current(&bad, "main")
+		if cur == "" {
 			break // reverted
 		}
-		h.rt.exit(badID, 1)
+		h.rt.exit(cur, 1)
 		h.clock.Advance(5 * time.Minute) // past any back-off
 		h.sync()
 	}
 	h.sync()
-	if _, ok := h.rt.get(badID); ok {
+	if h.rt.current(&bad, "main") != "" {
 		rec, _ := h.hist.Restarts(badID)
 		rej, _, _ := rb.Rejection(bad.UID)
 		t.Fatalf("the crash-looping spec's container is still there (restarts %d, rejection %+v, calls %v)", rec.Restarts, rej, h.rt.takeCalls())
@@ -790,9 +801,13 @@ func TestStartingARunningContainerIsNotAFailure(t *testing.T) {
 	h.rt.mu.Lock()
 	h.rt.startErr = fmt.Errorf("start container %s: task is running: %w", id, ErrAlreadyExists)
 	h.rt.mu.Unlock()
-	for _, restart := range []bool{false, true} {
-		h.rec.start(context.Background(), &p, id, restart)
+	h.rec.start(context.Background(), &p, id, id)
+	// A restart counts itself before it starts, and takes it back.
+	counted := RestartRecord{Restarts: 1, Backoffs: 1}
+	if err := h.hist.SaveRestarts(id, counted); err != nil {
+		t.Fatal(err)
 	}
+	h.rec.runTask(context.Background(), &p, id, id, counted, true, nil)
 	if got := h.eventReasons(); len(got) != 0 {
 		t.Fatalf("events %v, want none", got)
 	}
@@ -805,6 +820,208 @@ func TestStartingARunningContainerIsNotAFailure(t *testing.T) {
 	h.rt.mu.Unlock()
 	h.sync()
 	if st := h.lastStatus("web"); st.Phase != api.PodRunning || st.ContainerStatuses[0].State.Waiting != nil {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestRestartCreatesANewRun: a restart runs in a container of its own, in
+// the pod's shim group, numbered by the restart, and the exited run goes.
+func TestRestartCreatesANewRun(t *testing.T) {
+	h := newHarness(t)
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	key := ContainerID(&p, "main")
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	h.clock.Advance(time.Second)
+	h.rt.exit(key, 1)
+	h.sync()
+	cur := h.rt.current(&p, "main")
+	if want := RunID(&p, "main", 1); cur != want {
+		t.Fatalf("current run %q, want %q", cur, want)
+	}
+	if _, ok := h.rt.get(key); ok {
+		t.Fatalf("the exited run %s is still there", key)
+	}
+	h.rt.mu.Lock()
+	spec := h.rt.specs[cur]
+	h.rt.mu.Unlock()
+	if spec.ShimGroup != p.UID || spec.Labels[LabelRun] != "1" {
+		t.Fatalf("new run's spec: group %q, run label %q", spec.ShimGroup, spec.Labels[LabelRun])
+	}
+	st := h.lastStatus("web").ContainerStatuses[0]
+	if st.RestartCount != 1 || st.ContainerID != "containerd://"+cur || st.State.Running == nil {
+		t.Fatalf("status = %+v", st)
+	}
+	// Its logs go to the file of restart 1, for logs --previous to find run 0's.
+	h.rt.mu.Lock()
+	logPath := h.rt.logs[cur]
+	h.rt.mu.Unlock()
+	if !strings.HasSuffix(logPath, "/main/1.log") {
+		t.Fatalf("new run logs to %s", logPath)
+	}
+	// The pod's removal forgets the history that all its runs shared.
+	h.desired.set(wire.Snapshot{Revision: 2})
+	h.sync()
+	if rec, _ := h.hist.Restarts(key); rec.Restarts != 0 {
+		t.Fatalf("history kept after the pod went: %+v", rec)
+	}
+}
+
+// TestAgentKilledMidRestartNeitherDuplicatesNorRecounts: an agent killed
+// between a restart's steps leaves the exited run beside the new one,
+// created or started. A new agent finishes the restart: it starts the new
+// run if needed, removes the old one, creates nothing and counts nothing.
+func TestAgentKilledMidRestartNeitherDuplicatesNorRecounts(t *testing.T) {
+	for _, started := range []bool{false, true} {
+		t.Run(fmt.Sprintf("started=%v", started), func(t *testing.T) {
+			h := newHarness(t)
+			p := pod("web", "reg/web:v1", api.RestartAlways)
+			key := ContainerID(&p, "main")
+			h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+			h.sync()
+			h.clock.Advance(time.Second)
+			h.rt.exit(key, 1)
+			// What the killed agent did: the exit and the restart counted,
+			// the new run created (and maybe started); the old run left.
+			rec := RestartRecord{}
+			c, _ := h.rt.get(key)
+			rec.recordExit(Termination{ExitCode: 1, StartedAt: c.StartedAt, FinishedAt: c.FinishedAt})
+			rec.Restarts, rec.Backoffs = 1, 1
+			if err := h.hist.SaveRestarts(key, rec); err != nil {
+				t.Fatal(err)
+			}
+			cs, err := h.rec.containerSpec(&p, &p.Spec.Containers[0], 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := h.rt.Create(context.Background(), cs); err != nil {
+				t.Fatal(err)
+			}
+			if started {
+				if err := h.rt.Start(context.Background(), cs.ID, "/x"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.rt.takeCalls()
+
+			h.rec = h.newReconciler()
+			h.sync()
+			want := []string{"start main", "remove main"}
+			if started {
+				want = []string{"remove main"}
+			}
+			if got := h.rt.takeCalls(); !slices.Equal(got, want) {
+				t.Fatalf("calls = %v, want %v", got, want)
+			}
+			list, _ := h.rt.List(context.Background())
+			if len(list) != 1 || list[0].ID != cs.ID || list[0].State != TaskRunning {
+				t.Fatalf("containers = %+v, want only %s running", list, cs.ID)
+			}
+			if st := h.lastStatus("web").ContainerStatuses[0]; st.RestartCount != 1 {
+				t.Fatalf("restartCount = %d, want 1", st.RestartCount)
+			}
+		})
+	}
+}
+
+func TestRunIDs(t *testing.T) {
+	long := strings.Repeat("a", 63)
+	for _, p := range []wire.SnapshotPod{
+		{UID: "1", Name: "web", Namespace: "default", SpecHash: "h1"},
+		{UID: "2", Name: long + "." + long, Namespace: long, SpecHash: "h1"},
+	} {
+		key := ContainerID(&p, "main")
+		seen := map[string]bool{}
+		for _, run := range []int32{0, 1, 9, 10, 9999, 10000, 1 << 30, 2147483647} {
+			id := RunID(&p, "main", run)
+			if len(id) > 76 || !containerdID.MatchString(id) {
+				t.Errorf("RunID(%s, %d) = %q is not a valid containerd ID", p.Name, run, id)
+			}
+			if seen[id] {
+				t.Errorf("RunID(%s, %d) = %q repeats", p.Name, run, id)
+			}
+			seen[id] = true
+			c := Container{ID: id, Labels: map[string]string{LabelPodUID: p.UID, LabelPodName: p.Name, LabelPodNamespace: p.Namespace,
+				LabelSpecHash: p.SpecHash, LabelContainer: "main", LabelRun: strconv.Itoa(int(run))}}
+			if containerKey(c) != key || runOf(c) != run {
+				t.Errorf("run %d: key %q run %d, want %q %d", run, containerKey(c), runOf(c), key, run)
+			}
+		}
+		if RunID(&p, "main", 0) != key {
+			t.Errorf("run 0 is not ContainerID")
+		}
+	}
+}
+
+// TestFirstRestartRecordsTheExitWithItsCount: the exit that a restart at
+// once follows is written with the restart's count, in one write by the
+// restart's worker, and reported by it, before its Restarted; a pass that
+// runs meanwhile neither records nor restarts it again.
+func TestFirstRestartRecordsTheExitWithItsCount(t *testing.T) {
+	h := newHarness(t)
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	key := ContainerID(&p, "main")
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	h.eventReasons()
+	h.clock.Advance(time.Second)
+	gate := make(chan struct{})
+	h.rt.mu.Lock()
+	h.rt.createGate = gate
+	h.rt.mu.Unlock()
+	h.rt.exit(key, 1)
+	h.hist.mu.Lock()
+	saves := h.hist.saves
+	h.hist.mu.Unlock()
+
+	h.rec.Sync(context.Background()) // spawns the restart, held in Create
+	h.rec.Sync(context.Background()) // a pass while it is under way
+	if got := h.eventReasons(); len(got) != 0 {
+		t.Fatalf("events before the restart ran: %v", got)
+	}
+	close(gate)
+	h.rec.wg.Wait()
+	h.sync()
+	if got := h.eventReasons(); !slices.Equal(got, []string{"Exited", "Restarted"}) {
+		t.Fatalf("events = %v, want Exited then Restarted", got)
+	}
+	h.hist.mu.Lock()
+	writes := h.hist.saves - saves
+	h.hist.mu.Unlock()
+	if writes != 1 {
+		t.Fatalf("%d history writes for a first restart, want 1 (exit and count together)", writes)
+	}
+	rec, _ := h.hist.Restarts(key)
+	if rec.Restarts != 1 || rec.Last == nil || rec.Last.ExitCode != 1 {
+		t.Fatalf("history %+v, want the exit (code 1) and one restart", rec)
+	}
+	if calls := h.rt.takeCalls(); !slices.Equal(calls[len(calls)-3:], restartCalls) || strings.Count(strings.Join(calls, ","), "create") != 2 {
+		t.Fatalf("calls = %v, want one restart", calls)
+	}
+}
+
+// TestRestartFallsBackToThePodSpec: a next run that cannot be made from
+// the exited one is created from the pod's spec, as a first start.
+func TestRestartFallsBackToThePodSpec(t *testing.T) {
+	h := newHarness(t)
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	h.rt.takeCalls()
+	h.rt.mu.Lock()
+	h.rt.nextErr = errors.New("snapshot gone")
+	h.rt.mu.Unlock()
+	h.clock.Advance(time.Second)
+	h.rt.exit(ContainerID(&p, "main"), 1)
+	h.sync()
+	want := []string{"create-next main", "create main", "start main", "remove main"}
+	if got := h.rt.takeCalls(); !slices.Equal(got, want) {
+		t.Fatalf("calls = %v, want %v", got, want)
+	}
+	if cur := h.rt.current(&p, "main"); cur != RunID(&p, "main", 1) {
+		t.Fatalf("current run %s", cur)
+	}
+	if st := h.lastStatus("web").ContainerStatuses[0]; st.RestartCount != 1 || st.State.Running == nil {
 		t.Fatalf("status %+v", st)
 	}
 }

@@ -20,6 +20,12 @@ type Runtime interface {
 	// Create creates a container, not yet running. Creating an ID that
 	// already exists returns an error wrapping ErrAlreadyExists.
 	Create(ctx context.Context, spec ContainerSpec) error
+	// CreateNextRun creates container id as the next run of container
+	// from: the same image, command, environment, mounts and limits, a
+	// fresh writable layer, the given labels, in shimGroup, and no task.
+	// Creating an ID that already exists returns an error wrapping
+	// ErrAlreadyExists.
+	CreateNextRun(ctx context.Context, from, id string, labels map[string]string, shimGroup string) error
 	// Start starts a new task for the container, first deleting an exited
 	// one. Its stdout and stderr go to logPath. It records the start time
 	// on the container, so List reports it after an agent restart.
@@ -44,6 +50,9 @@ const (
 	LabelSpecHash     = "io.flotilla.pod.spec-hash"
 	LabelRevision     = "io.flotilla.snapshot.revision"
 	LabelContainer    = "io.flotilla.container.name"
+	// LabelRun numbers the runs of a container: 0 for the first, the
+	// restart count for the one a restart created (see RunID).
+	LabelRun = "io.flotilla.container.run"
 	// LabelStartedAt is set by Runtime.Start (RFC 3339, nanoseconds).
 	LabelStartedAt = "io.flotilla.container.started-at"
 )
@@ -104,6 +113,10 @@ type ContainerSpec struct {
 	// HostNetwork shares the board's network namespace (the default for now).
 	HostNetwork bool
 	Mounts      []Mount
+	// ShimGroup, when set, puts the container's tasks in the one shim
+	// process that serves every container of the same group (a pod), so a
+	// task created while another of the group exists needs no new shim.
+	ShimGroup string
 	// CPULimitMilli and MemoryLimitBytes are enforced through the OCI spec
 	// (CFS quota and memory limit); zero means unlimited. CPURequestMilli
 	// sets cpu shares.

@@ -10,6 +10,7 @@ import (
 	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/api/types"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/metrics"
@@ -28,7 +29,9 @@ const (
 // ContainerStats returns the cgroup usage of every running task in the
 // namespace, with the pod labels of its container. It costs three calls to
 // containerd whatever the number of containers: list containers (for
-// labels), then the metrics of every task at once.
+// labels), list tasks (for which run), then the metrics of every task at
+// once. containerd's metrics include exited tasks not yet deleted, such as
+// a crashed run beside its replacement, which are left out.
 func (c *Containerd) ContainerStats(ctx context.Context) ([]metrics.ContainerStats, error) {
 	ctx = c.ns(ctx)
 	ctrs, err := c.client.ContainerService().List(ctx)
@@ -39,6 +42,17 @@ func (c *Containerd) ContainerStats(ctx context.Context) ([]metrics.ContainerSta
 	for _, ctr := range ctrs {
 		labels[ctr.ID] = ctr.Labels
 	}
+	tasks, err := c.client.TaskService().List(ctx, &tasksapi.ListTasksRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("container stats: list tasks: %w", classify(err))
+	}
+	running := make(map[string]bool, len(tasks.Tasks))
+	for _, t := range tasks.Tasks {
+		switch t.Status {
+		case tasktypes.Status_RUNNING, tasktypes.Status_PAUSED, tasktypes.Status_PAUSING:
+			running[t.ID] = true
+		}
+	}
 	resp, err := c.client.TaskService().Metrics(ctx, &tasksapi.MetricsRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("container stats: task metrics: %w", classify(err))
@@ -47,7 +61,7 @@ func (c *Containerd) ContainerStats(ctx context.Context) ([]metrics.ContainerSta
 	var first error
 	for _, m := range resp.Metrics {
 		l, ok := labels[m.ID]
-		if !ok || l[reconcile.LabelPodUID] == "" {
+		if !ok || l[reconcile.LabelPodUID] == "" || !running[m.ID] {
 			continue
 		}
 		st, err := decodeStats(m)

@@ -32,6 +32,12 @@ func TestContainerStats(t *testing.T) {
 	run(t, rt, reconcile.ContainerSpec{ID: hold, Labels: labels("hold", "mem"),
 		Command: []string{"sh", "-c", `x=$(head -c 24000000 /dev/zero | tr '\0' a); echo ready; while :; do sleep 1000; done`}, HostNetwork: true})
 
+	// An exited task not yet deleted (a crashed run beside its
+	// replacement) is not a running container.
+	exited := uniqueID("exited")
+	run(t, rt, reconcile.ContainerSpec{ID: exited, Labels: labels("burn", "main"), Command: []string{"true"}, HostNetwork: true})
+	waitState(t, rt, exited, reconcile.TaskExited)
+
 	find := func(stats []metrics.ContainerStats, id string) (metrics.ContainerStats, bool) {
 		for _, s := range stats {
 			if s.ID == id {
@@ -53,6 +59,9 @@ func TestContainerStats(t *testing.T) {
 		}
 		if h.MemoryWorkingSetBytes < 24_000_000 {
 			return false, fmt.Errorf("hold working set %d bytes", h.MemoryWorkingSetBytes)
+		}
+		if _, ok := find(stats, exited); ok {
+			return false, fmt.Errorf("stats of an exited task: %+v", stats)
 		}
 		first = b
 		return b.CPUUsageNanos > 0, nil

@@ -91,10 +91,20 @@ func deleteOldTask(ctx context.Context, ctr containerd.Container) error {
 	}
 	dctx, cancel := context.WithTimeout(ctx, killWait)
 	defer cancel()
-	if _, err := task.Delete(dctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+	if _, err := task.Delete(dctx, killUnlessStopped(st.Status)...); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("delete %s task: %w", st.Status, classify(err))
 	}
 	return nil
+}
+
+// killUnlessStopped is the delete option for a task in state status: a
+// task that has not stopped is killed first; killing one that has costs a
+// runc invocation (kill --all) that can only fail.
+func killUnlessStopped(status containerd.ProcessStatus) []containerd.ProcessDeleteOpts {
+	if status == containerd.Stopped {
+		return nil
+	}
+	return []containerd.ProcessDeleteOpts{containerd.WithProcessKill}
 }
 
 // Stop sends SIGTERM to the main process, waits up to grace, then sends
