@@ -11,6 +11,12 @@ const TypeMetrics = "Metrics"
 // samples merged per minute (Merged > 1).
 type MetricsBatch struct {
 	Samples []MetricSample `json:"samples"`
+	// Heartbeat, when set, is the agent's heartbeat as of when the batch
+	// was queued: with metrics on, a sample every interval carries it and
+	// the agent sends no separate Heartbeat, which halves a fleet's
+	// steady message rate. The receiver orders it by the batch's
+	// sequence number, as it does a Heartbeat's.
+	Heartbeat *Heartbeat `json:"heartbeat,omitempty"`
 }
 
 // MetricSample is the state of a node and of its pods over one window,

@@ -132,6 +132,9 @@ type Agent struct {
 
 	// helloAgain is when a HelloRequest was last answered (UnixNano).
 	helloAgain atomic.Int64
+	// beatQueued is when a metrics batch carrying the heartbeat was last
+	// queued (UnixNano; 0: never).
+	beatQueued atomic.Int64
 }
 
 // Run runs the agent until ctx ends.
@@ -558,9 +561,31 @@ func (a *Agent) outboxState() wire.OutboxState {
 	return wire.OutboxState{Queued: n, Bytes: b, Dropped: a.outbox.Dropped(), DroppedByClass: a.outbox.DroppedByClass(), AppendedByClass: a.outbox.AppendedByClass()}
 }
 
+// heartbeat is what the node says of itself every heartbeat interval:
+// the revision it runs, its outbox, and the newest pod status report the
+// broker acknowledged.
+func (a *Agent) heartbeat() wire.Heartbeat {
+	snap, _ := a.state.Snapshot()
+	return wire.Heartbeat{ObservedRevision: snap.Revision, Outbox: a.outboxState(), StatusSeq: a.statusSeq.Load()}
+}
+
+// beatDue reports whether a heartbeat of its own is due at now: no
+// metrics sample carrying one was queued within the interval (a quarter
+// more, for the tickers' jitter), or the outbox holds a backlog the
+// sample waits behind.
+func (a *Agent) beatDue(now time.Time) bool {
+	last := a.beatQueued.Load()
+	if last == 0 || now.Sub(time.Unix(0, last)) >= a.cfg.HeartbeatInterval*5/4 {
+		return true
+	}
+	queued, _ := a.outbox.Len()
+	return queued > 1
+}
+
 // heartbeats tells the hub the node is alive, which revision it runs and
 // how its outbox is doing. Heartbeats are not queued: a stale one is
-// worthless.
+// worthless. With metrics on, each sample carries the heartbeat, so a
+// heartbeat of its own goes out only when beatDue says so.
 func (a *Agent) heartbeats(ctx context.Context) {
 	t := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer t.Stop()
@@ -573,9 +598,10 @@ func (a *Agent) heartbeats(ctx context.Context) {
 		if !a.link.Connected() {
 			continue
 		}
-		snap, _ := a.state.Snapshot()
-		hb := wire.Heartbeat{ObservedRevision: snap.Revision, Outbox: a.outboxState(), StatusSeq: a.statusSeq.Load()}
-		if err := a.publishNow(ctx, wire.TopicStatus, wire.TypeHeartbeat, hb, false); err != nil &&
+		if !a.beatDue(time.Now()) {
+			continue
+		}
+		if err := a.publishNow(ctx, wire.TopicStatus, wire.TypeHeartbeat, a.heartbeat(), false); err != nil &&
 			!errors.Is(err, link.ErrNotConnected) && ctx.Err() == nil {
 			a.log.Warn("publish heartbeat", "err", err)
 		}

@@ -29,7 +29,11 @@ func (a *Agent) startTelemetry(run func(func(ctx context.Context))) {
 		StateDir:          a.cfg.StateDir,
 		Online:            a.link.Connected,
 		Send: func(b wire.MetricsBatch) {
-			a.enqueue(wire.TopicMetrics, wire.TypeMetrics, outbox.Telemetry, b)
+			hb := a.heartbeat()
+			b.Heartbeat = &hb
+			if _, ok := a.enqueue(wire.TopicMetrics, wire.TypeMetrics, outbox.Telemetry, b); ok {
+				a.beatQueued.Store(time.Now().UnixNano())
+			}
 		},
 		Restarts: a.restartCounts,
 		Logger:   a.log,

@@ -295,13 +295,19 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 		if seq > u.outboxSeq {
 			u.outbox, u.outboxSeq = &hello.Outbox, seq
 		}
-	case wire.TypeHeartbeat:
-		observe(hb.ObservedRevision)
-		if seq > u.outboxSeq {
-			u.outbox, u.outboxSeq = &hb.Outbox, seq
+	case wire.TypeHeartbeat, wire.TypeMetrics:
+		beat := &hb
+		if env.Type == wire.TypeMetrics {
+			beat = batch.Heartbeat // a sample carries the heartbeat
 		}
-		if seq > u.claimSeq {
-			u.claimSeq, u.statusClaim = seq, hb.StatusSeq
+		if beat != nil {
+			observe(beat.ObservedRevision)
+			if seq > u.outboxSeq {
+				u.outbox, u.outboxSeq = &beat.Outbox, seq
+			}
+			if seq > u.claimSeq {
+				u.claimSeq, u.statusClaim = seq, beat.StatusSeq
+			}
 		}
 	case wire.TypePodStatus:
 		if seq > u.reportSeq {

@@ -536,3 +536,37 @@ func TestAsksAgainForALostPodStatus(t *testing.T) {
 	send(wire.TypeHeartbeat, 10, wire.Heartbeat{ObservedRevision: 1, StatusSeq: 9})
 	expect(false, "after the resend arrived")
 }
+
+// A metrics batch that carries the heartbeat is a heartbeat: the revision
+// the node runs, its outbox and its status claim are taken from it, in
+// sequence order with the node's other messages.
+func TestMetricsCarryTheHeartbeat(t *testing.T) {
+	st := store.NewMemory()
+	asked := make(chan string, 4)
+	in := New(Options{Store: st, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return t0 },
+		AskHello: func(node string) error { asked <- node; return nil }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go in.Run(ctx)
+	in.Handle(wire.NodeTopic("n1", wire.TopicStatus), msg(t, "n1", wire.TypeHello, 1, wire.Hello{}))
+	in.Flush()
+	metrics := func(seq uint64, hb *wire.Heartbeat) {
+		in.Handle(wire.NodeTopic("n1", wire.TopicMetrics), msg(t, "n1", wire.TypeMetrics, seq, wire.MetricsBatch{Heartbeat: hb}))
+		in.Flush()
+	}
+	metrics(5, &wire.Heartbeat{ObservedRevision: 4, Outbox: wire.OutboxState{Queued: 3}})
+	if got := getNode(t, st, "n1").Status.ObservedRevision; got != 4 {
+		t.Fatalf("observed revision %d, want 4 from the metrics' heartbeat", got)
+	}
+	metrics(3, &wire.Heartbeat{ObservedRevision: 2}) // older: ignored
+	metrics(6, nil)                                  // no heartbeat: nothing to take
+	if got := getNode(t, st, "n1").Status.ObservedRevision; got != 4 {
+		t.Fatalf("observed revision %d after an older and an empty one, want 4", got)
+	}
+	metrics(7, &wire.Heartbeat{ObservedRevision: 4, StatusSeq: 6})
+	select {
+	case <-asked:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a status claim riding on metrics was not weighed")
+	}
+}

@@ -93,13 +93,22 @@ func (c *Controller) Sync() error {
 		if err != nil {
 			return err
 		}
-		leases, err := c.leases(tx)
+		leases, err := store.ListShared[lease.Lease](tx, lease.Kind, "")
 		if err != nil {
 			return err
 		}
 		notReady := map[string]bool{}
+		// Both lists are in name order: walk them side by side.
+		li := 0
 		for _, n := range nodes {
-			if c.silent(n, leases[n.Name], now) {
+			for li < len(leases) && leases[li].Name < n.Name {
+				li++
+			}
+			var l *lease.Lease
+			if li < len(leases) && leases[li].Name == n.Name {
+				l = leases[li]
+			}
+			if c.silent(n, l, now) {
 				stale = append(stale, n.Name)
 				notReady[n.Name] = true
 			} else if !n.IsReady() {
@@ -213,19 +222,6 @@ func (c *Controller) write(stale []string, lost []store.Key, now time.Time) erro
 		}
 		return nil
 	})
-}
-
-// leases reads every node's lease, by node name.
-func (c *Controller) leases(tx store.Tx) (map[string]*lease.Lease, error) {
-	all, err := store.ListShared[lease.Lease](tx, lease.Kind, "")
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]*lease.Lease, len(all))
-	for _, l := range all {
-		out[l.Name] = l
-	}
-	return out, nil
 }
 
 // silent reports whether n is Ready but has not been heard from for
