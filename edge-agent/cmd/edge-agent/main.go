@@ -80,7 +80,7 @@ func newRootCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if _, err := applyMemoryLimit(v.GetString("memory-limit")); err != nil {
+		if _, err := config.ApplyMemoryLimit(v.GetString("memory-limit")); err != nil {
 			return err
 		}
 		labels, err := config.Labels(config.StringList(v, "label"))

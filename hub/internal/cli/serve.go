@@ -46,6 +46,13 @@ func newServeCommand(e *env) *cobra.Command {
 					mqttListen = ":1883"
 				}
 			}
+			limit, err := config.ApplyMemoryLimit(v.GetString("memory-limit"))
+			if err != nil {
+				return err
+			}
+			if limit > 0 {
+				logger.Info("soft memory limit", "bytes", limit)
+			}
 			caCert, caKey := v.GetString("ca-cert"), v.GetString("ca-key")
 			if (caCert == "") != (caKey == "") {
 				return fmt.Errorf("--ca-cert and --ca-key go together")
@@ -89,6 +96,7 @@ func newServeCommand(e *env) *cobra.Command {
 	f.Duration("node-grace-period", 40*time.Second, "how long a node may be silent before it is NotReady")
 	f.Duration("event-ttl", time.Hour, "how long events are kept")
 	f.String("log-level", "info", "log level: debug, info, warn, error")
+	f.String("memory-limit", "0", "soft memory limit for the hub's Go runtime, a garbage-collection target rather than a cap, such as 900Mi (0: none; GOMEMLIMIT wins); see docs/benchmarks.md for a fleet's needs")
 	f.Duration("metrics-retention", 24*time.Hour, "how long node and pod metric samples are kept")
 	f.String("memory-pressure-threshold", "90%", "memory in use at which a node gets MemoryPressure")
 	f.String("disk-pressure-threshold", "90%", "use of the root or agent-state filesystem at which a node gets DiskPressure")

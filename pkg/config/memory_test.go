@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"math"
@@ -23,7 +23,7 @@ func TestApplyMemoryLimit(t *testing.T) {
 		{in: "-5Mi", wantErr: "negative"},
 	} {
 		debug.SetMemoryLimit(math.MaxInt64)
-		got, err := applyMemoryLimit(tc.in)
+		got, err := ApplyMemoryLimit(tc.in)
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("%q: err = %v, want %q", tc.in, err, tc.wantErr)
