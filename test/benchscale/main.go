@@ -72,6 +72,8 @@ type options struct {
 	// broker is "embedded" (the hub's own) or "mosquitto" (an external
 	// Mosquitto that the hub and the fleet connect to).
 	broker string
+	// hubFlags are extra flags for `hub serve`.
+	hubFlags string
 }
 
 func main() {
@@ -89,6 +91,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs) afterwards")
 	flag.StringVar(&o.pprofDir, "pprof", "", "write the hub's CPU profile of each scenario's first -pprof-for, and its heap at each scenario's end, into this directory")
 	flag.DurationVar(&o.pprofFor, "pprof-for", 30*time.Second, "how much of each scenario the CPU profile covers")
+	flag.StringVar(&o.hubFlags, "hub-flags", "--memory-limit 900Mi", "extra flags for `hub serve`, space separated (the default keeps a 10,000-node hub within 1 GiB)")
 	flag.StringVar(&o.broker, "broker", "embedded", "the MQTT broker: embedded (the hub's own) or mosquitto (Debian's, started for the run; the reconnect scenario restarts it instead of the hub)")
 	flag.Parse()
 	if *quick {
@@ -123,12 +126,14 @@ func main() {
 
 // Results is the JSON document: the machine, then one entry per figure.
 type Results struct {
-	Commit  string   `json:"commit"`
-	Broker  string   `json:"broker"`
-	Date    string   `json:"date"`
-	CPUs    int      `json:"cpus"`
-	Nodes   int      `json:"nodes"`
-	Figures []Figure `json:"figures"`
+	Commit string `json:"commit"`
+	Broker string `json:"broker"`
+	// HubFlags are the extra flags `hub serve` ran with.
+	HubFlags string   `json:"hubFlags"`
+	Date     string   `json:"date"`
+	CPUs     int      `json:"cpus"`
+	Nodes    int      `json:"nodes"`
+	Figures  []Figure `json:"figures"`
 }
 
 // Figure is one row of the table.
@@ -167,7 +172,7 @@ func (f Figure) valueString() string {
 func ptr[T any](v T) *T { return &v }
 
 func printTable(r Results) {
-	fmt.Printf("\nFlotilla benchmarks, commit %s, %s, %d CPUs, %d simulated nodes, broker %s\n\n", r.Commit, r.Date, r.CPUs, r.Nodes, r.Broker)
+	fmt.Printf("\nFlotilla benchmarks, commit %s, %s, %d CPUs, %d simulated nodes, broker %s, hub serve %s\n\n", r.Commit, r.Date, r.CPUs, r.Nodes, r.Broker, r.HubFlags)
 	fmt.Printf("| %-44s | %-40s | %-22s | %-4s | %-14s |\n", "scenario", "value", "target", "met", "load (1/5/15)")
 	fmt.Printf("|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 46), strings.Repeat("-", 42), strings.Repeat("-", 24), strings.Repeat("-", 6), strings.Repeat("-", 16))
 	for _, f := range r.Figures {
@@ -230,7 +235,9 @@ func run(o options) (Results, error) {
 			return res, err
 		}
 	}
-	hubOpts := scale.HubOptions{Bin: b.bins["hub"], DataDir: filepath.Join(dir, "hub"), LogPath: filepath.Join(dir, "hub.log")}
+	hubOpts := scale.HubOptions{Bin: b.bins["hub"], DataDir: filepath.Join(dir, "hub"), LogPath: filepath.Join(dir, "hub.log"),
+		Extra: strings.Fields(o.hubFlags)}
+	res.HubFlags = o.hubFlags
 	if o.broker == "mosquitto" {
 		if b.mosquitto, err = harness.StartMosquitto(ctx, filepath.Join(dir, "mosquitto")); err != nil {
 			return res, err
