@@ -5,9 +5,11 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -113,7 +115,7 @@ var ErrTooLarge = errors.New("payload too large")
 // version, that the node in the envelope is the node the topic names, and
 // that the type is allowed on that topic kind.
 func Decode(topic string, b []byte) (Envelope, error) {
-	node, kind, err := ParseNodeTopic(topic)
+	node, _, err := ParseNodeTopic(topic)
 	if err != nil {
 		return Envelope{}, &Error{Topic: topic, Node: "?", Err: err}
 	}
@@ -127,6 +129,23 @@ func Decode(topic string, b []byte) (Envelope, error) {
 	if err := decodeStrict(b, &env); err != nil {
 		return fail("envelope: %v", err)
 	}
+	if err := check(topic, env, len(env.Payload) > 0 && string(env.Payload) != "null"); err != nil {
+		return Envelope{}, err
+	}
+	return env, nil
+}
+
+// check checks a decoded envelope against the topic it arrived on: its
+// version, that it names the topic's node, that its type is allowed on
+// the topic's kind, and that it had a payload.
+func check(topic string, env Envelope, hasPayload bool) error {
+	node, kind, err := ParseNodeTopic(topic)
+	if err != nil {
+		return &Error{Topic: topic, Node: "?", Err: err}
+	}
+	fail := func(format string, args ...any) error {
+		return &Error{Topic: topic, Node: node, Err: fmt.Errorf(format, args...)}
+	}
 	if env.V != Version {
 		return fail("envelope version %d, want %d", env.V, Version)
 	}
@@ -136,10 +155,10 @@ func Decode(topic string, b []byte) (Envelope, error) {
 	if !allowed(kind, env.Type) {
 		return fail("message type %q is not allowed on %s topics", env.Type, kind)
 	}
-	if len(env.Payload) == 0 || string(env.Payload) == "null" {
+	if !hasPayload {
 		return fail("%s: payload is missing", env.Type)
 	}
-	return env, nil
+	return nil
 }
 
 func allowed(kind, typ string) bool {
@@ -177,4 +196,73 @@ func DecodePayload(env Envelope, topic string, v any) error {
 // input in place, where a json.Decoder would copy it into a buffer first.
 func decodeStrict(b []byte, v any) error {
 	return json.Unmarshal(b, v)
+}
+
+// DecodeMessage decodes an envelope received on topic and its payload,
+// with the checks of Decode. payloadFor returns the value a type's payload
+// decodes into (a pointer), or nil to leave it undecoded. The payload is
+// decoded in the same pass as the envelope where the message is laid out
+// as Encode writes it; otherwise, and to name what is wrong with a bad
+// message, it falls back to Decode and DecodePayload. The returned
+// envelope's Payload is nil when the fast path decoded it.
+func DecodeMessage(topic string, b []byte, payloadFor func(typ string) any) (Envelope, error) {
+	if typ, ok := peekType(b); ok && len(b) <= MaxPayload {
+		// One "payload" key, and the decoded type the peeked one: anything
+		// else (duplicate keys, a payload field named in the payload's own
+		// text) takes the two-pass path, whose result is the reference.
+		if target := payloadFor(typ); target != nil && bytes.Count(b, []byte(`"payload"`)) == 1 {
+			// The payload decodes into a new *T behind a **T, which stays
+			// nil when the key is missing or null.
+			holder := reflect.New(reflect.TypeOf(target))
+			env := envelopeInto{Payload: holder.Interface()}
+			if err := json.Unmarshal(b, &env); err == nil && env.Type == typ {
+				e := Envelope{V: env.V, Type: env.Type, Node: env.Node, Seq: env.Seq, Time: env.Time, Sig: env.Sig}
+				present := !holder.Elem().IsNil()
+				if err := check(topic, e, present); err != nil {
+					return Envelope{}, err
+				}
+				reflect.ValueOf(target).Elem().Set(holder.Elem().Elem())
+				return e, nil
+			}
+		}
+	}
+	env, err := Decode(topic, b)
+	if err != nil {
+		return Envelope{}, err
+	}
+	if target := payloadFor(env.Type); target != nil {
+		if err := DecodePayload(env, topic, target); err != nil {
+			return Envelope{}, err
+		}
+	}
+	return env, nil
+}
+
+// envelopeInto is an Envelope whose payload decodes straight into what
+// Payload points to.
+type envelopeInto struct {
+	V       int        `json:"v"`
+	Type    string     `json:"type"`
+	Node    string     `json:"node"`
+	Seq     uint64     `json:"seq"`
+	Time    time.Time  `json:"time"`
+	Payload any        `json:"payload"`
+	Sig     *Signature `json:"sig,omitempty"`
+}
+
+// peekType finds the envelope's type where Encode writes it, near the
+// start: `"type":"…"`.
+func peekType(b []byte) (string, bool) {
+	const key = `"type":"`
+	head := b[:min(len(b), 64)]
+	i := bytes.Index(head, []byte(key))
+	if i < 0 {
+		return "", false
+	}
+	rest := b[i+len(key):]
+	j := bytes.IndexByte(rest[:min(len(rest), 32)], '"')
+	if j <= 0 {
+		return "", false
+	}
+	return string(rest[:j]), true
 }

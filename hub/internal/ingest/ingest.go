@@ -225,16 +225,7 @@ func (in *Ingest) Stats() (received, dropped uint64) {
 // against the node's stored cursor.
 func (in *Ingest) Handle(topic string, payload []byte) {
 	in.received.Add(1)
-	env, err := wire.Decode(topic, payload)
-	if err != nil {
-		in.drop(err)
-		return
-	}
-	if in.opts.Limiter != nil && !in.opts.Limiter.Allow(env.Node) {
-		in.limited(env.Node)
-		return
-	}
-	// Decode the payload before taking the lock.
+	// Decode envelope and payload, in one pass, before taking the lock.
 	var (
 		hello  wire.Hello
 		hb     wire.Heartbeat
@@ -242,24 +233,30 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 		online wire.Online
 		event  wire.Event
 		batch  wire.MetricsBatch
-		target any
 	)
-	switch env.Type {
-	case wire.TypeHello:
-		target = &hello
-	case wire.TypeHeartbeat:
-		target = &hb
-	case wire.TypePodStatus:
-		target = &report
-	case wire.TypeOnline:
-		target = &online
-	case wire.TypeEvent:
-		target = &event
-	case wire.TypeMetrics:
-		target = &batch
-	}
-	if err := wire.DecodePayload(env, topic, target); err != nil {
+	env, err := wire.DecodeMessage(topic, payload, func(typ string) any {
+		switch typ {
+		case wire.TypeHello:
+			return &hello
+		case wire.TypeHeartbeat:
+			return &hb
+		case wire.TypePodStatus:
+			return &report
+		case wire.TypeOnline:
+			return &online
+		case wire.TypeEvent:
+			return &event
+		case wire.TypeMetrics:
+			return &batch
+		}
+		return nil
+	})
+	if err != nil {
 		in.drop(err)
+		return
+	}
+	if in.opts.Limiter != nil && !in.opts.Limiter.Allow(env.Node) {
+		in.limited(env.Node)
 		return
 	}
 	node, seq := env.Node, env.Seq
