@@ -57,24 +57,49 @@ func (c *Containerd) Create(ctx context.Context, spec reconcile.ContainerSpec) e
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", spec.ID, err)
 	}
-	_, err = c.client.NewContainer(ctx, spec.ID,
-		containerd.WithContainerLabels(spec.Labels),
-		containerd.WithImage(img),
-		containerd.WithSnapshotter(c.opts.Snapshotter),
-		containerd.WithNewSnapshot(spec.ID, img),
-		containerd.WithNewSpec(specOpts...),
-	)
+	err = c.newContainer(ctx, spec.ID, c.opts.Snapshotter, func() error {
+		_, err := c.client.NewContainer(ctx, spec.ID,
+			containerd.WithContainerLabels(spec.Labels),
+			containerd.WithImage(img),
+			containerd.WithSnapshotter(c.opts.Snapshotter),
+			containerd.WithNewSnapshot(spec.ID, img),
+			containerd.WithNewSpec(specOpts...),
+		)
+		return err
+	})
 	if err != nil {
-		// The snapshot was taken under NewContainer's lease, which is gone
-		// now; remove it at once so that a retry can take it again.
-		if !errors.Is(classify(err), reconcile.ErrAlreadyExists) {
-			if rerr := c.client.SnapshotService(c.opts.Snapshotter).Remove(ctx, spec.ID); rerr != nil && !errdefs.IsNotFound(rerr) {
-				c.log.Warn("remove snapshot after failed create", "id", spec.ID, "err", rerr)
-			}
-		}
-		return fmt.Errorf("create container %s: %w", spec.ID, classify(err))
+		return fmt.Errorf("create container %s: %w", spec.ID, err)
 	}
 	return nil
+}
+
+// newContainer runs create, which makes container id with a new snapshot
+// keyed id. A snapshot of that key without its container is one an agent
+// killed between taking the snapshot and recording the container left
+// behind (its lease dies with the agent, but containerd collects it only
+// later): nothing uses it, so it is removed and create runs again, rather
+// than the "already exists" it causes being taken for the container's.
+// After any other failure the snapshot is removed at once, so that a
+// retry can take it again.
+func (c *Containerd) newContainer(ctx context.Context, id, snapshotter string, create func() error) error {
+	snapshots := c.client.SnapshotService(snapshotter)
+	err := classify(create())
+	if errors.Is(err, reconcile.ErrAlreadyExists) {
+		if _, lerr := c.client.LoadContainer(ctx, id); !errdefs.IsNotFound(lerr) {
+			return err // the container itself exists
+		}
+		c.log.Warn("removing a snapshot left without its container", "id", id)
+		if rerr := snapshots.Remove(ctx, id); rerr != nil && !errdefs.IsNotFound(rerr) {
+			return fmt.Errorf("remove stale snapshot %s: %w", id, classify(rerr))
+		}
+		err = classify(create())
+	}
+	if err != nil && !errors.Is(err, reconcile.ErrAlreadyExists) {
+		if rerr := snapshots.Remove(ctx, id); rerr != nil && !errdefs.IsNotFound(rerr) {
+			c.log.Warn("remove snapshot after failed create", "id", id, "err", rerr)
+		}
+	}
+	return err
 }
 
 // CreateNextRun creates container id as the next run of container from: the
@@ -109,24 +134,22 @@ func (c *Containerd) CreateNextRun(ctx context.Context, from, id string, labels 
 		}
 		spec.Annotations[shimGroupAnnotation] = shimGroup
 	}
-	_, err = c.client.NewContainer(ctx, id,
-		containerd.WithContainerLabels(labels),
-		func(ctx context.Context, _ *containerd.Client, ctr *containers.Container) error {
-			if _, err := snapshots.Prepare(ctx, id, layer.Parent); err != nil {
-				return err
-			}
-			ctr.Snapshotter, ctr.SnapshotKey, ctr.Image, ctr.Runtime = old.Snapshotter, id, old.Image, old.Runtime
-			return nil
-		},
-		containerd.WithSpec(spec),
-	)
+	err = c.newContainer(ctx, id, old.Snapshotter, func() error {
+		_, err := c.client.NewContainer(ctx, id,
+			containerd.WithContainerLabels(labels),
+			func(ctx context.Context, _ *containerd.Client, ctr *containers.Container) error {
+				if _, err := snapshots.Prepare(ctx, id, layer.Parent); err != nil {
+					return err
+				}
+				ctr.Snapshotter, ctr.SnapshotKey, ctr.Image, ctr.Runtime = old.Snapshotter, id, old.Image, old.Runtime
+				return nil
+			},
+			containerd.WithSpec(spec),
+		)
+		return err
+	})
 	if err != nil {
-		if !errors.Is(classify(err), reconcile.ErrAlreadyExists) {
-			if rerr := snapshots.Remove(ctx, id); rerr != nil && !errdefs.IsNotFound(rerr) {
-				c.log.Warn("remove snapshot after failed create", "id", id, "err", rerr)
-			}
-		}
-		return fmt.Errorf("create container %s from %s: %w", id, from, classify(err))
+		return fmt.Errorf("create container %s from %s: %w", id, from, err)
 	}
 	return nil
 }

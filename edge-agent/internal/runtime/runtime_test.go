@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/namespaces"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/image-spec/identity"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
@@ -550,3 +551,43 @@ func TestNewFailsWhenContainerdIsDown(t *testing.T) {
 }
 
 func mutateConfig(img v1.Image, c v1.Config) (v1.Image, error) { return mutate.Config(img, c) }
+
+// TestCreateAfterAStaleSnapshot: an agent killed after taking a
+// container's snapshot but before recording the container leaves the
+// snapshot behind. Creating the container again removes it and succeeds,
+// instead of reporting "already exists" for a container that does not
+// exist (which left the pod failing to start for good).
+func TestCreateAfterAStaleSnapshot(t *testing.T) {
+	rt := newRuntime(t)
+	ctx := testCtx(t, time.Minute)
+	ensure(t, rt, env.busybox)
+	id := uniqueID("stale")
+
+	client, err := containerd.New(env.ctd.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	nctx := namespaces.WithNamespace(ctx, testNamespace)
+	img, err := client.GetImage(nctx, env.busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := img.Unpack(nctx, DefaultSnapshotter); err != nil {
+		t.Fatal(err)
+	}
+	diffIDs, err := img.RootFS(nctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := identity.ChainID(diffIDs).String()
+	if _, err := client.SnapshotService(DefaultSnapshotter).Prepare(nctx, id, parent); err != nil {
+		t.Fatalf("prepare the stale snapshot: %v", err)
+	}
+
+	run(t, rt, reconcile.ContainerSpec{ID: id, Image: env.busybox, Command: []string{"sleep", "1000"}, HostNetwork: true})
+	waitState(t, rt, id, reconcile.TaskRunning)
+	if err := rt.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+}
