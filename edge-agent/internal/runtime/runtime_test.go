@@ -15,8 +15,8 @@ import (
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/namespaces"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/opencontainers/image-spec/identity"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/opencontainers/image-spec/identity"
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
 	"github.com/flotilla-edge/flotilla/test/images"
