@@ -79,8 +79,14 @@ func OpenBadger(dir string, retention time.Duration, logger *slog.Logger) (*Badg
 		WithCompression(options.ZSTD).
 		WithZSTDCompressionLevel(3).
 		WithBlockSize(64 << 10).
-		WithMemTableSize(16 << 20).
+		// A table is built in a buffer of twice its size, and each
+		// compactor builds its own: 8 MiB memory tables and two
+		// compactors keep that churn, the largest allocation a busy fleet
+		// causes in the hub, to a few tens of MiB. Write batches split
+		// themselves to fit.
+		WithMemTableSize(8 << 20).
 		WithNumMemtables(2).
+		WithNumCompactors(2).
 		WithBlockCacheSize(16 << 20).
 		WithNumVersionsToKeep(1).
 		WithDetectConflicts(false).

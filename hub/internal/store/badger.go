@@ -183,6 +183,7 @@ func OpenBadger(dir string, opts ...BadgerOption) (*Badger, error) {
 	bopts := badger.DefaultOptions(dir).
 		WithMemTableSize(16 << 20).
 		WithNumMemtables(2).
+		WithNumCompactors(2).
 		WithBlockCacheSize(8 << 20)
 	if cfg.tune != nil {
 		bopts = cfg.tune(bopts)
