@@ -975,11 +975,9 @@ func TestPodNamesDoNotCollide(t *testing.T) {
 	}
 }
 
-// BenchmarkPlanDaemonSet10k measures one controller pass over a 10,000-node fleet in
-// the middle of a rollout (read, plan, write).
-func BenchmarkPlanDaemonSet10k(b *testing.B) {
-	d := ds("x", nil)
-	d.Spec.UpdateStrategy.RollingUpdate = &api.RollingUpdateDaemonSet{MaxUnavailable: ioPtr(api.FromString("5%"))}
+// fleet10k is a 10,000-node fleet running d's pods, all ready, and the
+// revisions that made them.
+func fleet10k(d *api.DaemonSet) ([]*api.Node, []*api.Pod, []*api.ControllerRevision) {
 	var nodes []*api.Node
 	for i := 0; i < 10000; i++ {
 		nodes = append(nodes, node(fmt.Sprintf("node-%05d", i), map[string]string{"site": fmt.Sprint(i % 50)}))
@@ -989,8 +987,16 @@ func BenchmarkPlanDaemonSet10k(b *testing.B) {
 	for _, p := range pods {
 		ready(p)
 	}
-	revs := res.Sets[0].CreateRevisions
 	d.Status = *res.Sets[0].Status
+	return nodes, pods, res.Sets[0].CreateRevisions
+}
+
+// BenchmarkPlanDaemonSet10k measures one controller pass over a 10,000-node
+// fleet at the start of a rollout (5 % of the nodes move).
+func BenchmarkPlanDaemonSet10k(b *testing.B) {
+	d := ds("x", nil)
+	d.Spec.UpdateStrategy.RollingUpdate = &api.RollingUpdateDaemonSet{MaxUnavailable: ioPtr(api.FromString("5%"))}
+	nodes, pods, revs := fleet10k(d)
 	d.Spec.Template.Spec.Containers[0].Image = "reg/x:v2"
 	b.ReportAllocs()
 	for b.Loop() {
@@ -1006,17 +1012,8 @@ func BenchmarkPlanDaemonSet10k(b *testing.B) {
 // while a rollout waits for agents.
 func BenchmarkPlanDaemonSet10kSteady(b *testing.B) {
 	d := ds("x", nil)
-	var nodes []*api.Node
-	for i := 0; i < 10000; i++ {
-		nodes = append(nodes, node(fmt.Sprintf("node-%05d", i), map[string]string{"site": fmt.Sprint(i % 50)}))
-	}
-	res := Plan(Input{DaemonSets: []*api.DaemonSet{d}, Nodes: nodes, Now: now})
-	pods := applyPlan(nil, res)
-	for _, p := range pods {
-		ready(p)
-	}
-	revs := res.Sets[0].CreateRevisions
-	res = Plan(Input{DaemonSets: []*api.DaemonSet{d}, Nodes: nodes, Pods: pods, Revisions: revs, Now: now})
+	nodes, pods, revs := fleet10k(d)
+	res := Plan(Input{DaemonSets: []*api.DaemonSet{d}, Nodes: nodes, Pods: pods, Revisions: revs, Now: now})
 	d.Status = *res.Sets[0].Status
 	// As the controller does, remember each pod's spec hash.
 	hashes := map[*api.Pod]string{}
