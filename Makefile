@@ -76,6 +76,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test -run='^$$' -fuzz='^FuzzTelemetryDecode$$' -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeMessage$$' -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
+	$(GO) test -run='^$$' -fuzz='^FuzzReadPacket$$' -fuzztime=$${FUZZTIME:-30s} ./hub/internal/broker/
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: the files above need formatting" && exit 1)

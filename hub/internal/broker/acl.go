@@ -18,21 +18,17 @@ package broker
 //     shared subscriptions, clients without a verified certificate.
 //
 // A refused subscription gets the failure code in its SUBACK; a refused
-// publish at QoS 1 or 2 from an MQTT 3.1.1 client closes its connection,
-// which is mochi's behaviour (3.1.1 has no way to refuse one message).
+// publish at QoS 1 or 2 closes the client's connection (MQTT 3.1.1 has no
+// way to refuse one message), one at QoS 0 is dropped.
 // docs/mosquitto/flotilla.acl states the same rules for Mosquitto.
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
-
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
@@ -53,15 +49,14 @@ type ACLOptions struct {
 	Logger  *slog.Logger
 }
 
-// ACL is a mochi hook that authenticates clients by certificate and
+// ACL is the broker's Auth: it authenticates clients by certificate and
 // enforces per-node topic access.
 type ACL struct {
-	mqtt.HookBase
 	opts ACLOptions
 	log  *slog.Logger
 }
 
-// NewACL returns the hook; add it with Options.Auth.
+// NewACL returns the ACL; give it to the broker as Options.Auth.
 func NewACL(opts ACLOptions) (*ACL, error) {
 	if opts.HubIdentity == "" {
 		return nil, errors.New("broker ACL: no hub identity")
@@ -73,14 +68,6 @@ func NewACL(opts ACLOptions) (*ACL, error) {
 		opts.Logger = slog.Default()
 	}
 	return &ACL{opts: opts, log: opts.Logger.With("component", "broker-acl")}, nil
-}
-
-// ID names the hook.
-func (h *ACL) ID() string { return "flotilla-acl" }
-
-// Provides says which hook methods the ACL implements.
-func (h *ACL) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck}, []byte{b})
 }
 
 // Node topic kinds a node may publish and subscribe to.
@@ -102,103 +89,70 @@ func nodeTopicIn(node, topic string, kinds []string) bool {
 	return err == nil && n == node && slices.Contains(kinds, kind)
 }
 
-// identity is who a client is: its verified certificate's common name.
-type identity struct {
-	name string
-	cert *x509.Certificate
-	hub  bool
-}
-
-// identify returns the client's identity, or an error saying why it has
-// none.
-func (h *ACL) identify(cl *mqtt.Client) (identity, error) {
-	if cl.Net.Inline {
-		return identity{name: "inline", hub: true}, nil
-	}
-	tc, ok := cl.Net.Conn.(*tls.Conn)
-	if !ok {
-		return identity{}, errors.New("not a TLS connection")
-	}
-	cs := tc.ConnectionState()
-	if !cs.HandshakeComplete || len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
-		return identity{}, errors.New("no verified client certificate")
-	}
-	cert := cs.PeerCertificates[0]
-	cn := cert.Subject.CommonName
-	if cn == h.opts.HubIdentity {
-		return identity{name: cn, cert: cert, hub: true}, nil
-	}
-	if err := api.ValidateDNSSubdomain(cn); err != nil {
-		return identity{}, fmt.Errorf("certificate name is not a node name: %v", err)
-	}
-	return identity{name: cn, cert: cert}, nil
-}
-
-// OnConnectAuthenticate admits the hub and nodes whose certificates are
-// good, bound to their client id and with a will on their own topics.
-func (h *ACL) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	id, err := h.identify(cl)
-	if err == nil && !id.hub {
-		err = h.checkNode(id, cl, pk)
+// Authenticate admits the hub and nodes whose certificates are good,
+// bound to their client id and with a will on their own topics. A
+// client's identity is its verified certificate's common name.
+func (h *ACL) Authenticate(c ConnectInfo) (Identity, error) {
+	id, err := h.identify(c.TLS)
+	if err == nil && !id.Hub {
+		err = h.checkNode(id.Name, c)
 	}
 	if err != nil {
-		h.log.Warn("client refused", "client", cl.ID, "remote", cl.Net.Remote, "identity", id.name, "err", err)
-		return false
+		h.log.Warn("client refused", "client", c.ClientID, "remote", c.Remote, "identity", id.Name, "err", err)
+		return Identity{}, err
 	}
-	return true
+	return id, nil
 }
 
-func (h *ACL) checkNode(id identity, cl *mqtt.Client, pk packets.Packet) error {
+// identify returns who holds the connection's verified certificate, or
+// an error saying why there is none.
+func (h *ACL) identify(cs *tls.ConnectionState) (Identity, error) {
+	if cs == nil {
+		return Identity{}, errors.New("not a TLS connection")
+	}
+	if !cs.HandshakeComplete || len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
+		return Identity{}, errors.New("no verified client certificate")
+	}
+	cn := cs.PeerCertificates[0].Subject.CommonName
+	if cn == h.opts.HubIdentity {
+		return Identity{Name: cn, Hub: true}, nil
+	}
+	if err := api.ValidateDNSSubdomain(cn); err != nil {
+		return Identity{Name: cn}, fmt.Errorf("certificate name is not a node name: %v", err)
+	}
+	return Identity{Name: cn}, nil
+}
+
+func (h *ACL) checkNode(node string, c ConnectInfo) error {
 	if h.opts.Checker != nil {
-		if err := h.opts.Checker.CheckCertificate(id.cert); err != nil {
+		if err := h.opts.Checker.CheckCertificate(c.TLS.PeerCertificates[0]); err != nil {
 			return err
 		}
 	}
-	if want := wire.AgentClientID(id.name); cl.ID != want {
-		return fmt.Errorf("node %s must connect with client id %q", id.name, want)
+	if want := wire.AgentClientID(node); c.ClientID != want {
+		return fmt.Errorf("node %s must connect with client id %q", node, want)
 	}
-	if pk.Connect.WillFlag && !NodeMayPublish(id.name, pk.Connect.WillTopic) {
-		return fmt.Errorf("node %s may not leave a will on %q", id.name, pk.Connect.WillTopic)
+	if c.WillTopic != "" && !NodeMayPublish(node, c.WillTopic) {
+		return fmt.Errorf("node %s may not leave a will on %q", node, c.WillTopic)
 	}
 	return nil
 }
 
-// OnACLCheck allows a node its own topics; it runs for every publish
-// (write), every subscription and every delivery (read).
-func (h *ACL) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	id, err := h.identify(cl)
-	if err != nil {
-		return false
-	}
-	if id.hub {
-		return true
-	}
-	ok := NodeMaySubscribe(id.name, topic)
-	if write {
-		ok = NodeMayPublish(id.name, topic)
-	}
+// MayPublish allows the hub everything and a node its own topics.
+func (h *ACL) MayPublish(id Identity, topic string) bool {
+	ok := id.Hub || NodeMayPublish(id.Name, topic)
 	if !ok {
-		h.log.Debug("access refused", "node", id.name, "topic", topic, "write", write)
+		h.log.Debug("publish refused", "node", id.Name, "topic", topic)
 	}
 	return ok
 }
 
-// DisconnectIdentity closes the connections of every client whose
-// certificate names identity, as after `hub node revoke`: a revoked node
-// loses its session at once instead of at its next reconnect. It returns
-// how many it closed.
-func (b *Broker) DisconnectIdentity(name string) int {
-	n := 0
-	for _, cl := range b.srv.Clients.GetAll() {
-		tc, ok := cl.Net.Conn.(*tls.Conn)
-		if !ok || cl.Closed() {
-			continue
-		}
-		cs := tc.ConnectionState()
-		if len(cs.PeerCertificates) > 0 && cs.PeerCertificates[0].Subject.CommonName == name {
-			_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
-			n++
-		}
+// MaySubscribe allows the hub everything and a node its own topics; it
+// is asked for every subscription and every delivery.
+func (h *ACL) MaySubscribe(id Identity, filter string) bool {
+	ok := id.Hub || NodeMaySubscribe(id.Name, filter)
+	if !ok {
+		h.log.Debug("subscription refused", "node", id.Name, "filter", filter)
 	}
-	return n
+	return ok
 }

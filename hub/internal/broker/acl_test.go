@@ -17,9 +17,6 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
-
 	"github.com/flotilla-edge/flotilla/hub/internal/pki"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
@@ -97,17 +94,14 @@ func newTestACL(t *testing.T, revoked fakeChecker) *ACL {
 	return h
 }
 
-func client(id string, conn net.Conn) *mqtt.Client {
-	return &mqtt.Client{ID: id, Net: mqtt.ClientConnection{Conn: conn, Remote: "test"}}
-}
-
-func connectPacket(will string) packets.Packet {
-	var pk packets.Packet
-	if will != "" {
-		pk.Connect.WillFlag = true
-		pk.Connect.WillTopic = will
+// connectInfo is what the broker tells Auth of a client on conn.
+func connectInfo(id string, conn net.Conn, will string) ConnectInfo {
+	info := ConnectInfo{ClientID: id, Remote: "test", WillTopic: will}
+	if tc, ok := conn.(*tls.Conn); ok {
+		cs := tc.ConnectionState()
+		info.TLS = &cs
 	}
-	return pk
+	return info
 }
 
 func TestACLRules(t *testing.T) {
@@ -148,9 +142,7 @@ func TestACLRules(t *testing.T) {
 func TestACLHook(t *testing.T) {
 	p := newTestPKI(t)
 	h := newTestACL(t, fakeChecker{"stolen": true})
-	if !h.Provides(mqtt.OnConnectAuthenticate) || !h.Provides(mqtt.OnACLCheck) || h.Provides(mqtt.OnPublish) {
-		t.Fatal("Provides")
-	}
+	var _ Auth = h
 	n1 := p.clientCert(t, "n1")
 	hub := p.creds.HubClient
 
@@ -185,20 +177,32 @@ func TestACLHook(t *testing.T) {
 				} else {
 					conn = p.conn(t, tc.cert)
 				}
-				if got := h.OnConnectAuthenticate(client(tc.clientID, conn), connectPacket(tc.will)); got != tc.ok {
-					t.Fatalf("OnConnectAuthenticate = %v, want %v", got, tc.ok)
+				id, err := h.Authenticate(connectInfo(tc.clientID, conn, tc.will))
+				if (err == nil) != tc.ok {
+					t.Fatalf("Authenticate = %v, %v; want ok %v", id, err, tc.ok)
+				}
+				if err == nil && id.Name != tc.cert.Leaf.Subject.CommonName {
+					t.Fatalf("Authenticate named %q", id.Name)
 				}
 			})
 		}
 	})
 
 	t.Run("access", func(t *testing.T) {
-		node := client(wire.AgentClientID("n1"), p.conn(t, &n1))
-		hubCl := client("hub", p.conn(t, &hub))
-		anon := client("x", p.conn(t, nil))
-		inline := &mqtt.Client{ID: "inline", Net: mqtt.ClientConnection{Inline: true}}
+		node, err := h.Authenticate(connectInfo(wire.AgentClientID("n1"), p.conn(t, &n1), ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hubCl, err := h.Authenticate(connectInfo("hub", p.conn(t, &hub), ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		anon, err := h.Authenticate(connectInfo("x", p.conn(t, nil), ""))
+		if err == nil {
+			t.Fatal("a client without a certificate authenticated")
+		}
 		for _, tc := range []struct {
-			cl    *mqtt.Client
+			cl    Identity
 			topic string
 			write bool
 			ok    bool
@@ -213,10 +217,14 @@ func TestACLHook(t *testing.T) {
 			{hubCl, "flotilla/v1/nodes/n2/desired", true, true},
 			{hubCl, "$share/flotilla-hub/flotilla/v1/nodes/+/status", false, true},
 			{anon, "flotilla/v1/nodes/n1/status", true, false},
-			{inline, "anything", true, true},
+			{anon, "flotilla/v1/nodes/n1/desired", false, false},
 		} {
-			if got := h.OnACLCheck(tc.cl, tc.topic, tc.write); got != tc.ok {
-				t.Errorf("%s: OnACLCheck(%q, write %v) = %v", tc.cl.ID, tc.topic, tc.write, got)
+			got := h.MaySubscribe(tc.cl, tc.topic)
+			if tc.write {
+				got = h.MayPublish(tc.cl, tc.topic)
+			}
+			if got != tc.ok {
+				t.Errorf("%+v: may %q (write %v) = %v", tc.cl, tc.topic, tc.write, got)
 			}
 		}
 	})

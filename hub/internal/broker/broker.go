@@ -1,50 +1,77 @@
-// Package broker runs the hub's embedded MQTT broker (mochi-mqtt), so a
-// small fleet needs nothing but the hub binary. Larger fleets point the hub
-// and agents at an external broker instead; nothing else in the hub knows
-// which one is in use.
+// Package broker runs the hub's embedded MQTT 3.1.1 broker, so a small
+// fleet needs nothing but the hub binary; larger fleets point the hub and
+// agents at an external broker instead, and nothing else in the hub knows
+// which one is in use. It is written for this one job, 10,000 mostly idle
+// agents on a small machine: one goroutine per connection, no buffer held
+// between packets, a writer goroutine only while there is something to
+// write, and no periodic sweep. Packets are encoded and decoded with
+// paho's codec. See docs/architecture.md ("Embedded broker") for what of
+// MQTT it implements.
 package broker
 
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
-
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
+	"time"
 )
 
 // Options configure the broker.
 type Options struct {
 	// Listen is the TCP address for MQTT clients (default ":1883").
 	Listen string
-	// MaxPacketSize bounds any packet; larger ones close the connection.
+	// MaxPacketSize bounds any packet, header included; a larger one
+	// closes the connection before its body is read (default
+	// DefaultMaxPacketSize).
 	MaxPacketSize uint32
 	// TLS, if set, makes the listener TLS (see pki.Credentials.MQTTServerTLS).
 	TLS *tls.Config
 	// Auth authenticates clients and checks their access (an *ACL); nil
 	// allows everyone everything, as with --insecure.
-	Auth mqtt.Hook
+	Auth Auth
 	// WritesPending is how many packets may wait to be written to one
-	// client (default 256). The queue is allocated at this size for every
-	// connection, and a QoS 1 message for a client whose queue is full is
-	// dropped. Agents receive only their desired snapshot and log
-	// requests; the hub itself subscribes inline (Session), unqueued.
+	// client, and how many QoS 1 messages it may leave unacknowledged
+	// (default DefaultWritesPending). A client over either limit does not
+	// read: its connection is closed, and it gets its retained state back
+	// when it reconnects.
 	WritesPending int32
-	Logger        *slog.Logger
+	// WriteTimeout bounds each write to a client; one that takes longer
+	// closes the connection (default 30 s).
+	WriteTimeout time.Duration
+	// ConnectTimeout bounds the TLS handshake and the CONNECT packet of a
+	// new connection (default 10 s).
+	ConnectTimeout time.Duration
+	Logger         *slog.Logger
 }
 
-// DefaultWritesPending is the default Options.WritesPending.
-const DefaultWritesPending = 256
+const (
+	// DefaultWritesPending is the default Options.WritesPending.
+	DefaultWritesPending = 256
+	// DefaultMaxPacketSize is the default Options.MaxPacketSize.
+	DefaultMaxPacketSize = 1 << 20
+)
 
 // Broker is an embedded MQTT broker.
 type Broker struct {
-	srv    *mqtt.Server
-	addr   string
-	scheme string
+	opts     Options
+	ln       net.Listener
+	scheme   string
+	log      *slog.Logger
+	router   *router
+	readPool *sync.Pool
+
+	mu       sync.Mutex
+	clients  map[string]*client   // connected, by client id
+	conns    map[*client]struct{} // every open connection
+	stopping bool
+
+	connected atomic.Int64
+	wg        sync.WaitGroup // connection goroutines
 }
 
 // New creates the broker and binds its listener, so a busy port fails here.
@@ -52,54 +79,50 @@ func New(opts Options) (*Broker, error) {
 	if opts.Listen == "" {
 		opts.Listen = ":1883"
 	}
+	if opts.MaxPacketSize == 0 {
+		opts.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if opts.WritesPending <= 0 {
+		opts.WritesPending = DefaultWritesPending
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 30 * time.Second
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 10 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumPacketSize = opts.MaxPacketSize
-	// mochi's default (8,192) is 64 KiB of channel per connection: 640 MiB
-	// at 10,000 agents.
-	caps.MaximumClientWritesPending = DefaultWritesPending
-	if opts.WritesPending > 0 {
-		caps.MaximumClientWritesPending = opts.WritesPending
-	}
-	// Agents run MQTT 3.1.1 (paho); keep sessions of vanished clients short.
-	caps.MaximumSessionExpiryInterval = 3600
-	srv := mqtt.New(&mqtt.Options{
-		Capabilities:             caps,
-		Logger:                   opts.Logger.With("component", "broker"),
-		InlineClient:             true,
-		SysTopicResendInterval:   3600, // nothing reads $SYS; each round reads the Go memory statistics
-		ClientNetWriteBufferSize: 4096,
-		ClientNetReadBufferSize:  4096,
-	})
-	var hook mqtt.Hook = new(auth.AllowHook)
-	if opts.Auth != nil {
-		hook = opts.Auth
-	}
-	if err := srv.AddHook(hook, nil); err != nil {
-		return nil, fmt.Errorf("broker auth hook: %w", err)
-	}
-	ln := listeners.NewTCP(listeners.Config{ID: "mqtt", Address: opts.Listen, TLSConfig: opts.TLS})
-	if err := srv.AddListener(ln); err != nil {
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
 		return nil, fmt.Errorf("broker listen on %s: %w", opts.Listen, err)
 	}
 	scheme := "tcp"
 	if opts.TLS != nil {
 		scheme = "ssl"
 	}
-	return &Broker{srv: srv, addr: ln.Address(), scheme: scheme}, nil
+	return &Broker{
+		opts:     opts,
+		ln:       ln,
+		scheme:   scheme,
+		log:      opts.Logger.With("component", "broker"),
+		router:   newRouter(),
+		readPool: newReadPool(),
+		clients:  map[string]*client{},
+		conns:    map[*client]struct{}{},
+	}, nil
 }
 
 // Addr returns the address the broker listens on.
-func (b *Broker) Addr() string { return b.addr }
+func (b *Broker) Addr() string { return b.ln.Addr().String() }
 
 // URL returns a client URL for the broker (ssl:// with TLS), with a
 // wildcard host replaced by loopback.
 func (b *Broker) URL() string {
-	host, port, err := net.SplitHostPort(b.addr)
+	host, port, err := net.SplitHostPort(b.Addr())
 	if err != nil {
-		return b.scheme + "://" + b.addr
+		return b.scheme + "://" + b.Addr()
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
@@ -108,15 +131,122 @@ func (b *Broker) URL() string {
 }
 
 // Clients returns the number of connected clients.
-func (b *Broker) Clients() int {
-	return int(atomic.LoadInt64(&b.srv.Info.ClientsConnected))
+func (b *Broker) Clients() int { return int(b.connected.Load()) }
+
+// Run accepts connections until ctx ends, then closes every connection
+// and waits for their goroutines.
+func (b *Broker) Run(ctx context.Context) error {
+	var accepting sync.WaitGroup
+	accepting.Go(func() { b.accept(ctx) })
+	<-ctx.Done()
+	_ = b.ln.Close()
+	accepting.Wait()
+	b.mu.Lock()
+	b.stopping = true
+	for c := range b.conns {
+		c.closeFor("broker stopping")
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
+	return nil
 }
 
-// Run serves until ctx ends, then closes every connection.
-func (b *Broker) Run(ctx context.Context) error {
-	if err := b.srv.Serve(); err != nil {
-		return fmt.Errorf("broker: %w", err)
+// accept accepts connections until the listener closes, backing off on
+// errors such as running out of file descriptors.
+func (b *Broker) accept(ctx context.Context) {
+	delay := 5 * time.Millisecond
+	for {
+		nc, err := b.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				return
+			}
+			b.log.Warn("accept", "err", err, "retry", delay)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, time.Second)
+			continue
+		}
+		delay = 5 * time.Millisecond
+		c := newClient(b, nc)
+		if !b.track(c) {
+			_ = nc.Close()
+			continue
+		}
+		b.wg.Add(1)
+		go b.open(c)
 	}
-	<-ctx.Done()
-	return b.srv.Close()
+}
+
+// track records a new connection, unless the broker is stopping.
+func (b *Broker) track(c *client) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopping {
+		return false
+	}
+	b.conns[c] = struct{}{}
+	return true
+}
+
+// register makes c the connected client of its id. A connection already
+// using the id is closed, and its teardown (its will) waited for, so that
+// what the new one publishes comes after.
+func (b *Broker) register(c *client) {
+	c.done = make(chan struct{})
+	b.mu.Lock()
+	old := b.clients[c.id]
+	b.clients[c.id] = c
+	b.mu.Unlock()
+	b.connected.Add(1)
+	if old == nil {
+		return
+	}
+	old.closeFor("session taken over")
+	select {
+	case <-old.done:
+	case <-time.After(b.opts.ConnectTimeout):
+		b.log.Warn("session takeover: the old connection did not close in time", "client", c.id)
+	}
+}
+
+// forget removes a closed connection; registered says whether it had
+// been registered.
+func (b *Broker) forget(c *client, registered bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.conns, c)
+	if !registered {
+		return
+	}
+	if b.clients[c.id] == c {
+		delete(b.clients, c.id)
+	}
+	b.connected.Add(-1)
+}
+
+// isStopping reports whether Run is closing every connection.
+func (b *Broker) isStopping() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stopping
+}
+
+// DisconnectIdentity closes the connections of every client whose
+// certificate names identity, as after `hub node revoke`: a revoked node
+// loses its session at once instead of at its next reconnect. It returns
+// how many it closed.
+func (b *Broker) DisconnectIdentity(name string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, c := range b.clients {
+		if c.identity.Name == name && c.closeFor("identity revoked") {
+			n++
+		}
+	}
+	return n
 }

@@ -2,33 +2,32 @@ package broker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"hash/fnv"
 	"runtime"
 	"strings"
 	"sync"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
-
 	"github.com/flotilla-edge/flotilla/pkg/link"
 )
 
-// InlineSession is the hub's own MQTT session on its embedded broker:
-// mochi's inline client, with no socket and no outbound queue. It has the
-// methods of link.Session the hub uses, so the hub speaks to the embedded
-// broker through it and to an external one through pkg/link.
+// InlineSession is the hub's own MQTT session on its embedded broker: no
+// socket, no outbound queue. It has the methods of link.Session the hub
+// uses, so the hub speaks to the embedded broker through it and to an
+// external one through pkg/link.
 //
-// The inline client bypasses the ACL (it is the hub, with every right);
+// The inline session bypasses Auth (it is the hub, with every right);
 // agents' publishes and deliveries to agents are still checked. The broker
-// calls the inline subscriptions on the publishing agent's connection
-// goroutine, after it has acknowledged the message; the session hands each
-// message to one of a few workers, chosen by the node's topic prefix, and
-// runs the handler there. So a node's messages are handled in its order,
-// different nodes' concurrently (handlers must be safe for that), the
-// connection goroutines keep small stacks, and a full worker queue holds
-// back the agents whose messages wait for it rather than dropping them.
+// hands a message to the inline subscriptions on the publishing agent's
+// connection goroutine, before it acknowledges the message; the session
+// passes each message to one of a few workers, chosen by the node's topic
+// prefix, and runs the handler there. So a node's messages are handled in
+// its order, different nodes' concurrently (handlers must be safe for
+// that), and a full worker queue holds back the agents whose messages
+// wait for it (their PUBACKs wait too) rather than dropping them.
 type InlineSession struct {
-	srv       *mqtt.Server
+	b         *Broker
 	onConnect func(ctx context.Context)
 
 	mu   sync.Mutex
@@ -54,27 +53,31 @@ type inlineSub struct {
 // the subscriptions are in place (as link.Options.OnConnect does after
 // each connect).
 func (b *Broker) Session(onConnect func(ctx context.Context)) *InlineSession {
-	return &InlineSession{srv: b.srv, onConnect: onConnect}
+	return &InlineSession{b: b, onConnect: onConnect}
 }
 
 // Subscribe registers a subscription; call it before Run. A shared
-// subscription ($share/group/filter) becomes a plain one: the embedded
-// broker has exactly one hub, so the group has one member. QoS is
-// irrelevant inline: nothing is queued or lost between broker and hub.
+// subscription ($share/{group}/{filter}) joins its group as any client
+// would, and gets no retained messages. QoS is irrelevant inline: nothing
+// is queued or lost between broker and hub.
 func (s *InlineSession) Subscribe(filter string, _ byte, h link.Handler) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.subs = append(s.subs, inlineSub{filter: unshare(filter), handler: h})
+	s.subs = append(s.subs, inlineSub{filter: filter, handler: h})
 }
 
-// unshare strips a $share/{group}/ prefix.
-func unshare(filter string) string {
-	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
-		if _, f, ok := strings.Cut(rest, "/"); ok {
-			return f
-		}
+// inlineSink delivers a subscription's messages to the workers.
+type inlineSink struct {
+	ctx    context.Context
+	h      link.Handler
+	queues []chan inlineMsg
+}
+
+func (k *inlineSink) deliver(topic string, payload []byte, _ byte, _ bool) {
+	select {
+	case k.queues[shard(topic, len(k.queues))] <- inlineMsg{h: k.h, topic: topic, payload: payload}:
+	case <-k.ctx.Done():
 	}
-	return filter
 }
 
 // Run starts the workers, subscribes, runs onConnect, and waits for ctx
@@ -83,6 +86,11 @@ func (s *InlineSession) Run(ctx context.Context) error {
 	s.mu.Lock()
 	subs := append([]inlineSub(nil), s.subs...)
 	s.mu.Unlock()
+	for _, sub := range subs {
+		if !validFilter(sub.filter) {
+			return fmt.Errorf("inline subscription: invalid filter %q", sub.filter)
+		}
+	}
 	queues := make([]chan inlineMsg, max(2, runtime.GOMAXPROCS(0)))
 	var wg sync.WaitGroup
 	for i := range queues {
@@ -100,24 +108,19 @@ func (s *InlineSession) Run(ctx context.Context) error {
 		})
 	}
 	defer wg.Wait()
+	added := make([]*subscription, len(subs))
 	for i, sub := range subs {
-		h := sub.handler
-		err := s.srv.Subscribe(sub.filter, i+1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
-			q := queues[shard(pk.TopicName, len(queues))]
-			select {
-			case q <- inlineMsg{h: h, topic: pk.TopicName, payload: pk.Payload}:
-			case <-ctx.Done():
-			}
-		})
-		if err != nil {
-			return err
-		}
+		added[i] = newSubscription(sub.filter, 1, &inlineSink{ctx: ctx, h: sub.handler, queues: queues})
+		s.b.router.add(added[i])
 	}
 	defer func() {
-		for i, sub := range subs {
-			_ = s.srv.Unsubscribe(sub.filter, i+1)
+		for _, sub := range added {
+			s.b.router.remove(sub)
 		}
 	}()
+	for _, sub := range added {
+		s.b.router.sendRetained(sub)
+	}
 	if s.onConnect != nil {
 		s.onConnect(ctx)
 	}
@@ -136,8 +139,15 @@ func shard(topic string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-// Publish hands one message to the broker, which delivers it to the
-// subscribers' queues (and retains it) before returning.
+// Publish hands one message to the broker, which retains it if asked and
+// queues it for every subscriber before returning. The payload is copied.
 func (s *InlineSession) Publish(_ context.Context, topic string, qos byte, retained bool, payload []byte) error {
-	return s.srv.Publish(topic, payload, retained, qos)
+	if !validTopic(topic) {
+		return fmt.Errorf("publish: invalid topic %q", topic)
+	}
+	if qos > 2 {
+		return errors.New("publish: QoS over 2")
+	}
+	s.b.router.publish(topic, append([]byte(nil), payload...), qos, retained)
+	return nil
 }

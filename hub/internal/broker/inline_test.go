@@ -16,18 +16,6 @@ import (
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
 
-func TestUnshare(t *testing.T) {
-	for in, want := range map[string]string{
-		"$share/g/flotilla/v1/nodes/+/status": "flotilla/v1/nodes/+/status",
-		"flotilla/v1/nodes/+/online":          "flotilla/v1/nodes/+/online",
-		"$share/g":                            "$share/g",
-	} {
-		if got := unshare(in); got != want {
-			t.Errorf("unshare(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestInlineSessionWithACL: the hub's inline session on the TLS broker
 // with the ACL receives nodes' reports (also through a shared filter) and
 // its retained publishes reach the node they are for, while nodes stay
