@@ -70,6 +70,9 @@ type fleetSampler struct {
 	// maxSweep is the longest one look at every node took: the sampling
 	// error of maxDown.
 	maxSweep time.Duration
+	// worst says, for the first sweep that saw maxDown nodes down, when it
+	// was and what each of them showed, for a failure message.
+	worst string
 }
 
 func sampleFleet(t *testing.T, h *hubProc, ds string, agents []*agentProc) *fleetSampler {
@@ -87,13 +90,24 @@ func sampleFleet(t *testing.T, h *hubProc, ds string, agents []*agentProc) *flee
 		hubTick := time.NewTicker(500 * time.Millisecond)
 		defer hubTick.Stop()
 		for ctx.Err() == nil {
-			down := 0
+			var down []string
 			sweep := time.Now()
 			for _, a := range agents {
-				cmd, ok := runningCommand(ctx, client, a.ns, specs)
-				if !ok {
-					down++
+				cmd, up, why := runningCommand(ctx, client, a.ns, specs)
+				if why != "" && up {
+					// containerd could not say (a list that failed): not a
+					// reading either way.
+					s.mu.Lock()
+					s.errors++
+					s.mu.Unlock()
 					continue
+				}
+				if !up {
+					down = append(down, a.node+": "+why)
+					continue
+				}
+				if cmd == "" {
+					continue // running, its spec not read
 				}
 				s.mu.Lock()
 				if cs := s.commands[a.node]; len(cs) == 0 || cs[len(cs)-1] != cmd {
@@ -103,7 +117,10 @@ func sampleFleet(t *testing.T, h *hubProc, ds string, agents []*agentProc) *flee
 			}
 			s.mu.Lock()
 			s.samples++
-			s.maxDown = max(s.maxDown, down)
+			if len(down) > s.maxDown {
+				s.maxDown = len(down)
+				s.worst = sweep.Format("15:04:05.000") + ": " + strings.Join(down, "; ")
+			}
 			s.maxSweep = max(s.maxSweep, time.Since(sweep))
 			s.mu.Unlock()
 			select {
@@ -133,39 +150,44 @@ func (s *fleetSampler) finish() {
 	<-s.done
 }
 
-// runningCommand returns the command of the running container in ns,
-// with one call listing the namespace's tasks (so that a sweep over the
-// fleet is quick) and the container's spec read once per container.
-func runningCommand(ctx context.Context, client *containerd.Client, ns string, specs map[string]string) (string, bool) {
+// runningCommand looks for the running container in ns, with one call
+// listing the namespace's tasks (so that a sweep over the fleet is quick)
+// and the container's spec read once per container. up is whether a task
+// is running; cmd its command, "" when its spec could not be read; why,
+// when not up, what the namespace showed instead. A list that fails
+// returns up with a why: no reading.
+func runningCommand(ctx context.Context, client *containerd.Client, ns string, specs map[string]string) (cmd string, up bool, why string) {
 	ctx = namespaces.WithNamespace(ctx, ns)
 	resp, err := client.TaskService().List(ctx, &tasksapi.ListTasksRequest{})
 	if err != nil {
-		return "", false
+		return "", true, "list tasks: " + err.Error()
 	}
+	var seen []string
 	for _, task := range resp.Tasks {
-		if task.GetStatus() != tasktypes.Status_RUNNING {
-			continue
-		}
 		id := task.GetContainerID()
 		if id == "" {
 			id = task.GetID()
+		}
+		if task.GetStatus() != tasktypes.Status_RUNNING {
+			seen = append(seen, id+" "+task.GetStatus().String())
+			continue
 		}
 		cmd, ok := specs[id]
 		if !ok {
 			c, err := client.LoadContainer(ctx, id)
 			if err != nil {
-				continue
+				return "", true, ""
 			}
 			spec, err := c.Spec(ctx)
 			if err != nil || spec.Process == nil || len(spec.Process.Args) == 0 {
-				continue
+				return "", true, ""
 			}
 			cmd = spec.Process.Args[len(spec.Process.Args)-1]
 			specs[id] = cmd
 		}
-		return cmd, true
+		return cmd, true, ""
 	}
-	return "", false
+	return "", false, fmt.Sprintf("no running task (tasks: %v)", seen)
 }
 
 // hubNotReady counts the DaemonSet's pods the hub shows not Ready.
@@ -251,7 +273,7 @@ func TestRollingUpdateKeepsOneNodeDown(t *testing.T) {
 	}
 	s.finish()
 	if s.maxDown > 1 || s.maxHubNotReady > 1 {
-		t.Fatalf("at once: %d nodes without a running container, %d pods not Ready in the hub (maxUnavailable 1)", s.maxDown, s.maxHubNotReady)
+		t.Fatalf("at once: %d nodes without a running container, %d pods not Ready in the hub (maxUnavailable 1); worst sweep %s", s.maxDown, s.maxHubNotReady, s.worst)
 	}
 	for _, a := range agents {
 		rs := running(t, a.ns)
@@ -463,7 +485,7 @@ func TestHubKill9MidRollout(t *testing.T) {
 	waitCommand(t, agents, "echo v2; sleep 3600", 30*time.Second)
 	s.finish()
 	if s.maxDown > 1 {
-		t.Fatalf("%d nodes down at once across the hub restart (longest sweep %s)", s.maxDown, s.maxSweep)
+		t.Fatalf("%d nodes down at once across the hub restart (longest sweep %s): %s", s.maxDown, s.maxSweep, s.worst)
 	}
 	for node, cmds := range s.commands {
 		if len(cmds) > 2 || cmds[0] != "echo v1; sleep 3600" {
@@ -562,9 +584,14 @@ func TestDeploymentLeavesStoppedNode(t *testing.T) {
 		return nil
 	})
 	figure("Deployment pod replaced off a dead node (toleration 5s, node grace 5s) in %s", time.Since(start).Round(10*time.Millisecond))
-	if out := h.mustCLI("get", "deploy", dep); !strings.Contains(out, "2/2") {
-		t.Fatalf("get deploy:\n%s", out)
-	}
+	// The containers run; the hub shows them Ready once the live node's
+	// status report for the new pod is in.
+	eventually(t, 30*time.Second, "the Deployment 2/2 Ready", func() error {
+		if out := h.mustCLI("get", "deploy", dep); !strings.Contains(out, "2/2") {
+			return fmt.Errorf("get deploy:\n%s", out)
+		}
+		return nil
+	})
 	b.start()
 	eventually(t, 60*time.Second, "the returning node removes the pod it no longer has", func() error {
 		if cs := containers(t, b.ns); len(cs) != 0 {
