@@ -37,3 +37,22 @@ func ApplyMemoryLimit(value string) (int64, error) {
 	debug.SetMemoryLimit(n)
 	return n, nil
 }
+
+// ApplyGCPercent sets the garbage collector's target percentage (GOGC)
+// from a --gc-percent value: the heap may grow by that percentage of what
+// the last collection left live (plus stacks and globals) before the next
+// collection starts. It must be at least 1. GOGC in the environment, the
+// Go runtime's own setting (which can also turn collection off), wins over
+// the flag. It returns the percentage in force.
+func ApplyGCPercent(value int) (int, error) {
+	if env := os.Getenv("GOGC"); env != "" {
+		p := debug.SetGCPercent(100) // read what the runtime applied, and put it back
+		debug.SetGCPercent(p)
+		return p, nil
+	}
+	if value < 1 {
+		return 0, fmt.Errorf("--gc-percent %d: want a percentage of at least 1 (GOGC=off in the environment turns collection off)", value)
+	}
+	debug.SetGCPercent(value)
+	return value, nil
+}

@@ -309,16 +309,24 @@ type agentProc struct {
 	proc     *harness.Process
 }
 
+// startAgent starts target's agent against h, with a 2 s heartbeat and a
+// 3 s resync so that tests see changes quickly.
 func startAgent(t *testing.T, h *hubProc, target string) *agentProc {
 	t.Helper()
+	return startAgentWith(t, h, target, nil, "--heartbeat-interval", "2s", "--resync-interval", "3s")
+}
+
+// startAgentWith starts target's agent against h with env added to its
+// environment and extra flags; otherwise at the agent's own defaults.
+func startAgentWith(t *testing.T, h *hubProc, target string, environ []string, extra ...string) *agentProc {
+	t.Helper()
 	a := &agentProc{target: target, node: "arm-" + target, ns: "armtest-" + target, stateDir: filepath.Join(t.TempDir(), "state")}
-	argv := agentCommand(target,
+	argv := agentCommand(target, append([]string{
 		"--broker", h.MQTT, "--node-name", a.node,
-		"--label", "flotilla.test/board="+target,
+		"--label", "flotilla.test/board=" + target,
 		"--containerd-socket", env.ctd.Socket, "--containerd-namespace", a.ns,
-		"--state-dir", a.stateDir, "--insecure-registry", env.reg.Addr,
-		"--heartbeat-interval", "2s", "--resync-interval", "3s")
-	p, err := harness.StartProcess("edge-agent-"+target, filepath.Join(filepath.Dir(a.stateDir), "agent.log"), argv[0], argv[1:]...)
+		"--state-dir", a.stateDir, "--insecure-registry", env.reg.Addr}, extra...)...)
+	p, err := harness.StartProcessEnv("edge-agent-"+target, filepath.Join(filepath.Dir(a.stateDir), "agent.log"), environ, argv[0], argv[1:]...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -94,26 +94,33 @@ type Process struct {
 // startProcess starts bin with args in a new process group, appending its
 // output to logPath.
 func StartProcess(name, logPath, bin string, args ...string) (*Process, error) {
-	return startProcess(false, name, logPath, bin, args...)
+	return startProcess(false, nil, name, logPath, bin, args...)
+}
+
+// StartProcessEnv is StartProcess with env (KEY=value) added to the
+// caller's environment, for settings meant for this process only (such as
+// GODEBUG or GOMEMLIMIT for one Go daemon).
+func StartProcessEnv(name, logPath string, env []string, bin string, args ...string) (*Process, error) {
+	return startProcess(false, env, name, logPath, bin, args...)
 }
 
 // StartTiedProcess is StartProcess for a process that must not outlive
 // the caller: the kernel kills it if the caller dies (a test binary killed
 // by its timeout leaves no hub or agent behind).
 func StartTiedProcess(name, logPath, bin string, args ...string) (*Process, error) {
-	return startProcess(true, name, logPath, bin, args...)
+	return startProcess(true, nil, name, logPath, bin, args...)
 }
 
-func startProcess(tied bool, name, logPath, bin string, args ...string) (*Process, error) {
+func startProcess(tied bool, env []string, name, logPath, bin string, args ...string) (*Process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: open log: %w", name, err)
 	}
-	fmt.Fprintf(logFile, "=== harness: %s %s\n", bin, strings.Join(args, " "))
+	fmt.Fprintf(logFile, "=== harness: %s %s\n", strings.Join(append(env[:len(env):len(env)], bin), " "), strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.Env = withSbinPath(os.Environ())
+	cmd.Env = append(withSbinPath(os.Environ()), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if tied {
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL

@@ -66,6 +66,7 @@ func newRootCommand() *cobra.Command {
 	f.String("container-log-max-size", "10Mi", "most bytes of output kept on the board per container (current and previous run)")
 	f.String("log-level", "info", "log level: debug, info, warn, error")
 	f.String("memory-limit", defaultMemoryLimit, "soft memory limit for the agent's Go runtime, a garbage-collection target rather than a cap (0: none; GOMEMLIMIT wins)")
+	f.Int("gc-percent", defaultGCPercent, "garbage-collection target: how far the heap grows, in percent of the live heap, before a collection (GOGC wins)")
 	f.String("hub", "", "the hub's HTTPS URL (https://HUB:8443), to enrol with --token and --ca-fingerprint")
 	f.String("token", "", "bootstrap token for enrolment (`hub token create`)")
 	f.String("ca-fingerprint", "", "the hub CA's fingerprint, sha256:…, as `hub token create` prints it")
@@ -81,6 +82,9 @@ func newRootCommand() *cobra.Command {
 			return err
 		}
 		if _, err := config.ApplyMemoryLimit(v.GetString("memory-limit")); err != nil {
+			return err
+		}
+		if _, err := config.ApplyGCPercent(v.GetInt("gc-percent")); err != nil {
 			return err
 		}
 		labels, err := config.Labels(config.StringList(v, "label"))

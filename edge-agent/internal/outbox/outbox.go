@@ -90,6 +90,10 @@ var queuePrefix = []byte("q/")
 func droppedKey(c Class) []byte  { return append([]byte("qm/dropped/"), byte(c)) }
 func appendedKey(c Class) []byte { return append([]byte("qm/appended/"), byte(c)) }
 
+// victimsPerCommit bounds the entries one write drops, well inside
+// Badger's transaction bound for the agent's store (see Append).
+const victimsPerCommit = 500
+
 // ErrTooLarge is returned for a single entry larger than the byte bound.
 var ErrTooLarge = errors.New("entry larger than the outbox's byte bound")
 
@@ -186,6 +190,25 @@ func (o *Outbox) Append(e Entry) error {
 		}
 		o.dropped, o.appended = dropped, appended
 		return nil
+	}
+	// A Badger transaction is bounded (its writes to 15 % of the store's
+	// memtable, in bytes and in about 100-byte nodes): a large entry
+	// evicting thousands of small ones drops them in steps first, each
+	// step deleting and counting its share.
+	for len(victims) > victimsPerCommit {
+		step := victims[:victimsPerCommit]
+		dropped := o.dropped
+		for _, seq := range step {
+			dropped[o.classes[seq]]++
+		}
+		if err := o.st.commit(nil, step, dropped, o.appended); err != nil {
+			return fmt.Errorf("append seq %d: drop %d older entries: %w", e.Seq, len(step), err)
+		}
+		o.dropped = dropped
+		for _, seq := range step {
+			o.forget(seq)
+		}
+		victims = victims[victimsPerCommit:]
 	}
 	dropped, appended := o.dropped, o.appended
 	for _, seq := range victims {

@@ -259,3 +259,30 @@ func BenchmarkAppendAck(b *testing.B) {
 		}
 	}
 }
+
+func TestLargeEntryEvictsThousands(t *testing.T) {
+	// More victims than one Badger transaction takes (about 6,500 with a
+	// 4 MiB memtable).
+	const n = 8000
+	both(t, Limits{MaxEntries: 1 << 20, MaxBytes: n * 40}, func(t *testing.T, o *Outbox) {
+		for i := uint64(1); i <= n; i++ {
+			if err := o.Append(Entry{Seq: i, Class: Telemetry, Topic: "metrics", Payload: make([]byte, 30)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := o.Append(Entry{Seq: n + 1, Class: Status, Topic: "status", Payload: make([]byte, n*40-100)}); err != nil {
+			t.Fatal(err)
+		}
+		count, bytes := o.Len()
+		if count != 3 || bytes > n*40 || o.Dropped() != n-2 {
+			t.Fatalf("len %d, %d bytes, dropped %d", count, bytes, o.Dropped())
+		}
+		got, err := o.Peek(10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(seqs(got)) != fmt.Sprint([]uint64{n - 1, n, n + 1}) {
+			t.Fatalf("queue %v", seqs(got))
+		}
+	})
+}

@@ -59,20 +59,35 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 	// about 80 MiB of heap live, against about 250 MiB with Snappy. Tables
 	// are then read straight from their mapping, so the block cache would
 	// only copy them (Badger's advice: no cache without compression or
-	// encryption). Do not shrink BaseTableSize below 2 MiB without that
-	// soak: with 512 KiB tables a 32-bit build lost a key across a reopen.
+	// encryption), and so are their indexes: the index cache serves only
+	// encrypted tables, none. Do not shrink BaseTableSize below 2 MiB
+	// without that soak: with 512 KiB tables a 32-bit build lost a key
+	// across a reopen.
+	//
+	// The memtable is an arena in the Go heap of MemTableSize plus 30 %,
+	// allocated whole (the collector counts all of it, as live heap, from
+	// the start) and filled by every write, deletions included, along with
+	// its write-ahead log (mapped at twice MemTableSize); both become
+	// resident as they fill, until the memtable is flushed to a table. At
+	// 1 MiB that is at most about 2.3 MiB of the agent's RSS
+	// (docs/benchmarks.md); at 4 MiB it was 5.3 MiB of heap the collector
+	// had to count and up to 9 MiB resident. A transaction is bounded to
+	// 15 % of the memtable (157 KB, about 1,600 writes): values of
+	// ValueThreshold and more go to the value log and count as a pointer,
+	// so a snapshot as large as wire.MaxPayload fits (TestLargestSnapshot),
+	// and the outbox drops many entries in steps.
 	opts := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{logger}).
 		WithSyncWrites(true).
 		WithNumVersionsToKeep(1).
-		WithMemTableSize(4 << 20).
+		WithMemTableSize(1 << 20).
 		WithNumMemtables(2).
 		WithBaseTableSize(2 << 20).
 		WithCompression(options.None).
 		WithValueLogFileSize(16 << 20).
 		WithValueThreshold(4 << 10).
 		WithBlockCacheSize(0).
-		WithIndexCacheSize(2 << 20).
+		WithIndexCacheSize(0).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4).
 		WithNumCompactors(2)

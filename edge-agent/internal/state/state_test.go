@@ -1,6 +1,9 @@
 package state
 
 import (
+	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,5 +97,32 @@ func TestRestartHistory(t *testing.T) {
 	}
 	if got, _ := s.Restarts("c1"); got.Restarts != 0 {
 		t.Fatalf("deleted record still there")
+	}
+}
+
+// A snapshot as large as the wire allows fits one of the store's
+// transactions: values of ValueThreshold and more go to the value log, and
+// a transaction counts only a pointer for them.
+func TestLargestSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	snap := wire.Snapshot{Node: "n1", Revision: 1}
+	label := strings.Repeat("x", 4000)
+	for size := 0; size < wire.MaxPayload-8<<10; size += 4100 {
+		i := len(snap.Pods)
+		snap.Pods = append(snap.Pods, wire.SnapshotPod{UID: fmt.Sprintf("u%d", i), Name: fmt.Sprintf("p%d", i), Labels: map[string]string{"l": label}})
+	}
+	if b, _ := json.Marshal(snap); len(b) < wire.MaxPayload-64<<10 || len(b) > wire.MaxPayload {
+		t.Fatalf("snapshot of %d bytes, want just under %d", len(b), wire.MaxPayload)
+	}
+	if ok, err := s.AcceptSnapshot(snap); err != nil || !ok {
+		t.Fatalf("accept: %v %v", ok, err)
+	}
+	s.Close()
+	s = open(t, dir)
+	defer s.Close()
+	got, _ := s.Snapshot()
+	if got.Revision != 1 || len(got.Pods) != len(snap.Pods) || got.Pods[len(got.Pods)-1].Labels["l"] != label {
+		t.Fatalf("after reopen: revision %d, %d pods", got.Revision, len(got.Pods))
 	}
 }
