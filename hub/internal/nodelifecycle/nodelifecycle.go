@@ -4,13 +4,16 @@
 // show Unknown instead of a stale Running until the agent reports again.
 // When the hub last heard from a node is its lease (package lease); a hub
 // that has just started gives every node a whole grace period from its
-// start, so that a hub outage does not make the fleet NotReady.
+// start, so that a hub outage does not make the fleet NotReady; so does a
+// hub that has just reconnected to an external broker, and while it is
+// disconnected no node is marked (BrokerLost, BrokerConnected).
 package nodelifecycle
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/flotilla-edge/flotilla/hub/internal/events"
@@ -41,9 +44,17 @@ type Options struct {
 
 // Controller watches node liveness.
 type Controller struct {
-	opts    Options
-	log     *slog.Logger
-	started time.Time
+	opts Options
+	log  *slog.Logger
+
+	mu sync.Mutex
+	// hearing is since when the hub has been able to hear nodes: its
+	// start, or its last reconnect to an external broker. A node's silence
+	// counts from then at the earliest.
+	hearing time.Time
+	// deaf: the hub's own connection to the broker is down, so no node
+	// can be heard and none is marked for its silence.
+	deaf bool
 }
 
 // New returns a controller; call Run to start it.
@@ -60,7 +71,36 @@ func New(opts Options) *Controller {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Controller{opts: opts, log: opts.Logger.With("component", "nodelifecycle"), started: opts.Now().UTC()}
+	return &Controller{opts: opts, log: opts.Logger.With("component", "nodelifecycle"), hearing: opts.Now().UTC()}
+}
+
+// BrokerLost tells the controller that the hub has lost its connection to
+// the broker. Until BrokerConnected no node can be heard, so none becomes
+// NotReady for being silent: a broker outage is not every node's.
+func (c *Controller) BrokerLost() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deaf = true
+}
+
+// BrokerConnected tells the controller that the hub is connected to the
+// broker again: as at the hub's start, each node has a full grace period
+// from now to be heard (a fleet reconnecting at once needs it).
+func (c *Controller) BrokerConnected() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.deaf {
+		c.deaf = false
+		c.hearing = c.opts.Now().UTC()
+	}
+}
+
+// listening returns since when nodes can have been heard, and false while
+// the hub cannot hear any.
+func (c *Controller) listening() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hearing, !c.deaf
 }
 
 // Run checks nodes every period until ctx ends.
@@ -85,6 +125,9 @@ func (c *Controller) Run(ctx context.Context) error {
 // the write re-reads each object and checks again.
 func (c *Controller) Sync() error {
 	now := c.opts.Now().UTC()
+	if _, ok := c.listening(); !ok {
+		return nil
+	}
 	var stale []string
 	var lost []store.Key
 	err := c.opts.Store.View(func(tx store.Tx) error {
@@ -225,16 +268,20 @@ func (c *Controller) write(stale []string, lost []store.Key, now time.Time) erro
 }
 
 // silent reports whether n is Ready but has not been heard from for
-// longer than the grace period, counted from the controller's start at
-// the earliest. l, its lease, may be nil.
+// longer than the grace period, counted from when the hub could hear it
+// at the earliest (never while it cannot). l, its lease, may be nil.
 func (c *Controller) silent(n *api.Node, l *lease.Lease, now time.Time) bool {
 	cond := n.Status.Condition(api.NodeReady)
 	if cond == nil || cond.Status != api.ConditionTrue {
 		return false
 	}
+	hearing, ok := c.listening()
+	if !ok {
+		return false
+	}
 	seen := lease.LastSeen(n, l)
-	if seen.Before(c.started) {
-		seen = c.started
+	if seen.Before(hearing) {
+		seen = hearing
 	}
 	return now.Sub(seen) > c.opts.Grace
 }

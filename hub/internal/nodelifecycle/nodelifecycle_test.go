@@ -195,3 +195,59 @@ func TestManySilentNodesInBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBrokerOutageIsNotTheNodes: while the hub's own connection to an
+// external broker is down no node is marked for its silence, and once it
+// is back every node has a whole grace period to be heard again; after
+// that, a node still silent is NotReady.
+func TestBrokerOutageIsNotTheNodes(t *testing.T) {
+	st := store.NewMemory()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, name := range []string{"back", "gone"} {
+		n := &api.Node{TypeMeta: api.TypeMeta{Kind: api.KindNode}, ObjectMeta: api.ObjectMeta{Name: name}}
+		n.Status.LastSeen = api.NewTime(t0)
+		n.Status.Conditions = []api.NodeCondition{{Type: api.NodeReady, Status: api.ConditionTrue}}
+		if err := st.Update(func(tx store.Tx) error { return tx.Put(n) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := t0.Add(-10 * time.Minute)
+	c := New(Options{Store: st, Grace: 40 * time.Second, Now: func() time.Time { return now }})
+	ready := func() map[string]bool {
+		if err := c.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		_ = st.View(func(tx store.Tx) error {
+			nodes, _ := store.List[api.Node](tx, api.KindNode, "")
+			for _, n := range nodes {
+				out[n.Name] = n.IsReady()
+			}
+			return nil
+		})
+		return out
+	}
+	// The broker goes away 10 s after both nodes were heard, for a minute.
+	now = t0.Add(10 * time.Second)
+	c.BrokerLost()
+	now = t0.Add(70 * time.Second)
+	if got := ready(); !got["back"] || !got["gone"] {
+		t.Fatalf("during the broker outage: %v", got)
+	}
+	c.BrokerConnected()
+	now = t0.Add(100 * time.Second)
+	if got := ready(); !got["back"] || !got["gone"] {
+		t.Fatalf("30 s after the broker came back: %v", got)
+	}
+	if err := st.Update(func(tx store.Tx) error {
+		l := lease.New("back")
+		l.RenewTime = api.NewTime(now)
+		return tx.Put(l)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	now = t0.Add(111 * time.Second)
+	if got := ready(); !got["back"] || got["gone"] {
+		t.Fatalf("a grace period after the broker came back: %v, want only gone NotReady", got)
+	}
+}

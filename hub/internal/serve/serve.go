@@ -191,7 +191,11 @@ func Run(ctx context.Context, cfg Config) error {
 		Metrics: tel.fleet, OnFlush: tel.hub.ObserveFlush, Limiter: limiter, AskHello: func(node string) error { return askHello(node) }})
 	var disp *dispatch.Dispatcher
 	hostname, _ := os.Hostname()
-	onConnect := func(context.Context) { disp.Republish() }
+	lifecycle := nodelifecycle.New(nodelifecycle.Options{Store: tel.store("nodelifecycle", st), Logger: log, Grace: cfg.NodeGrace, EventTTL: cfg.EventTTL})
+	onConnect := func(context.Context) {
+		lifecycle.BrokerConnected()
+		disp.Republish()
+	}
 	var session hubSession
 	if embedded != nil {
 		session = embedded.Session(onConnect)
@@ -202,6 +206,8 @@ func Run(ctx context.Context, cfg Config) error {
 			ClientID:  fmt.Sprintf("flotilla-hub-%s-%d", hostname, os.Getpid()),
 			Logger:    log.With("component", "link"),
 			OnConnect: onConnect,
+			// The hub hears no node while its own connection is down.
+			OnDisconnect: func(error) { lifecycle.BrokerLost() },
 		})
 	}
 	for _, kind := range []string{wire.TopicStatus, wire.TopicEvents} {
@@ -220,7 +226,7 @@ func Run(ctx context.Context, cfg Config) error {
 	run("dispatch", disp.Run)
 	run("daemonset", daemonset.New(daemonset.Options{Store: tel.store("daemonset", st), Logger: log, OnSync: tel.hub.SyncObserver("daemonset")}).Run)
 	run("deployment", deployment.New(deployment.Options{Store: tel.store("deployment", st), Logger: log, OnSync: tel.hub.SyncObserver("deployment")}).Run)
-	run("nodelifecycle", nodelifecycle.New(nodelifecycle.Options{Store: tel.store("nodelifecycle", st), Logger: log, Grace: cfg.NodeGrace, EventTTL: cfg.EventTTL}).Run)
+	run("nodelifecycle", lifecycle.Run)
 	tel.start(run, st, in)
 	run("store-gc", func(ctx context.Context) error { return st.RunGC(ctx, 10*time.Minute) })
 	run("crl", func(ctx context.Context) error {
