@@ -106,13 +106,8 @@ func run(scenario string, n int, jsonOut string) error {
 		}
 		results = append(results, r)
 	}
-	// restart-offline stops the hub, so it runs last.
-	for _, offline := range []bool{false, true} {
-		name := map[bool]string{false: "restart", true: "restart-offline"}[offline]
-		if scenario != name && scenario != "all" {
-			continue
-		}
-		r, err := s.restartLatency(ctx, n, offline)
+	if scenario == "restart" || scenario == "all" {
+		r, err := s.restartLatency(ctx, n, false)
 		if err != nil {
 			return err
 		}
@@ -120,6 +115,14 @@ func run(scenario string, n int, jsonOut string) error {
 	}
 	if scenario == "reconnect" || scenario == "all" {
 		r, err := s.reconnectLatency(ctx, min(n, 5), 45*time.Second)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	// restart-offline stops the hub for good, so it runs last.
+	if scenario == "restart-offline" || scenario == "all" {
+		r, err := s.restartLatency(ctx, n, true)
 		if err != nil {
 			return err
 		}
