@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.d
 # Build tags of the shipped binaries; why grpcnotrace: arm/cross.sh.
 TAGS      ?= grpcnotrace
 
-.PHONY: help deps build up down status test test-unit test-e2e fuzz lint clean cross check-nocgo firmware-image bench
+.PHONY: help deps build up down status test test-unit test-e2e fuzz lint clean cross check-nocgo firmware-image bench bench-smoke
 
 # Debian packages the quick start and the tests run.
 DEB_PACKAGES := containerd runc docker-registry mosquitto mosquitto-clients busybox-static qemu-user-static iproute2
@@ -69,6 +69,9 @@ BENCH_ARGS ?=
 
 bench: ## Scale benchmarks against a real hub: make bench [NODES=10000] [BENCH_ARGS=-quick] (writes $(BENCH_JSON))
 	$(GO) run ./test/benchscale -nodes $(NODES) -json $(BENCH_JSON) $(BENCH_ARGS)
+
+bench-smoke: ## The benchmark suite at 200 simulated nodes with short windows: proves it works, measures nothing (CI)
+	$(GO) run ./test/benchscale -quick -nodes 200 -small 50 -metrics-window 5s -outage 5s -skip containerd,agent -json ""
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$${FUZZTIME:-30s} ./pkg/manifest/

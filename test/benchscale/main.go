@@ -79,7 +79,7 @@ type options struct {
 
 func main() {
 	var o options
-	quick := flag.Bool("quick", false, "quick mode: 1,000 nodes (200 in the small rollout), 20 s metrics window, no containerd scenarios")
+	quick := flag.Bool("quick", false, "quick mode: 1,000 nodes (200 in the small rollout), 20 s metrics window, no containerd scenarios, where other flags do not say")
 	skip := flag.String("skip", "", "scenarios to skip, comma separated (rollout-small, rollout-all, rolling, metrics, reconnect, containerd, agent)")
 	flag.IntVar(&o.nodes, "nodes", 10000, "simulated nodes in all")
 	flag.IntVar(&o.small, "small", 1000, "nodes in the small all-at-once rollout (the first of the fleet)")
@@ -96,7 +96,21 @@ func main() {
 	flag.StringVar(&o.broker, "broker", "embedded", "the MQTT broker: embedded (the hub's own) or mosquitto (Debian's, started for the run; the reconnect scenario restarts it instead of the hub)")
 	flag.Parse()
 	if *quick {
-		o.nodes, o.small, o.metricsWindow, o.containerd = 1000, 200, 20*time.Second, false
+		// Its sizes, where no flag gives them.
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["nodes"] {
+			o.nodes = 1000
+		}
+		if !set["small"] {
+			o.small = 200
+		}
+		if !set["metrics-window"] {
+			o.metricsWindow = 20 * time.Second
+		}
+		if !set["containerd"] {
+			o.containerd = false
+		}
 	}
 	o.small = min(o.small, o.nodes)
 	if o.broker != "embedded" && o.broker != "mosquitto" {
