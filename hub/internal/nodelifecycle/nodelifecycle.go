@@ -125,7 +125,8 @@ func (c *Controller) Run(ctx context.Context) error {
 // the write re-reads each object and checks again.
 func (c *Controller) Sync() error {
 	now := c.opts.Now().UTC()
-	if _, ok := c.listening(); !ok {
+	hearing, ok := c.listening()
+	if !ok {
 		return nil
 	}
 	var stale []string
@@ -151,7 +152,7 @@ func (c *Controller) Sync() error {
 			if li < len(leases) && leases[li].Name == n.Name {
 				l = leases[li]
 			}
-			if c.silent(n, l, now) {
+			if c.silent(n, l, hearing, now) {
 				stale = append(stale, n.Name)
 				notReady[n.Name] = true
 			} else if !n.IsReady() {
@@ -200,6 +201,10 @@ func batch[T any](s []T, i int) []T {
 // write marks the stale nodes NotReady and the lost pods NodeLost,
 // re-reading each and checking again.
 func (c *Controller) write(stale []string, lost []store.Key, now time.Time) error {
+	hearing, ok := c.listening()
+	if !ok {
+		stale = nil // the hub has lost its broker since the pass read
+	}
 	return c.opts.Store.Update(func(tx store.Tx) error {
 		for _, name := range stale {
 			n, err := store.Get[api.Node](tx, api.KindNode, "", name)
@@ -213,7 +218,7 @@ func (c *Controller) write(stale []string, lost []store.Key, now time.Time) erro
 			if err != nil && !store.IsNotFound(err) {
 				return err
 			}
-			if !c.silent(n, l, now) {
+			if !c.silent(n, l, hearing, now) {
 				continue // heard from since
 			}
 			seen := lease.LastSeen(n, l)
@@ -268,15 +273,11 @@ func (c *Controller) write(stale []string, lost []store.Key, now time.Time) erro
 }
 
 // silent reports whether n is Ready but has not been heard from for
-// longer than the grace period, counted from when the hub could hear it
-// at the earliest (never while it cannot). l, its lease, may be nil.
-func (c *Controller) silent(n *api.Node, l *lease.Lease, now time.Time) bool {
+// longer than the grace period, counted from hearing (since when the hub
+// could hear it) at the earliest. l, its lease, may be nil.
+func (c *Controller) silent(n *api.Node, l *lease.Lease, hearing, now time.Time) bool {
 	cond := n.Status.Condition(api.NodeReady)
 	if cond == nil || cond.Status != api.ConditionTrue {
-		return false
-	}
-	hearing, ok := c.listening()
-	if !ok {
 		return false
 	}
 	seen := lease.LastSeen(n, l)

@@ -103,17 +103,7 @@ func TestLeaseKeepsANodeReady(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	ready := func() map[string]bool {
-		out := map[string]bool{}
-		_ = st.View(func(tx store.Tx) error {
-			nodes, _ := store.List[api.Node](tx, api.KindNode, "")
-			for _, n := range nodes {
-				out[n.Name] = n.IsReady()
-			}
-			return nil
-		})
-		return out
-	}
+	ready := func() map[string]bool { return readiness(st) }
 	// Just started at t0: an hour-old lastSeen is not yet silent.
 	now := t0
 	c := New(Options{Store: st, Grace: 40 * time.Second, Now: func() time.Time { return now }})
@@ -217,15 +207,7 @@ func TestBrokerOutageIsNotTheNodes(t *testing.T) {
 		if err := c.Sync(); err != nil {
 			t.Fatal(err)
 		}
-		out := map[string]bool{}
-		_ = st.View(func(tx store.Tx) error {
-			nodes, _ := store.List[api.Node](tx, api.KindNode, "")
-			for _, n := range nodes {
-				out[n.Name] = n.IsReady()
-			}
-			return nil
-		})
-		return out
+		return readiness(st)
 	}
 	// The broker goes away 10 s after both nodes were heard, for a minute.
 	now = t0.Add(10 * time.Second)
@@ -250,4 +232,17 @@ func TestBrokerOutageIsNotTheNodes(t *testing.T) {
 	if got := ready(); !got["back"] || got["gone"] {
 		t.Fatalf("a grace period after the broker came back: %v, want only gone NotReady", got)
 	}
+}
+
+// readiness returns whether each stored node is Ready, by name.
+func readiness(st store.Store) map[string]bool {
+	out := map[string]bool{}
+	_ = st.View(func(tx store.Tx) error {
+		nodes, _ := store.List[api.Node](tx, api.KindNode, "")
+		for _, n := range nodes {
+			out[n.Name] = n.IsReady()
+		}
+		return nil
+	})
+	return out
 }
