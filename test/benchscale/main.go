@@ -425,29 +425,41 @@ const nodePoll = 2 * time.Second
 // waitNodes waits until the hub shows want nodes Ready and online whose
 // lastSeen is not before since.
 func (b *bench) waitNodes(ctx context.Context, want int, since time.Time, timeout time.Duration) (time.Time, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return pollHub(ctx, time.Now().Add(timeout), func(ctx context.Context) (bool, string, error) {
+		nodes, err := b.hub.Nodes(ctx)
+		if err != nil {
+			return false, "", err
+		}
+		ready := 0
+		for i := range nodes {
+			n := &nodes[i]
+			if n.IsReady() && n.Status.Online && !n.Status.LastSeen.Time.Before(since) {
+				ready++
+			}
+		}
+		return ready >= want, fmt.Sprintf("%d of %d nodes Ready", ready, want), nil
+	})
+}
+
+// pollHub asks check (its requests bounded by deadline) every nodePoll
+// until it is done, or deadline; it
+// returns when check was done, or an error with check's last account of
+// what it saw. A list of 10,000 nodes is some 25 MB of JSON, which the
+// hub should not be spending its CPU on back to back while it is being
+// measured.
+func pollHub(ctx context.Context, deadline time.Time, check func(context.Context) (done bool, seen string, err error)) (time.Time, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	last := ""
 	for {
-		nodes, err := b.hub.Nodes(ctx)
-		if err == nil {
-			ready := 0
-			for i := range nodes {
-				n := &nodes[i]
-				if n.IsReady() && n.Status.Online && !n.Status.LastSeen.Time.Before(since) {
-					ready++
-				}
-			}
-			if ready >= want {
-				return time.Now(), nil
-			}
-			last = fmt.Sprintf("%d of %d nodes Ready", ready, want)
-		} else {
+		done, seen, err := check(ctx)
+		if err != nil {
 			last = err.Error()
+		} else if done {
+			return time.Now(), nil
+		} else {
+			last = seen
 		}
-		// Every nodePoll: a list of 10,000 nodes is some 25 MB of JSON,
-		// which the hub should not be spending its CPU on back to back
-		// while it is being measured.
 		select {
 		case <-ctx.Done():
 			return time.Time{}, fmt.Errorf("%s: %w", last, ctx.Err())
@@ -641,31 +653,22 @@ func (b *bench) reconnect(ctx context.Context) error {
 // waitPodsReady polls the hub's pods in namespace until every one is
 // Ready, or deadline; it returns when and how many pods there are.
 func (b *bench) waitPodsReady(ctx context.Context, namespace string, deadline time.Time) (time.Time, int, error) {
-	ctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	last := ""
-	for {
+	n := 0
+	done, err := pollHub(ctx, deadline, func(ctx context.Context) (bool, string, error) {
 		pods, err := b.hub.Pods(ctx, namespace)
-		if err == nil {
-			notReady := 0
-			for i := range pods {
-				if !pods[i].IsReady() {
-					notReady++
-				}
-			}
-			if notReady == 0 {
-				return time.Now(), len(pods), nil
-			}
-			last = fmt.Sprintf("%d of %d pods not Ready", notReady, len(pods))
-		} else {
-			last = err.Error()
+		if err != nil {
+			return false, "", err
 		}
-		select {
-		case <-ctx.Done():
-			return time.Time{}, 0, fmt.Errorf("%s: %w", last, ctx.Err())
-		case <-time.After(nodePoll):
+		notReady := 0
+		for i := range pods {
+			if !pods[i].IsReady() {
+				notReady++
+			}
 		}
-	}
+		n = len(pods)
+		return notReady == 0, fmt.Sprintf("%d of %d pods not Ready", notReady, len(pods)), nil
+	})
+	return done, n, err
 }
 
 // simImage sums the simulators' account of one image.
