@@ -93,17 +93,16 @@ func sampleFleet(t *testing.T, h *hubProc, ds string, agents []*agentProc) *flee
 			var down []string
 			sweep := time.Now()
 			for _, a := range agents {
-				cmd, up, why := runningCommand(ctx, client, a.ns, specs)
-				if why != "" && up {
-					// containerd could not say (a list that failed): not a
-					// reading either way.
+				cmd, notRunning, err := runningCommand(ctx, client, a.ns, specs)
+				if err != nil {
+					// containerd could not say: not a reading either way.
 					s.mu.Lock()
 					s.errors++
 					s.mu.Unlock()
 					continue
 				}
-				if !up {
-					down = append(down, a.node+": "+why)
+				if notRunning != "" {
+					down = append(down, a.node+": "+notRunning)
 					continue
 				}
 				if cmd == "" {
@@ -152,15 +151,15 @@ func (s *fleetSampler) finish() {
 
 // runningCommand looks for the running container in ns, with one call
 // listing the namespace's tasks (so that a sweep over the fleet is quick)
-// and the container's spec read once per container. up is whether a task
-// is running; cmd its command, "" when its spec could not be read; why,
-// when not up, what the namespace showed instead. A list that fails
-// returns up with a why: no reading.
-func runningCommand(ctx context.Context, client *containerd.Client, ns string, specs map[string]string) (cmd string, up bool, why string) {
+// and the container's spec read once per container. It returns the
+// running container's command ("" when its spec could not be read), or,
+// when no task runs, what the namespace showed instead; err is a list
+// that failed: no reading.
+func runningCommand(ctx context.Context, client *containerd.Client, ns string, specs map[string]string) (cmd, notRunning string, err error) {
 	ctx = namespaces.WithNamespace(ctx, ns)
 	resp, err := client.TaskService().List(ctx, &tasksapi.ListTasksRequest{})
 	if err != nil {
-		return "", true, "list tasks: " + err.Error()
+		return "", "", fmt.Errorf("list tasks: %w", err)
 	}
 	var seen []string
 	for _, task := range resp.Tasks {
@@ -176,18 +175,18 @@ func runningCommand(ctx context.Context, client *containerd.Client, ns string, s
 		if !ok {
 			c, err := client.LoadContainer(ctx, id)
 			if err != nil {
-				return "", true, ""
+				return "", "", nil
 			}
 			spec, err := c.Spec(ctx)
 			if err != nil || spec.Process == nil || len(spec.Process.Args) == 0 {
-				return "", true, ""
+				return "", "", nil
 			}
 			cmd = spec.Process.Args[len(spec.Process.Args)-1]
 			specs[id] = cmd
 		}
-		return cmd, true, ""
+		return cmd, "", nil
 	}
-	return "", false, fmt.Sprintf("no running task (tasks: %v)", seen)
+	return "", fmt.Sprintf("no running task (tasks: %v)", seen), nil
 }
 
 // hubNotReady counts the DaemonSet's pods the hub shows not Ready.
