@@ -225,6 +225,13 @@ func (in *Ingest) Stats() (received, dropped uint64) {
 // against the node's stored cursor.
 func (in *Ingest) Handle(topic string, payload []byte) {
 	in.received.Add(1)
+	// The node a message comes from is in its topic (the broker's ACL lets
+	// an agent publish only on its own, and decoding checks the envelope
+	// names it): a node over its limit costs no decoding.
+	if node, _, err := wire.ParseNodeTopic(topic); err == nil && in.opts.Limiter != nil && !in.opts.Limiter.Allow(node) {
+		in.limited(node)
+		return
+	}
 	// Decode envelope and payload, in one pass, before taking the lock.
 	var (
 		hello  wire.Hello
@@ -253,10 +260,6 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 	})
 	if err != nil {
 		in.drop(err)
-		return
-	}
-	if in.opts.Limiter != nil && !in.opts.Limiter.Allow(env.Node) {
-		in.limited(env.Node)
 		return
 	}
 	node, seq := env.Node, env.Seq
