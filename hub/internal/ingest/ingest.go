@@ -39,8 +39,15 @@ const (
 type Options struct {
 	Store  store.Store
 	Logger *slog.Logger
-	// FlushInterval is how long updates gather before one write (default 100 ms).
+	// FlushInterval is how long heartbeats, metrics and events gather
+	// before one write (default 100 ms).
 	FlushInterval time.Duration
+	// StatusGather is how long a pod status report, hello or online change
+	// waits for others before they are written (default 10 ms): what
+	// controllers wait for (a rolling update's next nodes wait for the
+	// last ones' Ready) is written as soon as it comes. Under load, flushes
+	// run back to back and batch whatever arrived meanwhile.
+	StatusGather time.Duration
 	// SeenResolution is how stale a node's stored lastSeen may get before a
 	// heartbeat rewrites it (default 15 s). Heartbeats that change nothing
 	// else then cost no store write; the grace period before a node is
@@ -91,7 +98,9 @@ type MetricsSink interface {
 type Ingest struct {
 	opts Options
 	log  *slog.Logger
-	wake chan struct{}
+	// wake says something is pending; urgent, that it should be written
+	// after StatusGather rather than at the next FlushInterval.
+	wake, urgent chan struct{}
 
 	mu      sync.Mutex
 	pending map[string]*nodeUpdate
@@ -167,6 +176,9 @@ func New(opts Options) *Ingest {
 	if opts.FlushInterval <= 0 {
 		opts.FlushInterval = 100 * time.Millisecond
 	}
+	if opts.StatusGather <= 0 {
+		opts.StatusGather = 10 * time.Millisecond
+	}
 	if opts.SeenResolution <= 0 {
 		opts.SeenResolution = 15 * time.Second
 	}
@@ -179,6 +191,7 @@ func New(opts Options) *Ingest {
 	return &Ingest{
 		opts: opts, log: opts.Logger.With("component", "ingest"),
 		wake:    make(chan struct{}, 1),
+		urgent:  make(chan struct{}, 1),
 		pending: map[string]*nodeUpdate{},
 		greeted: map[string]bool{},
 		asked:   map[string]time.Time{},
@@ -325,12 +338,17 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 		u.online = &flag
 		if !flag {
 			// The broker speaking for a vanished agent is no sign of life.
-			in.signal()
+			in.signal(true)
 			return
 		}
 	}
 	u.seen = now
-	in.signal()
+	switch env.Type {
+	case wire.TypePodStatus, wire.TypeHello, wire.TypeOnline:
+		in.signal(true)
+	default:
+		in.signal(false)
+	}
 }
 
 // limited drops a message over its node's rate limit.
@@ -357,9 +375,13 @@ func (in *Ingest) drop(err error) {
 	in.log.Warn("dropping bad agent message", "err", err)
 }
 
-func (in *Ingest) signal() {
+func (in *Ingest) signal(urgent bool) {
+	ch := in.wake
+	if urgent {
+		ch = in.urgent
+	}
 	select {
-	case in.wake <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -390,6 +412,8 @@ func (in *Ingest) Run(ctx context.Context) error {
 		}()
 	}
 	pending := false
+	gather := time.NewTimer(time.Hour)
+	gather.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -398,12 +422,21 @@ func (in *Ingest) Run(ctx context.Context) error {
 		case <-in.wake:
 			pending = true
 			continue
+		case <-in.urgent:
+			gather.Reset(in.opts.StatusGather)
+			select {
+			case <-ctx.Done():
+				in.Flush()
+				return nil
+			case <-gather.C:
+			}
 		case <-t.C:
+			if !pending {
+				continue
+			}
 		}
-		if pending {
-			pending = false
-			in.Flush()
-		}
+		pending = false
+		in.Flush()
 	}
 }
 

@@ -602,3 +602,70 @@ func TestLimitedNodeIsDroppedByItsTopic(t *testing.T) {
 		t.Fatalf("limited node stored: %v", err)
 	}
 }
+
+// A pod status report is what controllers wait for (a rolling update's
+// next nodes wait for the last ones' Ready): Run writes it after
+// StatusGather, without waiting for the next FlushInterval, which only
+// heartbeats wait for.
+func TestRunWritesPodStatusWithoutWaitingForTheFlushInterval(t *testing.T) {
+	st := store.NewMemory()
+	now := t0
+	var mu sync.Mutex
+	in := New(Options{Store: st, Logger: slog.New(slog.DiscardHandler), FlushInterval: time.Hour, StatusGather: time.Millisecond,
+		Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }})
+	pod := &api.Pod{
+		TypeMeta:   api.TypeMeta{APIVersion: "v1", Kind: api.KindPod},
+		ObjectMeta: api.ObjectMeta{Name: "p", Namespace: "default", UID: "u1"},
+		Spec:       api.PodSpec{NodeName: "n1", Containers: []api.Container{{Name: "c", Image: "i"}}},
+	}
+	if err := st.Update(func(tx store.Tx) error { return tx.Put(pod) }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	topic := wire.NodeTopic("n1", wire.TopicStatus)
+	in.Handle(topic, msg(t, "n1", wire.TypeHello, 1, wire.Hello{ObservedRevision: 1}))
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s was not written within 10 s, with a one-hour flush interval", what)
+			}
+		}
+	}
+	waitFor("the hello", func() bool {
+		return st.View(func(tx store.Tx) error { _, err := store.Get[api.Node](tx, api.KindNode, "", "n1"); return err }) == nil
+	})
+	// A heartbeat alone waits for the interval...
+	mu.Lock()
+	now = t0.Add(time.Minute) // past SeenResolution: the heartbeat has a lease to write
+	mu.Unlock()
+	in.Handle(topic, msg(t, "n1", wire.TypeHeartbeat, 2, wire.Heartbeat{ObservedRevision: 1}))
+	rep := wire.PodStatusReport{ObservedRevision: 1, Pods: []wire.PodReport{{UID: "u1", Name: "p", Namespace: "default", SpecHash: "h",
+		Status: api.PodStatus{Phase: api.PodRunning}}}}
+	// ...and goes with the next status report.
+	in.Handle(topic, msg(t, "n1", wire.TypePodStatus, 3, rep))
+	waitFor("the pod status", func() bool {
+		var p *api.Pod
+		_ = st.View(func(tx store.Tx) error { p, _ = store.Get[api.Pod](tx, api.KindPod, "default", "p"); return nil })
+		return p.Status.Phase == api.PodRunning
+	})
+	var l *lease.Lease
+	if err := st.View(func(tx store.Tx) error {
+		var err error
+		l, err = store.Get[lease.Lease](tx, lease.Kind, "", "n1")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !l.RenewTime.Equal(t0.Add(time.Minute)) {
+		t.Errorf("the heartbeat before the status report was not written with it: lease renewed at %v", l.RenewTime)
+	}
+}
