@@ -180,21 +180,8 @@ func OpenBadger(dir string, opts ...BadgerOption) (*Badger, error) {
 	// memory at 10,000 nodes, whose objects take some tens of MiB. The
 	// indexed kinds are read from memory, so the block cache serves only
 	// the others (events, tokens, credentials) and stays small.
-	//
-	// Objects (pods and nodes are 1–3 KB of JSON, rewritten on every
-	// status change) go to the value log and the LSM tree holds only keys
-	// and pointers, as in WiscKey, which Badger is built on. With Badger's
-	// default of values in the tree, every rewrite was copied again by
-	// each memtable flush and compaction: rewriting a 10,000-pod fleet
-	// cost 676 ms of CPU and 120 MB of allocation, against 223 ms and
-	// 57 MB (BenchmarkBadgerFleetRewrite). Small memtables, compacted
-	// after two, let compaction find the stale values soon, so that
-	// RunGC can reclaim their value-log files.
 	bopts := badger.DefaultOptions(dir).
-		WithValueThreshold(valueThreshold).
-		WithValueLogFileSize(32 << 20).
-		WithMemTableSize(4 << 20).
-		WithNumLevelZeroTables(2).
+		WithMemTableSize(16 << 20).
 		WithNumMemtables(2).
 		WithNumCompactors(2).
 		WithBlockCacheSize(8 << 20)
@@ -346,10 +333,6 @@ func (b *Badger) Close() error {
 	}
 	return nil
 }
-
-// valueThreshold is the size from which a stored value goes to the value
-// log: every object of the API, but not a small counter or token.
-const valueThreshold = 256
 
 // gcDiscardRatio is the share of a value-log file that must be garbage
 // before GC rewrites it.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"path/filepath"
@@ -27,10 +26,13 @@ func BenchmarkBadgerFleetRewrite(b *testing.B) {
 		opts []BadgerOption
 	}{
 		{"store", nil},
-		// Badger's defaults for where values go: every value in the LSM
-		// tree (the store's options before values moved to the value log).
-		{"values-in-tree", []BadgerOption{WithTuning(func(o badger.Options) badger.Options {
-			return o.WithValueThreshold(1 << 20).WithMemTableSize(16 << 20).WithNumLevelZeroTables(5)
+		// Objects in the value log, keys in the tree (WiscKey): a third
+		// of the CPU, but the value log is mapped into memory, and the
+		// pages the writes touch count in the hub's RSS until GC deletes
+		// their file (about 350 MiB more at 10,000 nodes in benchscale;
+		// docs/benchmarks.md). Not the store's default for that.
+		{"values-in-log", []BadgerOption{WithTuning(func(o badger.Options) badger.Options {
+			return o.WithValueThreshold(256).WithValueLogFileSize(32 << 20).WithMemTableSize(4 << 20).WithNumLevelZeroTables(2)
 		})}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
@@ -68,12 +70,16 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// dirSize is the disk space the files under dir take (their blocks, not
+// their length: Badger's value-log files are sparse).
 func dirSize(dir string) int64 {
 	var n int64
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+					n += st.Blocks * 512
+				}
 			}
 		}
 		return nil
@@ -116,55 +122,6 @@ func rewriter(t testing.TB, s Store, objs []*thing) func(round int) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-		}
-	}
-}
-
-// TestBadgerCollectsRewrittenObjects checks that the store's options let
-// value-log GC reclaim what rewrites leave: objects live in the value log,
-// and compaction must see their stale versions for GC to find any.
-func TestBadgerCollectsRewrittenObjects(t *testing.T) {
-	dir := t.TempDir()
-	s := openBadger(t, dir, WithIndexedKinds("Thing"))
-	objs := fleetObjects(2_000)
-	round := rewriter(t, s, objs)
-	// Each phase writes 200,000 objects (340 MB) and runs one GC round,
-	// as RunGC does every ten minutes.
-	const rounds = 100
-	var sizes []int64
-	for phase := range 2 {
-		for r := range rounds {
-			round(phase*rounds + r)
-		}
-		time.Sleep(time.Second) // the flushes and compactions the writes started
-		written := dirSize(dir)
-		if err := s.gcRound(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		sizes = append(sizes, dirSize(dir))
-		t.Logf("phase %d: %.1f MiB on disk, %.1f MiB after GC", phase, float64(written)/(1<<20), float64(sizes[phase])/(1<<20))
-	}
-	if sizes[1] > sizes[0]*5/4 {
-		t.Errorf("the store grows with what is rewritten: %v bytes after each GC; value-log GC does not collect the rewrites' garbage", sizes)
-	}
-	// Nothing live went with the garbage: a reopened store reads every
-	// object's last version back from the value log.
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openBadger(t, dir, WithIndexedKinds("Thing"))
-	defer s.Close()
-	recs := list(t, s, "Thing", "default")
-	if len(recs) != len(objs) {
-		t.Fatalf("reopened store lists %d objects, want %d", len(recs), len(objs))
-	}
-	for _, rec := range recs {
-		var got thing
-		if err := json.Unmarshal(rec.Value, &got); err != nil {
-			t.Fatalf("%s: %v", rec.Key, err)
-		}
-		if got.Spec.Count != 2*rounds-1 || len(got.Annotations) != 8 {
-			t.Fatalf("%s after GC and reopen: count %d, %d annotations; want %d, 8", rec.Key, got.Spec.Count, len(got.Annotations), 2*rounds-1)
 		}
 	}
 }
