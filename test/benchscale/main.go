@@ -572,8 +572,8 @@ func (b *bench) rolling(ctx context.Context) error {
 	ratio := d.Seconds() / ideal.Seconds()
 	b.res.add(Figure{Scenario: fmt.Sprintf("rolling update of %d nodes, maxUnavailable 10%%, 1 s readiness", b.o.nodes), Value: d.Seconds(), Unit: "s",
 		Target: "≤ 1.2 × ideal", Met: ptr(ratio <= 1.2),
-		Detail: fmt.Sprintf("ideal 10 × wave p99 (%.0f ms, created → ready) = %.1f s; ratio %.2f; hub CPU %.1f s",
-			q.ToReady.P99, ideal.Seconds(), ratio, (after.CPU - before.CPU).Seconds())})
+		Detail: fmt.Sprintf("ideal 10 × wave p99 (%.0f ms, created → ready) = %.1f s; ratio %.2f; hub CPU %.1f s, its VmHWM so far %.0f MiB",
+			q.ToReady.P99, ideal.Seconds(), ratio, (after.CPU - before.CPU).Seconds(), float64(after.Peak)/(1<<20))})
 	b.res.add(perNode("created → ready", q.ToReady))
 	return nil
 }
