@@ -411,7 +411,9 @@ func (in *Ingest) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	pending := false
+	// pending: something waits for a flush; armed: the gather timer runs
+	// for an urgent one.
+	pending, armed := false, false
 	gather := time.NewTimer(time.Hour)
 	gather.Stop()
 	for {
@@ -423,19 +425,20 @@ func (in *Ingest) Run(ctx context.Context) error {
 			pending = true
 			continue
 		case <-in.urgent:
-			gather.Reset(in.opts.StatusGather)
-			select {
-			case <-ctx.Done():
-				in.Flush()
-				return nil
-			case <-gather.C:
+			pending = true
+			if !armed {
+				armed = true
+				gather.Reset(in.opts.StatusGather)
 			}
+			continue
+		case <-gather.C:
 		case <-t.C:
 			if !pending {
 				continue
 			}
 		}
-		pending = false
+		pending, armed = false, false
+		gather.Stop()
 		in.Flush()
 	}
 }
