@@ -63,6 +63,33 @@ func getNode(t *testing.T, st store.Store, name string) *api.Node {
 	return n
 }
 
+// putPod stores pod default/p (uid u1) on node n1.
+func putPod(t *testing.T, st store.Store) {
+	t.Helper()
+	pod := &api.Pod{
+		TypeMeta:   api.TypeMeta{APIVersion: "v1", Kind: api.KindPod},
+		ObjectMeta: api.ObjectMeta{Name: "p", Namespace: "default", UID: "u1"},
+		Spec:       api.PodSpec{NodeName: "n1", Containers: []api.Container{{Name: "c", Image: "i"}}},
+	}
+	if err := st.Update(func(tx store.Tx) error { return tx.Put(pod) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// getPod reads pod default/p.
+func getPod(t *testing.T, st store.Store) *api.Pod {
+	t.Helper()
+	var p *api.Pod
+	if err := st.View(func(tx store.Tx) error {
+		var err error
+		p, err = store.Get[api.Pod](tx, api.KindPod, "default", "p")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestBadMessagesAreDroppedAndNamed(t *testing.T) {
 	st := store.NewMemory()
 	var logs syncBuffer
@@ -155,14 +182,7 @@ func TestStaleMessagesAreIgnored(t *testing.T) {
 func TestPodReportLandsOnTheRightPod(t *testing.T) {
 	st := store.NewMemory()
 	in := newIngest(st, &syncBuffer{})
-	pod := &api.Pod{
-		TypeMeta:   api.TypeMeta{APIVersion: "v1", Kind: api.KindPod},
-		ObjectMeta: api.ObjectMeta{Name: "p", Namespace: "default", UID: "u1"},
-		Spec:       api.PodSpec{NodeName: "n1", Containers: []api.Container{{Name: "c", Image: "i"}}},
-	}
-	if err := st.Update(func(tx store.Tx) error { return tx.Put(pod) }); err != nil {
-		t.Fatal(err)
-	}
+	putPod(t, st)
 	report := func(seq uint64, node, uid string) {
 		rep := wire.PodStatusReport{ObservedRevision: 3, Pods: []wire.PodReport{{UID: uid, Name: "p", Namespace: "default", SpecHash: "h",
 			Status: api.PodStatus{Phase: api.PodRunning}}}}
@@ -170,11 +190,7 @@ func TestPodReportLandsOnTheRightPod(t *testing.T) {
 		in.Flush()
 	}
 	phase := func() string {
-		var p *api.Pod
-		_ = st.View(func(tx store.Tx) error {
-			p, _ = store.Get[api.Pod](tx, api.KindPod, "default", "p")
-			return nil
-		})
+		p := getPod(t, st)
 		return p.Status.Phase + "/" + p.Status.SpecHash
 	}
 	report(1, "n2", "u1") // wrong node
@@ -236,25 +252,14 @@ func TestEventsAreStoredOnceWithTheirNode(t *testing.T) {
 
 func TestQueuedReportsNeverOverwriteNewerOnes(t *testing.T) {
 	st := store.NewMemory()
-	pod := &api.Pod{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: api.KindPod},
-		ObjectMeta: api.ObjectMeta{Name: "p", Namespace: "default", UID: "u1"}, Spec: api.PodSpec{NodeName: "n1"}}
-	if err := st.Update(func(tx store.Tx) error { return tx.Put(pod) }); err != nil {
-		t.Fatal(err)
-	}
+	putPod(t, st)
 	report := func(in *Ingest, seq uint64, phase string, rev uint64) {
 		rep := wire.PodStatusReport{ObservedRevision: rev, Pods: []wire.PodReport{{UID: "u1", Name: "p", Namespace: "default", Status: api.PodStatus{Phase: phase}}}}
 		in.Handle(wire.NodeTopic("n1", wire.TopicStatus), msg(t, "n1", wire.TypePodStatus, seq, rep))
 		in.Flush()
 	}
 	phase := func() (string, uint64) {
-		var p *api.Pod
-		var n *api.Node
-		_ = st.View(func(tx store.Tx) error {
-			p, _ = store.Get[api.Pod](tx, api.KindPod, "default", "p")
-			n, _ = store.Get[api.Node](tx, api.KindNode, "", "n1")
-			return nil
-		})
-		return p.Status.Phase, n.Status.ObservedRevision
+		return getPod(t, st).Status.Phase, getNode(t, st, "n1").Status.ObservedRevision
 	}
 	in := newIngest(st, &syncBuffer{})
 	report(in, 10, api.PodRunning, 4)
@@ -613,14 +618,7 @@ func TestRunWritesPodStatusWithoutWaitingForTheFlushInterval(t *testing.T) {
 	var mu sync.Mutex
 	in := New(Options{Store: st, Logger: slog.New(slog.DiscardHandler), FlushInterval: time.Hour, StatusGather: time.Millisecond,
 		Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }})
-	pod := &api.Pod{
-		TypeMeta:   api.TypeMeta{APIVersion: "v1", Kind: api.KindPod},
-		ObjectMeta: api.ObjectMeta{Name: "p", Namespace: "default", UID: "u1"},
-		Spec:       api.PodSpec{NodeName: "n1", Containers: []api.Container{{Name: "c", Image: "i"}}},
-	}
-	if err := st.Update(func(tx store.Tx) error { return tx.Put(pod) }); err != nil {
-		t.Fatal(err)
-	}
+	putPod(t, st)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx) }()
@@ -652,11 +650,7 @@ func TestRunWritesPodStatusWithoutWaitingForTheFlushInterval(t *testing.T) {
 		Status: api.PodStatus{Phase: api.PodRunning}}}}
 	// ...and goes with the next status report.
 	in.Handle(topic, msg(t, "n1", wire.TypePodStatus, 3, rep))
-	waitFor("the pod status", func() bool {
-		var p *api.Pod
-		_ = st.View(func(tx store.Tx) error { p, _ = store.Get[api.Pod](tx, api.KindPod, "default", "p"); return nil })
-		return p.Status.Phase == api.PodRunning
-	})
+	waitFor("the pod status", func() bool { return getPod(t, st).Status.Phase == api.PodRunning })
 	var l *lease.Lease
 	if err := st.View(func(tx store.Tx) error {
 		var err error
