@@ -705,13 +705,14 @@ func (r *Reconciler) restart(ctx context.Context, pod *wire.SnapshotPod, spec *a
 		}
 	}
 	// Count the restart before doing it, so a crash of the agent right
-	// after cannot grant a free quick restart. The count is saved while
-	// the next run's container is made (each is a disk write of its own)
-	// and waited for before that run starts.
+	// after cannot grant a free quick restart.
 	rec.Restarts++
 	rec.Backoffs++
-	saved := make(chan error, 1)
-	go func() { saved <- r.cfg.History.SaveRestarts(key, rec) }()
+	if err := r.cfg.History.SaveRestarts(key, rec); err != nil {
+		log.Error("save restart history", "err", err)
+		return
+	}
+	defer exited() // reported even if the restart fails without an event
 	// The run is the restart count, unless a lost history would make it
 	// collide with a run that exists.
 	run := max(rec.Restarts, runOf(old)+1)
@@ -726,17 +727,6 @@ func (r *Reconciler) restart(ctx context.Context, pod *wire.SnapshotPod, spec *a
 	labels[LabelRevision] = strconv.FormatUint(r.revision, 10)
 	r.mu.Unlock()
 	err := r.cfg.Runtime.CreateNextRun(ctx, old.ID, id, labels, pod.UID)
-	if serr := <-saved; serr != nil {
-		log.Error("save restart history", "err", serr)
-		if err == nil {
-			// Uncounted, the run must not start (the next pass would
-			// start it as a first start): remove it, and the next pass
-			// restarts again.
-			r.removeRuns(ctx, []Container{{ID: id, Labels: labels}})
-		}
-		return
-	}
-	defer exited() // reported even if the restart fails without an event
 	if err != nil && !errors.Is(err, ErrAlreadyExists) && ctx.Err() == nil {
 		log.Warn("create the next run from the exited one; creating it from the pod's spec", "err", err)
 		err = r.createRun(ctx, pod, spec, run, exited)

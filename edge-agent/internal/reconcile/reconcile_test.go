@@ -867,42 +867,6 @@ func TestRestartCreatesANewRun(t *testing.T) {
 	}
 }
 
-// TestRestartWaitsForItsCount: a restart saves its count while it makes
-// the next run; a count that cannot be saved leaves no run to start (the
-// next pass would start it as a first start, a free quick restart), and
-// the restart happens, counted, once the history works again.
-func TestRestartWaitsForItsCount(t *testing.T) {
-	h := newHarness(t)
-	p := pod("web", "reg/web:v1", api.RestartAlways)
-	key := ContainerID(&p, "main")
-	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
-	h.sync()
-	h.clock.Advance(time.Second)
-	h.hist.mu.Lock()
-	h.hist.saveErr = errors.New("disk full")
-	h.hist.mu.Unlock()
-	h.rt.exit(key, 1)
-	h.eventReasons()
-	h.sync()
-	if _, ok := h.rt.get(RunID(&p, "main", 1)); ok {
-		t.Fatal("the next run is there although its restart could not be counted")
-	}
-	if c, ok := h.rt.get(key); !ok || c.State != TaskExited {
-		t.Fatalf("the exited run: %+v, %v", c, ok)
-	}
-	if got := h.eventReasons(); slices.Contains(got, "Restarted") {
-		t.Fatalf("events %v: restarted without its count", got)
-	}
-	h.hist.mu.Lock()
-	h.hist.saveErr = nil
-	h.hist.mu.Unlock()
-	h.sync()
-	st := h.lastStatus("web").ContainerStatuses[0]
-	if st.RestartCount != 1 || st.State.Running == nil || st.ContainerID != "containerd://"+RunID(&p, "main", 1) {
-		t.Fatalf("after the history works again: %+v", st)
-	}
-}
-
 // TestAgentKilledMidRestartNeitherDuplicatesNorRecounts: an agent killed
 // between a restart's steps leaves the exited run beside the new one,
 // created or started. A new agent finishes the restart: it starts the new

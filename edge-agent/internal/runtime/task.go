@@ -24,7 +24,7 @@ const killWait = 10 * time.Second
 // to logPath, first deleting a previous task that has exited. Starting a
 // container whose task is running returns an error wrapping
 // reconcile.ErrAlreadyExists. The start time is recorded in the container's
-// LabelStartedAt before the task starts.
+// LabelStartedAt just before the task starts.
 func (c *Containerd) Start(ctx context.Context, id, logPath string) error {
 	ctx = c.ns(ctx)
 	if !filepath.IsAbs(logPath) {
@@ -40,21 +40,7 @@ func (c *Containerd) Start(ctx context.Context, id, logPath string) error {
 	if err := deleteOldTask(ctx, ctr); err != nil {
 		return fmt.Errorf("start container %s: %w", id, err)
 	}
-	// The start time is recorded before the start, not after it: an agent
-	// killed in between would otherwise leave a running container with no
-	// start time for good. One killed before the start leaves a created
-	// task, which the next Start deletes, recording a new time. The label
-	// is written while the task is created (a metadata write and a runc
-	// create, both on a crashed container's way back), so the time is
-	// the creation's start, some tens of milliseconds early.
-	started := time.Now().UTC().Format(time.RFC3339Nano)
-	labelled := make(chan error, 1)
-	go func() {
-		_, err := ctr.SetLabels(ctx, map[string]string{reconcile.LabelStartedAt: started})
-		labelled <- err
-	}()
 	task, err := ctr.NewTask(ctx, cio.LogFile(logPath))
-	labelErr := <-labelled
 	if err != nil {
 		return fmt.Errorf("start container %s: new task: %w", id, classify(err))
 	}
@@ -65,9 +51,14 @@ func (c *Containerd) Start(ctx context.Context, id, logPath string) error {
 			c.log.Warn("delete task after failed start", "id", id, "err", derr)
 		}
 	}
-	if labelErr != nil {
+	// The start time is recorded just before the start, not after it: an
+	// agent killed in between would otherwise leave a running container
+	// with no start time for good. One killed before the start leaves a
+	// created task, which the next Start deletes, recording a new time.
+	started := time.Now().UTC().Format(time.RFC3339Nano)
+	if _, err := ctr.SetLabels(ctx, map[string]string{reconcile.LabelStartedAt: started}); err != nil {
 		deleteTask()
-		return fmt.Errorf("start container %s: record start time: %w", id, classify(labelErr))
+		return fmt.Errorf("start container %s: record start time: %w", id, classify(err))
 	}
 	if err := task.Start(ctx); err != nil {
 		deleteTask()
