@@ -412,6 +412,31 @@ type PodStatus struct {
 	// Reverted is set when the agent refused the desired spec (it
 	// crash-looped or was not Ready in time) and runs its last good spec.
 	Reverted *PodRevert `json:"reverted,omitempty"`
+	// PullFailure is set while an image the pod needs (for its spec, or
+	// to stage for a coming rollout) cannot be pulled; the agent clears it
+	// once the image is on the board.
+	PullFailure *ImagePullFailure `json:"pullFailure,omitempty"`
+}
+
+// ImagePullFailure is why an image could not be pulled, as the agent last
+// saw it, so that a rollout can tell a mistyped tag from a flaky link.
+type ImagePullFailure struct {
+	Image string `json:"image"`
+	// Message is the registry's (or the runtime's) error.
+	Message string `json:"message"`
+	// Permanent is set when retrying cannot help by itself: the registry
+	// said the repository or tag does not exist, refused the credentials,
+	// or the reference is malformed.
+	Permanent bool `json:"permanent,omitempty"`
+	// PrePull is set when the failed pull staged an image for a coming
+	// rollout: the pod still runs its current spec.
+	PrePull bool `json:"prePull,omitempty"`
+	// SpecHash is the pod spec the failed pull was for (for a pre-pull,
+	// the spec the pod runs).
+	SpecHash string `json:"specHash,omitempty"`
+	// Since is when this run of failures began; Attempts counts them.
+	Since    Time  `json:"since"`
+	Attempts int32 `json:"attempts"`
 }
 
 // PodRevert says which spec the agent gave up on, and why.
