@@ -31,6 +31,7 @@ import (
 	"github.com/flotilla-edge/flotilla/hub/internal/ratelimit"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 	"github.com/flotilla-edge/flotilla/pkg/link"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
@@ -100,7 +101,11 @@ func Run(ctx context.Context, cfg Config) error {
 	// The API's hot kinds and the hub's per-node bookkeeping are held in
 	// memory; events, tokens, credentials and Secrets are read from disk.
 	indexed := append(slices.Clone(store.DefaultIndexedKinds), dispatch.KindNodeSnapshot, lease.Kind)
-	st, err := store.OpenBadger(filepath.Join(cfg.DataDir, "store"), store.WithLogger(log), store.WithCodec(codec), store.WithIndexedKinds(indexed...))
+	// One guard for both Badgers in the data directory, so each keeps
+	// room for what the other holds (pkg/diskguard).
+	guard := diskguard.New(0, filepath.Join(cfg.DataDir, "store"), filepath.Join(cfg.DataDir, "metrics"))
+	st, err := store.OpenBadger(filepath.Join(cfg.DataDir, "store"), store.WithLogger(log), store.WithCodec(codec),
+		store.WithIndexedKinds(indexed...), store.WithGuard(guard))
 	if err != nil {
 		return err
 	}
@@ -120,7 +125,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := authority.WriteCRL(crlPath); err != nil {
 		return err
 	}
-	tel, err := openTelemetry(cfg, log)
+	tel, err := openTelemetry(cfg, log, guard)
 	if err != nil {
 		return err
 	}
@@ -229,6 +234,7 @@ func Run(ctx context.Context, cfg Config) error {
 	run("nodelifecycle", lifecycle.Run)
 	tel.start(run, st, in)
 	run("store-gc", func(ctx context.Context) error { return st.RunGC(ctx, 10*time.Minute) })
+	run("store-space", func(ctx context.Context) error { return st.RunSpaceCheck(ctx, 5*time.Second) })
 	run("crl", func(ctx context.Context) error {
 		t := time.NewTicker(24 * time.Hour)
 		defer t.Stop()
