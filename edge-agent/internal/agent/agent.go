@@ -24,6 +24,7 @@ import (
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/state"
 	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 	"github.com/flotilla-edge/flotilla/pkg/link"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
@@ -135,6 +136,9 @@ type Agent struct {
 	// beatQueued is when a metrics batch carrying the heartbeat was last
 	// queued (UnixNano; 0: never).
 	beatQueued atomic.Int64
+	// diskFull reports whether the local state refuses writes for a full
+	// disk (nil: it never does, in memory).
+	diskFull func() bool
 }
 
 // Run runs the agent until ctx ends.
@@ -168,11 +172,12 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		defer disk.Close()
-		if a.outbox, err = outbox.Open(disk.DB(), cfg.Outbox); err != nil {
+		if a.outbox, err = outbox.Open(disk, cfg.Outbox); err != nil {
 			return err
 		}
 		st, recovered = disk, rec
-		gc = func(ctx context.Context) { disk.RunGC(ctx, 10*time.Minute) }
+		a.diskFull = disk.Full
+		gc = func(ctx context.Context) { disk.Run(ctx, 5*time.Second, 10*time.Minute) }
 	}
 	a.state = st
 	if snap, _ := st.Snapshot(); snap.Revision > 0 {
@@ -487,21 +492,31 @@ func (a *Agent) nodeEvent(typ, reason, message string) {
 // A report that cannot be queued (the disk failed) is logged; the agent
 // goes on keeping its node right.
 func (a *Agent) enqueue(topic, typ string, class outbox.Class, payload any) (uint64, bool) {
+	seq, err := a.enqueueErr(topic, typ, class, payload)
+	switch {
+	case errors.Is(err, diskguard.ErrFull):
+		// Counted as dropped; the node's DiskPressure says why.
+		a.log.Debug("report dropped: the disk is full", "type", typ, "err", err)
+	case err != nil:
+		a.log.Error("queue report", "type", typ, "err", err)
+	}
+	return seq, err == nil
+}
+
+// enqueueErr is enqueue, returning why a report was not queued.
+func (a *Agent) enqueueErr(topic, typ string, class outbox.Class, payload any) (uint64, error) {
 	seq, err := a.state.NextSeq()
 	if err != nil {
-		a.log.Error("queue report", "type", typ, "err", err)
-		return 0, false
+		return 0, err
 	}
 	b, err := wire.Encode(typ, a.cfg.NodeName, seq, time.Now(), payload)
 	if err != nil {
-		a.log.Error("queue report", "type", typ, "err", err)
-		return 0, false
+		return 0, err
 	}
 	if err := a.outbox.Append(outbox.Entry{Seq: seq, Class: class, Topic: topic, Payload: b}); err != nil {
-		a.log.Error("queue report", "type", typ, "seq", seq, "err", err)
-		return 0, false
+		return 0, fmt.Errorf("seq %d: %w", seq, err)
 	}
-	return seq, true
+	return seq, nil
 }
 
 // drainBatch is how many queued reports are published before waiting for

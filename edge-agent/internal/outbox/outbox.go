@@ -28,7 +28,7 @@ import (
 	"fmt"
 	"sync"
 
-	badger "github.com/dgraph-io/badger/v4"
+	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 )
 
 // Class ranks entries for dropping when the queue is full: the lowest
@@ -117,7 +117,7 @@ type Outbox struct {
 }
 
 // Open loads the queue's bookkeeping from db.
-func Open(db *badger.DB, limits Limits) (*Outbox, error) {
+func Open(db DB, limits Limits) (*Outbox, error) {
 	return open(badgerBackend{db}, limits)
 }
 
@@ -158,7 +158,11 @@ func (o *Outbox) Ready() <-chan struct{} { return o.notify }
 
 // Append queues one entry durably. seq must increase with every call (the
 // envelope's sequence number). If the queue would exceed its bounds, the
-// oldest entries of the lowest class are dropped first and counted.
+// oldest entries of the lowest class are dropped first and counted. The
+// byte bound is the smaller of Limits.MaxBytes and what the disk has room
+// for (see maxBytes). An entry the disk refuses is dropped and counted,
+// and the error wraps diskguard.ErrFull: the outbox stops growing, the
+// agent goes on.
 func (o *Outbox) Append(e Entry) error {
 	value := encodeEntry(e)
 	size := int64(len(value))
@@ -168,10 +172,11 @@ func (o *Outbox) Append(e Entry) error {
 
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	maxBytes := o.maxBytes()
 	var victims []uint64
 	count, bytes := o.count+1, o.bytes+size
 	cursor := [numClasses]int{}
-	for count > o.limits.MaxEntries || bytes > o.limits.MaxBytes {
+	for count > o.limits.MaxEntries || bytes > maxBytes {
 		seq, ok := o.oldestLowest(&cursor, e.Class)
 		if !ok {
 			break // only higher-class entries left: keep them, this one still fits the count
@@ -180,14 +185,16 @@ func (o *Outbox) Append(e Entry) error {
 		count--
 		bytes -= o.sizes[seq]
 	}
-	if count > o.limits.MaxEntries || bytes > o.limits.MaxBytes {
+	if count > o.limits.MaxEntries || bytes > maxBytes {
 		// Everything queued outranks the new entry: drop the new one.
 		dropped, appended := o.dropped, o.appended
 		dropped[e.Class]++
 		appended[e.Class]++
-		if err := o.st.commit(nil, nil, dropped, appended); err != nil {
+		if err := o.st.commit(nil, nil, dropped, appended); err != nil && !errors.Is(err, diskguard.ErrFull) {
 			return fmt.Errorf("count dropped entries: %w", err)
 		}
+		// A full disk keeps the count in memory until the next write it
+		// takes (every commit writes the counters).
 		o.dropped, o.appended = dropped, appended
 		return nil
 	}
@@ -202,6 +209,9 @@ func (o *Outbox) Append(e Entry) error {
 			dropped[o.classes[seq]]++
 		}
 		if err := o.st.commit(nil, step, dropped, o.appended); err != nil {
+			if errors.Is(err, diskguard.ErrFull) {
+				return o.refused(e, err)
+			}
 			return fmt.Errorf("append seq %d: drop %d older entries: %w", e.Seq, len(step), err)
 		}
 		o.dropped = dropped
@@ -216,6 +226,9 @@ func (o *Outbox) Append(e Entry) error {
 	}
 	appended[e.Class]++
 	if err := o.st.commit(&stored{seq: e.Seq, value: value}, victims, dropped, appended); err != nil {
+		if errors.Is(err, diskguard.ErrFull) {
+			return o.refused(e, err)
+		}
 		return fmt.Errorf("append seq %d: %w", e.Seq, err)
 	}
 	o.appended = appended
@@ -233,6 +246,30 @@ func (o *Outbox) Append(e Entry) error {
 	default:
 	}
 	return nil
+}
+
+// maxBytes is the byte bound in force: Limits.MaxBytes, or less when the
+// disk has room for less. Entries under the store's value threshold cost
+// diskguard.Cost(size, 0), 3.5 times their size, in what the disk must
+// hold for them (their log, the table a flush makes of it, a compaction's
+// copy); the bound takes that rate for all, so it errs on the small side
+// for large entries. The caller holds o.mu.
+func (o *Outbox) maxBytes() int64 {
+	room := o.st.room()
+	if room >= o.limits.MaxBytes*4 {
+		return o.limits.MaxBytes
+	}
+	allow := max(room, 0) * 2 / 7
+	return min(o.limits.MaxBytes, o.bytes+allow)
+}
+
+// refused counts an entry the disk refused as appended and dropped; the
+// counters reach the disk with the next write it takes. The caller holds
+// o.mu.
+func (o *Outbox) refused(e Entry, err error) error {
+	o.dropped[e.Class]++
+	o.appended[e.Class]++
+	return fmt.Errorf("append seq %d: dropped: %w", e.Seq, err)
 }
 
 // oldestLowest returns the oldest queued seq of the lowest class not above
