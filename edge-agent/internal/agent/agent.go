@@ -24,7 +24,6 @@ import (
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/state"
 	"github.com/flotilla-edge/flotilla/pkg/api"
-	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 	"github.com/flotilla-edge/flotilla/pkg/link"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
@@ -494,9 +493,24 @@ func (a *Agent) nodeEvent(typ, reason, message string) {
 func (a *Agent) enqueue(topic, typ string, class outbox.Class, payload any) (uint64, bool) {
 	seq, err := a.enqueueErr(topic, typ, class, payload)
 	switch {
-	case errors.Is(err, diskguard.ErrFull):
-		// Counted as dropped; the node's DiskPressure says why.
-		a.log.Debug("report dropped: the disk is full", "type", typ, "err", err)
+	case errors.Is(err, outbox.ErrDropped) && class == outbox.Status && a.link.Connected():
+		// Counted as dropped from the outbox (it is full, or its disk),
+		// but the pods' status must still reach the hub (it shows them
+		// Unknown after an outage until it has it), and a later one
+		// supersedes it: send it now.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		seq, err := a.publishNowSeq(ctx, topic, typ, payload, false)
+		if err != nil {
+			a.log.Warn("send pod status past the full outbox", "err", err)
+			return 0, false
+		}
+		a.noteStatusSeq(seq)
+		return seq, true
+	case errors.Is(err, outbox.ErrDropped):
+		// Counted as dropped; the heartbeat says so, and DiskPressure when
+		// the disk is why.
+		a.log.Debug("report dropped", "type", typ, "err", err)
 	case err != nil:
 		a.log.Error("queue report", "type", typ, "err", err)
 	}
@@ -553,8 +567,8 @@ func (a *Agent) drain(ctx context.Context) {
 			seqs := make([]uint64, n)
 			for i := range seqs {
 				seqs[i] = entries[i].Seq
-				if entries[i].Class == outbox.Status && entries[i].Seq > a.statusSeq.Load() {
-					a.statusSeq.Store(entries[i].Seq) // only drain writes it
+				if entries[i].Class == outbox.Status {
+					a.noteStatusSeq(entries[i].Seq)
 				}
 			}
 			if err := a.outbox.Ack(seqs...); err != nil {
@@ -567,6 +581,17 @@ func (a *Agent) drain(ctx context.Context) {
 				}
 				break
 			}
+		}
+	}
+}
+
+// noteStatusSeq records that the broker acknowledged the pod status
+// report seq, if it is the newest.
+func (a *Agent) noteStatusSeq(seq uint64) {
+	for {
+		cur := a.statusSeq.Load()
+		if seq <= cur || a.statusSeq.CompareAndSwap(cur, seq) {
+			return
 		}
 	}
 }
@@ -626,15 +651,21 @@ func (a *Agent) heartbeats(ctx context.Context) {
 // publishNow sends a message that is only worth sending now (online flag,
 // hello, heartbeat), bypassing the outbox.
 func (a *Agent) publishNow(ctx context.Context, kind, typ string, payload any, retained bool) error {
+	_, err := a.publishNowSeq(ctx, kind, typ, payload, retained)
+	return err
+}
+
+// publishNowSeq is publishNow, returning the message's sequence number.
+func (a *Agent) publishNowSeq(ctx context.Context, kind, typ string, payload any, retained bool) (uint64, error) {
 	seq, err := a.state.NextSeq()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	b, err := wire.Encode(typ, a.cfg.NodeName, seq, time.Now(), payload)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return a.link.Publish(ctx, wire.NodeTopic(a.cfg.NodeName, kind), 1, retained, b)
+	return seq, a.link.Publish(ctx, wire.NodeTopic(a.cfg.NodeName, kind), 1, retained, b)
 }
 
 func (a *Agent) mustEncodeOnline(online bool) []byte {

@@ -9,7 +9,6 @@ import (
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/logs"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/metrics"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
-	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
 
@@ -41,16 +40,16 @@ func (a *Agent) startTelemetry(run func(func(ctx context.Context))) {
 			switch {
 			case err == nil:
 				a.beatQueued.Store(time.Now().UnixNano())
-			case errors.Is(err, diskguard.ErrFull) && a.link.Connected():
-				// The outbox refused it (counted as dropped): send it now,
-				// so that the hub still sees the node's usage and its
-				// DiskPressure.
+			case errors.Is(err, outbox.ErrDropped) && a.link.Connected():
+				// The outbox dropped it (counted): send it now, so that the
+				// hub still gets the heartbeat it carries, the node's usage
+				// and its DiskPressure.
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				if err := a.publishNow(ctx, wire.TopicMetrics, wire.TypeMetrics, b, false); err == nil {
 					a.beatQueued.Store(time.Now().UnixNano())
 				}
-			case !errors.Is(err, diskguard.ErrFull):
+			case !errors.Is(err, outbox.ErrDropped):
 				a.log.Error("queue metrics", "err", err)
 			}
 		},

@@ -94,6 +94,13 @@ func appendedKey(c Class) []byte { return append([]byte("qm/appended/"), byte(c)
 // Badger's transaction bound for the agent's store (see Append).
 const victimsPerCommit = 500
 
+// ErrDropped is wrapped by Append's error when the new entry itself was
+// dropped (and counted), because everything queued outranks it or the
+// disk refused it (then the error wraps diskguard.ErrFull too): the entry
+// is not queued, which a caller that must get it through (the pods'
+// status, the heartbeat a metric batch carries) needs to know.
+var ErrDropped = errors.New("dropped: the outbox is full")
+
 // ErrTooLarge is returned for a single entry larger than the byte bound.
 var ErrTooLarge = errors.New("entry larger than the outbox's byte bound")
 
@@ -158,11 +165,12 @@ func (o *Outbox) Ready() <-chan struct{} { return o.notify }
 
 // Append queues one entry durably. seq must increase with every call (the
 // envelope's sequence number). If the queue would exceed its bounds, the
-// oldest entries of the lowest class are dropped first and counted. The
-// byte bound is the smaller of Limits.MaxBytes and what the disk has room
-// for (see maxBytes). An entry the disk refuses is dropped and counted,
-// and the error wraps diskguard.ErrFull: the outbox stops growing, the
-// agent goes on.
+// oldest entries of the lowest class are dropped first and counted; when
+// everything queued outranks the new entry, it is dropped itself, counted,
+// and the error wraps ErrDropped. The byte bound is the smaller of
+// Limits.MaxBytes and what the disk has room for (see maxBytes). An entry
+// the disk refuses is dropped and counted, and the error wraps ErrDropped
+// and diskguard.ErrFull: the outbox stops growing, the agent goes on.
 func (o *Outbox) Append(e Entry) error {
 	value := encodeEntry(e)
 	size := int64(len(value))
@@ -196,7 +204,7 @@ func (o *Outbox) Append(e Entry) error {
 		// A full disk keeps the count in memory until the next write it
 		// takes (every commit writes the counters).
 		o.dropped, o.appended = dropped, appended
-		return nil
+		return fmt.Errorf("append seq %d: %w", e.Seq, ErrDropped)
 	}
 	// A Badger transaction is bounded (its writes to 15 % of the store's
 	// memtable, in bytes and in about 100-byte nodes): a large entry
@@ -269,7 +277,7 @@ func (o *Outbox) maxBytes() int64 {
 func (o *Outbox) refused(e Entry, err error) error {
 	o.dropped[e.Class]++
 	o.appended[e.Class]++
-	return fmt.Errorf("append seq %d: dropped: %w", e.Seq, err)
+	return fmt.Errorf("append seq %d: %w: %w", e.Seq, ErrDropped, err)
 }
 
 // oldestLowest returns the oldest queued seq of the lowest class not above

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -111,7 +112,9 @@ func testBounds(t *testing.T, o *Outbox) {
 		t.Fatalf("dropped = %d", o.Dropped())
 	}
 	// A low-class entry never pushes out higher classes: it is dropped itself.
-	must(entry(9, Telemetry))
+	if err := o.Append(entry(9, Telemetry)); !errors.Is(err, ErrDropped) {
+		t.Fatalf("a telemetry entry outranked by everything queued: %v, want ErrDropped", err)
+	}
 	must(entry(10, Status)) // drops 4, the only status entry
 	got, _ = o.Peek(10)
 	if fmt.Sprint(seqs(got)) != "[5 6 7 8 10]" || o.Dropped() != 5 {

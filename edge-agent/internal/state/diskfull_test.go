@@ -52,8 +52,8 @@ func stateDiskFullChild(t *testing.T, mnt string) {
 		switch {
 		case err == nil:
 			queued++
-		case errors.Is(err, diskguard.ErrFull):
-			refused++
+		case errors.Is(err, outbox.ErrDropped):
+			refused++ // by the disk, or by the bound the disk set
 		default:
 			t.Fatalf("append %d: %v", i, err)
 		}
