@@ -9,6 +9,7 @@ package state
 //	s/snapshot          → JSON wire.Snapshot, the newest accepted desired snapshot
 //	r/{container id}    → JSON reconcile.RestartRecord
 //	m/seq               → uint64 big-endian, the highest report sequence number reserved
+//	gc/flush            → empty, written and dropped at once by each GC round
 //
 // Keys are built only by the helpers below.
 
@@ -33,6 +34,7 @@ import (
 func snapshotKey() []byte         { return []byte("s/snapshot") }
 func restartKey(id string) []byte { return []byte("r/" + id) }
 func seqKey() []byte              { return []byte("m/seq") }
+func flushKey() []byte            { return []byte("gc/flush") }
 
 // seqBlock is how many sequence numbers are reserved per write, so that
 // reports cost no disk write each while numbers still never go backwards
@@ -458,22 +460,44 @@ func (s *Store) reopen() error {
 	return nil
 }
 
-// collect is one round of garbage collection: compact the tables, so
-// that deleted entries are counted against their value-log files, then
-// rewrite every file at least half garbage. Both write, so both wait for
-// room: a compaction may rewrite every table, a rewrite a file's live
-// half.
+// flushMemtables writes Badger's memtables to tables. Badger flushes a
+// memtable only once it is full (1 MiB) or at close, and only tables are
+// compacted, which is what counts deleted entries as value-log garbage:
+// the last deliveries of a drained outbox would otherwise wait for a
+// megabyte of new writes. Badger has no call for it but DropPrefix, which
+// flushes every memtable first and works only for a prefix that holds
+// something: so a marker is written and dropped.
+func (s *Store) flushMemtables() error {
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(flushKey(), nil) }); err != nil {
+		return err
+	}
+	return s.db.DropPrefix(flushKey())
+}
+
+// collect is one round of garbage collection: flush the memtables and
+// compact the tables, so that deleted entries are counted against their
+// value-log files, then rewrite every file at least half garbage. All
+// three write, so each waits for room: the compaction may rewrite every
+// table, a rewrite a file's live half. The store's own writes wait
+// during the flush and compaction (Badger would refuse them meanwhile).
 func (s *Store) collect(ctx context.Context) {
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
+	s.dbMu.Lock()
 	if s.readOnly {
+		s.dbMu.Unlock()
 		return
 	}
-	if u, err := diskguard.Measure(s.opts.Dir); err == nil && s.guard.Admit(u.Tables) == nil {
+	if u, err := diskguard.Measure(s.opts.Dir); err == nil && s.guard.Admit(u.Tables+2*u.Logs) == nil {
+		if err := s.flushMemtables(); err != nil {
+			s.log.Warn("agent state: flush", "err", err)
+		}
 		if err := s.db.Flatten(1); err != nil {
 			s.log.Warn("agent state: compact", "err", err)
 		}
 	}
+	s.dbMu.Unlock()
+
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
 	// A rewrite moves at most the live half of a file, and its pointers.
 	for ctx.Err() == nil && s.guard.Admit(s.opts.ValueLogFileSize/2*11/10) == nil {
 		if err := s.db.RunValueLogGC(0.5); err != nil {
