@@ -145,7 +145,7 @@ func (b *BadgerSeries) reopen() bool {
 	if b.closed || !b.readOnly {
 		return !b.closed
 	}
-	if b.guard.Room() < 0 {
+	if err := b.guard.Check(); err != nil || b.guard.Room() < 0 {
 		return false
 	}
 	if err := b.db.Close(); err != nil {
