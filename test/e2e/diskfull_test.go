@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -102,8 +103,20 @@ func TestHubFullDisk(t *testing.T) {
 		break
 	}
 
+	// Something else takes every byte left, and the hub starts again: it
+	// opens its stores read-only, serves reads and refuses writes.
+	data := filepath.Join(h.dir, "data")
+	_ = h.proc.Stop()
+	if _, err := fillTo2(filepath.Join(data, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	checkConfigMaps("after starting on a disk with no byte free")
+	if _, errOut, err := h.cli(configMap("read-only", 1<<10), "apply", "-f", "-"); err == nil || !strings.Contains(errOut, "hub store: disk full, ") {
+		t.Fatalf("an apply to the hub started on a disk with no byte free: %v %s", err, errOut)
+	}
+
 	// The disk grows: writes are taken again, with no restart.
-	data := h.dir + "/data"
 	if err := syscall.Mount("tmpfs", data, "tmpfs", syscall.MS_REMOUNT, "size=80m"); err != nil {
 		t.Fatalf("grow the tmpfs: %v", err)
 	}
@@ -227,6 +240,27 @@ func TestAgentFullStateDisk(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// fillTo2 writes a new file at path until the disk is full.
+func fillTo2(path string) (int64, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	var n int64
+	for {
+		w, err := f.Write(buf)
+		n += int64(w)
+		if errors.Is(err, syscall.ENOSPC) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
 
 // fillTo writes n bytes to a new file at path.

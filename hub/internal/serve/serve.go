@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/flotilla-edge/flotilla/hub/internal/apiserver"
@@ -122,7 +123,11 @@ func Run(ctx context.Context, cfg Config) error {
 	// revocation, and daily, well inside its validity, so that a copy
 	// taken at any time is current.
 	crlPath := filepath.Join(cfg.DataDir, pkiDir, pki.CRLFile)
-	if err := authority.WriteCRL(crlPath); err != nil {
+	if err := authority.WriteCRL(crlPath); errors.Is(err, syscall.ENOSPC) {
+		// A full disk must not keep the hub down: the file written before
+		// (written whole or not at all) stays until the next write.
+		log.Error("write the CRL: the disk is full; the previous one stays until the next revocation or daily write", "path", crlPath, "err", err)
+	} else if err != nil {
 		return err
 	}
 	tel, err := openTelemetry(cfg, log, guard)
