@@ -185,6 +185,7 @@ type Guard struct {
 	spent   int64 // cost admitted since the last check
 	checked time.Time
 	err     error // of the last check
+	full    bool  // what Full said last
 }
 
 // New guards the Badger databases in dirs, keeping slack bytes (per
@@ -312,8 +313,21 @@ func (g *Guard) State() (free, reserve int64) {
 }
 
 // Full reports whether the guard is refusing ordinary writes of any size
-// worth having: less than the slack of room is left.
-func (g *Guard) Full() bool { return g.Room() < g.slack }
+// worth having: less than the slack of room is left. Once full it stays
+// so until twice the slack is free, so that a store writing at the edge
+// does not flap (each change of a node's DiskPressure is a write and an
+// event on the hub).
+func (g *Guard) Full() bool {
+	room := g.Room()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.full {
+		g.full = room < 2*g.slack
+	} else {
+		g.full = room < g.slack
+	}
+	return g.full
+}
 
 // StartReadOnly reports whether the Badger database in dir, one of those
 // g guards, must open read-only: the free space is under the reserve of
