@@ -151,8 +151,15 @@ func (s *Store) Tally() diskguard.Tally {
 func (s *Store) View(fn func(*badger.Txn) error) error {
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return errReopenFailed
+	}
 	return s.db.View(fn)
 }
+
+// errReopenFailed is returned by every call after a reopen for writing
+// failed and the store could not open read-only again either.
+var errReopenFailed = errors.New("agent state: the store could not be reopened")
 
 // Update runs fn in a transaction and commits it, synced, if the disk
 // has room for what t counts and for what the store must keep free; else
@@ -162,6 +169,9 @@ func (s *Store) View(fn func(*badger.Txn) error) error {
 func (s *Store) Update(t diskguard.Tally, critical bool, fn func(*badger.Txn) error) error {
 	s.dbMu.RLock()
 	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return errReopenFailed
+	}
 	if s.readOnly {
 		free, reserve := s.guard.State()
 		return &diskguard.FullError{Free: free, Reserve: reserve, Need: max(t.Cost(), reserve-free)}
@@ -231,6 +241,9 @@ func (s *Store) Close() error {
 	s.saveUnsaved()
 	s.dbMu.Lock()
 	defer s.dbMu.Unlock()
+	if s.db == nil {
+		return nil
+	}
 	return s.db.Close()
 }
 
@@ -443,13 +456,19 @@ func (s *Store) reopen() error {
 	if !s.readOnly {
 		return nil
 	}
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("close the read-only store: %w", err)
+	if s.db != nil {
+		if err := s.db.Close(); err != nil {
+			return fmt.Errorf("close the read-only store: %w", err)
+		}
+		s.db = nil
 	}
 	db, err := badger.Open(s.opts.WithReadOnly(false))
 	if err != nil {
 		ro, rerr := badger.Open(s.opts.WithReadOnly(true))
 		if rerr != nil {
+			// Nothing to read from: calls fail, and the snapshot and
+			// sequence numbers go on from memory.
+			s.db = nil
 			return fmt.Errorf("open for writing: %w; and read-only again: %w", err, rerr)
 		}
 		s.db = ro
@@ -482,7 +501,7 @@ func (s *Store) flushMemtables() error {
 // during the flush and compaction (Badger would refuse them meanwhile).
 func (s *Store) collect(ctx context.Context) {
 	s.dbMu.Lock()
-	if s.readOnly {
+	if s.readOnly || s.db == nil {
 		s.dbMu.Unlock()
 		return
 	}

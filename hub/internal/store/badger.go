@@ -300,6 +300,9 @@ func (b *Badger) View(fn func(Tx) error) error {
 	defer b.gate.leave()
 	b.dbMu.RLock()
 	defer b.dbMu.RUnlock()
+	if b.db == nil {
+		return fmt.Errorf("view: %w", errReopenFailed)
+	}
 	state := b.index.state.Load()
 	txn := b.db.NewTransaction(false)
 	defer txn.Discard()
@@ -320,6 +323,9 @@ func (b *Badger) Update(fn func(Tx) error) error {
 	defer b.writeMu.Unlock()
 	b.dbMu.RLock()
 	defer b.dbMu.RUnlock()
+	if b.db == nil {
+		return fmt.Errorf("update: %w", errReopenFailed)
+	}
 
 	// A read-only Badger refuses write transactions; the writes are
 	// refused at commit instead, with the free space.
@@ -413,6 +419,9 @@ func (b *Badger) Close() error {
 	b.watchers.close()
 	b.dbMu.Lock()
 	defer b.dbMu.Unlock()
+	if b.db == nil {
+		return nil
+	}
 	if err := b.db.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
@@ -466,6 +475,10 @@ func (b *Badger) checkSpace(full bool) bool {
 	return now
 }
 
+// errReopenFailed is wrapped by every call after a reopen for writing
+// failed and the store could not open read-only again either.
+var errReopenFailed = fmt.Errorf("the store could not be reopened: %w", ErrClosed)
+
 // reopen swaps the read-only database for one open for writing, once no
 // call is using it (it retries rather than wait, so that a View nested in
 // another call cannot deadlock with it). If Badger cannot open for
@@ -479,14 +492,18 @@ func (b *Badger) reopen() error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	defer b.dbMu.Unlock()
-	if err := b.db.Close(); err != nil {
-		return fmt.Errorf("close the read-only store: %w", err)
+	if b.db != nil {
+		if err := b.db.Close(); err != nil {
+			return fmt.Errorf("close the read-only store: %w", err)
+		}
+		b.db = nil
 	}
 	db, err := badger.Open(b.opts.WithReadOnly(false))
 	if err != nil {
 		ro, rerr := badger.Open(b.opts.WithReadOnly(true))
 		if rerr != nil {
-			// Nothing to serve reads from: fail them rather than crash.
+			// Nothing to serve reads from: calls fail with ErrClosed.
+			b.db = nil
 			return fmt.Errorf("open for writing: %w; and read-only again: %w", err, rerr)
 		}
 		b.db = ro
@@ -529,7 +546,7 @@ func (b *Badger) gcRound(ctx context.Context) error {
 	defer b.gate.leave()
 	b.dbMu.RLock()
 	defer b.dbMu.RUnlock()
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && b.db != nil {
 		// A rewrite moves a file's live values (at most half of it) through
 		// the write path; it waits until there is room for that.
 		if b.readOnly.Load() || b.guard.Admit(b.opts.ValueLogFileSize) != nil {
