@@ -55,6 +55,11 @@ type NodeSample struct {
 	Temperatures  []TemperatureSample `json:"temperatures,omitempty"`
 	UptimeSeconds uint64              `json:"uptime"`
 	Processes     int                 `json:"processes"`
+	// StateStoreFull is true while the agent's state store refuses writes
+	// because its disk has less free space than the store keeps in
+	// reserve (its outbox drops what it cannot queue): the hub sets the
+	// node's DiskPressure.
+	StateStoreFull bool `json:"stateStoreFull,omitempty"`
 }
 
 // CPUSample is CPU usage in cores (1.0 is one core busy for the window).

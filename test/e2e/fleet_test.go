@@ -45,6 +45,9 @@ type hubOptions struct {
 	// authenticated API (see security_test.go). Without it the hub runs
 	// with --insecure.
 	tls bool
+	// dataTmpfs, if set, is the size of a tmpfs mounted for the hub's data
+	// directory (see diskfull_test.go).
+	dataTmpfs int64
 }
 
 var seq atomic.Int64
@@ -63,6 +66,9 @@ func startHub(t *testing.T, o hubOptions) *hubProc {
 	httpPort, _ := harness.FreePort()
 	h := &hubProc{t: t, dir: dir, URL: fmt.Sprintf("http://127.0.0.1:%d", httpPort), logPath: filepath.Join(dir, "hub.log"), tls: o.tls}
 	h.args = []string{"serve", "--data-dir", filepath.Join(dir, "data"), "--http-listen", fmt.Sprintf("127.0.0.1:%d", httpPort)}
+	if o.dataTmpfs > 0 {
+		mountTmpfs(t, filepath.Join(dir, "data"), o.dataTmpfs)
+	}
 	if o.tls {
 		h.URL = fmt.Sprintf("https://127.0.0.1:%d", httpPort)
 	} else {

@@ -44,11 +44,21 @@ func startSite(t *testing.T) *harness.Site {
 // the site's link only.
 func startSiteAgent(t *testing.T, h *hubProc, site *harness.Site, extra ...string) *agentProc {
 	t.Helper()
+	return startSiteAgentOn(t, h, site, 0, extra...)
+}
+
+// startSiteAgentOn is startSiteAgent with, when stateTmpfs is set, the
+// agent's state directory on a tmpfs of that size.
+func startSiteAgentOn(t *testing.T, h *hubProc, site *harness.Site, stateTmpfs int64, extra ...string) *agentProc {
+	t.Helper()
 	_, port, _ := strings.Cut(strings.TrimPrefix(h.MQTT, "tcp://127.0.0.1"), ":")
 	broker := "tcp://" + site.HostIP + ":" + port
 	node := uniq("site-")
 	a := &agentProc{t: t, hub: h, node: node, ns: "e2e-" + node, stateDir: filepath.Join(env.dir, node)}
 	a.logPath = filepath.Join(env.dir, node+".log")
+	if stateTmpfs > 0 {
+		mountTmpfs(t, a.stateDir, stateTmpfs)
+	}
 	args := append([]string{
 		"--broker", broker, "--node-name", node,
 		"--containerd-socket", env.ctd.Socket, "--containerd-namespace", a.ns,

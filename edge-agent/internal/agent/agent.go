@@ -135,6 +135,9 @@ type Agent struct {
 	// beatQueued is when a metrics batch carrying the heartbeat was last
 	// queued (UnixNano; 0: never).
 	beatQueued atomic.Int64
+	// diskFull reports whether the local state refuses writes for a full
+	// disk (nil: it never does, in memory).
+	diskFull func() bool
 }
 
 // Run runs the agent until ctx ends.
@@ -168,11 +171,12 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		defer disk.Close()
-		if a.outbox, err = outbox.Open(disk.DB(), cfg.Outbox); err != nil {
+		if a.outbox, err = outbox.Open(disk, cfg.Outbox); err != nil {
 			return err
 		}
 		st, recovered = disk, rec
-		gc = func(ctx context.Context) { disk.RunGC(ctx, 10*time.Minute) }
+		a.diskFull = disk.Full
+		gc = func(ctx context.Context) { disk.Run(ctx, 5*time.Second, 10*time.Minute) }
 	}
 	a.state = st
 	if snap, _ := st.Snapshot(); snap.Revision > 0 {
@@ -487,21 +491,46 @@ func (a *Agent) nodeEvent(typ, reason, message string) {
 // A report that cannot be queued (the disk failed) is logged; the agent
 // goes on keeping its node right.
 func (a *Agent) enqueue(topic, typ string, class outbox.Class, payload any) (uint64, bool) {
+	seq, err := a.enqueueErr(topic, typ, class, payload)
+	switch {
+	case errors.Is(err, outbox.ErrDropped) && class == outbox.Status && a.link.Connected():
+		// Counted as dropped from the outbox (it is full, or its disk),
+		// but the pods' status must still reach the hub (it shows them
+		// Unknown after an outage until it has it), and a later one
+		// supersedes it: send it now.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		seq, err := a.publishNowSeq(ctx, topic, typ, payload, false)
+		if err != nil {
+			a.log.Warn("send pod status past the full outbox", "err", err)
+			return 0, false
+		}
+		a.noteStatusSeq(seq)
+		return seq, true
+	case errors.Is(err, outbox.ErrDropped):
+		// Counted as dropped; the heartbeat says so, and DiskPressure when
+		// the disk is why.
+		a.log.Debug("report dropped", "type", typ, "err", err)
+	case err != nil:
+		a.log.Error("queue report", "type", typ, "err", err)
+	}
+	return seq, err == nil
+}
+
+// enqueueErr is enqueue, returning why a report was not queued.
+func (a *Agent) enqueueErr(topic, typ string, class outbox.Class, payload any) (uint64, error) {
 	seq, err := a.state.NextSeq()
 	if err != nil {
-		a.log.Error("queue report", "type", typ, "err", err)
-		return 0, false
+		return 0, err
 	}
 	b, err := wire.Encode(typ, a.cfg.NodeName, seq, time.Now(), payload)
 	if err != nil {
-		a.log.Error("queue report", "type", typ, "err", err)
-		return 0, false
+		return 0, err
 	}
 	if err := a.outbox.Append(outbox.Entry{Seq: seq, Class: class, Topic: topic, Payload: b}); err != nil {
-		a.log.Error("queue report", "type", typ, "seq", seq, "err", err)
-		return 0, false
+		return 0, fmt.Errorf("seq %d: %w", seq, err)
 	}
-	return seq, true
+	return seq, nil
 }
 
 // drainBatch is how many queued reports are published before waiting for
@@ -538,8 +567,8 @@ func (a *Agent) drain(ctx context.Context) {
 			seqs := make([]uint64, n)
 			for i := range seqs {
 				seqs[i] = entries[i].Seq
-				if entries[i].Class == outbox.Status && entries[i].Seq > a.statusSeq.Load() {
-					a.statusSeq.Store(entries[i].Seq) // only drain writes it
+				if entries[i].Class == outbox.Status {
+					a.noteStatusSeq(entries[i].Seq)
 				}
 			}
 			if err := a.outbox.Ack(seqs...); err != nil {
@@ -552,6 +581,17 @@ func (a *Agent) drain(ctx context.Context) {
 				}
 				break
 			}
+		}
+	}
+}
+
+// noteStatusSeq records that the broker acknowledged the pod status
+// report seq, if it is the newest.
+func (a *Agent) noteStatusSeq(seq uint64) {
+	for {
+		cur := a.statusSeq.Load()
+		if seq <= cur || a.statusSeq.CompareAndSwap(cur, seq) {
+			return
 		}
 	}
 }
@@ -611,15 +651,21 @@ func (a *Agent) heartbeats(ctx context.Context) {
 // publishNow sends a message that is only worth sending now (online flag,
 // hello, heartbeat), bypassing the outbox.
 func (a *Agent) publishNow(ctx context.Context, kind, typ string, payload any, retained bool) error {
+	_, err := a.publishNowSeq(ctx, kind, typ, payload, retained)
+	return err
+}
+
+// publishNowSeq is publishNow, returning the message's sequence number.
+func (a *Agent) publishNowSeq(ctx context.Context, kind, typ string, payload any, retained bool) (uint64, error) {
 	seq, err := a.state.NextSeq()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	b, err := wire.Encode(typ, a.cfg.NodeName, seq, time.Now(), payload)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return a.link.Publish(ctx, wire.NodeTopic(a.cfg.NodeName, kind), 1, retained, b)
+	return seq, a.link.Publish(ctx, wire.NodeTopic(a.cfg.NodeName, kind), 1, retained, b)
 }
 
 func (a *Agent) mustEncodeOnline(online bool) []byte {

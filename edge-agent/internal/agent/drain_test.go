@@ -54,7 +54,7 @@ func newDrainRig(tb testing.TB, entries int) *drainRig {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ob, err := outbox.Open(db, outbox.DefaultLimits)
+	ob, err := outbox.Open(outbox.Unguarded(db), outbox.DefaultLimits)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"time"
 
@@ -10,6 +11,10 @@ import (
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
+
+// stateFull reports whether the local state refuses writes for a full
+// disk: each sample says so, and the hub sets the node's DiskPressure.
+func (a *Agent) stateFull() bool { return a.diskFull != nil && a.diskFull() }
 
 // telemetry is the agent's metrics collector and container-log server.
 type telemetry struct {
@@ -31,12 +36,26 @@ func (a *Agent) startTelemetry(run func(func(ctx context.Context))) {
 		Send: func(b wire.MetricsBatch) {
 			hb := a.heartbeat()
 			b.Heartbeat = &hb
-			if _, ok := a.enqueue(wire.TopicMetrics, wire.TypeMetrics, outbox.Telemetry, b); ok {
+			_, err := a.enqueueErr(wire.TopicMetrics, wire.TypeMetrics, outbox.Telemetry, b)
+			switch {
+			case err == nil:
 				a.beatQueued.Store(time.Now().UnixNano())
+			case errors.Is(err, outbox.ErrDropped) && a.link.Connected():
+				// The outbox dropped it (counted): send it now, so that the
+				// hub still gets the heartbeat it carries, the node's usage
+				// and its DiskPressure.
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := a.publishNow(ctx, wire.TopicMetrics, wire.TypeMetrics, b, false); err == nil {
+					a.beatQueued.Store(time.Now().UnixNano())
+				}
+			case !errors.Is(err, outbox.ErrDropped):
+				a.log.Error("queue metrics", "err", err)
 			}
 		},
-		Restarts: a.restartCounts,
-		Logger:   a.log,
+		StoreFull: a.stateFull,
+		Restarts:  a.restartCounts,
+		Logger:    a.log,
 	})
 	a.tel.logs = logs.New(logs.Config{
 		Dir:     filepath.Join(a.cfg.StateDir, "logs"),

@@ -44,7 +44,10 @@ type Config struct {
 	Send func(wire.MetricsBatch)
 	// Restarts returns each container's restart count (optional).
 	Restarts func() map[ContainerKey]int32
-	Logger   *slog.Logger
+	// StoreFull reports whether the agent's state store refuses writes
+	// for a full disk (optional); each sample carries it.
+	StoreFull func() bool
+	Logger    *slog.Logger
 }
 
 // Collector samples the node. Its methods other than SetRuntime are
@@ -130,6 +133,9 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) wire.MetricSampl
 	node, err := c.cfg.Node.Sample(ctx, now)
 	s.Node = node
 	c.noteErr("read node usage", err)
+	if c.cfg.StoreFull != nil {
+		s.Node.StateStoreFull = c.cfg.StoreFull()
+	}
 	if ref := c.rt.Load(); ref != nil {
 		sctx, cancel := context.WithTimeout(ctx, max(c.cfg.Interval, 5*time.Second))
 		stats, err := ref.ContainerStats(sctx)

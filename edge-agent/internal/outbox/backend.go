@@ -3,10 +3,13 @@ package outbox
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"sort"
 	"sync"
 
 	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 )
 
 // backend stores the queue. The Outbox keeps the bookkeeping (bounds,
@@ -21,6 +24,18 @@ type backend interface {
 	scan(from uint64, n int, each func(seq uint64, value []byte) error) error
 	// remove deletes entries.
 	remove(seqs []uint64) error
+	// room is how many bytes of cost (diskguard.Cost) the disk would
+	// still take.
+	room() int64
+}
+
+// DB is the agent's store as the outbox uses it (state.Store): reads, and
+// writes that its disk guard admits or refuses with diskguard.ErrFull.
+type DB interface {
+	View(fn func(*badger.Txn) error) error
+	Update(t diskguard.Tally, critical bool, fn func(*badger.Txn) error) error
+	Tally() diskguard.Tally
+	Room() int64
 }
 
 // stored is one entry as the backend keeps it.
@@ -31,7 +46,9 @@ type stored struct {
 
 // badgerBackend keeps the queue in the agent's Badger (key layout at the
 // top of outbox.go).
-type badgerBackend struct{ db *badger.DB }
+type badgerBackend struct{ db DB }
+
+func (b badgerBackend) room() int64 { return b.db.Room() }
 
 func (b badgerBackend) load(each func(uint64, Class, int64), dropped, appended *[numClasses]uint64) error {
 	return b.db.View(func(txn *badger.Txn) error {
@@ -76,7 +93,20 @@ func (b badgerBackend) load(each func(uint64, Class, int64), dropped, appended *
 }
 
 func (b badgerBackend) commit(put *stored, victims []uint64, dropped, appended [numClasses]uint64) error {
-	return b.db.Update(func(txn *badger.Txn) error {
+	t := b.db.Tally()
+	for range victims {
+		t.Entry(len(entryKey(0)), 0)
+	}
+	for c := Class(0); c < numClasses; c++ {
+		t.Entry(len(droppedKey(c)), 8)
+		t.Entry(len(appendedKey(c)), 8)
+	}
+	if put != nil {
+		t.Entry(len(entryKey(put.seq)), len(put.value))
+	}
+	// Counting drops without queueing anything is bookkeeping that must go
+	// on while the disk is full.
+	return b.db.Update(t, put == nil && len(victims) == 0, func(txn *badger.Txn) error {
 		for _, seq := range victims {
 			if err := txn.Delete(entryKey(seq)); err != nil {
 				return err
@@ -118,15 +148,21 @@ func (b badgerBackend) scan(from uint64, n int, each func(uint64, []byte) error)
 	})
 }
 
+// remove deletes delivered entries: a critical write, since deleting is
+// how the space comes back.
 func (b badgerBackend) remove(seqs []uint64) error {
-	wb := b.db.NewWriteBatch()
-	defer wb.Cancel()
+	t := b.db.Tally()
 	for _, seq := range seqs {
-		if err := wb.Delete(entryKey(seq)); err != nil {
-			return err
-		}
+		t.Entry(len(entryKey(seq)), 0)
 	}
-	return wb.Flush()
+	return b.db.Update(t, true, func(txn *badger.Txn) error {
+		for _, seq := range seqs {
+			if err := txn.Delete(entryKey(seq)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // memBackend keeps the queue in memory: entries in seq order (seqs only
@@ -139,6 +175,8 @@ type memBackend struct {
 }
 
 func newMemBackend() *memBackend { return &memBackend{values: map[uint64][]byte{}} }
+
+func (m *memBackend) room() int64 { return math.MaxInt64 }
 
 func (m *memBackend) load(func(uint64, Class, int64), *[numClasses]uint64, *[numClasses]uint64) error {
 	return nil
@@ -205,3 +243,17 @@ func (m *memBackend) remove(seqs []uint64) error {
 	m.compact()
 	return nil
 }
+
+// Unguarded is a DB over a plain Badger whose writes are never refused,
+// for tests and tools whose disk is not at stake. The agent uses its
+// state.Store, whose writes a disk guard admits.
+func Unguarded(db *badger.DB) DB { return unguarded{db} }
+
+type unguarded struct{ db *badger.DB }
+
+func (u unguarded) View(fn func(*badger.Txn) error) error { return u.db.View(fn) }
+func (u unguarded) Update(_ diskguard.Tally, _ bool, fn func(*badger.Txn) error) error {
+	return u.db.Update(fn)
+}
+func (u unguarded) Tally() diskguard.Tally { return diskguard.Tally{} }
+func (u unguarded) Room() int64            { return math.MaxInt64 }

@@ -28,7 +28,7 @@ import (
 	"fmt"
 	"sync"
 
-	badger "github.com/dgraph-io/badger/v4"
+	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 )
 
 // Class ranks entries for dropping when the queue is full: the lowest
@@ -94,6 +94,13 @@ func appendedKey(c Class) []byte { return append([]byte("qm/appended/"), byte(c)
 // Badger's transaction bound for the agent's store (see Append).
 const victimsPerCommit = 500
 
+// ErrDropped is wrapped by Append's error when the new entry itself was
+// dropped (and counted), because everything queued outranks it or the
+// disk refused it (then the error wraps diskguard.ErrFull too): the entry
+// is not queued, which a caller that must get it through (the pods'
+// status, the heartbeat a metric batch carries) needs to know.
+var ErrDropped = errors.New("dropped: the outbox is full")
+
 // ErrTooLarge is returned for a single entry larger than the byte bound.
 var ErrTooLarge = errors.New("entry larger than the outbox's byte bound")
 
@@ -117,7 +124,7 @@ type Outbox struct {
 }
 
 // Open loads the queue's bookkeeping from db.
-func Open(db *badger.DB, limits Limits) (*Outbox, error) {
+func Open(db DB, limits Limits) (*Outbox, error) {
 	return open(badgerBackend{db}, limits)
 }
 
@@ -158,7 +165,12 @@ func (o *Outbox) Ready() <-chan struct{} { return o.notify }
 
 // Append queues one entry durably. seq must increase with every call (the
 // envelope's sequence number). If the queue would exceed its bounds, the
-// oldest entries of the lowest class are dropped first and counted.
+// oldest entries of the lowest class are dropped first and counted; when
+// everything queued outranks the new entry, it is dropped itself, counted,
+// and the error wraps ErrDropped. The byte bound is the smaller of
+// Limits.MaxBytes and what the disk has room for (see maxBytes). An entry
+// the disk refuses is dropped and counted, and the error wraps ErrDropped
+// and diskguard.ErrFull: the outbox stops growing, the agent goes on.
 func (o *Outbox) Append(e Entry) error {
 	value := encodeEntry(e)
 	size := int64(len(value))
@@ -168,10 +180,11 @@ func (o *Outbox) Append(e Entry) error {
 
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	maxBytes := o.maxBytes()
 	var victims []uint64
 	count, bytes := o.count+1, o.bytes+size
 	cursor := [numClasses]int{}
-	for count > o.limits.MaxEntries || bytes > o.limits.MaxBytes {
+	for count > o.limits.MaxEntries || bytes > maxBytes {
 		seq, ok := o.oldestLowest(&cursor, e.Class)
 		if !ok {
 			break // only higher-class entries left: keep them, this one still fits the count
@@ -180,16 +193,18 @@ func (o *Outbox) Append(e Entry) error {
 		count--
 		bytes -= o.sizes[seq]
 	}
-	if count > o.limits.MaxEntries || bytes > o.limits.MaxBytes {
+	if count > o.limits.MaxEntries || bytes > maxBytes {
 		// Everything queued outranks the new entry: drop the new one.
 		dropped, appended := o.dropped, o.appended
 		dropped[e.Class]++
 		appended[e.Class]++
-		if err := o.st.commit(nil, nil, dropped, appended); err != nil {
+		if err := o.st.commit(nil, nil, dropped, appended); err != nil && !errors.Is(err, diskguard.ErrFull) {
 			return fmt.Errorf("count dropped entries: %w", err)
 		}
+		// A full disk keeps the count in memory until the next write it
+		// takes (every commit writes the counters).
 		o.dropped, o.appended = dropped, appended
-		return nil
+		return fmt.Errorf("append seq %d: %w", e.Seq, ErrDropped)
 	}
 	// A Badger transaction is bounded (its writes to 15 % of the store's
 	// memtable, in bytes and in about 100-byte nodes): a large entry
@@ -202,6 +217,9 @@ func (o *Outbox) Append(e Entry) error {
 			dropped[o.classes[seq]]++
 		}
 		if err := o.st.commit(nil, step, dropped, o.appended); err != nil {
+			if errors.Is(err, diskguard.ErrFull) {
+				return o.refused(e, err)
+			}
 			return fmt.Errorf("append seq %d: drop %d older entries: %w", e.Seq, len(step), err)
 		}
 		o.dropped = dropped
@@ -216,6 +234,9 @@ func (o *Outbox) Append(e Entry) error {
 	}
 	appended[e.Class]++
 	if err := o.st.commit(&stored{seq: e.Seq, value: value}, victims, dropped, appended); err != nil {
+		if errors.Is(err, diskguard.ErrFull) {
+			return o.refused(e, err)
+		}
 		return fmt.Errorf("append seq %d: %w", e.Seq, err)
 	}
 	o.appended = appended
@@ -233,6 +254,30 @@ func (o *Outbox) Append(e Entry) error {
 	default:
 	}
 	return nil
+}
+
+// maxBytes is the byte bound in force: Limits.MaxBytes, or less when the
+// disk has room for less. Entries under the store's value threshold cost
+// diskguard.Cost(size, 0), 3.5 times their size, in what the disk must
+// hold for them (their log, the table a flush makes of it, a compaction's
+// copy); the bound takes that rate for all, so it errs on the small side
+// for large entries. The caller holds o.mu.
+func (o *Outbox) maxBytes() int64 {
+	room := o.st.room()
+	if room >= o.limits.MaxBytes*4 {
+		return o.limits.MaxBytes
+	}
+	allow := max(room, 0) * 2 / 7
+	return min(o.limits.MaxBytes, o.bytes+allow)
+}
+
+// refused counts an entry the disk refused as appended and dropped; the
+// counters reach the disk with the next write it takes. The caller holds
+// o.mu.
+func (o *Outbox) refused(e Entry, err error) error {
+	o.dropped[e.Class]++
+	o.appended[e.Class]++
+	return fmt.Errorf("append seq %d: %w: %w", e.Seq, ErrDropped, err)
 }
 
 // oldestLowest returns the oldest queued seq of the lowest class not above

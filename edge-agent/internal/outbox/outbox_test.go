@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -40,7 +41,7 @@ func both(t *testing.T, limits Limits, test func(t *testing.T, o *Outbox)) {
 	t.Run("badger", func(t *testing.T) {
 		db := openDB(t, t.TempDir())
 		defer db.Close()
-		o, err := Open(db, limits)
+		o, err := Open(Unguarded(db), limits)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +112,9 @@ func testBounds(t *testing.T, o *Outbox) {
 		t.Fatalf("dropped = %d", o.Dropped())
 	}
 	// A low-class entry never pushes out higher classes: it is dropped itself.
-	must(entry(9, Telemetry))
+	if err := o.Append(entry(9, Telemetry)); !errors.Is(err, ErrDropped) {
+		t.Fatalf("a telemetry entry outranked by everything queued: %v, want ErrDropped", err)
+	}
 	must(entry(10, Status)) // drops 4, the only status entry
 	got, _ = o.Peek(10)
 	if fmt.Sprint(seqs(got)) != "[5 6 7 8 10]" || o.Dropped() != 5 {
@@ -148,7 +151,7 @@ func testByteBound(t *testing.T, o *Outbox) {
 func TestReopenKeepsQueueAndDropCount(t *testing.T) {
 	dir := t.TempDir()
 	db := openDB(t, dir)
-	o, _ := Open(db, Limits{MaxEntries: 3, MaxBytes: 1 << 20})
+	o, _ := Open(Unguarded(db), Limits{MaxEntries: 3, MaxBytes: 1 << 20})
 	for i := uint64(1); i <= 5; i++ {
 		if err := o.Append(entry(i, Status)); err != nil {
 			t.Fatal(err)
@@ -157,7 +160,7 @@ func TestReopenKeepsQueueAndDropCount(t *testing.T) {
 	db.Close()
 	db = openDB(t, dir)
 	defer db.Close()
-	o, err := Open(db, Limits{MaxEntries: 3, MaxBytes: 1 << 20})
+	o, err := Open(Unguarded(db), Limits{MaxEntries: 3, MaxBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +187,7 @@ func TestCrashMidWriteLosesNothingAppended(t *testing.T) {
 			fmt.Println("open:", err)
 			os.Exit(1)
 		}
-		o, err := Open(db, Limits{MaxEntries: 1 << 20, MaxBytes: 1 << 30})
+		o, err := Open(Unguarded(db), Limits{MaxEntries: 1 << 20, MaxBytes: 1 << 30})
 		if err != nil {
 			fmt.Println("open:", err)
 			os.Exit(1)
@@ -224,7 +227,7 @@ func TestCrashMidWriteLosesNothingAppended(t *testing.T) {
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
 		db := openDB(t, dir)
-		o, err := Open(db, Limits{MaxEntries: 1 << 20, MaxBytes: 1 << 30})
+		o, err := Open(Unguarded(db), Limits{MaxEntries: 1 << 20, MaxBytes: 1 << 30})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +250,7 @@ func BenchmarkAppendAck(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	o, _ := Open(db, DefaultLimits)
+	o, _ := Open(Unguarded(db), DefaultLimits)
 	payload := make([]byte, 400)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

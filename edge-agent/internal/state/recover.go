@@ -9,20 +9,17 @@ import (
 	"syscall"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
+	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 )
-
-// DB is the underlying Badger, for the outbox, which keeps its queue in the
-// same store so that one fsync covers both.
-func (s *Store) DB() *badger.DB { return s.db }
 
 // ErrLocked means another process holds the state directory: a second
 // agent on the same board.
 var ErrLocked = errors.New("the state directory is in use by another process")
 
-// ErrDiskFull means the store's filesystem has no room; moving the store
-// aside would not help.
-var ErrDiskFull = errors.New("no space left for the agent's state")
+// ErrDiskFull means the store's filesystem has no room for a write, or to
+// open the store; moving the store aside would not help. The error is
+// also a *diskguard.FullError, which says how many bytes were free.
+var ErrDiskFull = diskguard.ErrFull
 
 // minFree is the free space below which a failed open is blamed on the
 // disk rather than on the store.
@@ -61,6 +58,9 @@ func OpenOrRecover(dir string, logger *slog.Logger) (*Store, bool, error) {
 	s, err := Open(dir, logger)
 	if err == nil {
 		return s, false, nil
+	}
+	if errors.Is(err, ErrDiskFull) {
+		return nil, false, err
 	}
 	var fs syscall.Statfs_t
 	if serr := syscall.Statfs(parentOf(dir), &fs); serr == nil && int64(fs.Bavail)*int64(fs.Bsize) < minFree {

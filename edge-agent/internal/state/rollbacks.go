@@ -43,7 +43,10 @@ func (s *Store) SaveRejection(uid string, r reconcile.Rejection) error {
 
 // Forget drops what is remembered for a pod that is gone.
 func (s *Store) Forget(uid string) error {
-	err := s.db.Update(func(txn *badger.Txn) error {
+	t := s.Tally()
+	t.Entry(len(goodKey(uid)), 0)
+	t.Entry(len(rejectionKey(uid)), 0)
+	err := s.Update(t, false, func(txn *badger.Txn) error {
 		if err := txn.Delete(goodKey(uid)); err != nil {
 			return err
 		}
@@ -56,7 +59,7 @@ func (s *Store) Forget(uid string) error {
 }
 
 func (s *Store) getJSON(key []byte, v any) (bool, error) {
-	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, key, v) })
+	err := s.View(func(txn *badger.Txn) error { return getJSON(txn, key, v) })
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return false, nil
 	}
@@ -71,7 +74,7 @@ func (s *Store) setJSON(key []byte, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(key, b) }); err != nil {
+	if err := s.set(key, b, false); err != nil {
 		return fmt.Errorf("write %s: %w", key, err)
 	}
 	return nil

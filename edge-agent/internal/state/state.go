@@ -9,6 +9,7 @@ package state
 //	s/snapshot          → JSON wire.Snapshot, the newest accepted desired snapshot
 //	r/{container id}    → JSON reconcile.RestartRecord
 //	m/seq               → uint64 big-endian, the highest report sequence number reserved
+//	gc/flush            → empty, written and dropped at once by each GC round
 //
 // Keys are built only by the helpers below.
 
@@ -26,26 +27,45 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
+	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
 
 func snapshotKey() []byte         { return []byte("s/snapshot") }
 func restartKey(id string) []byte { return []byte("r/" + id) }
 func seqKey() []byte              { return []byte("m/seq") }
+func flushKey() []byte            { return []byte("gc/flush") }
 
 // seqBlock is how many sequence numbers are reserved per write, so that
 // reports cost no disk write each while numbers still never go backwards
 // across restarts.
 const seqBlock = 1024
 
-// Store is the agent's local state.
+// Store is the agent's local state. A disk guard (pkg/diskguard) admits
+// every write: Badger writes through memory maps, and a full card under
+// one was a SIGBUS that killed the agent at every start. On a full disk
+// the store refuses writes with an error wrapping ErrDiskFull, except
+// where that would stop the node (see NextSeq and SaveRestarts); it opens
+// read-only on a disk too full to open for writing, and Run reopens it
+// once there is room.
 type Store struct {
-	db *badger.DB
+	// dbMu guards db against the one swap from read-only to read-write.
+	dbMu     sync.RWMutex
+	db       *badger.DB
+	opts     badger.Options
+	guard    *diskguard.Guard
+	readOnly bool // guarded by dbMu
+	log      *slog.Logger
 
 	mu       sync.Mutex
 	snapshot wire.Snapshot
 	seq      uint64 // last sequence number handed out
 	seqLimit uint64 // highest sequence number reserved on disk
+
+	// unsaved holds restart records a full disk refused (nil: a refused
+	// delete), until Run writes them.
+	unsavedMu sync.Mutex
+	unsaved   map[string]*reconcile.RestartRecord
 }
 
 // Open opens (or creates) the store in dir with options sized for small
@@ -76,6 +96,13 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 	// ValueThreshold and more go to the value log and count as a pointer,
 	// so a snapshot as large as wire.MaxPayload fits (TestLargestSnapshot),
 	// and the outbox drops many entries in steps.
+	//
+	// Value-log files are 5 MiB, just over the largest value (a snapshot
+	// of wire.MaxPayload; Badger refuses a value larger than a file):
+	// garbage collection never rewrites the newest file, so up to one
+	// file of the delivered outbox stays on disk (see Run for when space
+	// comes back). Each file is mapped at twice its size when created,
+	// sparse.
 	opts := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{logger}).
 		WithSyncWrites(true).
@@ -84,18 +111,30 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 		WithNumMemtables(2).
 		WithBaseTableSize(2 << 20).
 		WithCompression(options.None).
-		WithValueLogFileSize(16 << 20).
+		WithValueLogFileSize(5 << 20).
 		WithValueThreshold(4 << 10).
 		WithBlockCacheSize(0).
 		WithIndexCacheSize(0).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4).
 		WithNumCompactors(2)
-	db, err := badger.Open(opts)
+	if logger == nil {
+		logger = slog.Default()
+	}
+	guard := diskguard.New(0, dir)
+	readOnly, err := diskguard.StartReadOnly(guard, dir)
 	if err != nil {
 		return nil, fmt.Errorf("open agent state in %s: %w", dir, err)
 	}
-	s := &Store{db: db}
+	if readOnly {
+		free, reserve := guard.State()
+		logger.Warn("agent state: disk full; opening read-only until there is room", "dir", dir, "free", free, "reserve", reserve)
+	}
+	db, err := badger.Open(opts.WithReadOnly(readOnly))
+	if err != nil {
+		return nil, fmt.Errorf("open agent state in %s: %w", dir, err)
+	}
+	s := &Store{db: db, opts: opts, guard: guard, readOnly: readOnly, log: logger, unsaved: map[string]*reconcile.RestartRecord{}}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
@@ -103,8 +142,78 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
+// Tally returns an empty tally of writes to this store, for Update.
+func (s *Store) Tally() diskguard.Tally {
+	return diskguard.Tally{Threshold: int(s.opts.ValueThreshold)}
+}
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(fn func(*badger.Txn) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return errReopenFailed
+	}
+	return s.db.View(fn)
+}
+
+// errReopenFailed is returned by every call after a reopen for writing
+// failed and the store could not open read-only again either.
+var errReopenFailed = errors.New("agent state: the store could not be reopened")
+
+// Update runs fn in a transaction and commits it, synced, if the disk
+// has room for what t counts and for what the store must keep free; else
+// it writes nothing and returns an error wrapping ErrDiskFull. A critical
+// write (small bookkeeping, such as deleting delivered entries, which is
+// how space comes back) may use part of the store's slack.
+func (s *Store) Update(t diskguard.Tally, critical bool, fn func(*badger.Txn) error) error {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.db == nil {
+		return errReopenFailed
+	}
+	if s.readOnly {
+		free, reserve := s.guard.State()
+		return &diskguard.FullError{Free: free, Reserve: reserve, Need: max(t.Cost(), reserve-free)}
+	}
+	admit := s.guard.Admit
+	if critical {
+		admit = s.guard.AdmitCritical
+	}
+	if err := admit(t.Cost()); err != nil {
+		return err
+	}
+	return s.db.Update(fn)
+}
+
+// Room is how many bytes of cost (diskguard.Cost) the store would still
+// take; zero or less when it refuses writes.
+func (s *Store) Room() int64 {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.readOnly {
+		return 0
+	}
+	return s.guard.Room()
+}
+
+// Full reports whether the store refuses writes for a full disk (or
+// would, but for the smallest).
+func (s *Store) Full() bool {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	return s.readOnly || s.guard.Full()
+}
+
+// set writes one key (see Update).
+func (s *Store) set(key, value []byte, critical bool) error {
+	t := s.Tally()
+	t.Entry(len(key), len(value))
+	return s.Update(t, critical, func(txn *badger.Txn) error { return txn.Set(key, value) })
+}
+
 func (s *Store) load() error {
-	return s.db.View(func(txn *badger.Txn) error {
+	return s.View(func(txn *badger.Txn) error {
 		if err := getJSON(txn, snapshotKey(), &s.snapshot); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("read snapshot: %w", err)
 		}
@@ -126,8 +235,17 @@ func (s *Store) load() error {
 	})
 }
 
-// Close closes the store.
-func (s *Store) Close() error { return s.db.Close() }
+// Close writes the restart records a full disk refused, if it now has
+// room, and closes the store.
+func (s *Store) Close() error {
+	s.saveUnsaved()
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	return s.db.Close()
+}
 
 // Snapshot returns the newest accepted desired snapshot (zero if none).
 func (s *Store) Snapshot() (wire.Snapshot, error) {
@@ -149,7 +267,7 @@ func (s *Store) AcceptSnapshot(snap wire.Snapshot) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("encode snapshot %d: %w", snap.Revision, err)
 	}
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(snapshotKey(), b) }); err != nil {
+	if err := s.set(snapshotKey(), b, false); err != nil {
 		return false, fmt.Errorf("save snapshot %d: %w", snap.Revision, err)
 	}
 	s.snapshot = snap
@@ -157,15 +275,24 @@ func (s *Store) AcceptSnapshot(snap wire.Snapshot) (bool, error) {
 }
 
 // NextSeq returns the next report sequence number. Numbers increase across
-// agent restarts.
+// agent restarts: they are reserved on disk in blocks. When a full disk
+// refuses a reservation the numbers go on from the clock (nanoseconds
+// since 1970, far above any reserved block) without one, so heartbeats
+// still go out and still increase across a restart, unless the clock goes
+// back; the next reservation the disk takes continues from there.
 func (s *Store) NextSeq() (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.seq >= s.seqLimit {
-		limit := s.seqLimit + seqBlock
+		limit := max(s.seqLimit, s.seq) + seqBlock
 		var buf [8]byte
 		binary.BigEndian.PutUint64(buf[:], limit)
-		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(seqKey(), buf[:]) }); err != nil {
+		err := s.set(seqKey(), buf[:], true)
+		switch {
+		case errors.Is(err, ErrDiskFull):
+			s.seq = max(s.seq+1, uint64(time.Now().UnixNano()))
+			return s.seq, nil
+		case err != nil:
 			return 0, fmt.Errorf("reserve sequence numbers: %w", err)
 		}
 		s.seqLimit = limit
@@ -176,8 +303,17 @@ func (s *Store) NextSeq() (uint64, error) {
 
 // Restarts returns a container's restart record (zero if none).
 func (s *Store) Restarts(id string) (reconcile.RestartRecord, error) {
+	s.unsavedMu.Lock()
+	pending, ok := s.unsaved[id]
+	s.unsavedMu.Unlock()
+	if ok {
+		if pending == nil {
+			return reconcile.RestartRecord{}, nil
+		}
+		return *pending, nil
+	}
 	var rec reconcile.RestartRecord
-	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, restartKey(id), &rec) })
+	err := s.View(func(txn *badger.Txn) error { return getJSON(txn, restartKey(id), &rec) })
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return reconcile.RestartRecord{}, nil
 	}
@@ -187,41 +323,204 @@ func (s *Store) Restarts(id string) (reconcile.RestartRecord, error) {
 	return rec, nil
 }
 
-// SaveRestarts stores a container's restart record.
+// SaveRestarts stores a container's restart record. A record a full disk
+// refuses is kept in memory, where Restarts finds it, and written by Run
+// once there is room; it returns nil then, so that the container restarts
+// with its count and back-off as if written. The cost: an agent that
+// restarts before the disk has room forgets the restarts since it filled.
 func (s *Store) SaveRestarts(id string, rec reconcile.RestartRecord) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode restarts of %s: %w", id, err)
 	}
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(restartKey(id), b) }); err != nil {
+	err = s.set(restartKey(id), b, false)
+	switch {
+	case errors.Is(err, ErrDiskFull):
+		s.keepUnsaved(id, &rec)
+		return nil
+	case err != nil:
 		return fmt.Errorf("save restarts of %s: %w", id, err)
 	}
+	s.unsavedMu.Lock()
+	delete(s.unsaved, id)
+	s.unsavedMu.Unlock()
 	return nil
 }
 
-// DeleteRestarts forgets a container's restart record.
+// DeleteRestarts forgets a container's restart record (in memory until
+// the disk has room, like SaveRestarts).
 func (s *Store) DeleteRestarts(id string) error {
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(restartKey(id)) }); err != nil {
+	t := s.Tally()
+	t.Entry(len(restartKey(id)), 0)
+	err := s.Update(t, false, func(txn *badger.Txn) error { return txn.Delete(restartKey(id)) })
+	switch {
+	case errors.Is(err, ErrDiskFull):
+		s.keepUnsaved(id, nil)
+		return nil
+	case err != nil:
 		return fmt.Errorf("delete restarts of %s: %w", id, err)
 	}
+	s.unsavedMu.Lock()
+	delete(s.unsaved, id)
+	s.unsavedMu.Unlock()
 	return nil
 }
 
-// RunGC runs Badger's value-log garbage collection every interval until ctx
-// ends, so the store does not grow without bound.
-func (s *Store) RunGC(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+func (s *Store) keepUnsaved(id string, rec *reconcile.RestartRecord) {
+	s.unsavedMu.Lock()
+	defer s.unsavedMu.Unlock()
+	if len(s.unsaved) == 0 {
+		s.log.Warn("agent state: disk full; restart history is kept in memory until there is room", "container", id)
+	}
+	s.unsaved[id] = rec
+}
+
+// saveUnsaved writes the restart records a full disk refused, as far as
+// it now has room.
+func (s *Store) saveUnsaved() {
+	s.unsavedMu.Lock()
+	pending := make(map[string]*reconcile.RestartRecord, len(s.unsaved))
+	for id, rec := range s.unsaved {
+		pending[id] = rec
+	}
+	s.unsavedMu.Unlock()
+	for id, rec := range pending {
+		var err error
+		if rec == nil {
+			err = s.DeleteRestarts(id)
+		} else {
+			err = s.SaveRestarts(id, *rec)
+		}
+		if err != nil {
+			s.log.Error("agent state: write kept restart history", "container", id, "err", err)
+		}
+	}
+}
+
+// Run looks after the store until ctx ends: every check interval it
+// reopens a store opened read-only once the disk has room, and writes the
+// restart records a full disk refused; every gc interval it collects
+// value-log garbage. Space comes back so: an entry's delivery deletes it
+// at once (the outbox and its bound forget it); Badger drops deleted
+// small entries from its tables at compaction, which writes to the store
+// set off; entries of 4 KiB and more sit in value-log files until garbage
+// collection rewrites a file at least half garbage, at the next gc
+// interval after the compaction that counted it, and never in the newest
+// file (5 MiB). Each round first compacts the tables (flatten) so that the
+// garbage is counted, when the disk has room for it.
+func (s *Store) Run(ctx context.Context, check, gc time.Duration) {
+	ct := time.NewTicker(check)
+	defer ct.Stop()
+	gt := time.NewTicker(gc)
+	defer gt.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			for s.db.RunValueLogGC(0.5) == nil {
-				if ctx.Err() != nil {
-					return
-				}
-			}
+		case <-ct.C:
+			s.checkSpace()
+		case <-gt.C:
+			s.collect(ctx)
+		}
+	}
+}
+
+// checkSpace is Run's check.
+func (s *Store) checkSpace() {
+	if err := s.guard.Check(); err != nil {
+		s.log.Warn("agent state: cannot check the free space", "err", err)
+		return
+	}
+	s.dbMu.RLock()
+	readOnly := s.readOnly
+	s.dbMu.RUnlock()
+	if readOnly && s.guard.Room() >= 0 {
+		if err := s.reopen(); err != nil {
+			s.log.Error("agent state: reopen for writing", "err", err)
+		}
+	}
+	s.unsavedMu.Lock()
+	n := len(s.unsaved)
+	s.unsavedMu.Unlock()
+	if n > 0 && !s.Full() {
+		s.saveUnsaved()
+	}
+}
+
+// reopen swaps the read-only database for one open for writing.
+func (s *Store) reopen() error {
+	if !s.dbMu.TryLock() {
+		return nil // busy: the next check tries again
+	}
+	defer s.dbMu.Unlock()
+	if !s.readOnly {
+		return nil
+	}
+	if s.db != nil {
+		if err := s.db.Close(); err != nil {
+			return fmt.Errorf("close the read-only store: %w", err)
+		}
+		s.db = nil
+	}
+	db, err := badger.Open(s.opts.WithReadOnly(false))
+	if err != nil {
+		ro, rerr := badger.Open(s.opts.WithReadOnly(true))
+		if rerr != nil {
+			// Nothing to read from: calls fail, and the snapshot and
+			// sequence numbers go on from memory.
+			s.db = nil
+			return fmt.Errorf("open for writing: %w; and read-only again: %w", err, rerr)
+		}
+		s.db = ro
+		return fmt.Errorf("open for writing: %w", err)
+	}
+	s.db, s.readOnly = db, false
+	s.log.Info("agent state: reopened for writing", "dir", s.opts.Dir)
+	return nil
+}
+
+// flushMemtables writes Badger's memtables to tables. Badger flushes a
+// memtable only once it is full (1 MiB) or at close, and only tables are
+// compacted, which is what counts deleted entries as value-log garbage:
+// the last deliveries of a drained outbox would otherwise wait for a
+// megabyte of new writes. Badger has no call for it but DropPrefix, which
+// flushes every memtable first and works only for a prefix that holds
+// something: so a marker is written and dropped.
+func (s *Store) flushMemtables() error {
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(flushKey(), nil) }); err != nil {
+		return err
+	}
+	return s.db.DropPrefix(flushKey())
+}
+
+// collect is one round of garbage collection: flush the memtables and
+// compact the tables, so that deleted entries are counted against their
+// value-log files, then rewrite every file at least half garbage. All
+// three write, so each waits for room: the compaction may rewrite every
+// table, a rewrite a file's live half. The store's own writes wait
+// during the flush and compaction (Badger would refuse them meanwhile).
+func (s *Store) collect(ctx context.Context) {
+	s.dbMu.Lock()
+	if s.readOnly || s.db == nil {
+		s.dbMu.Unlock()
+		return
+	}
+	if u, err := diskguard.Measure(s.opts.Dir); err == nil && s.guard.Admit(u.Tables+2*u.Logs) == nil {
+		if err := s.flushMemtables(); err != nil {
+			s.log.Warn("agent state: flush", "err", err)
+		}
+		if err := s.db.Flatten(1); err != nil {
+			s.log.Warn("agent state: compact", "err", err)
+		}
+	}
+	s.dbMu.Unlock()
+
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	// A rewrite moves at most the live half of a file, and its pointers.
+	for ctx.Err() == nil && s.guard.Admit(s.opts.ValueLogFileSize/2*11/10) == nil {
+		if err := s.db.RunValueLogGC(0.5); err != nil {
+			return
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 	"github.com/flotilla-edge/flotilla/pkg/manifest"
 )
 
@@ -58,6 +59,10 @@ func (s *Server) Handler() http.Handler {
 	s.registerTelemetry(mux)
 	return mux
 }
+
+// ReasonInsufficientStorage is the reason of a 507: the hub's disk has no
+// room for the write.
+const ReasonInsufficientStorage = "InsufficientStorage"
 
 // apiError is an error with its HTTP status and Kubernetes reason.
 type apiError struct {
@@ -99,7 +104,13 @@ func invalid(err error) *apiError {
 
 func (s *Server) writeError(w http.ResponseWriter, err error) {
 	var ae *apiError
-	if !errors.As(err, &ae) {
+	var full *diskguard.FullError
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &full):
+		// The hub keeps serving reads; this write waits for room.
+		ae = errorf(http.StatusInsufficientStorage, ReasonInsufficientStorage, "hub store: %v", full)
+	default:
 		s.log.Error("request failed", "err", err)
 		ae = errorf(http.StatusInternalServerError, api.ReasonInternalError, "%v", err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 
+	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
 
@@ -51,9 +52,17 @@ func parseSampleKey(k []byte) (string, time.Time, bool) {
 	return node, time.Unix(0, int64(ns)).UTC(), node != ""
 }
 
-// BadgerSeries is the series store on disk.
+// BadgerSeries is the series store on disk. A disk guard admits every
+// write (see pkg/diskguard: Badger writes through memory maps, and a full
+// disk under one is a SIGBUS); on a disk too full to open for writing it
+// opens read-only and reopens for writing, at a space check, once there
+// is room.
 type BadgerSeries struct {
 	db        *badger.DB
+	opts      badger.Options
+	guard     *diskguard.Guard
+	readOnly  bool // guarded by mu: set at open, cleared by reopen
+	log       *slog.Logger
 	dir       string
 	retention time.Duration
 	now       func() time.Time
@@ -64,10 +73,20 @@ type BadgerSeries struct {
 
 var _ Series = (*BadgerSeries)(nil)
 
+// Option configures OpenBadger.
+type Option func(*BadgerSeries)
+
+// WithGuard admits the store's writes through guard, which must guard dir
+// (and may guard the object store beside it, so that each keeps room for
+// the other). Without it the store guards its own directory alone.
+func WithGuard(guard *diskguard.Guard) Option {
+	return func(b *BadgerSeries) { b.guard = guard }
+}
+
 // OpenBadger opens (or creates) a series store in dir. Writes are not
 // synced: a crash loses at most the last second of telemetry, which the
 // agents' next samples make up for.
-func OpenBadger(dir string, retention time.Duration, logger *slog.Logger) (*BadgerSeries, error) {
+func OpenBadger(dir string, retention time.Duration, logger *slog.Logger, with ...Option) (*BadgerSeries, error) {
 	if retention <= 0 {
 		retention = DefaultRetention
 	}
@@ -92,11 +111,60 @@ func OpenBadger(dir string, retention time.Duration, logger *slog.Logger) (*Badg
 		WithDetectConflicts(false).
 		WithValueLogFileSize(64 << 20).
 		WithLogger(badgerLogger{logger.With("component", "metrics-badger", "dir", dir)})
-	db, err := badger.Open(opts)
+	b := &BadgerSeries{opts: opts, log: logger, dir: dir, retention: retention, now: time.Now}
+	for _, o := range with {
+		o(b)
+	}
+	if b.guard == nil {
+		b.guard = diskguard.New(0, dir)
+	}
+	readOnly, err := diskguard.StartReadOnly(b.guard, dir)
 	if err != nil {
 		return nil, fmt.Errorf("open metrics store %s: %w", dir, err)
 	}
-	return &BadgerSeries{db: db, dir: dir, retention: retention, now: time.Now}, nil
+	if readOnly {
+		free, reserve := b.guard.State()
+		logger.Warn("metrics store: disk full; opening read-only until there is room", "dir", dir, "free", free, "reserve", reserve)
+	}
+	if b.db, err = badger.Open(opts.WithReadOnly(readOnly)); err != nil {
+		return nil, fmt.Errorf("open metrics store %s: %w", dir, err)
+	}
+	b.readOnly = readOnly
+	return b, nil
+}
+
+// reopen swaps a read-only database for one open for writing once there
+// is room and no call is using it; it reports whether the store takes
+// writes. It retries the lock rather than wait for it, so that it never
+// holds up readers.
+func (b *BadgerSeries) reopen() bool {
+	if !b.mu.TryLock() {
+		return false // busy: the next check tries again
+	}
+	defer b.mu.Unlock()
+	if b.closed || !b.readOnly {
+		return !b.closed
+	}
+	if err := b.guard.Check(); err != nil || b.guard.Room() < 0 {
+		return false
+	}
+	if err := b.db.Close(); err != nil {
+		b.log.Error("metrics store: close the read-only store", "err", err)
+	}
+	db, err := badger.Open(b.opts.WithReadOnly(false))
+	if err != nil {
+		b.log.Error("metrics store: reopen for writing", "err", err)
+		if db, err = badger.Open(b.opts.WithReadOnly(true)); err != nil {
+			b.log.Error("metrics store: reopen read-only", "err", err)
+			b.closed = true // nothing left to read from; calls fail with ErrClosed
+			return false
+		}
+		b.db = db
+		return false
+	}
+	b.db, b.readOnly = db, false
+	b.log.Info("metrics store: reopened for writing", "dir", b.dir)
+	return true
 }
 
 func (b *BadgerSeries) enter() bool {
@@ -117,8 +185,8 @@ func (b *BadgerSeries) Append(entries []Entry) error {
 	}
 	defer b.leave()
 	now := b.now()
-	wb := b.db.NewWriteBatch()
-	defer wb.Cancel()
+	var entriesToWrite []*badger.Entry
+	tally := diskguard.Tally{Threshold: int(b.opts.ValueThreshold)}
 	for _, e := range entries {
 		ttl := expiry(e.Sample.Time, b.retention, now)
 		if ttl <= 0 || e.Node == "" || strings.Contains(e.Node, "/") {
@@ -131,6 +199,22 @@ func (b *BadgerSeries) Append(entries []Entry) error {
 		// Badger's expiry is in whole seconds; round up so that nothing
 		// goes before its time.
 		entry := badger.NewEntry(sampleKey(e.Node, e.Sample.Time), v).WithTTL(ttl.Truncate(time.Second) + time.Second)
+		entriesToWrite = append(entriesToWrite, entry)
+		tally.Entry(len(entry.Key), len(entry.Value))
+	}
+	if len(entriesToWrite) == 0 {
+		return nil
+	}
+	if b.readOnly {
+		free, reserve := b.guard.State()
+		return fmt.Errorf("metrics store: %w", &diskguard.FullError{Free: free, Reserve: reserve, Need: max(tally.Cost(), reserve-free)})
+	}
+	if err := b.guard.Admit(tally.Cost()); err != nil {
+		return fmt.Errorf("metrics store: %w", err)
+	}
+	wb := b.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, entry := range entriesToWrite {
 		if err := wb.SetEntry(entry); err != nil {
 			return fmt.Errorf("write samples: %w", err)
 		}
@@ -234,9 +318,33 @@ func (b *BadgerSeries) Size() int64 {
 	return dirSize(b.dir)
 }
 
+// RunSpaceCheck reopens a store that opened read-only for writing once
+// the disk has room, checking every interval until ctx ends or that is
+// done. Writes to a store open for writing need no check to resume: the
+// guard measures again by itself.
+func (b *BadgerSeries) RunSpaceCheck(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		b.mu.RLock()
+		done := b.closed || !b.readOnly
+		b.mu.RUnlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		b.reopen()
+	}
+}
+
 // RunGC collects value-log garbage every interval until ctx ends. Expired
 // samples leave the LSM tree at compaction without it; this reclaims the
-// value log's share when values ever spill there.
+// value log's share when values ever spill there. A rewrite moves live
+// values through the write path, so it waits for room for a whole file.
 func (b *BadgerSeries) RunGC(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -249,7 +357,7 @@ func (b *BadgerSeries) RunGC(ctx context.Context, interval time.Duration) error 
 		if !b.enter() {
 			return ErrClosed
 		}
-		for {
+		for !b.readOnly && b.guard.Admit(b.opts.ValueLogFileSize) == nil {
 			if err := b.db.RunValueLogGC(0.5); err != nil {
 				if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
 					b.leave()
@@ -269,6 +377,9 @@ func (b *BadgerSeries) Flatten() error {
 		return ErrClosed
 	}
 	defer b.leave()
+	if b.readOnly {
+		return fmt.Errorf("flatten: %w", diskguard.ErrFull)
+	}
 	return b.db.Flatten(2)
 }
 

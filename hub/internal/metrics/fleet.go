@@ -2,12 +2,14 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
 
@@ -155,14 +157,25 @@ func (f *Fleet) TakeChanged() []string {
 func (f *Fleet) Run(ctx context.Context) error {
 	t := time.NewTicker(f.opts.FlushInterval)
 	defer t.Stop()
+	full := false
 	for {
 		select {
 		case <-ctx.Done():
 			return f.Flush()
 		case <-t.C:
 		}
-		if err := f.Flush(); err != nil {
+		err := f.Flush()
+		switch {
+		case errors.Is(err, diskguard.ErrFull):
+			// Said once per spell: a full disk refuses every batch.
+			if !full {
+				f.log.Warn("metric samples are dropped while the disk is full", "err", err)
+			}
+			full = true
+		case err != nil:
 			f.log.Error("write metric samples; they are lost", "err", err)
+		default:
+			full = false
 		}
 	}
 }

@@ -115,7 +115,7 @@ func (p *Pressure) Sync(nodes []string) error {
 		}
 		was, seen := p.known[n]
 		mem := above(MemoryPercent(s.Node), p.opts.MemoryThreshold, was[0])
-		disk := above(DiskPercent(s.Node), p.opts.DiskThreshold, was[1])
+		disk := above(DiskPercent(s.Node), p.opts.DiskThreshold, was[1]) || s.Node.StateStoreFull
 		if seen && was == [2]string{status(mem), status(disk)} {
 			continue
 		}
@@ -171,12 +171,15 @@ func (p *Pressure) apply(tx store.Tx, name string, s wire.MetricSample) ([2]stri
 		prevDisk = c.Status
 	}
 	mem := above(memPct, p.opts.MemoryThreshold, prevMem)
-	disk := above(diskPct, p.opts.DiskThreshold, prevDisk)
+	disk := above(diskPct, p.opts.DiskThreshold, prevDisk) || s.Node.StateStoreFull
 	changed := false
 	var evs []events.Record
 	set := func(typ string, on bool, onReason, offReason, what string, pct, threshold float64) {
 		reason, msg := offReason, fmt.Sprintf("%s use %.1f%% is under the %.0f%% threshold", what, pct, threshold)
-		if on {
+		switch {
+		case on && typ == api.NodeDiskPressure && s.Node.StateStoreFull:
+			reason, msg = onReason, fmt.Sprintf("the agent's state store is full: it refuses writes and its outbox drops reports (disk use %.1f%%)", pct)
+		case on:
 			reason, msg = onReason, fmt.Sprintf("%s use %.1f%% is at or over the %.0f%% threshold", what, pct, threshold)
 		}
 		c := node.Status.Condition(typ)

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/flotilla-edge/flotilla/hub/internal/apiserver"
@@ -31,6 +32,7 @@ import (
 	"github.com/flotilla-edge/flotilla/hub/internal/ratelimit"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 	"github.com/flotilla-edge/flotilla/pkg/link"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
@@ -100,7 +102,11 @@ func Run(ctx context.Context, cfg Config) error {
 	// The API's hot kinds and the hub's per-node bookkeeping are held in
 	// memory; events, tokens, credentials and Secrets are read from disk.
 	indexed := append(slices.Clone(store.DefaultIndexedKinds), dispatch.KindNodeSnapshot, lease.Kind)
-	st, err := store.OpenBadger(filepath.Join(cfg.DataDir, "store"), store.WithLogger(log), store.WithCodec(codec), store.WithIndexedKinds(indexed...))
+	// One guard for both Badgers in the data directory, so each keeps
+	// room for what the other holds (pkg/diskguard).
+	guard := diskguard.New(0, filepath.Join(cfg.DataDir, "store"), filepath.Join(cfg.DataDir, "metrics"))
+	st, err := store.OpenBadger(filepath.Join(cfg.DataDir, "store"), store.WithLogger(log), store.WithCodec(codec),
+		store.WithIndexedKinds(indexed...), store.WithGuard(guard))
 	if err != nil {
 		return err
 	}
@@ -117,10 +123,14 @@ func Run(ctx context.Context, cfg Config) error {
 	// revocation, and daily, well inside its validity, so that a copy
 	// taken at any time is current.
 	crlPath := filepath.Join(cfg.DataDir, pkiDir, pki.CRLFile)
-	if err := authority.WriteCRL(crlPath); err != nil {
+	if err := authority.WriteCRL(crlPath); errors.Is(err, syscall.ENOSPC) {
+		// A full disk must not keep the hub down: the file written before
+		// (written whole or not at all) stays until the next write.
+		log.Error("write the CRL: the disk is full; the previous one stays until the next revocation or daily write", "path", crlPath, "err", err)
+	} else if err != nil {
 		return err
 	}
-	tel, err := openTelemetry(cfg, log)
+	tel, err := openTelemetry(cfg, log, guard)
 	if err != nil {
 		return err
 	}
@@ -229,6 +239,7 @@ func Run(ctx context.Context, cfg Config) error {
 	run("nodelifecycle", lifecycle.Run)
 	tel.start(run, st, in)
 	run("store-gc", func(ctx context.Context) error { return st.RunGC(ctx, 10*time.Minute) })
+	run("store-space", func(ctx context.Context) error { return st.RunSpaceCheck(ctx, 5*time.Second) })
 	run("crl", func(ctx context.Context) error {
 		t := time.NewTicker(24 * time.Hour)
 		defer t.Stop()

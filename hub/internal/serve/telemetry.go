@@ -15,6 +15,7 @@ import (
 	"github.com/flotilla-edge/flotilla/hub/internal/logs"
 	"github.com/flotilla-edge/flotilla/hub/internal/metrics"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
+	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
 
@@ -33,8 +34,8 @@ type telemetry struct {
 
 // openTelemetry opens the series store ({data-dir}/metrics) and loads the
 // latest samples.
-func openTelemetry(cfg Config, log *slog.Logger) (*telemetry, error) {
-	series, err := metrics.OpenBadger(filepath.Join(cfg.DataDir, "metrics"), cfg.MetricsRetention, log)
+func openTelemetry(cfg Config, log *slog.Logger, guard *diskguard.Guard) (*telemetry, error) {
+	series, err := metrics.OpenBadger(filepath.Join(cfg.DataDir, "metrics"), cfg.MetricsRetention, log, metrics.WithGuard(guard))
 	if err != nil {
 		return nil, err
 	}
@@ -80,6 +81,7 @@ func (t *telemetry) start(run func(string, func(context.Context) error), st stor
 		EventTTL: t.cfg.EventTTL, Logger: t.log,
 	}).Run)
 	run("metrics-gc", func(ctx context.Context) error { return t.series.RunGC(ctx, 10*time.Minute) })
+	run("metrics-space", func(ctx context.Context) error { return t.series.RunSpaceCheck(ctx, 5*time.Second) })
 }
 
 // api is what the HTTP API serves from telemetry.

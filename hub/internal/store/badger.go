@@ -39,6 +39,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 )
 
 // ErrIndexedTTL is wrapped by the error of a PutTTL of a kind the store
@@ -49,6 +50,13 @@ var ErrIndexedTTL = errors.New("the store keeps this kind in memory, where recor
 // Badger can commit at once. Nothing was written; split the work into
 // several transactions.
 var ErrTooBig = errors.New("transaction too big: split it into smaller batches")
+
+// ErrDiskFull is wrapped by Update's error when the disk has no room for
+// the write and for what the store must keep free (see OpenBadger); the
+// error is also a *diskguard.FullError, which says how many bytes were
+// free. Nothing was written; reads go on working, and writes are taken
+// again once there is room.
+var ErrDiskFull = diskguard.ErrFull
 
 // Key parts, see the layout above.
 const (
@@ -106,8 +114,22 @@ func decodeValue(key Key, v []byte) (Record, error) {
 // Badger is the hub's Store on disk. Every commit is synced before Update
 // returns. Badger's own background work (compaction, flushing) stops at
 // Close; value-log garbage collection runs only in RunGC.
+//
+// A guard (pkg/diskguard) admits every commit: one that would leave less
+// free space than Badger needs to flush and compact what the store holds
+// fails with ErrDiskFull before Badger writes anything, since Badger
+// writes through memory maps and a full disk under one is a SIGBUS. On a
+// disk too full to open for writing the store opens read-only, and
+// RunSpaceCheck reopens it for writing once there is room.
 type Badger struct {
+	// dbMu guards db against the one swap from read-only to read-write:
+	// calls hold it for reading while they use db.
+	dbMu     sync.RWMutex
 	db       *badger.DB
+	opts     badger.Options
+	readOnly atomic.Bool
+	guard    *diskguard.Guard
+	log      *slog.Logger
 	codec    ValueCodec
 	gate     gate
 	writeMu  sync.Mutex // serializes Update
@@ -126,6 +148,15 @@ type badgerConfig struct {
 	tune    func(badger.Options) badger.Options
 	codec   ValueCodec
 	indexed []string
+	guard   *diskguard.Guard
+}
+
+// WithGuard admits the store's writes through guard, which must guard the
+// store's directory (and may guard others on the same filesystem, such as
+// the hub's metric store, so that each keeps room for the other). Without
+// it the store guards its own directory alone.
+func WithGuard(guard *diskguard.Guard) BadgerOption {
+	return func(c *badgerConfig) { c.guard = guard }
 }
 
 // ValueCodec transforms the JSON of records of some kinds on their way to
@@ -197,11 +228,25 @@ func OpenBadger(dir string, opts ...BadgerOption) (*Badger, error) {
 		// Update serializes writers, so Badger need not track conflicts.
 		WithDetectConflicts(false).
 		WithLogger(badgerLogger{cfg.logger.With("component", "badger", "dir", dir)})
-	db, err := badger.Open(bopts)
+	if cfg.guard == nil {
+		cfg.guard = diskguard.New(0, dir)
+	}
+	readOnly, err := diskguard.StartReadOnly(cfg.guard, dir)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: hub store: %w", dir, err)
+	}
+	if readOnly {
+		free, reserve := cfg.guard.State()
+		cfg.logger.Warn("hub store: disk full; opening read-only until there is room",
+			"dir", dir, "free", free, "reserve", reserve)
+	}
+	db, err := badger.Open(bopts.WithReadOnly(readOnly))
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	b := &Badger{db: db, codec: cfg.codec, index: newIndex(cfg.indexed)}
+	b := &Badger{db: db, opts: bopts, guard: cfg.guard, log: cfg.logger,
+		codec: cfg.codec, index: newIndex(cfg.indexed)}
+	b.readOnly.Store(readOnly)
 	var version uint64
 	err = db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(versionKey())
@@ -253,6 +298,11 @@ func (b *Badger) View(fn func(Tx) error) error {
 		return fmt.Errorf("view: %w", ErrClosed)
 	}
 	defer b.gate.leave()
+	b.dbMu.RLock()
+	defer b.dbMu.RUnlock()
+	if b.db == nil {
+		return fmt.Errorf("view: %w", errReopenFailed)
+	}
 	state := b.index.state.Load()
 	txn := b.db.NewTransaction(false)
 	defer txn.Discard()
@@ -271,11 +321,22 @@ func (b *Badger) Update(fn func(Tx) error) error {
 	defer b.gate.leave()
 	b.writeMu.Lock()
 	defer b.writeMu.Unlock()
+	b.dbMu.RLock()
+	defer b.dbMu.RUnlock()
+	if b.db == nil {
+		return fmt.Errorf("update: %w", errReopenFailed)
+	}
 
-	txn := b.db.NewTransaction(true)
+	// A read-only Badger refuses write transactions; the writes are
+	// refused at commit instead, with the free space.
+	txn := b.db.NewTransaction(!b.readOnly.Load())
 	defer txn.Discard()
 	tx := &badgerTx{txn: txn, codec: b.codec, index: b.index, state: b.index.state.Load(),
-		log: &writeLog{version: b.version.Load()}, changes: map[Key]*entry{}}
+		log: &writeLog{version: b.version.Load()}, changes: map[Key]*entry{},
+		tally: diskguard.Tally{Threshold: int(b.opts.ValueThreshold)}}
+	if b.readOnly.Load() {
+		tx.refuse = b.readOnlyErr(0)
+	}
 	if err := fn(tx); err != nil {
 		tx.log.rollback()
 		return err
@@ -294,6 +355,9 @@ func (b *Badger) commit(tx *badgerTx) error {
 	if len(tx.log.changes) == 0 {
 		return nil
 	}
+	if err := b.admit(tx); err != nil {
+		return err
+	}
 	v := make([]byte, versionSize)
 	binary.BigEndian.PutUint64(v, tx.log.version)
 	if err := tx.txn.Set(versionKey(), v); err != nil {
@@ -306,6 +370,27 @@ func (b *Badger) commit(tx *badgerTx) error {
 	b.index.commit(tx.state, tx.changes)
 	b.watchers.publish(tx.log.events())
 	return nil
+}
+
+// admit asks the guard for room for the transaction's writes, the
+// version key included.
+func (b *Badger) admit(tx *badgerTx) error {
+	tx.tally.Entry(len(metaVersion), versionSize)
+	cost := tx.tally.Cost()
+	if b.readOnly.Load() {
+		return b.readOnlyErr(cost)
+	}
+	if err := b.guard.Admit(cost); err != nil {
+		return fmt.Errorf("hub store: %w", err)
+	}
+	return nil
+}
+
+// readOnlyErr is the refusal of a write of cost while the store is open
+// read-only.
+func (b *Badger) readOnlyErr(cost int64) error {
+	free, reserve := b.guard.State()
+	return fmt.Errorf("hub store: %w", &diskguard.FullError{Free: free, Reserve: reserve, Need: max(cost, reserve-free)})
 }
 
 // wrapTxnErr adds ErrTooBig to Badger's "too big" error.
@@ -332,9 +417,101 @@ func (b *Badger) Close() error {
 		return fmt.Errorf("close: %w", ErrClosed)
 	}
 	b.watchers.close()
+	b.dbMu.Lock()
+	defer b.dbMu.Unlock()
+	if b.db == nil {
+		return nil
+	}
 	if err := b.db.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
+	return nil
+}
+
+// RunSpaceCheck checks the free space every interval until ctx ends, when
+// it returns nil (an error wrapping ErrClosed once the store is closed).
+// It logs when the store starts and stops refusing writes for a full
+// disk, and reopens a store that opened read-only for writing once there
+// is room. Writes need no check to resume: the guard measures again by
+// itself. The hub runs it in a goroutine it owns.
+func (b *Badger) RunSpaceCheck(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	full := b.readOnly.Load()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if !b.gate.enter() {
+			return fmt.Errorf("space check: %w", ErrClosed)
+		}
+		full = b.checkSpace(full)
+		b.gate.leave()
+	}
+}
+
+// checkSpace is one round of RunSpaceCheck; full is whether the last one
+// found the disk full, and it returns whether this one did.
+func (b *Badger) checkSpace(full bool) bool {
+	if err := b.guard.Check(); err != nil {
+		b.log.Warn("hub store: cannot check the free space", "err", err)
+		return full
+	}
+	if b.readOnly.Load() && b.guard.Room() >= 0 {
+		if err := b.reopen(); err != nil {
+			b.log.Error("hub store: reopen for writing", "err", err)
+		}
+	}
+	free, reserve := b.guard.State()
+	now := b.readOnly.Load() || b.guard.Full()
+	switch {
+	case now && !full:
+		b.log.Warn("hub store: disk full; refusing writes until there is room", "free", free, "reserve", reserve)
+	case !now && full:
+		b.log.Info("hub store: disk has room again; taking writes", "free", free, "reserve", reserve)
+	}
+	return now
+}
+
+// errReopenFailed is wrapped by every call after a reopen for writing
+// failed and the store could not open read-only again either.
+var errReopenFailed = fmt.Errorf("the store could not be reopened: %w", ErrClosed)
+
+// reopen swaps the read-only database for one open for writing, once no
+// call is using it (it retries rather than wait, so that a View nested in
+// another call cannot deadlock with it). If Badger cannot open for
+// writing, the store reopens read-only.
+func (b *Badger) reopen() error {
+	deadline := time.Now().Add(2 * time.Second)
+	for !b.dbMu.TryLock() {
+		if time.Now().After(deadline) {
+			return errors.New("the store stayed busy; trying again at the next check")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer b.dbMu.Unlock()
+	if b.db != nil {
+		if err := b.db.Close(); err != nil {
+			return fmt.Errorf("close the read-only store: %w", err)
+		}
+		b.db = nil
+	}
+	db, err := badger.Open(b.opts.WithReadOnly(false))
+	if err != nil {
+		ro, rerr := badger.Open(b.opts.WithReadOnly(true))
+		if rerr != nil {
+			// Nothing to serve reads from: calls fail with ErrClosed.
+			b.db = nil
+			return fmt.Errorf("open for writing: %w; and read-only again: %w", err, rerr)
+		}
+		b.db = ro
+		return fmt.Errorf("open for writing: %w", err)
+	}
+	b.db = db
+	b.readOnly.Store(false)
+	b.log.Info("hub store: reopened for writing", "dir", b.opts.Dir)
 	return nil
 }
 
@@ -367,7 +544,14 @@ func (b *Badger) gcRound(ctx context.Context) error {
 		return fmt.Errorf("value log gc: %w", ErrClosed)
 	}
 	defer b.gate.leave()
-	for ctx.Err() == nil {
+	b.dbMu.RLock()
+	defer b.dbMu.RUnlock()
+	for ctx.Err() == nil && b.db != nil {
+		// A rewrite moves a file's live values (at most half of it) through
+		// the write path; it waits until there is room for that.
+		if b.readOnly.Load() || b.guard.Admit(b.opts.ValueLogFileSize) != nil {
+			return nil
+		}
 		err := b.db.RunValueLogGC(gcDiscardRatio)
 		switch {
 		case err == nil:
@@ -394,6 +578,10 @@ type badgerTx struct {
 	// changes are this transaction's writes to indexed kinds (a nil entry
 	// deletes its key), published to the index at commit.
 	changes map[Key]*entry
+	// tally adds up the bytes the writes take, for the disk guard.
+	tally diskguard.Tally
+	// refuse, if set, fails every write: the store is open read-only.
+	refuse error
 }
 
 // open decodes a stored value: the version, then the JSON, opened by the
@@ -525,6 +713,9 @@ func (tx *badgerTx) put(obj api.Object, ttl time.Duration) error {
 	if err != nil {
 		return tx.log.fail(fmt.Errorf("put: %w", err))
 	}
+	if tx.refuse != nil {
+		return tx.log.fail(tx.refuse)
+	}
 	stored := data
 	if tx.codec != nil {
 		if stored, err = tx.codec.Seal(key.Kind, k, data); err != nil {
@@ -538,6 +729,7 @@ func (tx *badgerTx) put(obj api.Object, ttl time.Duration) error {
 	if err := tx.txn.SetEntry(e); err != nil {
 		return tx.log.fail(wrapTxnErr("put "+key.String(), err))
 	}
+	tx.tally.Entry(len(e.Key), len(e.Value))
 	if tx.index.holds(key.Kind) {
 		tx.changes[key] = &entry{key: key, version: version, value: data}
 	}
@@ -574,9 +766,13 @@ func (tx *badgerTx) Delete(key Key) error {
 	} else if err != nil {
 		return tx.log.fail(fmt.Errorf("delete %s: %w", key, err))
 	}
+	if tx.refuse != nil {
+		return tx.log.fail(tx.refuse)
+	}
 	if err := tx.txn.Delete(k); err != nil {
 		return tx.log.fail(wrapTxnErr("delete "+key.String(), err))
 	}
+	tx.tally.Entry(len(k), 0)
 	if tx.index.holds(key.Kind) {
 		tx.changes[key] = nil
 	}

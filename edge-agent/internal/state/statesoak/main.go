@@ -202,7 +202,7 @@ func syncQueue(st *state.Store, ob *outbox.Outbox, exp *expected) error {
 // payloads, which can be 64 MiB.
 func queuedSeqs(st *state.Store) ([]uint64, error) {
 	var out []uint64
-	err := st.DB().View(func(txn *badger.Txn) error {
+	err := st.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte("q/")
 		opts.PrefetchValues = false
@@ -392,14 +392,14 @@ func open(ctx context.Context, dir string, gcEvery time.Duration) (*state.Store,
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ob, err := outbox.Open(st.DB(), outbox.DefaultLimits)
+	ob, err := outbox.Open(st, outbox.DefaultLimits)
 	if err != nil {
 		st.Close()
 		return nil, nil, nil, err
 	}
 	gctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); st.RunGC(gctx, gcEvery) }()
+	go func() { defer close(done); st.Run(gctx, 5*time.Second, gcEvery) }()
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); <-done }) }
 	return st, ob, stop, nil
