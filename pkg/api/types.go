@@ -781,6 +781,18 @@ type EventSource struct {
 }
 
 // IsReady reports whether the pod's Ready condition is True.
+// WaitingReason is why the pod's containers are not running as the agent
+// last reported it: the reason of the first container waiting for more
+// than its creation (CrashLoopBackOff, ImagePullBackOff...), "" if none.
+func (s *PodStatus) WaitingReason() string {
+	for _, c := range s.ContainerStatuses {
+		if w := c.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
+			return w.Reason
+		}
+	}
+	return ""
+}
+
 func (p *Pod) IsReady() bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == PodReady {

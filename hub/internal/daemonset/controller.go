@@ -162,7 +162,7 @@ func (c *Controller) sync() (time.Time, error) {
 			if err != nil {
 				return err
 			}
-			if in.Unheard = UnheardNodes(in.Nodes, leases, c.started); len(in.Unheard) == 0 {
+			if in.Unheard = lease.Unheard(in.Nodes, leases, c.started); len(in.Unheard) == 0 {
 				c.started = time.Time{} // heard from every node: no need to look again
 			}
 		}

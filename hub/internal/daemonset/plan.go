@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/rollout"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
@@ -28,7 +27,7 @@ type Input struct {
 	Pods       []*api.Pod
 	Revisions  []*api.ControllerRevision
 	// Unheard names the nodes the hub has not heard from since it
-	// started (see UnheardNodes): what it knows of those is from before,
+	// started (see lease.Unheard): what it knows of those is from before,
 	// and a rollout neither moves them nor counts them available.
 	Unheard map[string]bool
 	Now     api.Time
@@ -178,37 +177,6 @@ func Plan(in Input) *Result {
 // unheardRecheck is how soon a pass runs again while nodes are unheard.
 const unheardRecheck = 2 * time.Second
 
-// UnheardNodes names the Ready nodes not heard from since since, by their
-// leases (nil if none).
-func UnheardNodes(nodes []*api.Node, leases []*lease.Lease, since time.Time) map[string]bool {
-	if !sort.SliceIsSorted(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name }) {
-		nodes = append([]*api.Node(nil), nodes...)
-		sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
-	}
-	if !sort.SliceIsSorted(leases, func(i, j int) bool { return leases[i].Name < leases[j].Name }) {
-		leases = append([]*lease.Lease(nil), leases...)
-		sort.Slice(leases, func(i, j int) bool { return leases[i].Name < leases[j].Name })
-	}
-	var out map[string]bool
-	li := 0
-	for _, n := range nodes {
-		for li < len(leases) && leases[li].Name < n.Name {
-			li++
-		}
-		var l *lease.Lease
-		if li < len(leases) && leases[li].Name == n.Name {
-			l = leases[li]
-		}
-		if n.IsReady() && lease.LastSeen(n, l).Before(since) {
-			if out == nil {
-				out = map[string]bool{}
-			}
-			out[n.Name] = true
-		}
-	}
-	return out
-}
-
 // target is a node that should run the DaemonSet's pod, and its pod.
 type target struct {
 	node *api.Node
@@ -244,12 +212,7 @@ func viewPod(p *api.Pod, specHash func(*api.Pod) string) *podView {
 		v.pullFailure = pf
 	}
 	if !v.ready {
-		for _, c := range p.Status.ContainerStatuses {
-			if w := c.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
-				v.waiting = w.Reason
-				break
-			}
-		}
+		v.waiting = p.Status.WaitingReason()
 	}
 	return v
 }
