@@ -679,7 +679,7 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) (*lease.Lease, 
 		if err := events.Put(tx, events.Record{
 			Object: api.ObjectReference{Kind: api.KindNode, Name: name, UID: after.UID},
 			Type:   typ, Reason: reason, Message: fmt.Sprintf("Node %s status is now: %s (%s)", name, reason, c.Message),
-			Time: at, Source: api.EventSource{Component: "hub"}, Key: events.HubKey(at),
+			Time: at, Source: api.EventSource{Component: "hub"},
 		}, in.opts.EventTTL); err != nil {
 			return nil, err
 		}
@@ -689,7 +689,7 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) (*lease.Lease, 
 		if err := events.Put(tx, events.Record{
 			Object: e.Object, Type: e.Type, Reason: e.Reason, Message: e.Message, Time: e.Time,
 			Source: api.EventSource{Component: "edge-agent", Host: name},
-			Key:    fmt.Sprintf("%s.%016x", name, se.seq),
+			Seq:    se.seq,
 		}, in.opts.EventTTL); err != nil {
 			return nil, err
 		}
