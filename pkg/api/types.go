@@ -612,6 +612,9 @@ const (
 	RolloutComplete    = "Complete"
 	RolloutFailed      = "Failed"
 	RolloutRolledBack  = "RolledBack"
+	// RolloutDegraded: the rollout did all it will, but some target nodes
+	// failed within maxFailures and do not run the revision.
+	RolloutDegraded = "Degraded"
 )
 
 // RolloutStatus is where a rollout stands.
@@ -634,12 +637,35 @@ type RolloutStatus struct {
 	// failed, with the reason.
 	Updating    []string     `json:"updating,omitempty"`
 	FailedNodes []NodeReason `json:"failedNodes,omitempty"`
-	CanaryDone  bool         `json:"canaryDone,omitempty"`
+	// OfflinePendingNodes names offline nodes not on the revision yet (at
+	// most MaxListedNodes of them; OfflinePending counts them all).
+	OfflinePendingNodes []string `json:"offlinePendingNodes,omitempty"`
+	// Failure is why this rollout stopped (it failed, or was rolled back),
+	// kept until the next rollout begins: while a rollback runs, Message
+	// and FailedNodes are about the rollback itself.
+	Failure    *RolloutFailure `json:"failure,omitempty"`
+	CanaryDone bool            `json:"canaryDone,omitempty"`
 	// PausedAt is when an automatic canary pause began.
 	PausedAt         Time  `json:"pausedAt,omitempty"`
 	StartedAt        Time  `json:"startedAt,omitempty"`
 	LastProgressTime Time  `json:"lastProgressTime,omitempty"`
 	LastGoodRevision int64 `json:"lastGoodRevision,omitempty"`
+}
+
+// MaxListedNodes bounds the node names a rollout status lists.
+const MaxListedNodes = 20
+
+// RolloutFailure is why a rollout stopped.
+type RolloutFailure struct {
+	// Revision is the revision that failed.
+	Revision int64  `json:"revision"`
+	Message  string `json:"message"`
+	// Nodes are the failed nodes with their reasons.
+	Nodes []NodeReason `json:"nodes,omitempty"`
+	// RolledBackTo is the revision the hub rolled back to, 0 if it did
+	// not.
+	RolledBackTo int64 `json:"rolledBackTo,omitempty"`
+	Time         Time  `json:"time"`
 }
 
 // NodeReason names a node and why it is listed.
@@ -755,6 +781,18 @@ type EventSource struct {
 }
 
 // IsReady reports whether the pod's Ready condition is True.
+// WaitingReason is why the pod's containers are not running as the agent
+// last reported it: the reason of the first container waiting for more
+// than its creation (CrashLoopBackOff, ImagePullBackOff...), "" if none.
+func (s *PodStatus) WaitingReason() string {
+	for _, c := range s.ContainerStatuses {
+		if w := c.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
+			return w.Reason
+		}
+	}
+	return ""
+}
+
 func (p *Pod) IsReady() bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == PodReady {

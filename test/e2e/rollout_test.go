@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -598,4 +600,100 @@ func TestDeploymentLeavesStoppedNode(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// exitCode is the exit code of a command's error (0 for none).
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+// TestMissingTagRollsBackFast sets a DaemonSet's image to a tag the
+// registry does not have, on three real agents, with a progress deadline
+// of five minutes, pre-pull on, and rollback on failure: the agents'
+// pre-pulls fail with the registry's "not found", which is not transient,
+// so the rollout fails and rolls back long before the deadline, no node
+// ever runs the missing tag, and `rollout status` exits non-zero naming
+// the nodes and the registry's reason.
+func TestMissingTagRollsBackFast(t *testing.T) {
+	h := startHub(t, hubOptions{})
+	ds := uniq("tag")
+	extra := `rollout:
+  maxFailures: 0
+  onFailure: Rollback
+  prePull: true
+  progressDeadlineSeconds: 300
+`
+	good := "echo good; sleep 3600"
+	agents := startFleet(t, h, 3, ds, good, extra)
+	missing := env.reg.Addr + "/e2e/busybox:does-not-exist"
+	start := time.Now()
+	h.mustCLI("set", "image", "ds/"+ds, "main="+missing)
+	out, errOut, err := h.cli("", "rollout", "status", "ds/"+ds, "--timeout=120s")
+	took := time.Since(start)
+	if exitCode(err) != 1 || !strings.Contains(errOut, "failed and") || !strings.Contains(errOut, "not found") {
+		t.Fatalf("rollout status of a missing tag: exit %d (%v)\n%s%s", exitCode(err), err, out, errOut)
+	}
+	if took > 90*time.Second {
+		t.Fatalf("the rollout took %s to fail; the registry said at once that the tag does not exist", took)
+	}
+	eventually(t, 60*time.Second, "the template back on the good image", func() error {
+		d := h.daemonSetObj(ds)
+		ro := d.Status.Rollout
+		if img := d.Spec.Template.Spec.Containers[0].Image; img != env.image || ro.Phase != api.RolloutRolledBack || ro.Failure == nil {
+			return fmt.Errorf("image %s, rollout %+v", img, ro)
+		}
+		return nil
+	})
+	waitCommand(t, agents, good, 30*time.Second)
+	figure("missing tag with pre-pull on 3 real agents: rollout status exited 1 after %s (progress deadline 300 s)", took.Round(10*time.Millisecond))
+}
+
+// TestMissingTagFailsWithoutRolloutSettings: a DaemonSet with no
+// spec.rollout (maxFailures 0, onFailure Pause): the moved node's pull of
+// a missing tag fails the rollout at once; `rollout status` exits 1 and
+// names the node and the registry's error, and the other nodes keep the
+// old revision.
+func TestMissingTagFailsWithoutRolloutSettings(t *testing.T) {
+	h := startHub(t, hubOptions{})
+	ds := uniq("tag")
+	good := "echo good; sleep 3600"
+	agents := startFleet(t, h, 2, ds, good, "")
+	missing := env.reg.Addr + "/e2e/busybox:nope"
+	start := time.Now()
+	h.mustCLI("set", "image", "ds/"+ds, "main="+missing)
+	out, errOut, err := h.cli("", "rollout", "status", "ds/"+ds, "--timeout=120s")
+	took := time.Since(start)
+	if exitCode(err) != 1 || !strings.Contains(errOut, "rollout failed") || !strings.Contains(errOut, "ErrImagePull") || !strings.Contains(errOut, "not found") {
+		t.Fatalf("rollout status: exit %d (%v)\n%s%s", exitCode(err), err, out, errOut)
+	}
+	d := h.daemonSetObj(ds)
+	ro := d.Status.Rollout
+	if ro.Phase != api.RolloutFailed || ro.Failed != 1 || ro.Updated != 0 {
+		t.Fatalf("rollout = %+v", ro)
+	}
+	pods := h.mustCLI("get", "pods", "-o", "wide")
+	if !strings.Contains(pods, "ImagePullBackOff") && !strings.Contains(pods, "ErrImagePull") {
+		t.Fatalf("no pod shows the pull failure:\n%s", pods)
+	}
+	// One node took the bad revision (the budget of 1); the other still
+	// runs the good one.
+	runsGood := 0
+	for _, a := range agents {
+		for _, c := range running(t, a.ns) {
+			if slices.Contains(c.Args, good) {
+				runsGood++
+			}
+		}
+	}
+	if runsGood != 2 {
+		t.Fatalf("%d of 2 nodes run the good revision; the failed node keeps its old containers while it cannot pull", runsGood)
+	}
+	figure("missing tag without spec.rollout on 2 real agents: rollout status exited 1 after %s", took.Round(10*time.Millisecond))
 }

@@ -22,6 +22,6 @@ func main() {
 		if !cli.IsSilent(err) {
 			fmt.Fprintln(os.Stderr, "error:", err)
 		}
-		os.Exit(1)
+		os.Exit(cli.ExitCode(err))
 	}
 }

@@ -379,6 +379,10 @@ func filterEvents(objs []api.Object, forObject string) ([]api.Object, error) {
 	return out, nil
 }
 
+// eventReplay is how many of the events there are `get events -w` prints
+// before it follows new ones.
+const eventReplay = 100
+
 // watchGet lists once, then polls the hub every second and prints each
 // object again when its resourceVersion changes, as `kubectl get -w` does.
 func watchGet(ctx context.Context, e *env, c *client.Client, o *getOptions, targets []target) error {
@@ -391,7 +395,7 @@ func watchGet(ctx context.Context, e *env, c *client.Client, o *getOptions, targ
 		ns = ""
 	}
 	seen := map[string]string{}
-	headers := !o.noHeaders
+	headers, first := !o.noHeaders, true
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -419,6 +423,13 @@ func watchGet(ctx context.Context, e *env, c *client.Client, o *getOptions, targ
 				changed = append(changed, obj)
 			}
 		}
+		if first && t.kind.Kind == api.KindEvent && len(changed) > eventReplay {
+			// Events come in time order: the newest matter; a fleet's hour
+			// of them would scroll for minutes before anything new.
+			fmt.Fprintf(e.errOut, "(%d older events not shown; `hub get events` lists them)\n", len(changed)-eventReplay)
+			changed = changed[len(changed)-eventReplay:]
+		}
+		first = false
 		if len(changed) > 0 {
 			opts := printer.Options{Wide: o.output == "wide", AllNamespaces: o.allNamespaces && t.kind.Namespaced,
 				ShowLabels: o.showLabels, NoHeaders: !headers, Now: time.Now()}

@@ -98,7 +98,11 @@ progress bar with the counts (updated, ready, unavailable, failed,
 offline-pending, total), pre-pull progress and the nodes being updated;
 otherwise it prints one line whenever something changes. It exits 0 when
 the rollout is complete, and non-zero, saying why, when the rollout failed,
-was rolled back, is paused, or passed its progress deadline.`,
+was rolled back, is paused, or passed its progress deadline; and with exit
+code 3 when it ended with failed nodes that maxFailures tolerated (those
+nodes do not run the new revision). Failed nodes are named with the
+reason the hub has (an image that cannot be pulled, a pod that is not
+Ready in time, a revert by the agent).`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			w, err := parseWorkload(args, e.ns())
@@ -166,21 +170,28 @@ func rolloutVerdict(obj api.Object, now time.Time) (p printer.Progress, done boo
 func verdict(p printer.Progress, ro *api.RolloutStatus, name string, deadline time.Duration, now time.Time) (printer.Progress, bool, string, error) {
 	switch ro.Phase {
 	case api.RolloutComplete:
-		msg := name + " successfully rolled out"
-		var notes []string
-		if ro.OfflinePending > 0 {
-			notes = append(notes, fmt.Sprintf("%d offline node(s) will update when they return", ro.OfflinePending))
-		}
 		if ro.Failed > 0 {
-			notes = append(notes, fmt.Sprintf("%d node(s) failed within maxFailures", ro.Failed))
+			// A hub from before the Degraded phase: never success.
+			return p, true, "", degraded(name, ro)
 		}
-		if len(notes) > 0 {
-			msg += " (" + strings.Join(notes, "; ") + ")"
+		msg := name + " successfully rolled out"
+		if ro.OfflinePending > 0 {
+			msg += fmt.Sprintf(" (%d offline node(s) will update when they return: %s)", ro.OfflinePending, strings.Join(ro.OfflinePendingNodes, ", "))
 		}
 		return p, true, msg, nil
+	case api.RolloutDegraded:
+		return p, true, "", degraded(name, ro)
 	case api.RolloutFailed:
 		return p, true, "", fmt.Errorf("%s rollout failed: %s", name, ro.Message)
 	case api.RolloutRolledBack:
+		if f := ro.Failure; f != nil {
+			state := "rolled back"
+			if ro.Updated < ro.Total || ro.Ready < ro.Total {
+				state = "is rolling back"
+			}
+			return p, true, "", fmt.Errorf("%s rollout of revision %d failed and %s to revision %d: %s%s",
+				name, f.Revision, state, f.RolledBackTo, f.Message, nodeReasons(f.Nodes))
+		}
 		return p, true, "", fmt.Errorf("%s rollout failed and was rolled back: %s", name, ro.Message)
 	case api.RolloutPaused:
 		return p, true, "", fmt.Errorf("%s rollout is paused: %s", name, ro.Message)
@@ -190,6 +201,26 @@ func verdict(p printer.Progress, ro *api.RolloutStatus, name string, deadline ti
 			name, now.Sub(ro.LastProgressTime.Time).Round(time.Second), ro.Message)
 	}
 	return p, false, "", nil
+}
+
+// ExitDegraded is the exit code of `rollout status` for a rollout that
+// ended with nodes that failed within maxFailures: it is over, but those
+// nodes do not run the revision, so a pipeline must not read it as
+// success (exit 0) nor as a failed rollout (exit 1).
+const ExitDegraded = 3
+
+func degraded(name string, ro *api.RolloutStatus) error {
+	return &exitError{code: ExitDegraded, err: fmt.Errorf("%s rolled out, but %d node(s) failed and do not run revision %d%s",
+		name, ro.Failed, ro.Revision, nodeReasons(ro.FailedNodes))}
+}
+
+// nodeReasons lists nodes and their reasons, one per line.
+func nodeReasons(nodes []api.NodeReason) string {
+	var b strings.Builder
+	for _, n := range nodes {
+		fmt.Fprintf(&b, "\n  %s: %s", n.Node, n.Reason)
+	}
+	return b.String()
 }
 
 // progressWriter shows progress on a terminal (redrawn in place) or as

@@ -146,8 +146,16 @@ func TestRolloutVerdict(t *testing.T) {
 	}{
 		{"spec not observed", dsWith(&api.RolloutStatus{Phase: api.RolloutComplete}, 3), false, "", ""},
 		{"progressing", dsWith(&api.RolloutStatus{Phase: api.RolloutProgressing, LastProgressTime: api.NewTime(now.Add(-time.Minute))}, 2), false, "", ""},
-		{"complete", dsWith(&api.RolloutStatus{Phase: api.RolloutComplete, OfflinePending: 2}, 2), true,
-			`daemon set "sensor" successfully rolled out (2 offline node(s) will update when they return)`, ""},
+		{"complete", dsWith(&api.RolloutStatus{Phase: api.RolloutComplete, OfflinePending: 2, OfflinePendingNodes: []string{"n3", "n4"}}, 2), true,
+			`daemon set "sensor" successfully rolled out (2 offline node(s) will update when they return: n3, n4)`, ""},
+		{"degraded is not success", dsWith(&api.RolloutStatus{Phase: api.RolloutDegraded, Revision: 2, Failed: 1,
+			FailedNodes: []api.NodeReason{{Node: "n1", Reason: "ErrImagePull: reg/x:nope: not found"}}}, 2), true, "",
+			"rolled out, but 1 node(s) failed and do not run revision 2\n  n1: ErrImagePull: reg/x:nope: not found"},
+		{"complete with failures from an older hub is not success", dsWith(&api.RolloutStatus{Phase: api.RolloutComplete, Failed: 1}, 2), true, "", "1 node(s) failed"},
+		{"rolled back names the failure", dsWith(&api.RolloutStatus{Phase: api.RolloutRolledBack, Revision: 3, Updated: 2, Ready: 2, Total: 2,
+			Message: "rolled back to the last good revision: 2 of 2 node(s) updated",
+			Failure: &api.RolloutFailure{Revision: 2, RolledBackTo: 3, Message: "1 node(s) failed", Nodes: []api.NodeReason{{Node: "n1", Reason: "reverted: CrashLoopBackOff"}}}}, 2),
+			true, "", "rollout of revision 2 failed and rolled back to revision 3: 1 node(s) failed\n  n1: reverted: CrashLoopBackOff"},
 		{"failed", dsWith(&api.RolloutStatus{Phase: api.RolloutFailed, Message: "3 node(s) failed"}, 2), true, "", "rollout failed: 3 node(s) failed"},
 		{"rolled back", dsWith(&api.RolloutStatus{Phase: api.RolloutRolledBack, Message: "x"}, 2), true, "", "failed and was rolled back"},
 		{"paused", dsWith(&api.RolloutStatus{Phase: api.RolloutPaused, Message: "canary"}, 2), true, "", "rollout is paused: canary"},
@@ -163,6 +171,9 @@ func TestRolloutVerdict(t *testing.T) {
 		_, done, msg, err := rolloutVerdict(tc.obj, now)
 		if done != tc.done || msg != tc.msg || (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("%s: done %v, msg %q, err %v", tc.name, done, msg, err)
+		}
+		if want := map[bool]int{true: ExitDegraded, false: 1}[strings.Contains(tc.name, "not success")]; err != nil && ExitCode(err) != want {
+			t.Errorf("%s: exit code %d, want %d", tc.name, ExitCode(err), want)
 		}
 	}
 }

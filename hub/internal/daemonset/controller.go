@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 )
@@ -41,6 +42,11 @@ type Controller struct {
 	// read: the store hands out one shared object per version, so a pod
 	// that did not change is not hashed again.
 	hashes map[*api.Pod]string
+	// started is when Run began: what the store says of a node the hub
+	// has not heard from since is from before, possibly from before a
+	// crash, and a rollout must not act on it. Zero once every node has
+	// been heard from.
+	started time.Time
 }
 
 // New returns a controller; call Run to start it.
@@ -64,6 +70,7 @@ func New(opts Options) *Controller {
 // it, and so does the time a rollout waits for (a deadline, a pause); the
 // sync itself is level-triggered over everything.
 func (c *Controller) Run(ctx context.Context) error {
+	c.started = c.opts.Now().UTC()
 	events := c.opts.Store.Watch(ctx, api.KindDaemonSet, api.KindNode, api.KindPod)
 	resync := time.NewTicker(c.opts.Resync)
 	defer resync.Stop()
@@ -149,6 +156,15 @@ func (c *Controller) sync() (time.Time, error) {
 		}
 		if in.Revisions, err = store.ListShared[api.ControllerRevision](tx, api.KindControllerRevision, ""); err != nil {
 			return err
+		}
+		if !c.started.IsZero() {
+			leases, err := store.ListShared[lease.Lease](tx, lease.Kind, "")
+			if err != nil {
+				return err
+			}
+			if in.Unheard = lease.Unheard(in.Nodes, leases, c.started); len(in.Unheard) == 0 {
+				c.started = time.Time{} // heard from every node: no need to look again
+			}
 		}
 		in.Pods, err = store.ListShared[api.Pod](tx, api.KindPod, "")
 		return err
@@ -260,6 +276,14 @@ func (c *Controller) write(set *SetResult) error {
 			if set.Rollback != nil {
 				cur.Spec.Template = *set.Rollback
 				cur.Generation++
+				if r := cur.Spec.Rollout; r != nil && r.Paused {
+					// A pause (a canary's, most often) held the revision that
+					// failed; the rollback must not wait for a resume, nor
+					// leave the next rollout paused.
+					unpaused := *r
+					unpaused.Paused = false
+					cur.Spec.Rollout = &unpaused
+				}
 			}
 			if set.Pause {
 				r := api.RolloutSpec{}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/rollout"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
@@ -1027,5 +1028,205 @@ func BenchmarkPlanDaemonSet10kSteady(b *testing.B) {
 		if !res.Empty() {
 			b.Fatalf("a steady fleet has work: %+v", res.Sets[0])
 		}
+	}
+}
+
+// missingTagAgent is an agent whose registry has no reg/x:nope: it keeps
+// its pod's old containers and reports why it cannot pull the new image.
+func missingTagAgent(p *api.Pod) *api.PodStatus {
+	if p.Spec.Containers[0].Image != "reg/x:nope" {
+		return healthy(p)
+	}
+	hash := api.HashPodSpec(&p.Spec)
+	if pf := p.Status.PullFailure; pf != nil && pf.SpecHash == hash {
+		return nil
+	}
+	st := p.Status
+	st.Conditions = []api.PodCondition{{Type: api.PodReady, Status: api.ConditionFalse}}
+	st.SpecHash = hash
+	st.ContainerStatuses = []api.ContainerStatus{{Name: "c", State: api.ContainerState{Waiting: &api.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "manifest unknown"}}}}
+	st.PullFailure = &api.ImagePullFailure{Image: "reg/x:nope", Message: "reg/x:nope: not found", Permanent: true, SpecHash: hash, Since: s0, Attempts: 1}
+	return &st
+}
+
+var s0 = now
+
+func TestMissingTagFailsTheRolloutAtOnce(t *testing.T) {
+	d := ds("x", nil)
+	d.Spec.Rollout = &api.RolloutSpec{OnFailure: api.OnFailureRollback}
+	s := newSim(t, d, 3)
+	s.start()
+	s.editDS("x", setImage("reg/x:nope"))
+	s.sync() // n00 moves
+	s.agents(missingTagAgent)
+	s.sync() // its agent said the tag does not exist: no waiting for the deadline
+	got := s.ds("x")
+	ro := got.Status.Rollout
+	if ro.Phase != api.RolloutRolledBack || ro.Failure == nil || len(ro.Failure.Nodes) != 1 || ro.Failure.Nodes[0].Node != "n00" ||
+		!strings.Contains(ro.Failure.Message, "reg/x:nope: not found") {
+		t.Fatalf("rollout = %+v (failure %+v)", ro, ro.Failure)
+	}
+	if img := got.Spec.Template.Spec.Containers[0].Image; img != "reg/x:v1" {
+		t.Fatalf("template image = %s, want the rollback to reg/x:v1", img)
+	}
+	// The rollback runs to the end and keeps the failure that started it.
+	d = s.rollOut(1, missingTagAgent, 20)
+	ro = d.Status.Rollout
+	if ro.Phase != api.RolloutRolledBack || ro.Updated != 3 || ro.Failure == nil || ro.Failure.Nodes[0].Node != "n00" || ro.Failure.RolledBackTo != ro.Revision {
+		t.Fatalf("after the rollback: %+v (failure %+v)", ro, ro.Failure)
+	}
+}
+
+// TestOfflineCanaryHoldsTheRollout: a canary node that took the revision
+// and then lost its link has not shown the revision works; the rollout
+// must not go on to the next nodes when its pause ends.
+func TestOfflineCanaryHoldsTheRollout(t *testing.T) {
+	d := ds("x", nil)
+	d.Spec.Rollout = &api.RolloutSpec{Canary: &api.CanarySpec{NodeSelector: map[string]string{"ring": "0"}, PauseSeconds: int32p(10)},
+		ProgressDeadlineSeconds: int32p(120)}
+	s := newSim(t, d, 4) // ring 0: n00, n03
+	s.start()
+	s.editDS("x", setImage("reg/x:v2"))
+	s.sync() // the canaries move
+	s.setNode("n00", false)
+	s.setNode("n03", false)
+	for range 5 {
+		s.tick(11 * time.Second)
+		s.sync()
+	}
+	for _, p := range s.pods() {
+		if n := p.Spec.NodeName; n != "n00" && n != "n03" && p.Spec.Containers[0].Image == "reg/x:v2" {
+			t.Fatalf("node %s moved while the canaries were offline: %+v", n, s.ds("x").Status.Rollout)
+		}
+	}
+	if ro := s.ds("x").Status.Rollout; ro.CanaryDone || !strings.Contains(ro.Message, "waiting for offline canary n00, n03") {
+		t.Fatalf("rollout = %+v", ro)
+	}
+	// Past the deadline the offline canary fails the rollout.
+	s.tick(2 * time.Minute)
+	s.sync()
+	if ro := s.ds("x").Status.Rollout; ro.Phase != api.RolloutFailed || !strings.Contains(ro.Message, "canary offline") {
+		t.Fatalf("rollout = %+v", ro)
+	}
+}
+
+// TestRollbackIsNotHeldByTheCanaryPause: the canary passed and paused the
+// rollout for a resume; then it failed. The rollback must run at once and
+// leave the DaemonSet unpaused.
+func TestRollbackIsNotHeldByTheCanaryPause(t *testing.T) {
+	d := ds("x", nil)
+	one := api.FromInt(1)
+	d.Spec.Rollout = &api.RolloutSpec{Canary: &api.CanarySpec{Count: &one}, OnFailure: api.OnFailureRollback}
+	s := newSim(t, d, 3)
+	lastGood := map[string]string{}
+	s.sync()
+	s.agents(reverting(lastGood))
+	s.sync()
+	s.editDS("x", setImage("reg/x:v2"))
+	for range 4 {
+		s.sync()
+		s.agents(reverting(lastGood))
+	}
+	if got := s.ds("x"); got.Spec.Rollout == nil || !got.Spec.Rollout.Paused || got.Status.Rollout.Phase != api.RolloutPaused {
+		t.Fatalf("canary did not pause: %+v", got.Status.Rollout)
+	}
+	// The canary's revision turns out bad: its agent reverts it.
+	s.update(func(tx store.Tx) error {
+		pods, err := store.List[api.Pod](tx, api.KindPod, "")
+		if err != nil {
+			return err
+		}
+		for _, p := range pods {
+			if p.Spec.Containers[0].Image == "reg/x:v2" {
+				hash := api.HashPodSpec(&p.Spec)
+				p.Status.Reverted = &api.PodRevert{FromSpecHash: hash, ToSpecHash: lastGood[p.Name], Reason: "CrashLoopBackOff"}
+				p.Status.SpecHash = lastGood[p.Name]
+				if err := tx.Put(p); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	s.sync()
+	got := s.ds("x")
+	if got.Status.Rollout.Phase != api.RolloutRolledBack || got.Spec.Rollout.Paused {
+		t.Fatalf("after the failure: paused %v, rollout %+v", got.Spec.Rollout.Paused, got.Status.Rollout)
+	}
+	d = s.rollOut(1, reverting(lastGood), 20)
+	for _, p := range s.pods() {
+		if img := p.Spec.Containers[0].Image; img != "reg/x:v1" {
+			t.Fatalf("pod %s still on %s: %+v", p.Name, img, d.Status.Rollout)
+		}
+	}
+}
+
+// renewLeases records that the hub heard from the named nodes now.
+func (s *sim) renewLeases(names ...string) {
+	s.update(func(tx store.Tx) error {
+		for _, name := range names {
+			l := lease.New(name)
+			l.RenewTime = api.NewTime(s.clock)
+			if err := tx.Put(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// TestRestartedHubWaitsForFreshReports: the hub stopped while n00 was
+// Ready on the new template; during the outage n00 turned unready, which
+// the store cannot know. The restarted hub must not move the next node
+// on what the store says until n00 has reported again.
+func TestRestartedHubWaitsForFreshReports(t *testing.T) {
+	d := ds("x", nil)
+	s := newSim(t, d, 3)
+	s.start()
+	s.renewLeases("n00", "n01", "n02")
+	s.editDS("x", setImage("reg/x:v2"))
+	s.sync() // n00 moves
+	s.agents(healthy)
+	s.tick(time.Minute) // the hub is down; n00's pod fails meanwhile
+	s.restart()
+	s.c.started = s.clock // as Run sets it
+	s.sync()
+	moved := func() []string {
+		var out []string
+		for _, p := range s.pods() {
+			if p.Spec.Containers[0].Image == "reg/x:v2" {
+				out = append(out, p.Spec.NodeName)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	if m := moved(); !slices.Equal(m, []string{"n00"}) {
+		t.Fatalf("moved %v before hearing from any node", m)
+	}
+	if ro := s.ds("x").Status.Rollout; !strings.Contains(ro.Message, "waiting to hear from 3 node(s)") {
+		t.Fatalf("rollout = %+v", ro)
+	}
+	// n00 reports: its pod is not ready.
+	s.tick(time.Second)
+	s.renewLeases("n00", "n01", "n02")
+	s.update(func(tx store.Tx) error {
+		p, err := store.Get[api.Pod](tx, api.KindPod, "default", PodName("x", "n00"))
+		if err != nil {
+			return err
+		}
+		p.Status.Conditions = []api.PodCondition{{Type: api.PodReady, Status: api.ConditionFalse}}
+		return tx.Put(p)
+	})
+	s.sync()
+	if m := moved(); !slices.Equal(m, []string{"n00"}) {
+		t.Fatalf("moved %v while n00 is unavailable", m)
+	}
+	if s.c.started != (time.Time{}) {
+		t.Fatalf("still waiting to hear from nodes after all reported")
+	}
+	d = s.rollOut(1, healthy, 20)
+	if ro := d.Status.Rollout; ro.Phase != api.RolloutComplete {
+		t.Fatalf("rollout = %+v", ro)
 	}
 }

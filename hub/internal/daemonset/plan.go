@@ -26,7 +26,11 @@ type Input struct {
 	Nodes      []*api.Node
 	Pods       []*api.Pod
 	Revisions  []*api.ControllerRevision
-	Now        api.Time
+	// Unheard names the nodes the hub has not heard from since it
+	// started (see lease.Unheard): what it knows of those is from before,
+	// and a rollout neither moves them nor counts them available.
+	Unheard map[string]bool
+	Now     api.Time
 	// SpecHash, if set, returns api.HashPodSpec of a pod's spec; the
 	// controller remembers it per pod version instead of hashing every
 	// pod's spec on every pass.
@@ -155,8 +159,13 @@ func Plan(in Input) *Result {
 		}
 		return taken
 	}
+	if len(in.Unheard) > 0 {
+		// Their reports wake the controller; their leases, renewed by
+		// heartbeats alone, do not.
+		res.Wake = in.Now.Add(unheardRecheck)
+	}
 	for _, ds := range in.DaemonSets {
-		set, wake := planSet(ds, nodes, owned[ds.UID], revs[ds.UID], names, specHash, in.Now)
+		set, wake := planSet(ds, nodes, owned[ds.UID], revs[ds.UID], names, specHash, in.Unheard, in.Now)
 		res.Sets = append(res.Sets, set)
 		if !wake.IsZero() && (res.Wake.IsZero() || wake.Before(res.Wake)) {
 			res.Wake = wake
@@ -164,6 +173,9 @@ func Plan(in Input) *Result {
 	}
 	return res
 }
+
+// unheardRecheck is how soon a pass runs again while nodes are unheard.
+const unheardRecheck = 2 * time.Second
 
 // target is a node that should run the DaemonSet's pod, and its pod.
 type target struct {
@@ -181,6 +193,11 @@ type podView struct {
 	movedAt   time.Time
 	specHash  string
 	available bool // ready for minReadySeconds (computed later)
+	// pullFailure is the agent's report that an image of the pod's spec,
+	// or one it stages, cannot be pulled; waiting why a container is not
+	// running.
+	pullFailure *api.ImagePullFailure
+	waiting     string
 }
 
 func viewPod(p *api.Pod, specHash func(*api.Pod) string) *podView {
@@ -191,6 +208,12 @@ func viewPod(p *api.Pod, specHash func(*api.Pod) string) *podView {
 	v.ready = p.IsReady() && (p.Status.SpecHash == v.specHash || v.reverted != nil)
 	v.readyAt = parseTime(p.Annotations[rollout.AnnotationReadyAt])
 	v.movedAt = parseTime(p.Annotations[rollout.AnnotationUpdatedAt])
+	if pf := p.Status.PullFailure; pf != nil && (pf.PrePull || pf.SpecHash == "" || pf.SpecHash == v.specHash) {
+		v.pullFailure = pf
+	}
+	if !v.ready {
+		v.waiting = p.Status.WaitingReason()
+	}
 	return v
 }
 
@@ -206,7 +229,7 @@ func parseTime(s string) time.Time {
 }
 
 func planSet(ds *api.DaemonSet, nodes []*api.Node, mine map[string][]*api.Pod, revs []*api.ControllerRevision,
-	names func() map[string]bool, specHash func(*api.Pod) string, now api.Time) (*SetResult, time.Time) {
+	names func() map[string]bool, specHash func(*api.Pod) string, unheard map[string]bool, now api.Time) (*SetResult, time.Time) {
 	hash := api.HashTemplate(&ds.Spec.Template)
 	set := &SetResult{DaemonSet: ds, Hash: hash}
 	nodeSel := api.SelectorFromMap(ds.Spec.Template.Spec.NodeSelector)
@@ -315,6 +338,13 @@ func planSet(ds *api.DaemonSet, nodes []*api.Node, mine map[string][]*api.Pod, r
 	if n, ok := hist.Renumbered[st.LastGoodRevision]; ok {
 		st.LastGoodRevision = n
 	}
+	if f := st.Failure; f != nil {
+		if n, ok := hist.Renumbered[f.RolledBackTo]; ok {
+			cp := *f
+			cp.RolledBackTo = n
+			st.Failure = &cp
+		}
+	}
 	st.Revision = hist.Current.Revision
 	rollingBack := !newRollout && prev.Phase == api.RolloutRolledBack
 
@@ -322,12 +352,16 @@ func planSet(ds *api.DaemonSet, nodes []*api.Node, mine map[string][]*api.Pod, r
 	rnodes := make([]rollout.Node, 0, len(targets))
 	readyAt := map[string]time.Time{} // node → ready-at to record
 	for _, t := range targets {
-		n := rollout.Node{Name: t.node.Name, Labels: t.node.Labels, Online: t.node.IsReady()}
+		n := rollout.Node{Name: t.node.Name, Labels: t.node.Labels, Online: t.node.IsReady(), Unheard: unheard[t.node.Name]}
 		if pv := t.pod; pv != nil {
 			n.Hash = pv.hash
 			n.Ready = pv.ready
 			n.MovedAt = pv.movedAt
 			n.PrePulled = pv.pod.Status.PrePulled
+			n.Waiting = pv.waiting
+			if pf := pv.pullFailure; pf != nil && (!pf.PrePull || stagesImage(&ds.Spec.Template, pf.Image)) {
+				n.PullFailure = pf
+			}
 			if pv.reverted != nil && pv.hash == hash {
 				n.Reverted, n.RevertReason = true, pv.reverted.Reason
 			}
@@ -370,7 +404,7 @@ func planSet(ds *api.DaemonSet, nodes []*api.Node, mine map[string][]*api.Pod, r
 	good := byNumber[st.LastGoodRevision]
 	params.CanRollback = good != nil && rollout.HashOf(good) != hash
 	plan := rollout.Plan(rollout.Input{
-		Target: hash, Nodes: rnodes, Params: params, Now: now.Time,
+		Target: hash, Nodes: rnodes, Params: params, Now: now.Time, StartedAt: st.StartedAt.Time,
 		State: rollout.State{CanaryDone: st.CanaryDone, PausedAt: st.PausedAt.Time},
 	})
 
@@ -402,6 +436,14 @@ func planSet(ds *api.DaemonSet, nodes []*api.Node, mine map[string][]*api.Pod, r
 		st.PrePulled = int32(plan.Counts.PrePulled)
 	}
 	st.Updating, st.FailedNodes = plan.Updating, plan.Failed
+	st.OfflinePendingNodes = plan.OfflinePending[:min(len(plan.OfflinePending), api.MaxListedNodes)]
+	if plan.Phase == api.RolloutFailed && !rollingBack {
+		f := &api.RolloutFailure{Revision: st.Revision, Message: plan.Message, Nodes: plan.Failed, Time: now}
+		if old := st.Failure; old != nil && old.Revision == f.Revision && old.RolledBackTo == 0 {
+			f.Time = old.Time // the same failure, seen again
+		}
+		st.Failure = f
+	}
 	st.CanaryDone, st.PausedAt = plan.State.CanaryDone, api.NewTime(plan.State.PausedAt)
 	if progressed && !newRollout {
 		st.LastProgressTime = now
@@ -414,21 +456,26 @@ func planSet(ds *api.DaemonSet, nodes []*api.Node, mine map[string][]*api.Pod, r
 		tpl := good.Data
 		set.Rollback = &tpl
 		failedRev := st.Revision
+		why := strings.TrimSuffix(plan.Message, "; rolling back")
 		st = api.RolloutStatus{
 			Revision: good.Revision, TemplateHash: api.HashTemplate(&tpl),
-			Phase: api.RolloutRolledBack,
-			Message: fmt.Sprintf("revision %d failed: %s; rolled back to revision %d",
-				failedRev, strings.TrimSuffix(plan.Message, "; rolling back"), good.Revision),
+			Phase:   api.RolloutRolledBack,
+			Message: fmt.Sprintf("revision %d failed: %s; rolled back to revision %d", failedRev, why, good.Revision),
 			Updated: st.Updated, Ready: st.Ready, Unavailable: st.Unavailable, Failed: st.Failed,
 			OfflinePending: st.OfflinePending, Total: st.Total, FailedNodes: plan.Failed,
-			CanaryDone: true, StartedAt: now, LastProgressTime: now, LastGoodRevision: good.Revision,
+			OfflinePendingNodes: st.OfflinePendingNodes,
+			CanaryDone:          true, StartedAt: now, LastProgressTime: now, LastGoodRevision: good.Revision,
+			// The passes that roll back report their own progress: the
+			// failure that started it stays here for `rollout status` and
+			// `describe`.
+			Failure: &api.RolloutFailure{Revision: failedRev, Message: why, Nodes: plan.Failed, RolledBackTo: good.Revision, Time: now},
 		}
 		status.ObservedGeneration = ds.Generation + 1
 		status.Rollout = &st
 		set.Status = &status
 		return set, time.Time{}
 	}
-	if st.Phase == api.RolloutComplete {
+	if st.Phase == api.RolloutComplete || st.Phase == api.RolloutDegraded {
 		st.LastGoodRevision = st.Revision
 	}
 	if plan.Pause {
@@ -510,6 +557,16 @@ func prevComplete(prevHash string, targets []target) bool {
 		}
 	}
 	return true
+}
+
+// stagesImage says whether image is one the template's pre-pull stages.
+func stagesImage(t *api.PodTemplateSpec, image string) bool {
+	for _, c := range t.Spec.Containers {
+		if c.Image == image {
+			return true
+		}
+	}
+	return false
 }
 
 // templateImages lists the template's images, comma-separated.

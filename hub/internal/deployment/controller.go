@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 )
@@ -44,6 +45,10 @@ type Controller struct {
 	// there are no Deployments: at start, after a Deployment changed, at
 	// each resync, and while there are Deployments.
 	lookForOrphans bool
+	// started is when Run began: a node not heard from since may have
+	// lost its pods while the hub was down. Zero once every node has
+	// been heard from.
+	started time.Time
 }
 
 // New returns a controller; call Run to start it.
@@ -66,6 +71,7 @@ func New(opts Options) *Controller {
 // Run syncs until ctx ends: on any change to a Deployment, Node or Pod, on
 // the times a Deployment waits for, and every resync period.
 func (c *Controller) Run(ctx context.Context) error {
+	c.started = c.opts.Now().UTC()
 	events := c.opts.Store.Watch(ctx, api.KindDeployment, api.KindNode, api.KindPod)
 	resync := time.NewTicker(c.opts.Resync)
 	defer resync.Stop()
@@ -172,6 +178,15 @@ func (c *Controller) sync() (time.Time, error) {
 		}
 		if in.Revisions, err = store.ListShared[api.ControllerRevision](tx, api.KindControllerRevision, ""); err != nil {
 			return err
+		}
+		if !c.started.IsZero() {
+			leases, err := store.ListShared[lease.Lease](tx, lease.Kind, "")
+			if err != nil {
+				return err
+			}
+			if in.Unheard = lease.Unheard(in.Nodes, leases, c.started); len(in.Unheard) == 0 {
+				c.started = time.Time{} // heard from every node: no need to look again
+			}
 		}
 		in.Pods, err = store.ListShared[api.Pod](tx, api.KindPod, "")
 		return err

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 )
@@ -608,5 +609,86 @@ func TestNoDeploymentsNoFleetReads(t *testing.T) {
 			t.Fatal("a Deployment did not make the controller read the pods")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRestartedHubWaitsForFreshReports: with 3 replicas and maxUnavailable
+// 1, a hub restarted mid-rollout must not scale old pods down on the
+// readiness it stored before it stopped, until their nodes report again.
+func TestRestartedHubWaitsForFreshReports(t *testing.T) {
+	d := deploy("web", 3)
+	zero, one := api.FromInt(0), api.FromInt(1)
+	d.Spec.Strategy = api.DeploymentStrategy{Type: api.RollingUpdateStrategy, RollingUpdate: &api.RollingUpdateDeployment{MaxSurge: &zero, MaxUnavailable: &one}}
+	s := newSim(t, 3, d)
+	s.rollOut("web", 3, 0, 3, nil)
+	s.edit("web", setImage("reg/web:v2"))
+	s.sync() // one old pod goes
+	s.sync() // its replacement is created
+	s.agents(nil)
+	s.clock = s.clock.Add(time.Minute)
+	s.restart()
+	s.c.started = s.clock // as Run sets it; no node has reported since
+	old := func() int {
+		n := 0
+		for _, p := range s.pods() {
+			if p.Spec.Containers[0].Image == "reg/web:v1" {
+				n++
+			}
+		}
+		return n
+	}
+	before := old()
+	s.sync()
+	if got := old(); got != before {
+		t.Fatalf("scaled %d old pod(s) down before any node reported", before-got)
+	}
+	if s.c.started.IsZero() {
+		t.Fatalf("the controller stopped waiting for nodes it has not heard from")
+	}
+	// The nodes report (their leases are renewed): the rollout goes on.
+	s.update(func(tx store.Tx) error {
+		for i := range 3 {
+			l := lease.New(fmt.Sprintf("n%d", i))
+			l.RenewTime = api.NewTime(s.clock)
+			if err := tx.Put(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if got := s.rollOut("web", 3, 0, 1, nil); got.Status.Rollout.Phase != api.RolloutComplete {
+		t.Fatalf("rollout = %+v", got.Status.Rollout)
+	}
+}
+
+// TestRolloutNamesWhyPodsWait: `rollout status` shows the agent's reason,
+// not only a count.
+func TestRolloutNamesWhyPodsWait(t *testing.T) {
+	d := deploy("web", 1)
+	s := newSim(t, 1, d)
+	s.rollOut("web", 1, 0, 1, nil)
+	s.edit("web", setImage("reg/web:nope"))
+	for range 3 {
+		s.sync()
+	}
+	s.update(func(tx store.Tx) error {
+		pods, _ := store.List[api.Pod](tx, api.KindPod, "")
+		for _, p := range pods {
+			if p.Spec.Containers[0].Image != "reg/web:nope" {
+				continue
+			}
+			hash := api.HashPodSpec(&p.Spec)
+			p.Status = api.PodStatus{Phase: api.PodPending, SpecHash: hash,
+				ContainerStatuses: []api.ContainerStatus{{Name: "c", State: api.ContainerState{Waiting: &api.ContainerStateWaiting{Reason: "ImagePullBackOff"}}}},
+				PullFailure:       &api.ImagePullFailure{Image: "reg/web:nope", Message: "reg/web:nope: not found", Permanent: true, SpecHash: hash}}
+			if err := tx.Put(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	s.sync()
+	if msg := s.deploy("web").Status.Rollout.Message; !strings.Contains(msg, "(ImagePullBackOff: reg/web:nope: not found)") {
+		t.Fatalf("message = %q", msg)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/flotilla-edge/flotilla/hub/internal/rollout"
@@ -49,7 +50,11 @@ type Input struct {
 	Nodes       []*api.Node
 	Pods        []*api.Pod
 	Revisions   []*api.ControllerRevision
-	Now         api.Time
+	// Unheard names the nodes the hub has not heard from since it
+	// started (see lease.Unheard): their pods count as unavailable until
+	// their agents report.
+	Unheard map[string]bool
+	Now     api.Time
 	// Suffix returns the random part of a new pod's name; nil uses five
 	// random characters, as Kubernetes does.
 	Suffix func() string
@@ -164,8 +169,11 @@ func Plan(in Input) *Result {
 	sort.Slice(deps, func(i, j int) bool {
 		return deps[i].Namespace+"/"+deps[i].Name < deps[j].Namespace+"/"+deps[j].Name
 	})
+	if len(in.Unheard) > 0 {
+		res.Wake = in.Now.Add(unheardRecheck) // their leases wake no controller
+	}
 	for _, d := range deps {
-		p := &planner{d: d, nodes: nodes, sched: sched, pods: owned[d.UID], revs: revs[d.UID], taken: taken, now: in.Now, suffix: suffix}
+		p := &planner{d: d, nodes: nodes, sched: sched, pods: owned[d.UID], revs: revs[d.UID], taken: taken, unheard: in.Unheard, now: in.Now, suffix: suffix}
 		set, wake := p.plan()
 		res.Sets = append(res.Sets, set)
 		if !wake.IsZero() && (res.Wake.IsZero() || wake.Before(res.Wake)) {
@@ -175,16 +183,20 @@ func Plan(in Input) *Result {
 	return res
 }
 
+// unheardRecheck is how soon a pass runs again while nodes are unheard.
+const unheardRecheck = 2 * time.Second
+
 // planner plans one Deployment.
 type planner struct {
-	d      *api.Deployment
-	nodes  []*api.Node
-	sched  []scheduler.Node
-	pods   []*api.Pod
-	revs   []*api.ControllerRevision
-	taken  map[string]bool
-	now    api.Time
-	suffix func() string
+	d       *api.Deployment
+	nodes   []*api.Node
+	sched   []scheduler.Node
+	pods    []*api.Pod
+	revs    []*api.ControllerRevision
+	taken   map[string]bool
+	unheard map[string]bool
+	now     api.Time
+	suffix  func() string
 
 	hash, short string
 	minReady    time.Duration
@@ -200,7 +212,15 @@ type podView struct {
 	ready      bool
 	available  bool
 	readySince time.Time
+	// stale: the pod's node has not been heard from since the hub
+	// started, so its readiness is from before; the rollout budget does
+	// not count on it (status still shows it as stored).
+	stale bool
 }
+
+// usable says whether the rollout budget may count on the pod being
+// available.
+func (v *podView) usable() bool { return v.available && !v.stale }
 
 func (pl *planner) wakeAt(t time.Time) {
 	if t.After(pl.now.Time) && (pl.wake.IsZero() || t.Before(pl.wake)) {
@@ -364,25 +384,27 @@ func (pl *planner) plan() (*SetResult, time.Time) {
 			minAvailable := replicas - maxUnavailable
 			newUnavailable := 0
 			for _, v := range cur {
-				if !v.available {
+				if !v.usable() {
 					newUnavailable++
 				}
 			}
 			maxScaledDown := len(active) - len(deletes) - minAvailable - newUnavailable
 			available := 0
 			for _, v := range active {
-				if v.available {
+				if v.usable() {
 					available++
 				}
 			}
 			if maxScaledDown > 0 {
 				var unhealthy, healthy []*podView
 				for _, v := range old {
-					if v.available {
+					switch {
+					case v.usable():
 						healthy = append(healthy, v)
-					} else {
+					case !v.available:
 						unhealthy = append(unhealthy, v)
 					}
+					// A stale pod is neither: it may be fine.
 				}
 				cleanup := pickDeletes(unhealthy, min(maxScaledDown, len(unhealthy)))
 				deletes = append(deletes, cleanup...)
@@ -513,6 +535,7 @@ func tolerationSeconds(tols []api.Toleration, key string) (secs int64, forever b
 func (pl *planner) view(p *api.Pod, node *api.Node) *podView {
 	v := &podView{pod: p, current: p.Labels[LabelPodTemplateHash] == pl.short, bound: p.Spec.NodeName != ""}
 	v.ready = v.bound && node != nil && node.IsReady() && p.IsReady() && p.Status.SpecHash == api.HashPodSpec(&p.Spec)
+	v.stale = v.bound && pl.unheard[p.Spec.NodeName]
 	v.available = v.ready
 	if v.ready && pl.minReady > 0 {
 		if t, err := time.Parse(time.RFC3339, p.Annotations[rollout.AnnotationReadyAt]); err == nil {
@@ -753,6 +776,11 @@ func (pl *planner) status(replicas, maxUnavailable int, active []*podView, delet
 	if old := st.Replicas - st.UpdatedReplicas; old > 0 {
 		summary += fmt.Sprintf(", %d old replica(s) pending termination", old)
 	}
+	if waiting := waitingPods(active, deleted); len(waiting) > 0 {
+		// What `rollout status` shows while it waits: the agent's reason,
+		// a registry's error above all, not only a count.
+		summary += "; waiting for " + strings.Join(waiting, ", ")
+	}
 	if budgetErr != nil {
 		summary += " (" + budgetErr.Error() + ")"
 	}
@@ -772,6 +800,31 @@ func (pl *planner) status(replicas, maxUnavailable int, active []*podView, delet
 	if !jsonEqual(st, d.Status) {
 		pl.set.Status = &st
 	}
+}
+
+// waitingPods names (at most three of) the current pods that are not
+// running for a reason the agent gave, with the reason.
+func waitingPods(active []*podView, deleted map[string]bool) []string {
+	var out []string
+	for _, v := range active {
+		if !v.current || v.ready || deleted[v.pod.Name] {
+			continue
+		}
+		st := &v.pod.Status
+		why := st.WaitingReason()
+		if pf := st.PullFailure; pf != nil && !pf.PrePull && pf.SpecHash == api.HashPodSpec(&v.pod.Spec) {
+			why = "ImagePullBackOff: " + pf.Message
+		}
+		if why == "" {
+			continue
+		}
+		if len(out) == 3 {
+			out = append(out, "...")
+			break
+		}
+		out = append(out, fmt.Sprintf("%s (%s)", v.pod.Name, why))
+	}
+	return out
 }
 
 func condition(conds []api.DeploymentCondition, t string) *api.DeploymentCondition {

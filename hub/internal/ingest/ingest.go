@@ -640,13 +640,19 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) (*lease.Lease, 
 		}
 	case u.online != nil && !*u.online:
 		c := current()
-		if cond := c.Status.Condition(api.NodeReady); c.Status.Online || cond == nil || cond.Status != api.ConditionFalse || cond.Reason != ReasonAgentOffline {
+		// The hub can no longer hear the node: Unknown (the
+		// node.kubernetes.io/unreachable taint), as Kubernetes has it for a
+		// kubelet that stopped posting status; not False (not-ready), which
+		// a node says of itself. Node lifecycle may have set Unknown
+		// already for its silence: the transition time then stays, so a
+		// toleration's clock starts once.
+		if cond := c.Status.Condition(api.NodeReady); c.Status.Online || cond == nil || cond.Status != api.ConditionUnknown || cond.Reason != ReasonAgentOffline {
 			n, err := edit()
 			if err != nil {
 				return nil, err
 			}
 			n.Status.Online = false
-			setReady(n, api.ConditionFalse, ReasonAgentOffline, "agent disconnected from the broker", api.NewTime(in.opts.Now().UTC()))
+			setReady(n, api.ConditionUnknown, ReasonAgentOffline, "agent disconnected from the broker", api.NewTime(in.opts.Now().UTC()))
 		}
 	}
 	wasReady := !created && before.IsReady()
@@ -673,7 +679,7 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) (*lease.Lease, 
 		if err := events.Put(tx, events.Record{
 			Object: api.ObjectReference{Kind: api.KindNode, Name: name, UID: after.UID},
 			Type:   typ, Reason: reason, Message: fmt.Sprintf("Node %s status is now: %s (%s)", name, reason, c.Message),
-			Time: at, Source: api.EventSource{Component: "hub"}, Key: events.HubKey(at),
+			Time: at, Source: api.EventSource{Component: "hub"},
 		}, in.opts.EventTTL); err != nil {
 			return nil, err
 		}
@@ -683,7 +689,7 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) (*lease.Lease, 
 		if err := events.Put(tx, events.Record{
 			Object: e.Object, Type: e.Type, Reason: e.Reason, Message: e.Message, Time: e.Time,
 			Source: api.EventSource{Component: "edge-agent", Host: name},
-			Key:    fmt.Sprintf("%s.%016x", name, se.seq),
+			Seq:    se.seq,
 		}, in.opts.EventTTL); err != nil {
 			return nil, err
 		}

@@ -8,6 +8,7 @@
 package lease
 
 import (
+	"sort"
 	"time"
 
 	"github.com/flotilla-edge/flotilla/pkg/api"
@@ -66,4 +67,35 @@ func Join(n *api.Node, l *Lease) {
 	}
 	n.Status.LastSeen = api.NewTime(LastSeen(n, l))
 	n.Status.Outbox = l.Outbox
+}
+
+// Unheard names the Ready nodes not heard from since since, by their
+// leases (nil if none).
+func Unheard(nodes []*api.Node, leases []*Lease, since time.Time) map[string]bool {
+	if !sort.SliceIsSorted(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name }) {
+		nodes = append([]*api.Node(nil), nodes...)
+		sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+	}
+	if !sort.SliceIsSorted(leases, func(i, j int) bool { return leases[i].Name < leases[j].Name }) {
+		leases = append([]*Lease(nil), leases...)
+		sort.Slice(leases, func(i, j int) bool { return leases[i].Name < leases[j].Name })
+	}
+	var out map[string]bool
+	li := 0
+	for _, n := range nodes {
+		for li < len(leases) && leases[li].Name < n.Name {
+			li++
+		}
+		var l *Lease
+		if li < len(leases) && leases[li].Name == n.Name {
+			l = leases[li]
+		}
+		if n.IsReady() && LastSeen(n, l).Before(since) {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[n.Name] = true
+		}
+	}
+	return out
 }

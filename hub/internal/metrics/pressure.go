@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/flotilla-edge/flotilla/hub/internal/events"
@@ -198,7 +197,7 @@ func (p *Pressure) apply(tx store.Tx, name string, s wire.MetricSample) ([2]stri
 			evs = append(evs, events.Record{
 				Object: api.ObjectReference{Kind: api.KindNode, Name: name, UID: node.UID},
 				Type:   evType, Reason: "Node" + reason[len("Agent"):], Message: fmt.Sprintf("Node %s: %s", name, msg),
-				Time: s.Time, Source: api.EventSource{Component: "hub"}, Key: events.HubKey(s.Time) + "." + strings.ToLower(typ),
+				Time: s.Time, Source: api.EventSource{Component: "hub"},
 			})
 		}
 		c.Status, c.Reason, c.Message = status(on), reason, msg

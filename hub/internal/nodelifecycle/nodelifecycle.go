@@ -234,7 +234,7 @@ func (c *Controller) write(stale []string, lost []store.Key, now time.Time) erro
 			if err := events.Put(tx, events.Record{
 				Object: api.ObjectReference{Kind: api.KindNode, Name: n.Name, UID: n.UID},
 				Type:   api.EventWarning, Reason: "NodeNotReady", Message: "Node " + n.Name + " status is now: NodeNotReady (" + cond.Message + ")",
-				Time: now, Source: api.EventSource{Component: "hub"}, Key: events.HubKey(now),
+				Time: now, Source: api.EventSource{Component: "hub"},
 			}, c.opts.EventTTL); err != nil {
 				return err
 			}

@@ -98,6 +98,25 @@ func describeRollout(d *describer, ro *api.RolloutStatus) {
 			d.line(2, "%s:\t%s", f.Node, f.Reason)
 		}
 	}
+	if len(ro.OfflinePendingNodes) > 0 {
+		names := strings.Join(ro.OfflinePendingNodes, ", ")
+		if more := int(ro.OfflinePending) - len(ro.OfflinePendingNodes); more > 0 {
+			names += fmt.Sprintf(" and %d more", more)
+		}
+		d.line(1, "Offline Pending:\t%s", names)
+	}
+	if f := ro.Failure; f != nil {
+		d.line(1, "Failure:")
+		d.line(2, "Revision:\t%d", f.Revision)
+		if f.RolledBackTo > 0 {
+			d.line(2, "Rolled Back To:\t%d", f.RolledBackTo)
+		}
+		d.line(2, "Reason:\t%s", f.Message)
+		d.line(2, "At:\t%s", timestamp(f.Time))
+		for _, n := range f.Nodes {
+			d.line(2, "%s:\t%s", n.Node, n.Reason)
+		}
+	}
 	if ro.LastGoodRevision > 0 {
 		d.line(1, "Last Good Revision:\t%d", ro.LastGoodRevision)
 	}

@@ -1,6 +1,7 @@
 package printer
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -19,6 +20,14 @@ func eventRow(e *api.Event, now time.Time) ([]string, []string) {
 	seen := unknown
 	if !last.IsZero() {
 		seen = HumanDuration(now.Sub(last))
+	}
+	if e.Count > 1 {
+		// As kubectl prints a repeated event: "5m (x3 over 10m)".
+		first := unknown
+		if !e.FirstTimestamp.IsZero() {
+			first = HumanDuration(now.Sub(e.FirstTimestamp.Time))
+		}
+		seen = fmt.Sprintf("%s (x%d over %s)", seen, e.Count, first)
 	}
 	return headers, []string{seen, e.Type, e.Reason, EventObject(e), strings.TrimSpace(e.Message)}
 }

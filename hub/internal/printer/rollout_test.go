@@ -104,6 +104,23 @@ func TestDescribeDaemonSetRollout(t *testing.T) {
 	)
 }
 
+func TestDescribeRolledBackKeepsTheFailure(t *testing.T) {
+	ds := testDaemonSets()[0]
+	ds.Status.Rollout = &api.RolloutStatus{Revision: 4, Phase: api.RolloutRolledBack, Message: "rolling back to the last good revision: 1 of 5 node(s) updated",
+		Updated: 1, Total: 5, OfflinePending: 3, OfflinePendingNodes: []string{"edge-3", "edge-4"},
+		Failure: &api.RolloutFailure{Revision: 3, RolledBackTo: 4, Message: "canary failed: edge-1: ErrImagePull: reg/x:nope: not found",
+			Nodes: []api.NodeReason{{Node: "edge-1", Reason: "ErrImagePull: reg/x:nope: not found"}}, Time: api.NewTime(testNow.Add(-time.Minute))}}
+	out := describe(t, ds, Related{})
+	wantLines(t, out,
+		"  Offline Pending:  edge-3, edge-4 and 1 more",
+		"  Failure:",
+		"    Revision:        3",
+		"    Rolled Back To:  4",
+		"    Reason:          canary failed: edge-1: ErrImagePull: reg/x:nope: not found",
+		"    edge-1:          ErrImagePull: reg/x:nope: not found",
+	)
+}
+
 func TestProgressRendering(t *testing.T) {
 	p := Progress{Resource: "daemon set", Name: "sensor", Revision: 3, Phase: api.RolloutProgressing,
 		Updated: 4, Ready: 3, Unavailable: 1, OfflinePending: 1, Total: 10, PrePull: true, PrePulled: 7,

@@ -67,13 +67,29 @@ var (
 	prePull = func(n *Node) { n.PrePulled = true }
 )
 
+// missingTag is what an agent reports when the registry has no such tag;
+// flaky when it cannot reach the registry.
+func missingTag(prePull bool) *api.ImagePullFailure {
+	return &api.ImagePullFailure{Image: "reg/app:nope", Message: "manifest unknown", Permanent: true, PrePull: prePull, Attempts: 1}
+}
+
+func flaky(prePull bool) *api.ImagePullFailure {
+	return &api.ImagePullFailure{Image: "reg/app:v2", Message: "connection refused", PrePull: prePull, Attempts: 3}
+}
+
+// canaryFleet is five nodes of which n00 is the canary ring.
+func canaryFleet() []Node {
+	return with(fleet(5, v1), func(n *Node) { n.Labels = map[string]string{"ring": "canary"} }, "n00")
+}
+
 func TestPlan(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		nodes  []Node
-		params Params
-		state  State
-		now    time.Time // zero: t0
+		name    string
+		nodes   []Node
+		params  Params
+		state   State
+		started time.Time // when the rollout began
+		now     time.Time // zero: t0
 
 		move     []string
 		phase    string
@@ -158,11 +174,44 @@ func TestPlan(t *testing.T) {
 			move: []string{"n01"}, phase: api.RolloutRolledBack, msg: "rolling back"},
 		{name: "rolled back and complete", nodes: fleet(3, v2), params: Params{RollingBack: true},
 			phase: api.RolloutRolledBack, msg: "rolled back to the last good revision"},
-		{name: "failed nodes within tolerance complete", nodes: with(fleet(3, v2), reverted, "n01"), params: Params{MaxFailures: ios("1")},
-			phase: api.RolloutComplete, msg: "1 failed"},
+		{name: "failed nodes within tolerance end degraded, not complete", nodes: with(fleet(3, v2), reverted, "n01"), params: Params{MaxFailures: ios("1")},
+			phase: api.RolloutDegraded, msg: "1 node(s) failed within maxFailures 1 and do not run this revision: n01: reverted: CrashLoopBackOff"},
+		{name: "a missing tag fails the node at once", nodes: with(fleet(3, v1), func(n *Node) { inFlight(n); n.PullFailure = missingTag(false) }, "n00"),
+			phase: api.RolloutFailed, failed: []string{"n00"}, msg: "n00: ErrImagePull: reg/app:nope: manifest unknown"},
+		{name: "a missing tag rolls back at once", nodes: with(fleet(3, v1), func(n *Node) { inFlight(n); n.PullFailure = missingTag(false) }, "n00"),
+			params: Params{OnFailure: api.OnFailureRollback, CanRollback: true}, phase: api.RolloutRolledBack, rollback: true},
+		{name: "a flaky registry waits for the deadline, and says why", nodes: with(fleet(3, v1), func(n *Node) { inFlight(n); n.PullFailure = flaky(false) }, "n00"),
+			phase: api.RolloutProgressing, msg: "updating n00 (ImagePullBackOff: connection refused)"},
+		{name: "a flaky registry past the deadline fails with its reason", nodes: with(fleet(3, v1), func(n *Node) { late(n); n.PullFailure = flaky(false) }, "n00"),
+			phase: api.RolloutFailed, failed: []string{"n00"}, msg: "progress deadline (10m0s): ErrImagePull: reg/app:v2: connection refused"},
+		{name: "a crash loop past the deadline says so", nodes: with(fleet(3, v1), func(n *Node) { late(n); n.Waiting = "CrashLoopBackOff" }, "n00"),
+			phase: api.RolloutFailed, msg: "progress deadline (10m0s): CrashLoopBackOff"},
+		{name: "a pull failure of another spec is not this rollout's", nodes: with(fleet(3, v1), func(n *Node) { n.PullFailure = missingTag(false) }, "n00"),
+			move: []string{"n00"}, phase: api.RolloutProgressing},
+		{name: "a pre-pull of a missing tag fails the node", nodes: with(with(fleet(3, v1), prePull, "n01", "n02"), func(n *Node) { n.PullFailure = missingTag(true) }, "n00"),
+			prePull: 3, params: Params{PrePull: true}, phase: api.RolloutFailed, failed: []string{"n00"}, msg: "pre-pull failed: reg/app:nope"},
+		{name: "a tolerated pre-pull failure neither holds nor moves its node", nodes: with(with(fleet(3, v1), prePull, "n01", "n02"), func(n *Node) { n.PullFailure = missingTag(true) }, "n00"),
+			prePull: 3, params: Params{PrePull: true, MaxFailures: ios("1")}, move: []string{"n01"}, phase: api.RolloutProgressing},
+		{name: "a flaky pre-pull holds until the deadline", nodes: with(with(fleet(3, v1), prePull, "n01", "n02"), func(n *Node) { n.PullFailure = flaky(true) }, "n00"),
+			prePull: 3, params: Params{PrePull: true}, started: t0.Add(-time.Minute), phase: api.RolloutProgressing, msg: "pre-pulling images: 2 of 3"},
+		{name: "a flaky pre-pull past the deadline fails", nodes: with(with(fleet(3, v1), prePull, "n01", "n02"), func(n *Node) { n.PullFailure = flaky(true) }, "n00"),
+			prePull: 3, params: Params{PrePull: true}, started: t0.Add(-11 * time.Minute), phase: api.RolloutFailed, msg: "images not staged within the progress deadline"},
+		{name: "a pre-pull failure is not a failure without pre-pull", nodes: with(fleet(3, v1), func(n *Node) { n.PullFailure = missingTag(true) }, "n00"),
+			move: []string{"n00"}},
 		{name: "a late node that became available is not failed", nodes: with(fleet(3, v1), func(n *Node) { late(n); n.Ready = true }, "n00"),
 			move: []string{"n01"}},
 		{name: "paused", nodes: fleet(5, v1), params: Params{Paused: true}, phase: api.RolloutPaused},
+		{name: "a rollback is not held by a pause", nodes: fleet(5, v1), params: Params{Paused: true, RollingBack: true, Canary: &api.CanarySpec{Count: ios("1")}},
+			move: []string{"n00"}, phase: api.RolloutRolledBack},
+		{name: "an unheard node is neither moved nor available", nodes: with(fleet(5, v1), func(n *Node) { n.Unheard = true }, "n00"),
+			phase: api.RolloutProgressing, msg: "waiting to hear from 1 node(s) since the hub started",
+			counts: &Counts{Unavailable: 1, Unheard: 1, Total: 5}},
+		{name: "an unheard node past its deadline does not fail", nodes: with(fleet(5, v1), func(n *Node) { late(n); n.Unheard = true }, "n00"),
+			phase: api.RolloutProgressing, counts: &Counts{Updated: 1, Unavailable: 1, Unheard: 1, Total: 5, PrePulled: 1}},
+		{name: "an unheard node does not complete a rollout", nodes: with(fleet(3, v2), func(n *Node) { n.Unheard = true }, "n02"),
+			phase: api.RolloutProgressing},
+		{name: "offline nodes pending are named", nodes: with(with(fleet(4, v2), offline, "n03"), func(n *Node) { n.Hash = v1 }, "n03"),
+			phase: api.RolloutComplete, msg: "1 offline node(s) pending (n03)"},
 		{name: "canary count goes first", nodes: fleet(10, v1), params: Params{MaxUnavailable: ios("5"), Canary: &api.CanarySpec{Count: ios("2")}},
 			move: []string{"n00", "n01"}, msg: "canary"},
 		{name: "canary count waits for its nodes", nodes: with(fleet(10, v1), inFlight, "n00"), params: Params{MaxUnavailable: ios("5"), Canary: &api.CanarySpec{Count: ios("2")}},
@@ -198,6 +247,20 @@ func TestPlan(t *testing.T) {
 			move: []string{"n00", "n01", "n02"}},
 		{name: "a failed canary stops the rollout", nodes: with(fleet(10, v1), reverted, "n00"), params: Params{Canary: &api.CanarySpec{Count: ios("2")}},
 			phase: api.RolloutFailed},
+		{name: "a failed canary stops the rollout whatever maxFailures tolerates", nodes: with(fleet(10, v1), reverted, "n00"),
+			params: Params{MaxFailures: ios("3"), Canary: &api.CanarySpec{Count: ios("2")}}, phase: api.RolloutFailed, msg: "canary failed: n00"},
+		{name: "an offline canary does not pass", nodes: with(canaryFleet(), func(n *Node) { onTarget(n); offline(n) }, "n00"),
+			params: Params{Canary: &api.CanarySpec{NodeSelector: map[string]string{"ring": "canary"}, PauseSeconds: i32(10)}},
+			phase:  api.RolloutProgressing, msg: "waiting for offline canary n00"},
+		{name: "an offline canary fails past the deadline", nodes: with(canaryFleet(), func(n *Node) { late(n); offline(n) }, "n00"),
+			params: Params{Canary: &api.CanarySpec{NodeSelector: map[string]string{"ring": "canary"}, PauseSeconds: i32(10)}, OnFailure: api.OnFailureRollback, CanRollback: true},
+			phase:  api.RolloutRolledBack, rollback: true, msg: "canary offline and not available within the progress deadline"},
+		{name: "an offline canary that never got the revision fails past the deadline", nodes: with(canaryFleet(), offline, "n00"),
+			params: Params{Canary: &api.CanarySpec{NodeSelector: map[string]string{"ring": "canary"}}}, started: t0.Add(-11 * time.Minute),
+			phase: api.RolloutFailed, msg: "canary offline, not updated"},
+		{name: "an unready canary does not pass", nodes: with(canaryFleet(), inFlight, "n00"),
+			params: Params{Canary: &api.CanarySpec{NodeSelector: map[string]string{"ring": "canary"}, PauseSeconds: i32(10)}},
+			phase:  api.RolloutProgressing, msg: "canary: updating n00 first"},
 		{name: "pre-pull holds the first wave", nodes: with(fleet(4, v1), prePull, "n00", "n01"), params: Params{PrePull: true},
 			phase: api.RolloutProgressing, msg: "pre-pulling images: 2 of 4", prePull: 4, counts: &Counts{Total: 4, PrePulled: 2}},
 		{name: "pre-pulled everywhere", nodes: with(fleet(4, v1), prePull, "n00", "n01", "n02", "n03"), params: Params{PrePull: true},
@@ -225,7 +288,7 @@ func TestPlan(t *testing.T) {
 			if now.IsZero() {
 				now = t0
 			}
-			in := Input{Target: v2, Nodes: tc.nodes, Params: tc.params, State: tc.state, Now: now}
+			in := Input{Target: v2, Nodes: tc.nodes, Params: tc.params, State: tc.state, StartedAt: tc.started, Now: now}
 			got := Plan(in)
 			if !slices.Equal(got.Move, tc.move) {
 				t.Errorf("move = %v, want %v (%s)", got.Move, tc.move, got.Message)
@@ -332,7 +395,10 @@ func TestPlanNeverExceedsBudget(t *testing.T) {
 			unav = ios(fmt.Sprintf("%d%%", rng.Intn(40)))
 		}
 		maxU, _, _ := Budget(unav, nil, size, api.FromInt(1), api.FromInt(0))
-		params := Params{MaxUnavailable: unav, OfflineNodes: []string{api.OfflineSkip, api.OfflineWait}[rng.Intn(2)]}
+		// A deadline longer than the run: nodes here flap offline for
+		// minutes, and an offline canary past its deadline fails the
+		// rollout, which this test is not about.
+		params := Params{MaxUnavailable: unav, OfflineNodes: []string{api.OfflineSkip, api.OfflineWait}[rng.Intn(2)], ProgressDeadline: 24 * time.Hour}
 		if rng.Intn(3) == 0 {
 			params.Canary = &api.CanarySpec{Count: ios(fmt.Sprint(1 + rng.Intn(3))), PauseSeconds: i32(0)}
 		}
