@@ -72,7 +72,8 @@ func (d Document) Validate() error {
 // "---" lines or one or more JSON objects. Documents that are empty or hold
 // only comments are skipped. A "kind: List" document expands into its items.
 // Each object's apiVersion and kind must name a Flotilla kind, and every
-// field must be one Flotilla knows, with a value of the right type.
+// field must be one Flotilla knows, with a value of the right type. YAML
+// aliases may add at most MaxAliasExpansion bytes to the input.
 //
 // On failure Decode returns no documents and an ErrorList with every problem
 // found, each naming source (which may be empty), document, field path and,
@@ -87,18 +88,18 @@ func Decode(source string, data []byte) ([]Document, error) {
 
 	var d *decoder
 	if looksLikeJSON(data) {
-		d = &decoder{c: &collector{source: source}}
+		d = &decoder{c: &collector{source: source}, aliases: newAliasBudget()}
 		if syntaxErr := readJSON(d, data); syntaxErr != nil {
 			// Not JSON after all; it may still be YAML (flow style, or JSON
 			// objects separated by "---"). If it is not, the JSON error is
 			// the better report.
-			d = &decoder{c: &collector{source: source, yaml: true}}
+			d = &decoder{c: &collector{source: source, yaml: true}, aliases: newAliasBudget()}
 			if !readYAML(d, data) {
 				d = &decoder{c: &collector{source: source, list: ErrorList{syntaxErr}}}
 			}
 		}
 	} else {
-		d = &decoder{c: &collector{source: source, yaml: true}}
+		d = &decoder{c: &collector{source: source, yaml: true}, aliases: newAliasBudget()}
 		readYAML(d, data)
 	}
 	d.c.doc = 0
@@ -114,6 +115,8 @@ func Decode(source string, data []byte) ([]Document, error) {
 type decoder struct {
 	c    *collector
 	docs []Document
+	// aliases is what YAML aliases may still add to the input.
+	aliases *aliasBudget
 }
 
 // add checks one parsed document, given as generic values (map[string]any,
@@ -305,11 +308,21 @@ func readYAML(d *decoder, data []byte) bool {
 			break
 		}
 		c.doc = n + 1
-		j, err := yaml.YAMLToJSONStrict(ch.text)
-		if err != nil {
+		// Aliases are measured before anything expands them.
+		line, problem, err := d.aliases.check(ch.text)
+		var j []byte
+		if err == nil && problem == "" {
+			j, err = yaml.YAMLToJSONStrict(ch.text)
+		}
+		switch {
+		case err != nil:
 			n++
 			ok = false
 			addYAMLError(c, ch.line, err)
+			continue
+		case problem != "":
+			n++
+			c.addLine(ch.line+line-1, "", problem)
 			continue
 		}
 		dec := json.NewDecoder(bytes.NewReader(j))

@@ -23,6 +23,12 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte(minimalDS))
 	f.Add([]byte(ns("a") + "---\n" + ns("b")))
+	// Small alias bombs: a scalar, lists of lists, merge keys, an anchor
+	// containing its own alias.
+	f.Add([]byte(aliasBomb(64, 8)))
+	f.Add([]byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: {k: &s xx}\nx:\n  l1: &l1 [*s, *s]\n  l2: [*l1, *l1]\n"))
+	f.Add([]byte("apiVersion: v1\nkind: ConfigMap\nmetadata: &m {name: b}\ndata:\n  base: &b {k: v}\n  one: {<<: *b, a: c}\nx: {<<: [*m]}\n"))
+	f.Add([]byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\nx: &x [a, [*x]]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		docs, err := Decode("fuzz.yaml", data)
 		if err != nil {

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -81,5 +83,35 @@ func TestReadManifestsReportsEveryProblemAndNamespaceMismatch(t *testing.T) {
 	}
 	if _, err := readManifests([]string{filepath.Join(dir, "missing.yaml")}, false, "", nil); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// TestReadManifestsRefusesAliasBombs: a file whose YAML aliases stand for
+// hundreds of megabytes is refused, naming the file, document, line and
+// alias, after reading no more than its text.
+func TestReadManifestsRefusesAliasBombs(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  k0: &a \"")
+	b.WriteString(strings.Repeat("x", 1<<20))
+	b.WriteString("\"\n")
+	for i := 1; i <= 400; i++ {
+		fmt.Fprintf(&b, "  k%d: *a\n", i)
+	}
+	file := filepath.Join(t.TempDir(), "bomb.yaml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err = readManifests([]string{file}, false, "", nil)
+	runtime.ReadMemStats(&after)
+	want := file + ": document 1: line 13: alias *a: aliases would expand the input by more than the limit of 8388608 bytes"
+	if err == nil || err.Error() != want {
+		t.Errorf("got\n%v\nwant\n%s", err, want)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 32<<20 {
+		t.Errorf("reading a 1 MiB file allocated %d MiB", n>>20)
 	}
 }
