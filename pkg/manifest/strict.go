@@ -142,9 +142,9 @@ func lookupKind(c *collector, m map[string]any, path string) (api.KindInfo, bool
 	info, ok := api.LookupKind(kind)
 	if !ok {
 		if kubernetesKinds[kind] {
-			c.addf(kindPath, "%s is not supported by Flotilla (supported kinds: %s)", kind, supportedKinds())
+			c.addf(kindPath, "%s is not supported by Flotilla (kinds that apply accepts: %s)", kind, appliedKinds())
 		} else {
-			c.addf(kindPath, "unknown kind %q (supported kinds: %s)", clip(kind, 64), supportedKinds())
+			c.addf(kindPath, "unknown kind %q (kinds that apply accepts: %s)", clip(kind, 64), appliedKinds())
 		}
 		return api.KindInfo{}, false
 	}
@@ -158,10 +158,14 @@ func lookupKind(c *collector, m map[string]any, path string) (api.KindInfo, bool
 	return info, true
 }
 
-func supportedKinds() string {
+// appliedKinds lists the kinds that apply accepts, for messages: the other
+// kinds Flotilla has (Pods, Events...) only the hub and the agents write.
+func appliedKinds() string {
 	var names []string
 	for _, k := range api.Kinds() {
-		names = append(names, k.Kind)
+		if k.Writable {
+			names = append(names, k.Kind)
+		}
 	}
 	return strings.Join(names, ", ")
 }
