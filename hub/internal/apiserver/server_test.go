@@ -141,6 +141,39 @@ func TestApplyRefusals(t *testing.T) {
 	}
 }
 
+// TestApplyReportsEveryProblemOfEveryDocument: the apply endpoint answers
+// one 422 that names every problem of every document of a YAML body, in
+// document order, and writes nothing.
+func TestApplyReportsEveryProblemOfEveryDocument(t *testing.T) {
+	srv, st := newServer(t)
+	before := st.Version()
+	body := "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  selector: {matchLabels: {app: agent}}\n" +
+		"  template:\n    metadata: {labels: {app: agent}}\n    spec:\n      affinity: {}\n      containers:\n      - name: main\n" +
+		"---\napiVersion: v1\nkind: Namespace\nmetadata: {name: fine}\n" +
+		"---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: -1\n  selector: {matchLabels: {app: web}}\n" +
+		"  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - {name: web, imagee: nginx}\n" +
+		"---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i}]}\n"
+	code, out := call(t, srv, "POST", "/api/v1/apply", body)
+	var status api.Status
+	if err := json.Unmarshal(out, &status); err != nil || code != http.StatusUnprocessableEntity || status.Reason != api.ReasonInvalid || status.Details == nil {
+		t.Fatalf("apply: %d %s", code, out)
+	}
+	want := []api.StatusCause{
+		{Field: "spec.template.spec.affinity", Message: "document 1: spec.template.spec.affinity: not supported by Flotilla"},
+		{Field: "spec.template.spec.containers[0].image", Message: "document 1: spec.template.spec.containers[0].image: required"},
+		{Field: "spec.template.spec.containers[0].imagee", Message: "document 3: spec.template.spec.containers[0].imagee: unknown field"},
+		{Field: "spec.template.spec.containers[0].image", Message: "document 3: spec.template.spec.containers[0].image: required"},
+		{Field: "spec.replicas", Message: "document 3: spec.replicas: must be greater than or equal to 0"},
+		{Field: "kind", Message: "document 4: kind: Pod cannot be applied: the hub makes pods for DaemonSets and Deployments; apply one of those"},
+	}
+	if got := status.Details.Causes; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("causes\n%v\nwant\n%v", got, want)
+	}
+	if st.Version() != before {
+		t.Fatalf("an invalid apply wrote something")
+	}
+}
+
 // TestApplyRefusesAliasBombs: a 1 MiB YAML body whose one 1 MiB scalar is
 // aliased 400 times is refused with 422 before anything expands it. The
 // hub used to expand it (gigabytes, for seconds) before it could refuse.
