@@ -72,12 +72,46 @@ func (d Document) Validate() error {
 // "---" lines or one or more JSON objects. Documents that are empty or hold
 // only comments are skipped. A "kind: List" document expands into its items.
 // Each object's apiVersion and kind must name a Flotilla kind, and every
-// field must be one Flotilla knows, with a value of the right type.
+// field must be one Flotilla knows, with a value of the right type. YAML
+// aliases may add at most MaxAliasExpansion bytes to the input.
 //
 // On failure Decode returns no documents and an ErrorList with every problem
 // found, each naming source (which may be empty), document, field path and,
 // for syntax errors, the line.
 func Decode(source string, data []byte) ([]Document, error) {
+	return read(source, data, nil)
+}
+
+// LoadOptions say how Load treats the objects it reads.
+type LoadOptions struct {
+	// Namespace is the namespace the caller asked for, as with kubectl's
+	// -n: namespaced objects that name none are put in it, and one that
+	// names another is an error. When it is empty, objects that name no
+	// namespace go to "default".
+	Namespace string
+	// Apply refuses the kinds that only the hub and the agents write
+	// (Pods, ControllerRevisions, Events, CertificateSigningRequests), as
+	// apply does.
+	Apply bool
+}
+
+// Load reads a manifest file as apply does: it decodes data as Decode does,
+// puts each namespaced object in its namespace, fills in defaults (Default)
+// and validates every object (Validate).
+//
+// It returns the objects, or no objects and an ErrorList with every problem
+// of every document, in document order: syntax errors, unknown and
+// unsupported fields, values of the wrong type, missing required fields and
+// invalid values, each once. A document with a field the decoder could not
+// read is still validated without that field, but a validation problem at
+// that field, inside it or around it (a "required" for a value of the wrong
+// type, say) is left out as a consequence of the first.
+func Load(source string, data []byte, opts LoadOptions) ([]Document, error) {
+	return read(source, data, &opts)
+}
+
+// read is Decode, and Load when load is set.
+func read(source string, data []byte, load *LoadOptions) ([]Document, error) {
 	if len(data) > MaxSize {
 		c := &collector{source: source}
 		c.addf("", "input is %d bytes, more than the limit of %d", len(data), MaxSize)
@@ -85,20 +119,25 @@ func Decode(source string, data []byte) ([]Document, error) {
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 byte order mark
 
+	newDecoder := func(c *collector) *decoder {
+		c.source = source
+		c.apply = load != nil && load.Apply
+		return &decoder{c: c, load: load, aliases: newAliasBudget()}
+	}
 	var d *decoder
 	if looksLikeJSON(data) {
-		d = &decoder{c: &collector{source: source}}
+		d = newDecoder(&collector{})
 		if syntaxErr := readJSON(d, data); syntaxErr != nil {
 			// Not JSON after all; it may still be YAML (flow style, or JSON
 			// objects separated by "---"). If it is not, the JSON error is
 			// the better report.
-			d = &decoder{c: &collector{source: source, yaml: true}}
+			d = newDecoder(&collector{yaml: true})
 			if !readYAML(d, data) {
-				d = &decoder{c: &collector{source: source, list: ErrorList{syntaxErr}}}
+				d = newDecoder(&collector{list: ErrorList{syntaxErr}})
 			}
 		}
 	} else {
-		d = &decoder{c: &collector{source: source, yaml: true}}
+		d = newDecoder(&collector{yaml: true})
 		readYAML(d, data)
 	}
 	d.c.doc = 0
@@ -114,13 +153,80 @@ func Decode(source string, data []byte) ([]Document, error) {
 type decoder struct {
 	c    *collector
 	docs []Document
+	// aliases is what YAML aliases may still add to the input.
+	aliases *aliasBudget
+	// load is set by Load, which also defaults and validates each object.
+	load *LoadOptions
 }
 
 // add checks one parsed document, given as generic values (map[string]any,
-// []any, string, json.Number, bool and nil), and keeps its objects.
-func (d *decoder) add(index int, v any) {
+// []any, string, json.Number, bool and nil), and keeps its objects. The
+// document's errors start at index first of the collector's list: reading
+// it may have found some already (a duplicate field, nesting too deep).
+func (d *decoder) add(index int, v any, first int) {
 	d.c.doc = index
-	d.docs = append(d.docs, decodeDocument(d.c, v)...)
+	docs := decodeDocument(d.c, v)
+	if d.load != nil {
+		var unread []string
+		for _, e := range d.c.list[first:] {
+			if e.Field != "" {
+				unread = append(unread, e.Field)
+			}
+		}
+		for _, doc := range docs {
+			d.check(doc, unread)
+		}
+	}
+	d.docs = append(d.docs, docs...)
+}
+
+// check puts a decoded object in its namespace, defaults and validates it
+// for Load. unread are the paths of the fields in its document that the
+// decoder reported; validation problems at, inside or around them are not
+// reported again.
+func (d *decoder) check(doc Document, unread []string) {
+	c, obj := d.c, doc.Object
+	info, _ := api.LookupKind(obj.GetTypeMeta().Kind)
+	ns := d.load.Namespace
+	if m := obj.GetObjectMeta(); info.Namespaced && ns != "" && m.Namespace != "" && m.Namespace != ns {
+		p := field(doc.Path, "metadata.namespace")
+		c.addf(p, "the namespace from the provided object %q does not match the namespace %q: remove it from the manifest or from -n", clip(m.Namespace, 64), ns)
+		unread = append(unread, p)
+	}
+	if ns == "" {
+		ns = api.DefaultNamespace
+	}
+	Default(obj, ns)
+	var list ErrorList
+	errors.As(Validate(obj), &list)
+	for _, e := range list {
+		p := e.Field
+		if doc.Path != "" {
+			p = field(doc.Path, e.Field)
+		}
+		if !overlaps(p, unread) {
+			c.add(p, e.Msg)
+		}
+	}
+}
+
+// overlaps reports whether path is one of paths, inside one or around one.
+func overlaps(path string, paths []string) bool {
+	for _, p := range paths {
+		if within(path, p) || within(p, path) {
+			return true
+		}
+	}
+	return false
+}
+
+// within reports whether path is outer or a path inside it.
+func within(path, outer string) bool {
+	if !strings.HasPrefix(path, outer) {
+		return false
+	}
+	rest := path[len(outer):]
+	return rest == "" || rest[0] == '.' || rest[0] == '['
 }
 
 // stop reports whether to stop reading: enough errors were found.
@@ -155,7 +261,7 @@ func readJSON(d *decoder, data []byte) *Error {
 		if d.stop() {
 			return nil
 		}
-		before := c.count()
+		before, first := c.count(), len(c.list)
 		c.doc = n + 1
 		v, err := readValue(c, dec, tok, "", 1)
 		if err != nil {
@@ -165,9 +271,7 @@ func readJSON(d *decoder, data []byte) *Error {
 			continue // a JSON null is an empty document
 		}
 		n++
-		if c.count() == before {
-			d.add(n, v)
-		}
+		d.add(n, v, first)
 	}
 }
 
@@ -305,16 +409,26 @@ func readYAML(d *decoder, data []byte) bool {
 			break
 		}
 		c.doc = n + 1
-		j, err := yaml.YAMLToJSONStrict(ch.text)
-		if err != nil {
+		// Aliases are measured before anything expands them.
+		line, problem, err := d.aliases.check(ch.text)
+		var j []byte
+		if err == nil && problem == "" {
+			j, err = yaml.YAMLToJSONStrict(ch.text)
+		}
+		switch {
+		case err != nil:
 			n++
 			ok = false
 			addYAMLError(c, ch.line, err)
 			continue
+		case problem != "":
+			n++
+			c.addLine(ch.line+line-1, "", problem)
+			continue
 		}
 		dec := json.NewDecoder(bytes.NewReader(j))
 		dec.UseNumber()
-		before := c.count()
+		before, first := c.count(), len(c.list)
 		tok, err := dec.Token()
 		var v any
 		if err == nil {
@@ -331,9 +445,7 @@ func readYAML(d *decoder, data []byte) bool {
 			continue // a bare null
 		}
 		n++
-		if c.count() == before {
-			d.add(n, v)
-		}
+		d.add(n, v, first)
 	}
 	return ok
 }

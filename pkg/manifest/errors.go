@@ -90,6 +90,11 @@ type collector struct {
 	// yaml is set while checking documents that were written in YAML, so
 	// messages can explain YAML's surprises.
 	yaml bool
+	// apply is set while reading the manifests of an apply, which refuses
+	// the kinds that only the hub and the agents write.
+	apply bool
+	// seen holds the errors reported, so that none is reported twice.
+	seen map[Error]bool
 }
 
 func (c *collector) add(field, msg string) {
@@ -101,11 +106,19 @@ func (c *collector) addf(field, format string, args ...any) {
 }
 
 func (c *collector) addLine(line int, field, msg string) {
+	e := Error{Source: c.source, Document: c.doc, Line: line, Field: field, Msg: msg}
+	if c.seen[e] {
+		return
+	}
+	if c.seen == nil {
+		c.seen = map[Error]bool{}
+	}
+	c.seen[e] = true
 	if len(c.list) >= maxErrors {
 		c.dropped++
 		return
 	}
-	c.list = append(c.list, &Error{Source: c.source, Document: c.doc, Line: line, Field: field, Msg: msg})
+	c.list = append(c.list, &e)
 }
 
 // count is how many errors were found so far, including dropped ones.

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
+
+	"github.com/flotilla-edge/flotilla/pkg/api"
 )
 
-// FuzzDecode feeds arbitrary bytes to Decode, Default and Validate, which
-// must never panic. Whatever Decode accepts must also survive a round trip:
-// encoded as JSON and decoded again, it is the same. Default applied twice
-// must give what it gave once.
+// FuzzDecode feeds arbitrary bytes to Decode, Default, Validate and Load,
+// which must never panic. Whatever Decode accepts must also survive a round
+// trip: encoded as JSON and decoded again, it is the same. Default applied
+// twice must give what it gave once. Load accepts exactly what Decode
+// accepts and Validate passes after Default, and names no problem twice.
 func FuzzDecode(f *testing.F) {
 	for _, name := range []string{
 		"testdata/fluentd-elasticsearch.yaml", "testdata/fluentd-elasticsearch-upstream.yaml",
@@ -23,14 +27,42 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte(minimalDS))
 	f.Add([]byte(ns("a") + "---\n" + ns("b")))
+	// Small alias bombs: a scalar, lists of lists, merge keys, an anchor
+	// containing its own alias.
+	f.Add([]byte(aliasBomb(64, 8)))
+	f.Add([]byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: {k: &s xx}\nx:\n  l1: &l1 [*s, *s]\n  l2: [*l1, *l1]\n"))
+	f.Add([]byte("apiVersion: v1\nkind: ConfigMap\nmetadata: &m {name: b}\ndata:\n  base: &b {k: v}\n  one: {<<: *b, a: c}\nx: {<<: [*m]}\n"))
+	f.Add([]byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\nx: &x [a, [*x]]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		loaded, loadErr := Load("fuzz.yaml", data, LoadOptions{Apply: true})
+		if loadErr != nil {
+			if loaded != nil {
+				t.Fatal("Load returned documents with an error")
+			}
+			seen := map[string]bool{}
+			for _, line := range strings.Split(loadErr.Error(), "\n") {
+				if seen[line] {
+					t.Fatalf("Load names a problem twice: %q", line)
+				}
+				seen[line] = true
+			}
+		}
 		docs, err := Decode("fuzz.yaml", data)
 		if err != nil {
 			if docs != nil {
 				t.Fatal("documents returned with an error")
 			}
 			_ = err.Error()
+			if loadErr == nil {
+				t.Fatalf("Load accepted what Decode refused: %v", err)
+			}
 			return
+		}
+		valid := true
+		for _, d := range docs {
+			if k, _ := api.LookupKind(d.Object.GetTypeMeta().Kind); !k.Writable {
+				valid = false
+			}
 		}
 		for _, d := range docs {
 			if d.Object == nil {
@@ -40,6 +72,7 @@ func FuzzDecode(f *testing.F) {
 			Default(d.Object, "fuzz")
 			if err := d.Validate(); err != nil {
 				_ = err.Error()
+				valid = false
 			}
 			first, err := json.Marshal(d.Object)
 			if err != nil {
@@ -63,6 +96,9 @@ func FuzzDecode(f *testing.F) {
 			if !bytes.Equal(first, second) {
 				t.Fatalf("round trip changed the object:\n%s\n%s", first, second)
 			}
+		}
+		if valid != (loadErr == nil) {
+			t.Fatalf("Decode and Validate say valid=%v, Load says %v", valid, loadErr)
 		}
 	})
 }

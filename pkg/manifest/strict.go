@@ -87,19 +87,17 @@ func decodeList(c *collector, m map[string]any) []Document {
 	return docs
 }
 
-// decodeObject checks m field by field against the Go type of its kind and,
-// if it is clean, decodes it into a new object.
+// decodeObject checks m field by field against the Go type of its kind and
+// decodes it into a new object. What the check reports (unknown and
+// unsupported fields, values of the wrong type) is left out of the object,
+// so that Load can still validate the rest; Decode drops the object.
 func decodeObject(c *collector, m map[string]any, path string) api.Object {
 	info, ok := lookupKind(c, m, path)
 	if !ok {
 		return nil
 	}
 	obj := info.NewObject()
-	before := c.count()
 	walkValue(c, m, reflect.TypeOf(obj).Elem(), path)
-	if c.count() != before {
-		return nil
-	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		c.addf(path, "cannot re-encode document: %v", err)
@@ -142,10 +140,14 @@ func lookupKind(c *collector, m map[string]any, path string) (api.KindInfo, bool
 	info, ok := api.LookupKind(kind)
 	if !ok {
 		if kubernetesKinds[kind] {
-			c.addf(kindPath, "%s is not supported by Flotilla (supported kinds: %s)", kind, supportedKinds())
+			c.addf(kindPath, "%s is not supported by Flotilla (kinds that apply accepts: %s)", kind, appliedKinds())
 		} else {
-			c.addf(kindPath, "unknown kind %q (supported kinds: %s)", clip(kind, 64), supportedKinds())
+			c.addf(kindPath, "unknown kind %q (kinds that apply accepts: %s)", clip(kind, 64), appliedKinds())
 		}
+		return api.KindInfo{}, false
+	}
+	if c.apply && !info.Writable {
+		c.addf(kindPath, "%s cannot be applied: %s", kind, notApplied(info))
 		return api.KindInfo{}, false
 	}
 	if versionOK && version != "" && version != info.APIVersion {
@@ -158,12 +160,32 @@ func lookupKind(c *collector, m map[string]any, path string) (api.KindInfo, bool
 	return info, true
 }
 
-func supportedKinds() string {
+// appliedKinds lists the kinds that apply accepts, for messages: the other
+// kinds Flotilla has (Pods, Events...) only the hub and the agents write.
+func appliedKinds() string {
 	var names []string
 	for _, k := range api.Kinds() {
-		names = append(names, k.Kind)
+		if k.Writable {
+			names = append(names, k.Kind)
+		}
 	}
 	return strings.Join(names, ", ")
+}
+
+// notApplied says why a kind that only the hub and the agents write cannot
+// be applied.
+func notApplied(k api.KindInfo) string {
+	switch k.Kind {
+	case api.KindPod:
+		return "the hub makes pods for DaemonSets and Deployments; apply one of those"
+	case api.KindControllerRevision:
+		return "the hub records the revisions of DaemonSets and Deployments itself"
+	case api.KindEvent:
+		return "events are recorded by the hub and the agents"
+	case api.KindCertificateSigningRequest:
+		return "nodes request certificates when they enrol; approve or deny them with hub certificate"
+	}
+	return k.Resource + " are written only by the hub and the agents"
 }
 
 // kubernetesKinds are kinds a Kubernetes user may well write that Flotilla
@@ -250,35 +272,41 @@ var (
 // would decode it, but strictly: exact field names only, no unknown fields,
 // and every type mismatch reported with its path. A null is accepted
 // anywhere, as encoding/json accepts it.
-func walkValue(c *collector, v any, t reflect.Type, path string) {
+//
+// What it reports it also takes out of v, so that the rest still decodes:
+// unknown and unsupported fields and fields and map values of the wrong
+// type are deleted, and list items of the wrong type become null (so that
+// the items after them keep their indexes and paths). It returns false when
+// v itself is of the wrong type, for the caller to take out.
+func walkValue(c *collector, v any, t reflect.Type, path string) bool {
 	if v == nil {
-		return
+		return true
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
-		walkUnmarshaler(c, v, t, path)
-		return
+		return walkUnmarshaler(c, v, t, path)
 	}
 	if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
 		// encoding/json reads []byte from a base64 string.
 		s, ok := v.(string)
 		if !ok {
 			c.add(path, "must be a base64-encoded string")
-			return
+			return false
 		}
 		if _, err := base64.StdEncoding.DecodeString(s); err != nil {
 			c.add(path, "must be a base64-encoded string")
+			return false
 		}
-		return
+		return true
 	}
 	switch t.Kind() {
 	case reflect.Struct:
 		m, ok := v.(map[string]any)
 		if !ok {
 			c.add(path, "must be an object")
-			return
+			return false
 		}
 		fields := fieldsOf(t)
 		for _, k := range sortedKeys(m) {
@@ -286,52 +314,62 @@ func walkValue(c *collector, v any, t reflect.Type, path string) {
 			ft, ok := fields[k]
 			switch {
 			case ok:
-				walkValue(c, m[k], ft, p)
+				if !walkValue(c, m[k], ft, p) {
+					delete(m, k)
+				}
 			case isUnsupported(t, k):
 				c.add(p, "not supported by Flotilla")
+				delete(m, k)
 			default:
 				c.add(p, "unknown field")
+				delete(m, k)
 			}
 		}
 	case reflect.Map:
 		m, ok := v.(map[string]any)
 		if !ok {
 			c.add(path, "must be an object")
-			return
+			return false
 		}
 		if t.Key().Kind() != reflect.String {
 			c.add(path, "cannot be decoded: map keys are not strings")
-			return
+			return false
 		}
 		for _, k := range sortedKeys(m) {
-			walkValue(c, m[k], t.Elem(), key(path, k))
+			if !walkValue(c, m[k], t.Elem(), key(path, k)) {
+				delete(m, k)
+			}
 		}
 	case reflect.Slice, reflect.Array:
 		list, ok := v.([]any)
 		if !ok {
 			c.add(path, "must be a list")
-			return
+			return false
 		}
 		if t.Kind() == reflect.Array && len(list) > t.Len() {
 			c.addf(path, "must have at most %d items", t.Len())
-			return
+			return false
 		}
 		for i, item := range list {
-			walkValue(c, item, t.Elem(), index(path, i))
+			if !walkValue(c, item, t.Elem(), index(path, i)) {
+				list[i] = nil
+			}
 		}
 	case reflect.String:
 		if _, ok := v.(string); !ok {
 			c.add(path, "must be a string"+quoteHint(c, v))
+			return false
 		}
 	case reflect.Bool:
 		if _, ok := v.(bool); !ok {
 			c.add(path, "must be a boolean")
+			return false
 		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		n, ok := v.(json.Number)
 		if !ok {
 			c.add(path, "must be an integer")
-			return
+			return false
 		}
 		if _, err := strconv.ParseInt(n.String(), 10, t.Bits()); err != nil {
 			if isRangeError(err) {
@@ -339,12 +377,13 @@ func walkValue(c *collector, v any, t reflect.Type, path string) {
 			} else {
 				c.add(path, "must be an integer")
 			}
+			return false
 		}
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
 		n, ok := v.(json.Number)
 		if !ok {
 			c.add(path, "must be a non-negative integer")
-			return
+			return false
 		}
 		if _, err := strconv.ParseUint(n.String(), 10, t.Bits()); err != nil {
 			if isRangeError(err) {
@@ -352,21 +391,25 @@ func walkValue(c *collector, v any, t reflect.Type, path string) {
 			} else {
 				c.add(path, "must be a non-negative integer")
 			}
+			return false
 		}
 	case reflect.Float32, reflect.Float64:
 		n, ok := v.(json.Number)
 		if !ok {
 			c.add(path, "must be a number")
-			return
+			return false
 		}
 		if _, err := strconv.ParseFloat(n.String(), t.Bits()); err != nil {
 			c.add(path, "must be a number in range")
+			return false
 		}
 	case reflect.Interface:
 		// Anything goes.
 	default:
 		c.addf(path, "cannot be decoded into %s", t)
+		return false
 	}
+	return true
 }
 
 // quoteHint explains the usual cause of a number or boolean where a string
@@ -390,16 +433,16 @@ func isRangeError(err error) bool {
 }
 
 // walkUnmarshaler checks a value for a type with its own JSON decoding by
-// letting the type decode it.
-func walkUnmarshaler(c *collector, v any, t reflect.Type, path string) {
+// letting the type decode it, and reports whether it decoded.
+func walkUnmarshaler(c *collector, v any, t reflect.Type, path string) bool {
 	b, err := json.Marshal(v)
 	if err != nil {
 		c.addf(path, "cannot be encoded: %v", err)
-		return
+		return false
 	}
 	u, ok := reflect.New(t).Interface().(json.Unmarshaler)
 	if !ok {
-		return
+		return true
 	}
 	err = u.UnmarshalJSON(b)
 	if tm, ok := u.(*api.Time); ok && err == nil && !tm.IsZero() {
@@ -424,7 +467,9 @@ func walkUnmarshaler(c *collector, v any, t reflect.Type, path string) {
 		default:
 			c.add(path, clip(err.Error(), 200))
 		}
+		return false
 	}
+	return true
 }
 
 var fieldCache sync.Map // reflect.Type → map[string]reflect.Type

@@ -564,30 +564,12 @@ func (s *Server) applyErr(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	dryRun := r.URL.Query().Get("dryRun") == "true"
-	docs, err := manifest.Decode("", body)
+	// Load refuses what apply may not write and names every problem of
+	// every document at once, a YAML document whose aliases would expand it
+	// too far included (measured before expanding: 422 in milliseconds).
+	docs, err := manifest.Load("", body, manifest.LoadOptions{Apply: true})
 	if err != nil {
 		return invalid(err)
-	}
-	var problems manifest.ErrorList
-	for _, d := range docs {
-		k, _ := api.LookupKind(d.Object.GetTypeMeta().Kind)
-		if !k.Writable {
-			problems = append(problems, &manifest.Error{Field: field(d.Path, "kind"),
-				Msg: fmt.Sprintf("%s are made by controllers and cannot be applied; apply a DaemonSet instead", k.Resource)})
-			continue
-		}
-		manifest.Default(d.Object, api.DefaultNamespace)
-		if err := d.Validate(); err != nil {
-			var list manifest.ErrorList
-			if errors.As(err, &list) {
-				problems = append(problems, list...)
-			} else {
-				problems = append(problems, &manifest.Error{Field: d.Path, Msg: err.Error()})
-			}
-		}
-	}
-	if len(problems) > 0 {
-		return invalid(problems)
 	}
 	// Namespaces first, so a file may create a namespace and its contents.
 	sort.SliceStable(docs, func(i, j int) bool {
@@ -613,13 +595,6 @@ func (s *Server) applyErr(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, api.ApplyResponse{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "ApplyResponse"}, Results: results})
 	return nil
-}
-
-func field(prefix, f string) string {
-	if prefix == "" {
-		return f
-	}
-	return prefix + "." + f
 }
 
 func (s *Server) applyOne(tx store.Tx, d manifest.Document) (api.ApplyResult, error) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -137,6 +138,70 @@ func TestApplyRefusals(t *testing.T) {
 	code, body := call(t, srv, "POST", "/api/v1/apply", applyBody(changed))
 	if code != 422 || !strings.Contains(string(body), "spec.selector: field is immutable") {
 		t.Fatalf("selector change: %d %s", code, body)
+	}
+}
+
+// TestApplyReportsEveryProblemOfEveryDocument: the apply endpoint answers
+// one 422 that names every problem of every document of a YAML body, in
+// document order, and writes nothing.
+func TestApplyReportsEveryProblemOfEveryDocument(t *testing.T) {
+	srv, st := newServer(t)
+	before := st.Version()
+	body := "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  selector: {matchLabels: {app: agent}}\n" +
+		"  template:\n    metadata: {labels: {app: agent}}\n    spec:\n      affinity: {}\n      containers:\n      - name: main\n" +
+		"---\napiVersion: v1\nkind: Namespace\nmetadata: {name: fine}\n" +
+		"---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: -1\n  selector: {matchLabels: {app: web}}\n" +
+		"  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - {name: web, imagee: nginx}\n" +
+		"---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i}]}\n"
+	code, out := call(t, srv, "POST", "/api/v1/apply", body)
+	var status api.Status
+	if err := json.Unmarshal(out, &status); err != nil || code != http.StatusUnprocessableEntity || status.Reason != api.ReasonInvalid || status.Details == nil {
+		t.Fatalf("apply: %d %s", code, out)
+	}
+	want := []api.StatusCause{
+		{Field: "spec.template.spec.affinity", Message: "document 1: spec.template.spec.affinity: not supported by Flotilla"},
+		{Field: "spec.template.spec.containers[0].image", Message: "document 1: spec.template.spec.containers[0].image: required"},
+		{Field: "spec.template.spec.containers[0].imagee", Message: "document 3: spec.template.spec.containers[0].imagee: unknown field"},
+		{Field: "spec.template.spec.containers[0].image", Message: "document 3: spec.template.spec.containers[0].image: required"},
+		{Field: "spec.replicas", Message: "document 3: spec.replicas: must be greater than or equal to 0"},
+		{Field: "kind", Message: "document 4: kind: Pod cannot be applied: the hub makes pods for DaemonSets and Deployments; apply one of those"},
+	}
+	if got := status.Details.Causes; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("causes\n%v\nwant\n%v", got, want)
+	}
+	if st.Version() != before {
+		t.Fatalf("an invalid apply wrote something")
+	}
+}
+
+// TestApplyRefusesAliasBombs: a 1 MiB YAML body whose one 1 MiB scalar is
+// aliased 400 times is refused with 422 before anything expands it. The
+// hub used to expand it (gigabytes, for seconds) before it could refuse.
+func TestApplyRefusesAliasBombs(t *testing.T) {
+	srv, st := newServer(t)
+	before := st.Version()
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  k0: &a \"")
+	b.WriteString(strings.Repeat("x", 1<<20))
+	b.WriteString("\"\n")
+	for i := 1; i <= 400; i++ {
+		fmt.Fprintf(&b, "  k%d: *a\n", i)
+	}
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	code, out := call(t, srv, "POST", "/api/v1/apply", b.String())
+	runtime.ReadMemStats(&m1)
+	var status api.Status
+	if err := json.Unmarshal(out, &status); err != nil || code != http.StatusUnprocessableEntity || status.Reason != api.ReasonInvalid ||
+		status.Message != "document 1: line 13: alias *a: aliases would expand the input by more than the limit of 8388608 bytes" {
+		t.Fatalf("apply: %d %s", code, out)
+	}
+	if n := m1.TotalAlloc - m0.TotalAlloc; n > 64<<20 {
+		t.Errorf("the hub allocated %d MiB for a 1 MiB body", n>>20)
+	}
+	if st.Version() != before {
+		t.Fatalf("a refused apply wrote something")
 	}
 }
 

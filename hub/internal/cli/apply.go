@@ -17,10 +17,11 @@ import (
 	"github.com/flotilla-edge/flotilla/pkg/manifest"
 )
 
-// readManifests decodes every file named by -f (files, directories of
-// .yaml/.yml/.json files, or - for stdin), defaults and validates every
-// object, and returns them all or every problem found.
-func readManifests(files []string, recursive bool, namespace string, stdin io.Reader) ([]manifest.Document, error) {
+// readManifests reads every file named by -f (files, directories of
+// .yaml/.yml/.json files, or - for stdin) with manifest.Load: decoded,
+// defaulted and validated, with apply's rules when opts.Apply is set. It
+// returns every object, or every problem of every document of every file.
+func readManifests(files []string, recursive bool, opts manifest.LoadOptions, stdin io.Reader) ([]manifest.Document, error) {
 	if len(files) == 0 {
 		return nil, errors.New("must specify -f FILE (a file, a directory, or - for stdin)")
 	}
@@ -39,18 +40,11 @@ func readManifests(files []string, recursive bool, namespace string, stdin io.Re
 	var docs []manifest.Document
 	var problems manifest.ErrorList
 	for _, src := range sources {
-		var data []byte
-		var err error
-		if src == "-" {
-			data, err = io.ReadAll(io.LimitReader(stdin, manifest.MaxSize+1))
-			src = "<stdin>"
-		} else {
-			data, err = os.ReadFile(src)
-		}
+		data, name, err := readSource(src, stdin)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", src, err)
+			return nil, err
 		}
-		got, err := manifest.Decode(src, data)
+		got, err := manifest.Load(name, data, opts)
 		if err != nil {
 			var list manifest.ErrorList
 			if errors.As(err, &list) {
@@ -59,29 +53,7 @@ func readManifests(files []string, recursive bool, namespace string, stdin io.Re
 			}
 			return nil, err
 		}
-		for _, d := range got {
-			m := d.Object.GetObjectMeta()
-			k, _ := api.LookupKind(d.Object.GetTypeMeta().Kind)
-			if k.Namespaced && namespace != "" && m.Namespace != "" && m.Namespace != namespace {
-				problems = append(problems, &manifest.Error{Source: d.Source, Document: d.Index, Field: "metadata.namespace",
-					Msg: fmt.Sprintf("the namespace from the provided object %q does not match the namespace %q: remove it from the manifest or from -n", m.Namespace, namespace)})
-				continue
-			}
-			ns := namespace
-			if ns == "" {
-				ns = api.DefaultNamespace
-			}
-			manifest.Default(d.Object, ns)
-			if err := d.Validate(); err != nil {
-				var list manifest.ErrorList
-				if errors.As(err, &list) {
-					problems = append(problems, list...)
-					continue
-				}
-				return nil, err
-			}
-			docs = append(docs, d)
-		}
+		docs = append(docs, got...)
 	}
 	if len(problems) > 0 {
 		return nil, problems
@@ -90,6 +62,27 @@ func readManifests(files []string, recursive bool, namespace string, stdin io.Re
 		return nil, fmt.Errorf("no objects passed to apply (the files hold no documents)")
 	}
 	return docs, nil
+}
+
+// readSource reads one -f source, a file or "-" for stdin, and names it
+// for messages. It reads at most one byte more than manifest.MaxSize, so
+// that manifest.Load can say the input is too large without the whole of
+// it in memory.
+func readSource(src string, stdin io.Reader) ([]byte, string, error) {
+	r, name := stdin, "<stdin>"
+	if src != "-" {
+		f, err := os.Open(src)
+		if err != nil {
+			return nil, "", fmt.Errorf("read %s: %w", src, err)
+		}
+		defer f.Close()
+		r, name = f, src
+	}
+	data, err := io.ReadAll(io.LimitReader(r, manifest.MaxSize+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("read %s: %w", name, err)
+	}
+	return data, name, nil
 }
 
 // expand turns a directory into its manifest files.
@@ -139,7 +132,7 @@ func newApplyCommand(e *env) *cobra.Command {
   cat ds.yaml | hub apply -f -`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			docs, err := readManifests(files, recursive, e.namespace, cmd.InOrStdin())
+			docs, err := readManifests(files, recursive, manifest.LoadOptions{Namespace: e.namespace, Apply: true}, cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
@@ -195,7 +188,8 @@ func newDeleteCommand(e *env) *cobra.Command {
 				if len(args) > 0 {
 					return errors.New("give either -f or KIND NAME, not both")
 				}
-				docs, err := readManifests(files, recursive, e.namespace, cmd.InOrStdin())
+				// Any kind the hub has may be deleted, Pods included.
+				docs, err := readManifests(files, recursive, manifest.LoadOptions{Namespace: e.namespace}, cmd.InOrStdin())
 				if err != nil {
 					return err
 				}

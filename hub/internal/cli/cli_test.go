@@ -2,12 +2,15 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/pkg/manifest"
 )
 
 func TestParseTargets(t *testing.T) {
@@ -64,22 +67,89 @@ func TestReadManifestsReportsEveryProblemAndNamespaceMismatch(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("ignored"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := readManifests([]string{dir}, false, "team", nil)
+	_, err := readManifests([]string{dir}, false, manifest.LoadOptions{Namespace: "team", Apply: true}, nil)
 	if err == nil || !strings.Contains(err.Error(), "b.yml: document 1: metadata.namespace: the namespace from the provided object \"other\" does not match") {
 		t.Fatalf("err = %v", err)
 	}
-	docs, err := readManifests([]string{dir}, false, "", nil)
+	docs, err := readManifests([]string{dir}, false, manifest.LoadOptions{Apply: true}, nil)
 	if err != nil || len(docs) != 2 {
 		t.Fatalf("docs = %d, err = %v", len(docs), err)
 	}
 	if ds := docs[1].Object.(*api.DaemonSet); ds.Spec.Template.Spec.RestartPolicy != api.RestartAlways {
 		t.Fatalf("defaults not applied: %+v", ds.Spec.Template.Spec)
 	}
-	docs, err = readManifests([]string{"-"}, false, "", bytes.NewBufferString(good))
+	docs, err = readManifests([]string{"-"}, false, manifest.LoadOptions{Apply: true}, bytes.NewBufferString(good))
 	if err != nil || len(docs) != 1 || docs[0].Source != "<stdin>" {
 		t.Fatalf("stdin: %v %v", docs, err)
 	}
-	if _, err := readManifests([]string{filepath.Join(dir, "missing.yaml")}, false, "", nil); err == nil || !strings.Contains(err.Error(), "does not exist") {
+	if _, err := readManifests([]string{filepath.Join(dir, "missing.yaml")}, false, manifest.LoadOptions{Apply: true}, nil); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// TestReadManifestsReportsEveryProblemOfEveryDocument: `hub apply -f`
+// names every problem of every document of every file at once, before it
+// sends anything: unsupported and unknown fields next to missing and
+// invalid values, and kinds that cannot be applied, in file and document
+// order.
+func TestReadManifestsReportsEveryProblemOfEveryDocument(t *testing.T) {
+	dir := t.TempDir()
+	ds := "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  selector: {matchLabels: {app: agent}}\n" +
+		"  template:\n    metadata: {labels: {app: agent}}\n    spec:\n      affinity: {}\n      containers:\n      - name: main\n"
+	deploy := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: -1\n  selector: {matchLabels: {app: web}}\n" +
+		"  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - {name: web, imagee: nginx}\n"
+	pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i}]}\n"
+	files := map[string]string{"a.yaml": ds + "---\n" + deploy, "b.yaml": pod}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	_, err := readManifests([]string{dir}, false, manifest.LoadOptions{Apply: true}, nil)
+	want := a + ": document 1: spec.template.spec.affinity: not supported by Flotilla\n" +
+		a + ": document 1: spec.template.spec.containers[0].image: required\n" +
+		a + ": document 2: spec.template.spec.containers[0].imagee: unknown field\n" +
+		a + ": document 2: spec.template.spec.containers[0].image: required\n" +
+		a + ": document 2: spec.replicas: must be greater than or equal to 0\n" +
+		b + ": document 1: kind: Pod cannot be applied: the hub makes pods for DaemonSets and Deployments; apply one of those"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got\n%v\nwant\n%s", err, want)
+	}
+
+	// delete -f reads any kind the hub has, Pods too.
+	docs, err := readManifests([]string{b}, false, manifest.LoadOptions{}, nil)
+	if err != nil || len(docs) != 1 || docs[0].Object.GetTypeMeta().Kind != api.KindPod {
+		t.Fatalf("delete -f of a Pod: %v, %v", docs, err)
+	}
+}
+
+// TestReadManifestsRefusesAliasBombs: a file whose YAML aliases stand for
+// hundreds of megabytes is refused, naming the file, document, line and
+// alias, after reading no more than its text.
+func TestReadManifestsRefusesAliasBombs(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  k0: &a \"")
+	b.WriteString(strings.Repeat("x", 1<<20))
+	b.WriteString("\"\n")
+	for i := 1; i <= 400; i++ {
+		fmt.Fprintf(&b, "  k%d: *a\n", i)
+	}
+	file := filepath.Join(t.TempDir(), "bomb.yaml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err = readManifests([]string{file}, false, manifest.LoadOptions{Apply: true}, nil)
+	runtime.ReadMemStats(&after)
+	want := file + ": document 1: line 13: alias *a: aliases would expand the input by more than the limit of 8388608 bytes"
+	if err == nil || err.Error() != want {
+		t.Errorf("got\n%v\nwant\n%s", err, want)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 32<<20 {
+		t.Errorf("reading a 1 MiB file allocated %d MiB", n>>20)
 	}
 }
