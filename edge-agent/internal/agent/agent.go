@@ -444,7 +444,7 @@ func (a *Agent) onDisconnect(err error) {
 	a.nodeEvent(api.EventWarning, "Offline", fmt.Sprintf("lost the connection to the hub: %v", err))
 }
 
-// queueReport queues the node's pod status; it is called by the
+// queueReport sets the node's pod status to deliver; it is called by the
 // reconciler whenever the status changes.
 func (a *Agent) queueReport(r wire.PodStatusReport) {
 	a.reportMu.Lock()
@@ -452,12 +452,12 @@ func (a *Agent) queueReport(r wire.PodStatusReport) {
 	a.mu.Lock()
 	a.lastReport = &r
 	a.mu.Unlock()
-	a.enqueue(wire.TopicStatus, wire.TypePodStatus, outbox.Status, r)
+	a.setStatus(r)
 }
 
-// resendStatus queues the last pod status report again, under a new
-// sequence number: after a reconnect (the hub may have shown the pods as
-// Unknown meanwhile) and when the hub asks for it.
+// resendStatus sets the last pod status report to deliver again, under a
+// new sequence number: after a reconnect (the hub may have shown the pods
+// as Unknown meanwhile) and when the hub asks for it.
 func (a *Agent) resendStatus() {
 	a.reportMu.Lock()
 	defer a.reportMu.Unlock()
@@ -467,7 +467,28 @@ func (a *Agent) resendStatus() {
 	if last == nil {
 		return
 	}
-	a.enqueue(wire.TopicStatus, wire.TypePodStatus, outbox.Status, last)
+	a.setStatus(last)
+}
+
+// setStatus puts a pod status report in the outbox's status slot, which
+// the drain sends before anything queued: the report replaces the one
+// waiting there, and no bound drops it. A report that cannot be kept (the
+// disk failed) is logged; the agent goes on keeping its node right.
+// The caller holds reportMu, so slot reports take increasing numbers.
+func (a *Agent) setStatus(r any) {
+	seq, err := a.state.NextSeq()
+	if err != nil {
+		a.log.Error("set pod status", "err", err)
+		return
+	}
+	b, err := wire.Encode(wire.TypePodStatus, a.cfg.NodeName, seq, time.Now(), r)
+	if err != nil {
+		a.log.Error("set pod status", "err", err)
+		return
+	}
+	if err := a.outbox.SetStatus(outbox.Entry{Seq: seq, Class: outbox.Status, Topic: wire.TopicStatus, Payload: b}); err != nil {
+		a.log.Error("set pod status", "seq", seq, "err", err)
+	}
 }
 
 // queueEvent queues an event from the reconciler.
@@ -505,11 +526,14 @@ func (a *Agent) enqueue(topic, typ string, class outbox.Class, payload any) (uin
 }
 
 // drainBatch is how many queued reports are published before waiting for
-// the broker's acknowledgements.
+// the broker's acknowledgements. The drain goes no faster than those come:
+// a hub that holds the node back (its ingest rate limit) paces it.
 const drainBatch = 64
 
-// drain publishes queued reports in order whenever the link is up, and
-// removes each only once the broker acknowledged it.
+// drain publishes the pod status waiting in the status slot, then queued
+// reports in order, whenever the link is up, and removes each only once
+// the broker acknowledged it. The slot goes first before every batch, so
+// a status change never waits behind more than one batch of a backlog.
 func (a *Agent) drain(ctx context.Context) {
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
@@ -522,6 +546,9 @@ func (a *Agent) drain(ctx context.Context) {
 		case <-retry.C:
 		}
 		for ctx.Err() == nil && a.link.Connected() {
+			if !a.drainStatus(ctx) {
+				break
+			}
 			entries, err := a.outbox.Peek(drainBatch)
 			if err != nil {
 				a.log.Error("read outbox", "err", err)
@@ -554,6 +581,30 @@ func (a *Agent) drain(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// drainStatus publishes the report waiting in the status slot, if any,
+// and empties the slot once the broker acknowledged it. It reports whether
+// the drain may go on.
+func (a *Agent) drainStatus(ctx context.Context) bool {
+	e, ok := a.outbox.Status()
+	if !ok {
+		return true
+	}
+	if err := a.link.Publish(ctx, wire.NodeTopic(a.cfg.NodeName, e.Topic), 1, false, e.Payload); err != nil {
+		if ctx.Err() == nil && !errors.Is(err, link.ErrNotConnected) {
+			a.log.Warn("deliver pod status; will retry", "seq", e.Seq, "err", err)
+		}
+		return false
+	}
+	if e.Seq > a.statusSeq.Load() {
+		a.statusSeq.Store(e.Seq) // only drain writes it
+	}
+	if err := a.outbox.AckStatus(e.Seq); err != nil {
+		a.log.Error("ack pod status", "err", err)
+		return false
+	}
+	return true
 }
 
 func (a *Agent) outboxState() wire.OutboxState {

@@ -21,6 +21,8 @@ type backend interface {
 	scan(from uint64, n int, each func(seq uint64, value []byte) error) error
 	// remove deletes entries.
 	remove(seqs []uint64) error
+	// The status slot (status.go).
+	slotStore
 }
 
 // stored is one entry as the backend keeps it.
@@ -136,6 +138,7 @@ type memBackend struct {
 	seqs    []uint64
 	values  map[uint64][]byte
 	counter [2][numClasses]uint64
+	slot    []byte
 }
 
 func newMemBackend() *memBackend { return &memBackend{values: map[uint64][]byte{}} }
