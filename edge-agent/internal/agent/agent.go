@@ -116,8 +116,11 @@ type Agent struct {
 	lastReport *wire.PodStatusReport
 	// statusSeq is the sequence number of the newest report the broker
 	// acknowledged (wire.Heartbeat.StatusSeq).
-	statusSeq    atomic.Uint64
-	offlineSince time.Time // when the link went down; zero while up
+	statusSeq atomic.Uint64
+	// lastAck is when the broker last acknowledged a publish (UnixNano; 0:
+	// never): the last report the hub had before the link went down.
+	lastAck      atomic.Int64
+	offlineSince time.Time // when the last report got through before the link went down; zero while up
 	started      time.Time
 	everOnline   bool
 	connected    chan struct{}
@@ -395,6 +398,8 @@ func (a *Agent) onConnect(ctx context.Context) {
 	case first:
 		a.nodeEvent(api.EventNormal, "Online", fmt.Sprintf("agent %s connected to the hub, %s after it started", a.cfg.Version, time.Since(a.started).Round(time.Millisecond)))
 	case !since.IsZero():
+		// The outage counts from the last report that got through, not
+		// from when the keep-alive noticed the link gone.
 		a.nodeEvent(api.EventNormal, "Online", fmt.Sprintf("reconnected to the hub after %s offline", time.Since(since).Round(time.Second)))
 	}
 	a.resendStatus()
@@ -434,15 +439,25 @@ func (a *Agent) sendHello(ctx context.Context) {
 }
 
 // onDisconnect records when the link went down, as an event the hub gets
-// when it comes back.
+// when it comes back. The link was gone before the keep-alive noticed
+// (up to 1.5 keep-alives): the outage is counted from the last report the
+// broker acknowledged.
 func (a *Agent) onDisconnect(err error) {
+	now := time.Now()
+	since := now
+	if last := a.lastAck.Load(); last != 0 && time.Unix(0, last).Before(now) {
+		since = time.Unix(0, last)
+	}
 	a.mu.Lock()
 	if a.offlineSince.IsZero() {
-		a.offlineSince = time.Now()
+		a.offlineSince = since
 	}
 	a.mu.Unlock()
-	a.nodeEvent(api.EventWarning, "Offline", fmt.Sprintf("lost the connection to the hub: %v", err))
+	a.nodeEvent(api.EventWarning, "Offline", fmt.Sprintf("lost the connection to the hub: %v (the last report got through %s before)", err, now.Sub(since).Round(time.Second)))
 }
+
+// acked notes that the broker acknowledged a publish now.
+func (a *Agent) acked() { a.lastAck.Store(time.Now().UnixNano()) }
 
 // queueReport sets the node's pod status to deliver; it is called by the
 // reconciler whenever the status changes.
@@ -562,6 +577,9 @@ func (a *Agent) drain(ctx context.Context) {
 				msgs[i] = link.Message{Topic: wire.NodeTopic(a.cfg.NodeName, e.Topic), QoS: 1, Payload: e.Payload}
 			}
 			n, perr := a.link.PublishBatch(ctx, msgs)
+			if n > 0 {
+				a.acked()
+			}
 			seqs := make([]uint64, n)
 			for i := range seqs {
 				seqs[i] = entries[i].Seq
@@ -597,6 +615,7 @@ func (a *Agent) drainStatus(ctx context.Context) bool {
 		}
 		return false
 	}
+	a.acked()
 	if e.Seq > a.statusSeq.Load() {
 		a.statusSeq.Store(e.Seq) // only drain writes it
 	}
@@ -670,7 +689,11 @@ func (a *Agent) publishNow(ctx context.Context, kind, typ string, payload any, r
 	if err != nil {
 		return err
 	}
-	return a.link.Publish(ctx, wire.NodeTopic(a.cfg.NodeName, kind), 1, retained, b)
+	if err := a.link.Publish(ctx, wire.NodeTopic(a.cfg.NodeName, kind), 1, retained, b); err != nil {
+		return err
+	}
+	a.acked()
+	return nil
 }
 
 func (a *Agent) mustEncodeOnline(online bool) []byte {

@@ -174,3 +174,33 @@ func decodeReport(t *testing.T, e outbox.Entry) wire.PodStatusReport {
 	}
 	return rep
 }
+
+// TestOutageCountsFromTheLastReportThatGotThrough: the keep-alive notices
+// a dead link well after it died; the Offline event and the outage the
+// agent reports on its return count from the last report the broker
+// acknowledged.
+func TestOutageCountsFromTheLastReportThatGotThrough(t *testing.T) {
+	a := &Agent{cfg: Config{NodeName: "n1"}, log: slog.New(slog.DiscardHandler),
+		state: state.NewMemory(), outbox: outbox.NewMemory(outbox.DefaultLimits)}
+	last := time.Now().Add(-40 * time.Second)
+	a.lastAck.Store(last.UnixNano())
+	a.onDisconnect(errors.New("pingresp not received"))
+	if !a.offlineSince.Equal(time.Unix(0, last.UnixNano())) {
+		t.Fatalf("offline since %v, want the last acknowledgement at %v", a.offlineSince, last)
+	}
+	entries, err := a.outbox.Peek(10)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("queued %v, %v", entries, err)
+	}
+	env, err := wire.Decode(wire.NodeTopic("n1", entries[0].Topic), entries[0].Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev wire.Event
+	if err := wire.DecodePayload(env, entries[0].Topic, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Reason != "Offline" || !strings.Contains(ev.Message, "pingresp not received") || !strings.Contains(ev.Message, "got through 40s before") {
+		t.Fatalf("Offline event: %+v", ev)
+	}
+}
