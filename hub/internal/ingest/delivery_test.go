@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"testing"
@@ -192,5 +193,84 @@ func TestDropsAreCountedOnTheNode(t *testing.T) {
 	}
 	if l.IngestDropped[DropMalformed] != 3 {
 		t.Fatalf("after one more: %v", l.IngestDropped)
+	}
+}
+
+// TestABurstOfEventsFitsTheStore: a node's backlog lands thousands of
+// events in one flush. They are written in transactions the store can
+// take, not in one that it refuses as too big, losing them all after the
+// broker acknowledged them.
+func TestABurstOfEventsFitsTheStore(t *testing.T) {
+	st, err := store.OpenBadger(t.TempDir(), store.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	logs := &syncBuffer{}
+	in := newIngest(st, logs)
+	in.Handle(wire.NodeTopic("n1", wire.TopicStatus), msg(t, "n1", wire.TypeHello, 1, wire.Hello{}))
+	topic := wire.NodeTopic("n1", wire.TopicEvents)
+	const burst = maxPendingEvents
+	for i := range burst {
+		ev := nodeEvent("n1", i)
+		ev.Message = "Readiness probe failed: the container's check exited 1 after 1s, and it said why at some length"
+		in.Handle(topic, msg(t, "n1", wire.TypeEvent, uint64(i+2), ev))
+	}
+	in.Flush()
+	if got := agentEvents(t, st, "n1"); got != burst {
+		t.Fatalf("%d of %d events stored; log:\n%.2000s", got, burst, logs.String())
+	}
+}
+
+// failingStore refuses the first n writes.
+type failingStore struct {
+	store.Store
+	mu sync.Mutex
+	n  int
+}
+
+func (f *failingStore) Update(fn func(store.Tx) error) error {
+	f.mu.Lock()
+	fail := f.n > 0
+	f.n--
+	f.mu.Unlock()
+	if fail {
+		return errors.New("disk on fire")
+	}
+	return f.Store.Update(fn)
+}
+
+// TestAFailedWriteIsRetried: what the store refused is written at the
+// next flush, merged with what arrived meanwhile (the newer facts win),
+// not dropped: the broker acknowledged it, so no one sends it again.
+func TestAFailedWriteIsRetried(t *testing.T) {
+	mem := store.NewMemory()
+	putPod(t, mem)
+	st := &failingStore{Store: mem, n: 2}
+	in := New(Options{Store: st, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return t0 }})
+	status, evTopic := wire.NodeTopic("n1", wire.TopicStatus), wire.NodeTopic("n1", wire.TopicEvents)
+	report := func(phase string) wire.PodStatusReport {
+		return wire.PodStatusReport{ObservedRevision: 1, Pods: []wire.PodReport{{UID: "u1", Name: "p", Namespace: "default", SpecHash: "h",
+			Status: api.PodStatus{Phase: phase}}}}
+	}
+	in.Handle(status, msg(t, "n1", wire.TypeHello, 1, wire.Hello{ObservedRevision: 1}))
+	in.Handle(status, msg(t, "n1", wire.TypePodStatus, 3, report(api.PodRunning)))
+	in.Handle(evTopic, msg(t, "n1", wire.TypeEvent, 2, nodeEvent("n1", 2)))
+	in.Flush() // the facts' write fails
+	in.Handle(status, msg(t, "n1", wire.TypePodStatus, 4, report(api.PodFailed)))
+	in.Handle(evTopic, msg(t, "n1", wire.TypeEvent, 5, nodeEvent("n1", 5)))
+	in.Flush() // the facts' write fails again
+	in.Flush()
+	if n := getNode(t, mem, "n1"); n.Status.ObservedRevision != 1 {
+		t.Fatalf("node %+v", n.Status)
+	}
+	if p := getPod(t, mem); p.Status.Phase != api.PodFailed {
+		t.Fatalf("pod is %s; the newer report (seq 4) should win", p.Status.Phase)
+	}
+	if got := agentEvents(t, mem, "n1"); got != 2 {
+		t.Fatalf("%d of 2 events stored", got)
+	}
+	if _, dropped := in.Stats(); dropped != 0 {
+		t.Fatalf("dropped %d", dropped)
 	}
 }

@@ -196,6 +196,9 @@ type nodeUpdate struct {
 	// dropped counts the node's messages that could not be used, by
 	// reason (DropMalformed...).
 	dropped map[string]uint64
+
+	// tries counts the flushes that failed to write this update.
+	tries int
 }
 
 type seqEvent struct {
@@ -273,7 +276,8 @@ func (in *Ingest) wantHello(node string, now time.Time) {
 	}
 }
 
-// Stats returns how many messages arrived and how many were dropped as bad.
+// Stats returns how many messages arrived and how many were dropped: as
+// bad, or given up after the store refused them maxWriteTries times.
 func (in *Ingest) Stats() (received, dropped uint64) {
 	return in.received.Load(), in.dropped.Load()
 }
@@ -592,7 +596,11 @@ func (in *Ingest) dropCursors() error {
 	return nil
 }
 
-// Flush writes every queued update now.
+// Flush writes every queued update now: each node's facts in one
+// transaction per 200 nodes, then their events, at most eventsPerTx per
+// transaction. What a failed write did not store goes back to pending
+// for the next flush (up to maxWriteTries times): the broker acknowledged
+// it, so no one will send it again.
 func (in *Ingest) Flush() {
 	in.mu.Lock()
 	batch := in.pending
@@ -632,18 +640,138 @@ func (in *Ingest) Flush() {
 			return nil
 		})
 		if err != nil {
-			in.log.Error("write agent updates; they will be re-sent", "nodes", len(part), "err", err)
+			in.log.Error("write agent updates; retrying at the next flush", "nodes", len(part), "err", err)
 			// What ingest holds of these nodes' leases may be ahead of the
 			// store now: read them again next time.
 			for _, n := range part {
 				delete(in.leases, n)
 			}
+			failed := make(map[string]*nodeUpdate, len(part))
+			for _, n := range part {
+				failed[n] = batch[n]
+			}
+			in.retry(failed)
 			continue
 		}
 		for _, l := range written {
 			in.leases[l.Name].stored = l
 		}
+		in.writeEvents(part, batch)
 	}
+}
+
+// eventsPerTx bounds the agent events written in one transaction: a
+// node's backlog can bring thousands in one flush, more than the store
+// takes at once (its transactions are bounded in bytes).
+const eventsPerTx = 500
+
+// maxWriteTries is how many flushes try to write an update before ingest
+// gives up on it: the store refusing the same write that often is broken,
+// and holding on would grow pending without bound.
+const maxWriteTries = 5
+
+// writeEvents stores the agent events of the nodes of part, oldest first,
+// at most eventsPerTx per transaction. What a failed write did not store
+// is put back for the next flush.
+func (in *Ingest) writeEvents(part []string, batch map[string]*nodeUpdate) {
+	type nodeEvent struct {
+		node string
+		se   seqEvent
+	}
+	var all []nodeEvent
+	for _, n := range part {
+		for _, se := range batch[n].events {
+			all = append(all, nodeEvent{n, se})
+		}
+	}
+	for start := 0; start < len(all); start += eventsPerTx {
+		chunk := all[start:min(start+eventsPerTx, len(all))]
+		err := in.opts.Store.Update(func(tx store.Tx) error {
+			for _, ne := range chunk {
+				e := ne.se.ev
+				if err := events.Put(tx, events.Record{
+					Object: e.Object, Type: e.Type, Reason: e.Reason, Message: e.Message, Time: e.Time,
+					Source: api.EventSource{Component: "edge-agent", Host: ne.node},
+					Key:    fmt.Sprintf("%s.%016x", ne.node, ne.se.seq),
+				}, in.opts.EventTTL); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			in.log.Error("write agent events; retrying at the next flush", "events", len(all)-start, "err", err)
+			rest := map[string]*nodeUpdate{}
+			for _, ne := range all[start:] {
+				u := rest[ne.node]
+				if u == nil {
+					u = &nodeUpdate{tries: batch[ne.node].tries}
+					rest[ne.node] = u
+				}
+				u.events = append(u.events, ne.se)
+			}
+			in.retry(rest)
+			return
+		}
+	}
+}
+
+// retry puts back updates a failed write did not store, under what
+// arrived since, for the next flush; after maxWriteTries it gives up on
+// one, logging what is lost and counting its messages as dropped.
+func (in *Ingest) retry(updates map[string]*nodeUpdate) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for node, u := range updates {
+		u.tries++
+		if u.tries >= maxWriteTries {
+			in.log.Error("the store refused a node's updates too often; giving them up", "node", node, "tries", u.tries, "events", len(u.events))
+			in.dropped.Add(uint64(1 + len(u.events)))
+			continue
+		}
+		if newer := in.pending[node]; newer != nil {
+			merge(u, newer)
+		} else {
+			in.pending[node] = u
+		}
+	}
+	in.signal(false)
+}
+
+// merge folds older, an update put back after a failed write, into newer,
+// what arrived from the node since: of each fact the one with the higher
+// sequence number wins, the online flag is newer's if it has one, events
+// keep their order and drop counts add up.
+func merge(older, newer *nodeUpdate) {
+	if newer.seen.IsZero() || older.seen.After(newer.seen) {
+		newer.seen = older.seen
+	}
+	if older.hello != nil && (newer.hello == nil || older.helloSeq > newer.helloSeq) {
+		newer.hello, newer.helloSeq = older.hello, older.helloSeq
+	}
+	if older.observedSeq > newer.observedSeq {
+		newer.observed, newer.observedSeq = older.observed, older.observedSeq
+	}
+	if older.outbox != nil && older.outboxSeq > newer.outboxSeq {
+		newer.outbox, newer.outboxSeq = older.outbox, older.outboxSeq
+	}
+	if newer.online == nil {
+		newer.online = older.online
+	}
+	if older.podReport != nil && older.reportSeq > newer.reportSeq {
+		newer.podReport, newer.reportSeq = older.podReport, older.reportSeq
+	}
+	if older.claimSeq > newer.claimSeq {
+		newer.statusClaim, newer.claimSeq = older.statusClaim, older.claimSeq
+	}
+	newer.events = append(append(make([]seqEvent, 0, len(older.events)+len(newer.events)), older.events...), newer.events...)
+	for reason, n := range older.dropped {
+		if newer.dropped == nil {
+			newer.dropped = map[string]uint64{}
+		}
+		newer.dropped[reason] += n
+	}
+	newer.tries = max(newer.tries, older.tries)
 }
 
 // leaseOf returns ingest's view of node's lease, reading it from the store
@@ -804,16 +932,6 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) (*lease.Lease, 
 			Object: api.ObjectReference{Kind: api.KindNode, Name: name, UID: after.UID},
 			Type:   typ, Reason: reason, Message: fmt.Sprintf("Node %s status is now: %s (%s)", name, reason, c.Message),
 			Time: at, Source: api.EventSource{Component: "hub"}, Key: events.HubKey(at),
-		}, in.opts.EventTTL); err != nil {
-			return nil, err
-		}
-	}
-	for _, se := range u.events {
-		e := se.ev
-		if err := events.Put(tx, events.Record{
-			Object: e.Object, Type: e.Type, Reason: e.Reason, Message: e.Message, Time: e.Time,
-			Source: api.EventSource{Component: "edge-agent", Host: name},
-			Key:    fmt.Sprintf("%s.%016x", name, se.seq),
 		}, in.opts.EventTTL); err != nil {
 			return nil, err
 		}
