@@ -45,6 +45,8 @@ type hubOptions struct {
 	// authenticated API (see security_test.go). Without it the hub runs
 	// with --insecure.
 	tls bool
+	// extra are more `hub serve` flags.
+	extra []string
 }
 
 var seq atomic.Int64
@@ -88,6 +90,7 @@ func startHub(t *testing.T, o hubOptions) *hubProc {
 		grace = 5 * time.Second
 	}
 	h.args = append(h.args, "--node-grace-period", grace.String())
+	h.args = append(h.args, o.extra...)
 	h.start()
 	t.Cleanup(func() {
 		if t.Failed() {
