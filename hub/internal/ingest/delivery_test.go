@@ -43,7 +43,7 @@ func nodeEvent(node string, i int) wire.Event {
 // would lose it for good with the agent believing it delivered.
 func TestNodeOverItsRateIsPacedNotDropped(t *testing.T) {
 	st := store.NewMemory()
-	limiter, err := ratelimit.New(ratelimit.Options{Rate: 200, Burst: 5})
+	limiter, err := ratelimit.New(ratelimit.Options{Rate: 100, Burst: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,8 +60,11 @@ func TestNodeOverItsRateIsPacedNotDropped(t *testing.T) {
 	if received, dropped := in.Stats(); received != backlog || dropped != 0 {
 		t.Fatalf("received %d, dropped %d", received, dropped)
 	}
-	if held, waited := in.Held(); held != backlog-5 || waited <= 0 {
-		t.Fatalf("held %d messages for %s; want the %d past the burst", held, waited, backlog-5)
+	// How many had to wait depends on how fast this machine handles them
+	// (the bucket refills meanwhile), but 45 past the burst at 100/s do
+	// not all find a token.
+	if held, waited := in.Held(); held == 0 || held > backlog-5 || waited <= 0 {
+		t.Fatalf("held %d messages for %s; want some of the %d past the burst", held, waited, backlog-5)
 	}
 }
 
