@@ -57,6 +57,11 @@ type NodeStatus struct {
 	// Outbox is the agent's queue of undelivered reports, as it last said:
 	// how many are queued and how many it ever dropped because it was full.
 	Outbox NodeOutbox `json:"outbox,omitempty"`
+	// IngestDropped counts the node's messages the hub received and could
+	// not use (malformed, over the size limit, naming another node), by
+	// reason. With Outbox.Dropped it accounts for everything the node
+	// reported that the hub does not hold.
+	IngestDropped map[string]uint64 `json:"ingestDropped,omitempty"`
 	// Metrics is the node's latest usage sample. The hub fills it in when
 	// it serves the node; it is not stored with it.
 	Metrics *NodeUsage `json:"metrics,omitempty"`

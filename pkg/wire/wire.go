@@ -111,6 +111,10 @@ func (e *Error) Unwrap() error { return e.Err }
 // ErrTooLarge marks a payload over MaxPayload.
 var ErrTooLarge = errors.New("payload too large")
 
+// ErrNodeMismatch marks an envelope that names another node than the
+// topic it arrived on.
+var ErrNodeMismatch = errors.New("wrong node")
+
 // Decode parses an envelope received on topic. It checks the size, the
 // version, that the node in the envelope is the node the topic names, and
 // that the type is allowed on that topic kind.
@@ -150,7 +154,7 @@ func check(topic string, env Envelope, hasPayload bool) error {
 		return fail("envelope version %d, want %d", env.V, Version)
 	}
 	if env.Node != node {
-		return fail("envelope names node %q but arrived on node %q's topic", env.Node, node)
+		return fail("%w: envelope names node %q but arrived on node %q's topic", ErrNodeMismatch, env.Node, node)
 	}
 	if !allowed(kind, env.Type) {
 		return fail("message type %q is not allowed on %s topics", env.Type, kind)

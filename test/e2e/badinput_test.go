@@ -103,6 +103,15 @@ func TestBadAgentMessagesLeaveHubRunning(t *testing.T) {
 		}
 		return nil
 	})
+	// Each drop is counted on the node, by reason, where the operator
+	// looks: beside what the agent itself dropped.
+	eventually(t, 10*time.Second, "describe node counts the drops", func() error {
+		out := h.mustCLI("describe", "node", a.node)
+		if want := "Dropped by hub:     4 (malformed 2, tooLarge 1, wrongNode 1)"; !strings.Contains(out, want) {
+			return fmt.Errorf("no %q in:\n%s", want, out)
+		}
+		return nil
+	})
 	// The hub still works: the real agent's pods run.
 	h.applyYAML(daemonSet(uniq("ds"), env.image, "", "sleep 3600"))
 	eventually(t, 30*time.Second, "pod running after the garbage", func() error {

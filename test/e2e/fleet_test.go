@@ -48,6 +48,8 @@ type hubOptions struct {
 	// dataTmpfs, if set, is the size of a tmpfs mounted for the hub's data
 	// directory (see diskfull_test.go).
 	dataTmpfs int64
+	// extra are more `hub serve` flags.
+	extra []string
 }
 
 var seq atomic.Int64
@@ -94,6 +96,7 @@ func startHub(t *testing.T, o hubOptions) *hubProc {
 		grace = 5 * time.Second
 	}
 	h.args = append(h.args, "--node-grace-period", grace.String())
+	h.args = append(h.args, o.extra...)
 	h.start()
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -116,8 +116,11 @@ type Agent struct {
 	lastReport *wire.PodStatusReport
 	// statusSeq is the sequence number of the newest report the broker
 	// acknowledged (wire.Heartbeat.StatusSeq).
-	statusSeq    atomic.Uint64
-	offlineSince time.Time // when the link went down; zero while up
+	statusSeq atomic.Uint64
+	// lastAck is when the broker last acknowledged a publish (UnixNano; 0:
+	// never): the last report the hub had before the link went down.
+	lastAck      atomic.Int64
+	offlineSince time.Time // when the last report got through before the link went down; zero while up
 	started      time.Time
 	everOnline   bool
 	connected    chan struct{}
@@ -399,6 +402,8 @@ func (a *Agent) onConnect(ctx context.Context) {
 	case first:
 		a.nodeEvent(api.EventNormal, "Online", fmt.Sprintf("agent %s connected to the hub, %s after it started", a.cfg.Version, time.Since(a.started).Round(time.Millisecond)))
 	case !since.IsZero():
+		// The outage counts from the last report that got through, not
+		// from when the keep-alive noticed the link gone.
 		a.nodeEvent(api.EventNormal, "Online", fmt.Sprintf("reconnected to the hub after %s offline", time.Since(since).Round(time.Second)))
 	}
 	a.resendStatus()
@@ -438,17 +443,27 @@ func (a *Agent) sendHello(ctx context.Context) {
 }
 
 // onDisconnect records when the link went down, as an event the hub gets
-// when it comes back.
+// when it comes back. The link was gone before the keep-alive noticed
+// (up to 1.5 keep-alives): the outage is counted from the last report the
+// broker acknowledged.
 func (a *Agent) onDisconnect(err error) {
+	now := time.Now()
+	since := now
+	if last := a.lastAck.Load(); last != 0 && time.Unix(0, last).Before(now) {
+		since = time.Unix(0, last)
+	}
 	a.mu.Lock()
 	if a.offlineSince.IsZero() {
-		a.offlineSince = time.Now()
+		a.offlineSince = since
 	}
 	a.mu.Unlock()
-	a.nodeEvent(api.EventWarning, "Offline", fmt.Sprintf("lost the connection to the hub: %v", err))
+	a.nodeEvent(api.EventWarning, "Offline", fmt.Sprintf("lost the connection to the hub: %v (the last report got through %s before)", err, now.Sub(since).Round(time.Second)))
 }
 
-// queueReport queues the node's pod status; it is called by the
+// acked notes that the broker acknowledged a publish now.
+func (a *Agent) acked() { a.lastAck.Store(time.Now().UnixNano()) }
+
+// queueReport sets the node's pod status to deliver; it is called by the
 // reconciler whenever the status changes.
 func (a *Agent) queueReport(r wire.PodStatusReport) {
 	a.reportMu.Lock()
@@ -456,12 +471,12 @@ func (a *Agent) queueReport(r wire.PodStatusReport) {
 	a.mu.Lock()
 	a.lastReport = &r
 	a.mu.Unlock()
-	a.enqueue(wire.TopicStatus, wire.TypePodStatus, outbox.Status, r)
+	a.setStatus(r)
 }
 
-// resendStatus queues the last pod status report again, under a new
-// sequence number: after a reconnect (the hub may have shown the pods as
-// Unknown meanwhile) and when the hub asks for it.
+// resendStatus sets the last pod status report to deliver again, under a
+// new sequence number: after a reconnect (the hub may have shown the pods
+// as Unknown meanwhile) and when the hub asks for it.
 func (a *Agent) resendStatus() {
 	a.reportMu.Lock()
 	defer a.reportMu.Unlock()
@@ -471,7 +486,28 @@ func (a *Agent) resendStatus() {
 	if last == nil {
 		return
 	}
-	a.enqueue(wire.TopicStatus, wire.TypePodStatus, outbox.Status, last)
+	a.setStatus(last)
+}
+
+// setStatus puts a pod status report in the outbox's status slot, which
+// the drain sends before anything queued: the report replaces the one
+// waiting there, and no bound drops it. A report that cannot be kept (the
+// disk failed) is logged; the agent goes on keeping its node right.
+// The caller holds reportMu, so slot reports take increasing numbers.
+func (a *Agent) setStatus(r any) {
+	seq, err := a.state.NextSeq()
+	if err != nil {
+		a.log.Error("set pod status", "err", err)
+		return
+	}
+	b, err := wire.Encode(wire.TypePodStatus, a.cfg.NodeName, seq, time.Now(), r)
+	if err != nil {
+		a.log.Error("set pod status", "err", err)
+		return
+	}
+	if err := a.outbox.SetStatus(outbox.Entry{Seq: seq, Class: outbox.Status, Topic: wire.TopicStatus, Payload: b}); err != nil {
+		a.log.Error("set pod status", "seq", seq, "err", err)
+	}
 }
 
 // queueEvent queues an event from the reconciler.
@@ -534,11 +570,14 @@ func (a *Agent) enqueueErr(topic, typ string, class outbox.Class, payload any) (
 }
 
 // drainBatch is how many queued reports are published before waiting for
-// the broker's acknowledgements.
+// the broker's acknowledgements. The drain goes no faster than those come:
+// a hub that holds the node back (its ingest rate limit) paces it.
 const drainBatch = 64
 
-// drain publishes queued reports in order whenever the link is up, and
-// removes each only once the broker acknowledged it.
+// drain publishes the pod status waiting in the status slot, then queued
+// reports in order, whenever the link is up, and removes each only once
+// the broker acknowledged it. The slot goes first before every batch, so
+// a status change never waits behind more than one batch of a backlog.
 func (a *Agent) drain(ctx context.Context) {
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
@@ -551,6 +590,9 @@ func (a *Agent) drain(ctx context.Context) {
 		case <-retry.C:
 		}
 		for ctx.Err() == nil && a.link.Connected() {
+			if !a.drainStatus(ctx) {
+				break
+			}
 			entries, err := a.outbox.Peek(drainBatch)
 			if err != nil {
 				a.log.Error("read outbox", "err", err)
@@ -564,6 +606,9 @@ func (a *Agent) drain(ctx context.Context) {
 				msgs[i] = link.Message{Topic: wire.NodeTopic(a.cfg.NodeName, e.Topic), QoS: 1, Payload: e.Payload}
 			}
 			n, perr := a.link.PublishBatch(ctx, msgs)
+			if n > 0 {
+				a.acked()
+			}
 			seqs := make([]uint64, n)
 			for i := range seqs {
 				seqs[i] = entries[i].Seq
@@ -594,6 +639,29 @@ func (a *Agent) noteStatusSeq(seq uint64) {
 			return
 		}
 	}
+}
+
+// drainStatus publishes the report waiting in the status slot, if any,
+// and empties the slot once the broker acknowledged it. It reports whether
+// the drain may go on.
+func (a *Agent) drainStatus(ctx context.Context) bool {
+	e, ok := a.outbox.Status()
+	if !ok {
+		return true
+	}
+	if err := a.link.Publish(ctx, wire.NodeTopic(a.cfg.NodeName, e.Topic), 1, false, e.Payload); err != nil {
+		if ctx.Err() == nil && !errors.Is(err, link.ErrNotConnected) {
+			a.log.Warn("deliver pod status; will retry", "seq", e.Seq, "err", err)
+		}
+		return false
+	}
+	a.acked()
+	a.noteStatusSeq(e.Seq)
+	if err := a.outbox.AckStatus(e.Seq); err != nil {
+		a.log.Error("ack pod status", "err", err)
+		return false
+	}
+	return true
 }
 
 func (a *Agent) outboxState() wire.OutboxState {
@@ -665,7 +733,11 @@ func (a *Agent) publishNowSeq(ctx context.Context, kind, typ string, payload any
 	if err != nil {
 		return 0, err
 	}
-	return seq, a.link.Publish(ctx, wire.NodeTopic(a.cfg.NodeName, kind), 1, retained, b)
+	if err := a.link.Publish(ctx, wire.NodeTopic(a.cfg.NodeName, kind), 1, retained, b); err != nil {
+		return seq, err
+	}
+	a.acked()
+	return seq, nil
 }
 
 func (a *Agent) mustEncodeOnline(online bool) []byte {

@@ -1,9 +1,7 @@
 package agent
 
 import (
-	"encoding/json"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,55 +18,6 @@ type slowSeq struct{ *state.Memory }
 func (s slowSeq) NextSeq() (uint64, error) {
 	time.Sleep(20 * time.Microsecond)
 	return s.Memory.NextSeq()
-}
-
-// TestResentStatusNeverOvertakesANewerReport: a resend of the last pod
-// status (after a reconnect, or when the hub asks) racing with the
-// reconciler's new reports must never take a sequence number above a
-// newer report's, or the hub would keep the older status for good.
-func TestResentStatusNeverOvertakesANewerReport(t *testing.T) {
-	a := &Agent{cfg: Config{NodeName: "n1"}, log: slog.New(slog.DiscardHandler),
-		state: slowSeq{state.NewMemory()}, outbox: outbox.NewMemory(outbox.DefaultLimits)}
-	const reports = 200
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for gen := uint64(1); gen <= reports; gen++ {
-			a.queueReport(wire.PodStatusReport{ObservedRevision: gen})
-		}
-	})
-	for range 2 {
-		wg.Go(func() {
-			for range reports {
-				a.resendStatus()
-			}
-		})
-	}
-	wg.Wait()
-	entries, err := a.outbox.Peek(100 * reports)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var newestSeq, newestGen, highestGen uint64
-	for _, e := range entries {
-		env, err := wire.Decode(wire.NodeTopic("n1", e.Topic), e.Payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rep wire.PodStatusReport
-		if err := json.Unmarshal(env.Payload, &rep); err != nil {
-			t.Fatal(err)
-		}
-		if rep.ObservedRevision < highestGen {
-			t.Fatalf("report of generation %d has seq %d, after generation %d's", rep.ObservedRevision, env.Seq, highestGen)
-		}
-		highestGen = rep.ObservedRevision
-		if env.Seq > newestSeq {
-			newestSeq, newestGen = env.Seq, rep.ObservedRevision
-		}
-	}
-	if newestGen != reports {
-		t.Fatalf("the report with the highest sequence number is generation %d, want %d", newestGen, reports)
-	}
 }
 
 // With metrics on, a sample carries the heartbeat, and a heartbeat of its

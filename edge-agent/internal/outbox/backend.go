@@ -27,6 +27,8 @@ type backend interface {
 	// room is how many bytes of cost (diskguard.Cost) the disk would
 	// still take.
 	room() int64
+	// The status slot (status.go).
+	slotStore
 }
 
 // DB is the agent's store as the outbox uses it (state.Store): reads, and
@@ -172,6 +174,7 @@ type memBackend struct {
 	seqs    []uint64
 	values  map[uint64][]byte
 	counter [2][numClasses]uint64
+	slot    []byte
 }
 
 func newMemBackend() *memBackend { return &memBackend{values: map[uint64][]byte{}} }

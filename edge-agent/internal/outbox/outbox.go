@@ -1,10 +1,12 @@
 // Package outbox is the agent's store-and-forward queue: every report the
-// agent must deliver (pod status, events, metric samples) is appended to a
-// bounded queue in the agent's Badger before anything is sent, and drained
-// in order when the broker is reachable, each entry removed only after the
+// agent must deliver (events, metric samples) is appended to a bounded
+// queue in the agent's Badger before anything is sent, and drained in
+// order when the broker is reachable, each entry removed only after the
 // broker acknowledged it. When the queue is full the oldest entries of the
-// lowest class go first, and every drop is counted, never silent. A crash
-// at any moment loses nothing already appended.
+// lowest class go first, and every drop is counted, never silent. The
+// node's pod status, which is state rather than history, waits in a slot
+// of its own that a newer report replaces and no bound drops (status.go).
+// A crash at any moment loses nothing already appended.
 package outbox
 
 // Badger key layout (in the agent's store, beside package state's keys):
@@ -39,7 +41,9 @@ type Class byte
 const (
 	// Telemetry can be lost without harm (metric samples).
 	Telemetry Class = iota
-	// Status is a full status report: a later one supersedes it.
+	// Status is a full status report: a later one supersedes it. The
+	// agent keeps its reports in the status slot now; the class remains
+	// for those an older agent queued.
 	Status
 	// Event is a record of something that happened; dropped last.
 	Event
@@ -121,6 +125,8 @@ type Outbox struct {
 	sizes    map[uint64]int64
 	classes  map[uint64]Class
 	notify   chan struct{}
+	// status is the report waiting in the status slot (status.go).
+	status *Entry
 }
 
 // Open loads the queue's bookkeeping from db.
@@ -157,10 +163,13 @@ func open(st backend, limits Limits) (*Outbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open outbox: %w", err)
 	}
+	if err := o.loadStatus(); err != nil {
+		return nil, fmt.Errorf("open outbox: %w", err)
+	}
 	return o, nil
 }
 
-// Ready is signalled (without blocking) after every Append.
+// Ready is signalled (without blocking) after every Append and SetStatus.
 func (o *Outbox) Ready() <-chan struct{} { return o.notify }
 
 // Append queues one entry durably. seq must increase with every call (the

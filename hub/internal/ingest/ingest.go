@@ -2,8 +2,12 @@
 // online flags) and lands it in the store. Messages are decoded and checked
 // on arrival, merged per node in memory, and written in one transaction per
 // flush, so a fleet's heartbeats cost one store write per flush interval,
-// not one per message. A bad message is logged with its topic and node and
-// dropped; it never stops ingest.
+// not one per message. A node sending faster than its rate limit is held
+// back, never dropped: the broker acknowledged what reaches ingest (or
+// acknowledges it when Handle returns), so a dropped message would be lost
+// with its agent believing it delivered. A bad message is logged with its
+// topic and node, dropped and counted on the node's lease; it never stops
+// ingest.
 package ingest
 
 import (
@@ -12,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -61,9 +66,14 @@ type Options struct {
 	// OnFlush, if set, is told how long each flush took and how many
 	// nodes it wrote.
 	OnFlush func(d time.Duration, nodes int)
-	// Limiter, if set, bounds the messages each node may send; the rest
-	// are dropped (counted as dropped, logged at most once a minute per
-	// node), so that one noisy or hostile node cannot starve the others.
+	// Limiter, if set, bounds the messages each node may send, so that a
+	// noisy or hostile node cannot take the hub's time from the others.
+	// A node over it is held back, not dropped: Handle waits the node's
+	// turn before it takes the message, which on the embedded broker
+	// holds the publisher's connection (and so its PUBACKs) through the
+	// inline session, and on an external broker delays the hub's
+	// acknowledgement, so the broker sends no faster (logged at most once
+	// a minute per node).
 	Limiter Limiter
 	// AskHello, if set, asks a node to send its hello again. Ingest calls
 	// it, from its own goroutine, for a node it hears from without having
@@ -85,9 +95,23 @@ const askHelloEvery = 30 * time.Second
 const askStatusEvery = 15 * time.Second
 
 // Limiter is a per-key token bucket; *ratelimit.Limiter satisfies it.
+// Reserve takes a token, lending it if the key has none, and says how long
+// to wait before acting on it.
 type Limiter interface {
-	Allow(key string) bool
+	Reserve(key string) time.Duration
 }
+
+// Reasons a message is dropped, the keys of a node's
+// api.NodeStatus.IngestDropped.
+const (
+	// DropMalformed: not a v1 envelope, a payload that does not decode,
+	// a type not allowed on its topic.
+	DropMalformed = "malformed"
+	// DropTooLarge: over wire.MaxPayload.
+	DropTooLarge = "tooLarge"
+	// DropWrongNode: the envelope names another node than its topic.
+	DropWrongNode = "wrongNode"
+)
 
 // MetricsSink takes the metric samples a node sent; it must not block.
 type MetricsSink interface {
@@ -104,10 +128,20 @@ type Ingest struct {
 
 	mu      sync.Mutex
 	pending map[string]*nodeUpdate
+	// swapped is closed when Flush takes pending (under mu), for a
+	// handler waiting for room for its node's events.
+	swapped chan struct{}
+
+	// stop is closed when Run returns: a held message waits no longer.
+	stop     chan struct{}
+	stopOnce sync.Once
 
 	received atomic.Uint64
 	dropped  atomic.Uint64
-	// limitedLogged is when a node's refused messages were last logged.
+	// held counts the messages held back by the rate limit, and heldFor
+	// their waits (nanoseconds).
+	held, heldFor atomic.Uint64
+	// limitedLogged is when a node's held messages were last logged.
 	limitedMu     sync.Mutex
 	limitedLogged map[string]time.Time
 
@@ -158,6 +192,13 @@ type nodeUpdate struct {
 	statusClaim, claimSeq uint64
 
 	events []seqEvent
+
+	// dropped counts the node's messages that could not be used, by
+	// reason (DropMalformed...).
+	dropped map[string]uint64
+
+	// tries counts the flushes that failed to write this update.
+	tries int
 }
 
 type seqEvent struct {
@@ -165,8 +206,14 @@ type seqEvent struct {
 	ev  wire.Event
 }
 
-// maxPendingEvents bounds the events one node may queue between flushes.
+// maxPendingEvents bounds the events one node may queue between flushes:
+// past it, the node's next event waits for the next flush (at most
+// eventRoomWait, then it is queued anyway: an acknowledged event is never
+// dropped).
 const maxPendingEvents = 10_000
+
+// eventRoomWait bounds how long an event waits for a flush to make room.
+const eventRoomWait = 5 * time.Second
 
 // New returns an Ingest; register its handlers with Handle and call Run.
 func New(opts Options) *Ingest {
@@ -193,6 +240,8 @@ func New(opts Options) *Ingest {
 		wake:    make(chan struct{}, 1),
 		urgent:  make(chan struct{}, 1),
 		pending: map[string]*nodeUpdate{},
+		swapped: make(chan struct{}),
+		stop:    make(chan struct{}),
 		greeted: map[string]bool{},
 		asked:   map[string]time.Time{},
 		askCh:   make(chan string, 1024),
@@ -227,23 +276,34 @@ func (in *Ingest) wantHello(node string, now time.Time) {
 	}
 }
 
-// Stats returns how many messages arrived and how many were dropped as bad.
+// Stats returns how many messages arrived and how many were dropped: as
+// bad, or given up after the store refused them maxWriteTries times.
 func (in *Ingest) Stats() (received, dropped uint64) {
 	return in.received.Load(), in.dropped.Load()
 }
 
+// Held returns how many messages the rate limit held back, and for how
+// long in all.
+func (in *Ingest) Held() (messages uint64, waited time.Duration) {
+	return in.held.Load(), time.Duration(in.heldFor.Load())
+}
+
 // Handle decodes one message from an agent topic and queues its effect. It
-// is safe for concurrent use and never blocks on the store; whether a fact
-// is newer than what the hub already holds is decided at flush time,
-// against the node's stored cursor.
+// is safe for concurrent use. It waits for the node's turn when the node
+// is over its rate limit, and for the next flush when the node's events
+// fill their bound (so at most for one flush's store write): that is how
+// ingest holds a publisher back instead of dropping what the broker
+// acknowledged. Whether a fact is newer than what the hub already holds
+// is decided at flush time, against the node's stored cursor.
 func (in *Ingest) Handle(topic string, payload []byte) {
 	in.received.Add(1)
 	// The node a message comes from is in its topic (the broker's ACL lets
 	// an agent publish only on its own, and decoding checks the envelope
-	// names it): a node over its limit costs no decoding.
-	if node, _, err := wire.ParseNodeTopic(topic); err == nil && in.opts.Limiter != nil && !in.opts.Limiter.Allow(node) {
-		in.limited(node)
-		return
+	// names it): a node over its limit waits before any decoding.
+	if node, _, err := wire.ParseNodeTopic(topic); err == nil && in.opts.Limiter != nil {
+		if wait := in.opts.Limiter.Reserve(node); wait > 0 {
+			in.holdBack(node, wait)
+		}
 	}
 	// Decode envelope and payload, in one pass, before taking the lock.
 	var (
@@ -272,7 +332,7 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 		return nil
 	})
 	if err != nil {
-		in.drop(err)
+		in.drop(topic, err)
 		return
 	}
 	node, seq := env.Node, env.Seq
@@ -283,11 +343,10 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	u := in.pending[node]
-	if u == nil {
-		u = &nodeUpdate{}
-		in.pending[node] = u
+	if env.Type == wire.TypeEvent {
+		in.roomForEvent(node)
 	}
+	u := in.update(node)
 	observe := func(rev uint64) {
 		if seq > u.observedSeq {
 			u.observed, u.observedSeq = rev, seq
@@ -328,11 +387,7 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 		}
 		observe(report.ObservedRevision)
 	case wire.TypeEvent:
-		if len(u.events) < maxPendingEvents {
-			u.events = append(u.events, seqEvent{seq: seq, ev: event})
-		} else {
-			in.log.Warn("too many events from one node in one flush; dropping", "node", node, "seq", seq)
-		}
+		u.events = append(u.events, seqEvent{seq: seq, ev: event})
 	case wire.TypeOnline:
 		flag := online.Online
 		u.online = &flag
@@ -351,28 +406,91 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 	}
 }
 
-// limited drops a message over its node's rate limit.
-func (in *Ingest) limited(node string) {
-	in.dropped.Add(1)
+// update returns node's pending update, making it. Called under mu.
+func (in *Ingest) update(node string) *nodeUpdate {
+	u := in.pending[node]
+	if u == nil {
+		u = &nodeUpdate{}
+		in.pending[node] = u
+	}
+	return u
+}
+
+// roomForEvent waits, while node has maxPendingEvents events pending, for
+// the next flush to take them, at most eventRoomWait. Called under mu,
+// which it releases while it waits.
+func (in *Ingest) roomForEvent(node string) {
+	u := in.pending[node]
+	if u == nil || len(u.events) < maxPendingEvents {
+		return
+	}
+	swapped := in.swapped
+	in.mu.Unlock()
+	in.signal(true)
+	t := time.NewTimer(eventRoomWait)
+	select {
+	case <-swapped:
+	case <-t.C:
+		in.log.Warn("a node's events wait for a flush longer than expected; queueing them anyway", "node", node, "pending", maxPendingEvents)
+	case <-in.stop:
+	}
+	t.Stop()
+	in.mu.Lock()
+}
+
+// holdBack waits out a node's turn under its rate limit (or until Run
+// ends): the caller's broker session sends no more of the node's messages
+// meanwhile.
+func (in *Ingest) holdBack(node string, wait time.Duration) {
+	in.held.Add(1)
+	in.heldFor.Add(uint64(wait))
 	in.limitedMu.Lock()
-	defer in.limitedMu.Unlock()
 	if in.limitedLogged == nil {
 		in.limitedLogged = map[string]time.Time{}
 	}
 	if now := time.Now(); now.Sub(in.limitedLogged[node]) > time.Minute {
 		in.limitedLogged[node] = now
-		in.log.Warn("node is over its ingest rate limit; dropping its messages", "node", node)
+		in.log.Info("node is over its ingest rate limit; holding its messages back", "node", node)
+	}
+	in.limitedMu.Unlock()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-in.stop:
 	}
 }
 
-func (in *Ingest) drop(err error) {
+// drop counts a message that cannot be used: in all, and on the node its
+// topic names, so that `hub describe node` shows it next to what the
+// agent itself dropped.
+func (in *Ingest) drop(topic string, err error) {
 	in.dropped.Add(1)
 	var we *wire.Error
 	if errors.As(err, &we) {
 		in.log.Warn("dropping bad agent message", "node", we.Node, "topic", we.Topic, "err", we.Err)
-		return
+	} else {
+		in.log.Warn("dropping bad agent message", "err", err)
 	}
-	in.log.Warn("dropping bad agent message", "err", err)
+	node, _, perr := wire.ParseNodeTopic(topic)
+	if perr != nil {
+		return // not a node's topic: no node to count it on
+	}
+	reason := DropMalformed
+	switch {
+	case errors.Is(err, wire.ErrTooLarge):
+		reason = DropTooLarge
+	case errors.Is(err, wire.ErrNodeMismatch):
+		reason = DropWrongNode
+	}
+	in.mu.Lock()
+	u := in.update(node)
+	if u.dropped == nil {
+		u.dropped = map[string]uint64{}
+	}
+	u.dropped[reason]++
+	in.mu.Unlock()
+	in.signal(false)
 }
 
 func (in *Ingest) signal(urgent bool) {
@@ -388,6 +506,7 @@ func (in *Ingest) signal(urgent bool) {
 
 // Run flushes queued updates until ctx ends.
 func (in *Ingest) Run(ctx context.Context) error {
+	defer in.stopOnce.Do(func() { close(in.stop) })
 	if err := in.dropCursors(); err != nil {
 		return err
 	}
@@ -477,11 +596,17 @@ func (in *Ingest) dropCursors() error {
 	return nil
 }
 
-// Flush writes every queued update now.
+// Flush writes every queued update now: each node's facts in one
+// transaction per 200 nodes, then their events, at most eventsPerTx per
+// transaction. What a failed write did not store goes back to pending
+// for the next flush (up to maxWriteTries times): the broker acknowledged
+// it, so no one will send it again.
 func (in *Ingest) Flush() {
 	in.mu.Lock()
 	batch := in.pending
 	in.pending = map[string]*nodeUpdate{}
+	close(in.swapped)
+	in.swapped = make(chan struct{})
 	in.mu.Unlock()
 	if len(batch) == 0 {
 		return
@@ -515,18 +640,138 @@ func (in *Ingest) Flush() {
 			return nil
 		})
 		if err != nil {
-			in.log.Error("write agent updates; they will be re-sent", "nodes", len(part), "err", err)
+			in.log.Error("write agent updates; retrying at the next flush", "nodes", len(part), "err", err)
 			// What ingest holds of these nodes' leases may be ahead of the
 			// store now: read them again next time.
 			for _, n := range part {
 				delete(in.leases, n)
 			}
+			failed := make(map[string]*nodeUpdate, len(part))
+			for _, n := range part {
+				failed[n] = batch[n]
+			}
+			in.retry(failed)
 			continue
 		}
 		for _, l := range written {
 			in.leases[l.Name].stored = l
 		}
+		in.writeEvents(part, batch)
 	}
+}
+
+// eventsPerTx bounds the agent events written in one transaction: a
+// node's backlog can bring thousands in one flush, more than the store
+// takes at once (its transactions are bounded in bytes).
+const eventsPerTx = 500
+
+// maxWriteTries is how many flushes try to write an update before ingest
+// gives up on it: the store refusing the same write that often is broken,
+// and holding on would grow pending without bound.
+const maxWriteTries = 5
+
+// writeEvents stores the agent events of the nodes of part, oldest first,
+// at most eventsPerTx per transaction. What a failed write did not store
+// is put back for the next flush.
+func (in *Ingest) writeEvents(part []string, batch map[string]*nodeUpdate) {
+	type nodeEvent struct {
+		node string
+		se   seqEvent
+	}
+	var all []nodeEvent
+	for _, n := range part {
+		for _, se := range batch[n].events {
+			all = append(all, nodeEvent{n, se})
+		}
+	}
+	for start := 0; start < len(all); start += eventsPerTx {
+		chunk := all[start:min(start+eventsPerTx, len(all))]
+		err := in.opts.Store.Update(func(tx store.Tx) error {
+			for _, ne := range chunk {
+				e := ne.se.ev
+				if err := events.Put(tx, events.Record{
+					Object: e.Object, Type: e.Type, Reason: e.Reason, Message: e.Message, Time: e.Time,
+					Source: api.EventSource{Component: "edge-agent", Host: ne.node},
+					Seq:    ne.se.seq,
+				}, in.opts.EventTTL); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			in.log.Error("write agent events; retrying at the next flush", "events", len(all)-start, "err", err)
+			rest := map[string]*nodeUpdate{}
+			for _, ne := range all[start:] {
+				u := rest[ne.node]
+				if u == nil {
+					u = &nodeUpdate{tries: batch[ne.node].tries}
+					rest[ne.node] = u
+				}
+				u.events = append(u.events, ne.se)
+			}
+			in.retry(rest)
+			return
+		}
+	}
+}
+
+// retry puts back updates a failed write did not store, under what
+// arrived since, for the next flush; after maxWriteTries it gives up on
+// one, logging what is lost and counting its messages as dropped.
+func (in *Ingest) retry(updates map[string]*nodeUpdate) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for node, u := range updates {
+		u.tries++
+		if u.tries >= maxWriteTries {
+			in.log.Error("the store refused a node's updates too often; giving them up", "node", node, "tries", u.tries, "events", len(u.events))
+			in.dropped.Add(uint64(1 + len(u.events)))
+			continue
+		}
+		if newer := in.pending[node]; newer != nil {
+			merge(u, newer)
+		} else {
+			in.pending[node] = u
+		}
+	}
+	in.signal(false)
+}
+
+// merge folds older, an update put back after a failed write, into newer,
+// what arrived from the node since: of each fact the one with the higher
+// sequence number wins, the online flag is newer's if it has one, events
+// keep their order and drop counts add up.
+func merge(older, newer *nodeUpdate) {
+	if newer.seen.IsZero() || older.seen.After(newer.seen) {
+		newer.seen = older.seen
+	}
+	if older.hello != nil && (newer.hello == nil || older.helloSeq > newer.helloSeq) {
+		newer.hello, newer.helloSeq = older.hello, older.helloSeq
+	}
+	if older.observedSeq > newer.observedSeq {
+		newer.observed, newer.observedSeq = older.observed, older.observedSeq
+	}
+	if older.outbox != nil && older.outboxSeq > newer.outboxSeq {
+		newer.outbox, newer.outboxSeq = older.outbox, older.outboxSeq
+	}
+	if newer.online == nil {
+		newer.online = older.online
+	}
+	if older.podReport != nil && older.reportSeq > newer.reportSeq {
+		newer.podReport, newer.reportSeq = older.podReport, older.reportSeq
+	}
+	if older.claimSeq > newer.claimSeq {
+		newer.statusClaim, newer.claimSeq = older.statusClaim, older.claimSeq
+	}
+	newer.events = append(append(make([]seqEvent, 0, len(older.events)+len(newer.events)), older.events...), newer.events...)
+	for reason, n := range older.dropped {
+		if newer.dropped == nil {
+			newer.dropped = map[string]uint64{}
+		}
+		newer.dropped[reason] += n
+	}
+	newer.tries = max(newer.tries, older.tries)
 }
 
 // leaseOf returns ingest's view of node's lease, reading it from the store
@@ -565,8 +810,10 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) (*lease.Lease, 
 	var node *api.Node // the node to write; nil while unchanged
 	switch {
 	case store.IsNotFound(err):
-		if u.online != nil && !*u.online && u.seen.IsZero() {
-			return nil, nil // a will from a node we never met
+		if u.seen.IsZero() {
+			// A will, or messages that could not be used, from a node we
+			// never met: no sign of a node to make.
+			return nil, nil
 		}
 		node = &api.Node{
 			TypeMeta:   api.TypeMeta{APIVersion: "v1", Kind: api.KindNode},
@@ -620,6 +867,17 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) (*lease.Lease, 
 			}
 			n.Status.ObservedRevision = u.observed
 		}
+	}
+	if len(u.dropped) > 0 {
+		// A new map: the stored lease must not share the one that grows.
+		dropped := maps.Clone(ls.latest.IngestDropped)
+		if dropped == nil {
+			dropped = map[string]uint64{}
+		}
+		for reason, n := range u.dropped {
+			dropped[reason] += n
+		}
+		ls.latest.IngestDropped = dropped
 	}
 	if u.outbox != nil && u.outboxSeq > seq.Outbox {
 		ls.latest.Outbox = api.NodeOutbox{Queued: u.outbox.Queued, Dropped: u.outbox.Dropped, DroppedByClass: u.outbox.DroppedByClass, AppendedByClass: u.outbox.AppendedByClass}
@@ -684,16 +942,6 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) (*lease.Lease, 
 			return nil, err
 		}
 	}
-	for _, se := range u.events {
-		e := se.ev
-		if err := events.Put(tx, events.Record{
-			Object: e.Object, Type: e.Type, Reason: e.Reason, Message: e.Message, Time: e.Time,
-			Source: api.EventSource{Component: "edge-agent", Host: name},
-			Seq:    se.seq,
-		}, in.opts.EventTTL); err != nil {
-			return nil, err
-		}
-	}
 	podsWritten := false
 	if u.podReport != nil && u.reportSeq > seq.PodStatus {
 		if podsWritten, err = applyPodReport(tx, name, u.podReport); err != nil {
@@ -716,11 +964,12 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) (*lease.Lease, 
 	// The lease is written with every fact it orders (so that a stored
 	// fact is never newer than its stored sequence number, and a report
 	// that changed nothing needs no write), for a new node, when the
-	// agent's outbox gained or lost entries, and otherwise at most every
-	// SeenResolution to renew it.
+	// agent's outbox gained or lost entries or ingest dropped a message,
+	// and otherwise at most every SeenResolution to renew it.
 	if st := ls.stored; st != nil && node == nil && !podsWritten && st.Seq.Hello == seq.Hello &&
 		ls.latest.RenewTime.Sub(st.RenewTime.Time) < in.opts.SeenResolution &&
-		st.Outbox.Queued == ls.latest.Outbox.Queued && st.Outbox.Dropped == ls.latest.Outbox.Dropped {
+		st.Outbox.Queued == ls.latest.Outbox.Queued && st.Outbox.Dropped == ls.latest.Outbox.Dropped &&
+		maps.Equal(st.IngestDropped, ls.latest.IngestDropped) {
 		return nil, nil
 	}
 	l := ls.latest

@@ -607,38 +607,6 @@ func TestMetricsCarryTheHeartbeat(t *testing.T) {
 	}
 }
 
-// onlyNode is a Limiter that lets one node through.
-type onlyNode string
-
-func (o onlyNode) Allow(key string) bool { return key == string(o) }
-
-// TestLimitedNodeIsDroppedByItsTopic: a node over its limit is dropped and
-// counted, keyed by the node its topic names, even when what it sent would
-// not decode; another node's messages go on.
-func TestLimitedNodeIsDroppedByItsTopic(t *testing.T) {
-	st := store.NewMemory()
-	logs := &syncBuffer{}
-	in := New(Options{Store: st, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: func() time.Time { return t0 }, Limiter: onlyNode("quiet")})
-	hello := wire.Hello{Info: api.NodeSystemInfo{Architecture: "amd64"}}
-	in.Handle(wire.NodeTopic("noisy", wire.TopicStatus), msg(t, "noisy", wire.TypeHello, 1, hello))
-	in.Handle(wire.NodeTopic("noisy", wire.TopicStatus), []byte("not json"))
-	in.Handle(wire.NodeTopic("quiet", wire.TopicStatus), msg(t, "quiet", wire.TypeHello, 1, hello))
-	in.Flush()
-	if received, dropped := in.Stats(); received != 3 || dropped != 2 {
-		t.Fatalf("received %d, dropped %d; want 3, 2", received, dropped)
-	}
-	if !strings.Contains(logs.String(), "over its ingest rate limit") || strings.Contains(logs.String(), "dropping bad agent message") {
-		t.Fatalf("log:\n%s", logs.String())
-	}
-	_ = getNode(t, st, "quiet")
-	if err := st.View(func(tx store.Tx) error {
-		_, err := store.Get[api.Node](tx, api.KindNode, "", "noisy")
-		return err
-	}); !store.IsNotFound(err) {
-		t.Fatalf("limited node stored: %v", err)
-	}
-}
-
 // A pod status report is what controllers wait for (a rolling update's
 // next nodes wait for the last ones' Ready): Run writes it after
 // StatusGather, without waiting for the next FlushInterval, which only

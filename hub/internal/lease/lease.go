@@ -26,6 +26,9 @@ type Lease struct {
 	RenewTime api.Time `json:"renewTime"`
 	// Outbox is the agent's queue as its newest hello or heartbeat said.
 	Outbox api.NodeOutbox `json:"outbox"`
+	// IngestDropped counts the node's messages ingest received and could
+	// not use, by reason (ingest.DropMalformed...).
+	IngestDropped map[string]uint64 `json:"ingestDropped,omitempty"`
 	// Seq holds the sequence numbers of the newest facts applied.
 	Seq Seq `json:"seq"`
 }
@@ -60,13 +63,15 @@ func LastSeen(n *api.Node, l *Lease) time.Time {
 }
 
 // Join fills in what the lease knows of a node being served: its last
-// seen time and its outbox. l may be nil.
+// seen time, its outbox and what ingest dropped of its messages. l may be
+// nil.
 func Join(n *api.Node, l *Lease) {
 	if l == nil {
 		return
 	}
 	n.Status.LastSeen = api.NewTime(LastSeen(n, l))
 	n.Status.Outbox = l.Outbox
+	n.Status.IngestDropped = l.IngestDropped
 }
 
 // Unheard names the Ready nodes not heard from since since, by their

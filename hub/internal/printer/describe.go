@@ -381,22 +381,36 @@ func describeNode(d *describer, n *api.Node, rel Related, now time.Time) {
 	}
 
 	// The agent's store-and-forward queue, as it last said: what waits for
-	// the hub and what a full queue made it drop while offline.
+	// the hub and what a full queue made it drop while offline; then what
+	// the hub received from the node and could not use. Together they are
+	// everything the node reported that the hub does not hold.
 	ob := n.Status.Outbox
 	d.line(0, "Outbox:")
 	d.line(1, "Queued:\t%d", ob.Queued)
-	if ob.Dropped == 0 {
-		d.line(1, "Dropped:\t0")
-	} else {
-		var by []string
-		for _, class := range sortedKeys(ob.DroppedByClass) {
-			by = append(by, fmt.Sprintf("%s %d", class, ob.DroppedByClass[class]))
-		}
-		d.line(1, "Dropped:\t%d (%s)", ob.Dropped, strings.Join(by, ", "))
+	d.line(1, "Dropped:\t%s", countsBy(ob.Dropped, ob.DroppedByClass))
+	var hubDropped uint64
+	for _, c := range n.Status.IngestDropped {
+		hubDropped += c
 	}
+	d.line(1, "Dropped by hub:\t%s", countsBy(hubDropped, n.Status.IngestDropped))
 
 	describeNodePods(d, n, rel.Pods, now)
 	describeNodeUsage(d, n, rel.PodMetrics, now)
+}
+
+// countsBy writes a total and its parts: "0", or "52 (event 19, status 33)".
+func countsBy(total uint64, by map[string]uint64) string {
+	if total == 0 {
+		return "0"
+	}
+	var parts []string
+	for _, k := range sortedKeys(by) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, by[k]))
+	}
+	if len(parts) == 0 {
+		return fmt.Sprint(total)
+	}
+	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, ", "))
 }
 
 func describeResourceList(d *describer, title string, rl api.ResourceList) {

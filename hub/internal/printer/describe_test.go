@@ -171,6 +171,7 @@ func TestDescribeNode(t *testing.T) {
 
 	node := testNodes()[0]
 	node.Status.Outbox = api.NodeOutbox{Queued: 3, Dropped: 52, DroppedByClass: map[string]uint64{"status": 33, "events": 19}}
+	node.Status.IngestDropped = map[string]uint64{"malformed": 2, "wrongNode": 1}
 	out := describe(t, node, Related{Pods: pods})
 	wantLines(t, out,
 		"Name:               edge-1",
@@ -206,6 +207,7 @@ func TestDescribeNode(t *testing.T) {
 		"Outbox:",
 		"  Queued:             3",
 		"  Dropped:            52 (events 19, status 33)",
+		"  Dropped by hub:     3 (malformed 2, wrongNode 1)",
 		"Non-terminated Pods:  (3 in total)",
 		"  Namespace           Name           CPU Requests  CPU Limits  Memory Requests  Memory Limits  Age",
 		"  ---------           ----           ------------  ----------  ---------------  -------------  ---",
@@ -230,6 +232,7 @@ func TestDescribeNodeBare(t *testing.T) {
 		"  Last Seen:  <never>",
 		"  Queued:             0",
 		"  Dropped:            0",
+		"  Dropped by hub:     0",
 		"Non-terminated Pods:  (0 in total)",
 	)
 	wantLines(t, describe(t, testNodes()[1], Related{}),

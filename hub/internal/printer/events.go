@@ -38,7 +38,7 @@ func EventObject(e *api.Event) string {
 }
 
 // SortEvents orders events as they happened: by last timestamp, then by
-// name (agents' event names end in their sequence number).
+// name.
 func SortEvents(evs []*api.Event) {
 	sort.SliceStable(evs, func(i, j int) bool {
 		a, b := evs[i].LastTimestamp.Time, evs[j].LastTimestamp.Time

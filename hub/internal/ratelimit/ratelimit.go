@@ -1,8 +1,10 @@
 // Package ratelimit bounds how fast each source (a node, on ingest) may
 // send: one token bucket per key, refilled at a steady rate up to a burst.
-// It keeps a bounded number of buckets, so that a flood of new keys costs
-// bounded memory, and needs no goroutine: buckets are refilled when they
-// are asked, and full (idle) ones are dropped when room is needed.
+// A caller either asks whether a token is there (Allow, which refuses) or
+// reserves one and waits its turn (Reserve, which paces). It keeps a
+// bounded number of buckets, so that a flood of new keys costs bounded
+// memory, and needs no goroutine: buckets are refilled when they are
+// asked, and full (idle) ones are dropped when room is needed.
 package ratelimit
 
 import (
@@ -33,10 +35,15 @@ type Limiter struct {
 	buckets map[string]*bucket
 	// sweepAt is when full buckets were last dropped.
 	sweepAt time.Time
-	stats   Stats
+	// overflow is the one bucket Reserve shares among the keys that find
+	// no room in buckets.
+	overflow *bucket
+	stats    Stats
 }
 
 type bucket struct {
+	// tokens is negative while Reserve has lent the bucket tokens it has
+	// not earned yet.
 	tokens float64
 	at     time.Time // when tokens was right
 }
@@ -47,6 +54,13 @@ type Stats struct {
 	// RefusedNoRoom counts refusals of new keys while MaxKeys buckets were
 	// in use and none was idle.
 	RefusedNoRoom uint64
+	// Delayed counts the reservations that had to wait, and Delay their
+	// waits added up.
+	Delayed uint64
+	Delay   time.Duration
+	// Shared counts the reservations of keys that found no room and
+	// shared the overflow bucket.
+	Shared uint64
 }
 
 // New returns a Limiter.
@@ -74,15 +88,11 @@ func (l *Limiter) AllowN(key string, n float64) bool {
 	now := l.opts.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, ok := l.buckets[key]
-	if !ok {
-		if len(l.buckets) >= l.opts.MaxKeys && !l.sweepLocked(now) {
-			l.stats.Refused++
-			l.stats.RefusedNoRoom++
-			return false
-		}
-		b = &bucket{tokens: l.opts.Burst, at: now}
-		l.buckets[key] = b
+	b := l.bucketLocked(key, now)
+	if b == nil {
+		l.stats.Refused++
+		l.stats.RefusedNoRoom++
+		return false
 	}
 	l.refill(b, now)
 	if b.tokens < n {
@@ -94,6 +104,53 @@ func (l *Limiter) AllowN(key string, n float64) bool {
 	return true
 }
 
+// Reserve takes one token from key's bucket and returns how long the
+// caller must wait before it acts on what the token pays for: zero while
+// the bucket holds a token, otherwise until the bucket will have earned
+// the one it lends. It never refuses. A caller that waits out each
+// reservation before making the next is paced at Rate once its Burst is
+// spent, and its waits are at most 1/Rate each; concurrent callers of one
+// key queue up behind each other's debts. A key that finds no room among
+// MaxKeys busy buckets shares one overflow bucket with every other such
+// key, so a flood of new keys is paced as one.
+func (l *Limiter) Reserve(key string) time.Duration {
+	now := l.opts.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucketLocked(key, now)
+	if b == nil {
+		if l.overflow == nil {
+			l.overflow = &bucket{tokens: l.opts.Burst, at: now}
+		}
+		b = l.overflow
+		l.stats.Shared++
+	}
+	l.refill(b, now)
+	b.tokens--
+	if b.tokens >= 0 {
+		l.stats.Allowed++
+		return 0
+	}
+	wait := time.Duration(-b.tokens / l.opts.Rate * float64(time.Second))
+	l.stats.Delayed++
+	l.stats.Delay += wait
+	return wait
+}
+
+// bucketLocked returns key's bucket, making one if there is room, or nil.
+// The caller holds l.mu.
+func (l *Limiter) bucketLocked(key string, now time.Time) *bucket {
+	b, ok := l.buckets[key]
+	if !ok {
+		if len(l.buckets) >= l.opts.MaxKeys && !l.sweepLocked(now) {
+			return nil
+		}
+		b = &bucket{tokens: l.opts.Burst, at: now}
+		l.buckets[key] = b
+	}
+	return b
+}
+
 // refill adds what key earned since its bucket was last looked at.
 func (l *Limiter) refill(b *bucket, now time.Time) {
 	if elapsed := now.Sub(b.at).Seconds(); elapsed > 0 {
@@ -103,15 +160,15 @@ func (l *Limiter) refill(b *bucket, now time.Time) {
 }
 
 // sweepLocked drops the buckets that have refilled completely: they hold
-// nothing a new bucket would not. It runs at most once per refill period,
-// so a full table under a flood costs one scan per period, and reports
-// whether there is room now.
+// nothing a new bucket would not (a bucket in debt takes longer to get
+// there). It runs at most once per refill period, so a full table under a
+// flood costs one scan per period, and reports whether there is room now.
 func (l *Limiter) sweepLocked(now time.Time) bool {
 	full := time.Duration(l.opts.Burst / l.opts.Rate * float64(time.Second))
 	if now.Sub(l.sweepAt) >= min(full, time.Second) || l.sweepAt.IsZero() {
 		l.sweepAt = now
 		for k, b := range l.buckets {
-			if now.Sub(b.at) >= full {
+			if now.Sub(b.at).Seconds()*l.opts.Rate >= l.opts.Burst-b.tokens {
 				delete(l.buckets, k)
 			}
 		}

@@ -166,3 +166,99 @@ func TestOptions(t *testing.T) {
 		}
 	}
 }
+
+// A caller that waits out each reservation is paced at the rate once its
+// burst is spent, never refused; one that does not wait runs up a debt
+// that makes the next caller wait longer.
+func TestReservePacesInsteadOfRefusing(t *testing.T) {
+	l, clk := newLimiter(t, 10, 5, 0)
+	for i := range 5 {
+		if d := l.Reserve("n1"); d != 0 {
+			t.Fatalf("reservation %d of the burst waits %s", i, d)
+		}
+	}
+	if d := l.Reserve("n1"); d != 100*time.Millisecond {
+		t.Fatalf("past the burst: wait %s, want 100ms", d)
+	}
+	if d := l.Reserve("n1"); d != 200*time.Millisecond {
+		t.Fatalf("a second reservation behind the first: wait %s, want 200ms", d)
+	}
+	clk.advance(200 * time.Millisecond) // both waits served
+	// Over a minute a caller that waits its turn gets exactly the rate.
+	start := clk.now()
+	n := 0
+	for clk.now().Sub(start) < time.Minute {
+		d := l.Reserve("n1")
+		if d > 100*time.Millisecond {
+			t.Fatalf("reservation %d waits %s, more than 1/rate", n, d)
+		}
+		clk.advance(d)
+		n++
+	}
+	if n < 600 || n > 601 {
+		t.Fatalf("%d reservations in a minute at 10/s", n)
+	}
+	// Another key is not held up by n1's debt.
+	if d := l.Reserve("n2"); d != 0 {
+		t.Fatalf("n2 waits %s behind n1", d)
+	}
+	if st := l.Stats(); st.Refused != 0 || st.Delayed == 0 || st.Delay == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A key that finds no room shares the overflow bucket: paced with every
+// other such key, never refused; a bucket in debt is not dropped for
+// room until it has repaid its debt and refilled.
+func TestReserveWithoutRoomSharesTheOverflowBucket(t *testing.T) {
+	l, clk := newLimiter(t, 1, 2, 1)
+	for range 5 { // the burst of 2, then a debt of 3 tokens
+		l.Reserve("busy")
+	}
+	clk.advance(2 * time.Second) // a full bucket's refill time; busy still owes one
+	for i, key := range []string{"new1", "new2"} {
+		if d := l.Reserve(key); d != 0 {
+			t.Fatalf("%s: wait %s; the overflow bucket holds a burst", key, d)
+		}
+		if st := l.Stats(); st.Shared != uint64(i+1) {
+			t.Fatalf("%s did not share the overflow bucket: %+v", key, st)
+		}
+	}
+	if d := l.Reserve("new3"); d != time.Second {
+		t.Fatalf("a third key without room: wait %s, want the overflow bucket's 1s", d)
+	}
+	clk.advance(3 * time.Second) // busy has repaid and refilled: its bucket goes
+	if d := l.Reserve("new4"); d != 0 || l.Len() != 1 {
+		t.Fatalf("new4: wait %s, %d buckets; busy's full bucket should have made room", d, l.Len())
+	}
+	if st := l.Stats(); st.Shared != 3 || st.Refused != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestConcurrentReservations(t *testing.T) {
+	l, err := New(Options{Rate: 1000, Burst: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var total time.Duration
+	for range 8 {
+		wg.Go(func() {
+			var mine time.Duration
+			for range 50 {
+				mine += l.Reserve("n1")
+			}
+			mu.Lock()
+			total += mine
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	// 400 reservations, 10 from the burst: the debts handed out grow by
+	// 1 ms each (less what the clock refilled meanwhile).
+	if st := l.Stats(); st.Allowed+st.Delayed != 400 || st.Refused != 0 || total <= 0 {
+		t.Fatalf("stats %+v, total wait %s", st, total)
+	}
+}

@@ -71,7 +71,9 @@ type Config struct {
 	// ManualApproval makes every enrolment wait for an operator.
 	ManualApproval bool
 	// IngestRate and IngestBurst bound the messages per second one node
-	// may send (defaults 1000 and 10,000); more are dropped and counted.
+	// may send (defaults 1000 and 10,000); a node sending faster is held
+	// back (its messages wait, and so does their acknowledgement), never
+	// dropped.
 	IngestRate, IngestBurst float64
 }
 
