@@ -512,15 +512,16 @@ func (b *bench) rollout(ctx context.Context, name, image, selector, maxUnavailab
 	if _, err := b.hub.CLI(ctx, scale.DaemonSetManifest(name, image, selector, maxUnavailable, probeDelay), "apply", "-f", "-"); err != nil {
 		return 0, before, before, err
 	}
+	fmt.Printf("    %s %s → %s: applied\n", t0.Format("15:04:05"), name, image)
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	lastPrint := time.Now()
 	watch := &readyWatch{}
 	explained := false
-	done, err := b.hub.WaitRollout(rctx, "default", name, image, want, 250*time.Millisecond, func(ro *api.RolloutStatus) {
+	done, err := b.hub.WaitRollout(rctx, "default", name, image, want, 250*time.Millisecond, func(ro *api.RolloutStatus, current bool) {
 		now := time.Now()
 		if d, down := watch.see(ro, now); down {
-			fmt.Printf("    %s: READY WENT DOWN: %s\n", name, d)
+			fmt.Printf("    %s → %s: READY WENT DOWN: %s\n", name, image, d)
 			if !explained {
 				// What the decrease is made of, once per rollout: a list
 				// of the fleet's pods and nodes is not free for the hub.
@@ -532,7 +533,7 @@ func (b *bench) rollout(ctx context.Context, name, image, selector, maxUnavailab
 		}
 		if now.Sub(lastPrint) > 5*time.Second {
 			lastPrint = now
-			fmt.Printf("    %s %s: %d/%d updated, %d ready, %d unavailable\n", now.Format("15:04:05"), name, ro.Updated, ro.Total, ro.Ready, ro.Unavailable)
+			fmt.Println(progressLine(now, name, image, ro, current))
 		}
 	})
 	b.readyDrops.drops = append(b.readyDrops.drops, watch.drops...)
@@ -540,6 +541,7 @@ func (b *bench) rollout(ctx context.Context, name, image, selector, maxUnavailab
 	if err != nil {
 		return 0, before, after, err
 	}
+	fmt.Printf("    %s %s → %s: complete over %d nodes after %.2f s\n", done.Format("15:04:05"), name, image, want, done.Sub(t0).Seconds())
 	if out, err := b.hub.CLI(ctx, "", "rollout", "status", "ds/"+name, "--watch=false"); err != nil {
 		return 0, before, after, fmt.Errorf("hub rollout status disagrees: %v\n%s", err, out)
 	}

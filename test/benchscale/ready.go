@@ -152,3 +152,18 @@ func whyNotReady(ctx context.Context, hub *scale.Hub, namespace, dsName, hash st
 	sort.Strings(nodeParts)
 	return fmt.Sprintf("pods not Ready on the template: [%s]; nodes not Ready: [%s]", strings.Join(parts, "; "), strings.Join(nodeParts, "; ")), nil
 }
+
+// progressLine is one progress line of the rollout of image to the
+// DaemonSet name, from the status the hub shows; current says it is the
+// status of the template being applied. Each line names the image and the
+// revision its counts are of, so that the lines of two rollouts in a row
+// (a creation, then an update) do not read as one whose Ready went down,
+// and the previous rollout's status, shown until the controller's first
+// pass over the new template, is not taken for the new one's.
+func progressLine(at time.Time, name, image string, ro *api.RolloutStatus, current bool) string {
+	counts := fmt.Sprintf("%d/%d updated, %d ready, %d unavailable", ro.Updated, ro.Total, ro.Ready, ro.Unavailable)
+	if !current {
+		return fmt.Sprintf("    %s %s → %s: not planned yet (the hub still shows revision %d: %s)", at.Format("15:04:05"), name, image, ro.Revision, counts)
+	}
+	return fmt.Sprintf("    %s %s → %s, revision %d: %s", at.Format("15:04:05"), name, image, ro.Revision, counts)
+}
