@@ -26,6 +26,12 @@
 //     then started again: from the new hub's broker listening to every node
 //     Ready, online and heard from since (lastSeen), and every pod Ready.
 //
+// Each rollout's Ready count (status.rollout.ready, polled every 250 ms)
+// should only grow while its template stands; every decrease is printed
+// with its time as it is seen (the first with what the not-Ready pods and
+// nodes say of themselves), and each rollout scenario has a row counting
+// the pods lost from Ready that way, which should read 0.
+//
 // With -containerd (needs root) it also runs test/bench (apply → running
 // and crash → restart on real containerd) and the agent's idle RSS test
 // (test/arm), and it always builds the linux/arm64 agent to report its
@@ -233,6 +239,9 @@ type bench struct {
 	sims      []*harness.Process
 	simAPI    []string // each fleetsim's http://host:port
 	res       *Results
+	// readyDrops gathers the decreases of the rollouts' Ready counts
+	// since the scenario began (readyFigure reports and resets it).
+	readyDrops readyWatch
 }
 
 func run(o options) (Results, error) {
@@ -503,19 +512,36 @@ func (b *bench) rollout(ctx context.Context, name, image, selector, maxUnavailab
 	if _, err := b.hub.CLI(ctx, scale.DaemonSetManifest(name, image, selector, maxUnavailable, probeDelay), "apply", "-f", "-"); err != nil {
 		return 0, before, before, err
 	}
+	fmt.Printf("    %s %s → %s: applied\n", t0.Format("15:04:05"), name, image)
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	lastPrint := time.Now()
-	done, err := b.hub.WaitRollout(rctx, "default", name, image, want, 250*time.Millisecond, func(ro *api.RolloutStatus) {
-		if time.Since(lastPrint) > 5*time.Second {
-			lastPrint = time.Now()
-			fmt.Printf("    %s %s: %d/%d updated, %d ready, %d unavailable\n", time.Now().Format("15:04:05"), name, ro.Updated, ro.Total, ro.Ready, ro.Unavailable)
+	watch := &readyWatch{}
+	explained := false
+	done, err := b.hub.WaitRollout(rctx, "default", name, image, want, 250*time.Millisecond, func(ro *api.RolloutStatus, current bool) {
+		now := time.Now()
+		if d, down := watch.see(ro, now); down {
+			fmt.Printf("    %s → %s: READY WENT DOWN: %s\n", name, image, d)
+			if !explained {
+				// What the decrease is made of, once per rollout: a list
+				// of the fleet's pods and nodes is not free for the hub.
+				explained = true
+				if why, err := whyNotReady(rctx, b.hub, "default", name, ro.TemplateHash); err == nil {
+					fmt.Printf("      %s\n", why)
+				}
+			}
+		}
+		if now.Sub(lastPrint) > 5*time.Second {
+			lastPrint = now
+			fmt.Println(progressLine(now, name, image, ro, current))
 		}
 	})
+	b.readyDrops.drops = append(b.readyDrops.drops, watch.drops...)
 	after, _ := scale.ReadProc(b.hub.Proc.Pid())
 	if err != nil {
 		return 0, before, after, err
 	}
+	fmt.Printf("    %s %s → %s: complete over %d nodes after %.2f s\n", done.Format("15:04:05"), name, image, want, done.Sub(t0).Seconds())
 	if out, err := b.hub.CLI(ctx, "", "rollout", "status", "ds/"+name, "--watch=false"); err != nil {
 		return 0, before, after, fmt.Errorf("hub rollout status disagrees: %v\n%s", err, out)
 	}
@@ -536,6 +562,7 @@ func (b *bench) rolloutSmall(ctx context.Context) error {
 		Target: "≤ 5 s (1,000 nodes)", Met: ptr(d <= 5*time.Second),
 		Detail: fmt.Sprintf("hub CPU %.1f s over it; simulated start %s", (after.CPU - before.CPU).Seconds(), b.o.startDelay)})
 	b.res.add(perNode("created → running", q.ToStart))
+	b.res.add(b.readyFigure())
 	return nil
 }
 
@@ -551,6 +578,7 @@ func (b *bench) rolloutAll(ctx context.Context) error {
 		Target: "≤ 30 s (10,000 nodes)", Met: ptr(d <= 30*time.Second),
 		Detail: fmt.Sprintf("load %s", scale.LoadAverage())})
 	b.res.add(perNode("created → running", b.simImage(ctx, "registry.local/fleet:v2").ToStart))
+	b.res.add(b.readyFigure())
 	b.res.add(Figure{Scenario: "  hub CPU during that rollout", Value: (after.CPU - before.CPU).Seconds(), Unit: "s"})
 	peak := Figure{Scenario: "  hub peak RSS (VmHWM) so far", Value: float64(after.Peak) / (1 << 20), Unit: "MiB",
 		Target: "≤ 1024 MiB", Met: ptr(after.Peak <= 1<<30)}
@@ -575,7 +603,18 @@ func (b *bench) rolling(ctx context.Context) error {
 		Detail: fmt.Sprintf("ideal 10 × wave p99 (%.0f ms, created → ready) = %.1f s; ratio %.2f; hub CPU %.1f s, its VmHWM so far %.0f MiB",
 			q.ToReady.P99, ideal.Seconds(), ratio, (after.CPU - before.CPU).Seconds(), float64(after.Peak)/(1<<20))})
 	b.res.add(perNode("created → ready", q.ToReady))
+	b.res.add(b.readyFigure())
 	return nil
+}
+
+// readyFigure is how many pods the scenario's rollouts (creation and
+// update) saw leave Ready on their template while the rollout ran, from
+// status.rollout.ready polled every 250 ms; it should be 0.
+func (b *bench) readyFigure() Figure {
+	f := Figure{Scenario: "  Ready decreases, pods lost from Ready mid-rollout", Value: float64(b.readyDrops.lost()), Unit: "pods",
+		Detail: b.readyDrops.summary()}
+	b.readyDrops = readyWatch{}
+	return f
 }
 
 func (b *bench) metrics(ctx context.Context) error {

@@ -244,21 +244,24 @@ func (h *Hub) Pods(ctx context.Context, namespace string) ([]api.Pod, error) {
 // WaitRollout polls the DaemonSet every interval until its rollout of a
 // template with image is Complete over want nodes, and returns when it
 // first saw that. It fails on a Failed or RolledBack rollout, or when ctx
-// ends, with the last status.
-func (h *Hub) WaitRollout(ctx context.Context, namespace, name, image string, want int, interval time.Duration, progress func(*api.RolloutStatus)) (time.Time, error) {
+// ends, with the last status. progress, if set, is given every status
+// polled and whether it is of the template with image (until the
+// controller's first pass over that template, the hub shows the previous
+// rollout's).
+func (h *Hub) WaitRollout(ctx context.Context, namespace, name, image string, want int, interval time.Duration, progress func(ro *api.RolloutStatus, current bool)) (time.Time, error) {
 	var last *api.RolloutStatus
 	for {
 		ds, err := h.DaemonSet(ctx, namespace, name)
 		if err == nil && ds.Status.Rollout != nil {
 			ro := ds.Status.Rollout
 			last = ro
-			if progress != nil {
-				progress(ro)
-			}
 			// The rollout status is of the template being applied, not
 			// the previous one's completed rollout.
 			current := len(ds.Spec.Template.Spec.Containers) > 0 && ds.Spec.Template.Spec.Containers[0].Image == image &&
 				ro.TemplateHash == api.HashTemplate(&ds.Spec.Template)
+			if progress != nil {
+				progress(ro, current)
+			}
 			switch {
 			case current && ro.Phase == api.RolloutComplete && int(ro.Updated) == want && int(ro.Ready) == want && int(ro.Total) == want:
 				return time.Now(), nil
