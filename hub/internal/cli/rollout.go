@@ -187,7 +187,7 @@ func verdict(p printer.Progress, ro *api.RolloutStatus, name string, deadline ti
 		if f := ro.Failure; f != nil {
 			state := "rolled back"
 			if ro.Updated < ro.Total || ro.Ready < ro.Total {
-				state = "is rolling back"
+				state = "is being rolled back"
 			}
 			return p, true, "", fmt.Errorf("%s rollout of revision %d failed and %s to revision %d: %s%s",
 				name, f.Revision, state, f.RolledBackTo, f.Message, nodeReasons(f.Nodes))
