@@ -35,13 +35,15 @@ type Options struct {
 	// allows everyone everything, as with --insecure.
 	Auth Auth
 	// WritesPending is how many packets may wait to be written to one
-	// client, and how many QoS 1 messages it may leave unacknowledged
-	// (default DefaultWritesPending). A client over either limit does not
-	// read: its connection is closed, and it gets its retained state back
-	// when it reconnects.
+	// client, how many QoS 1 messages may be in flight to it (sent, not
+	// acknowledged), and how many more may wait for room among those
+	// (default DefaultWritesPending). Whoever would go over waits: the
+	// client's own reader, or the publisher's (outbound.go).
 	WritesPending int32
-	// WriteTimeout bounds each write to a client; one that takes longer
-	// closes the connection (default 30 s).
+	// WriteTimeout bounds each write to a client, and how long a client
+	// with QoS 1 messages waiting for it may go without acknowledging
+	// one; a client over either is disconnected (default 30 s), and gets
+	// its retained state back when it reconnects.
 	WriteTimeout time.Duration
 	// ConnectTimeout bounds the TLS handshake and the CONNECT packet of a
 	// new connection (default 10 s).

@@ -59,15 +59,15 @@ type client struct {
 	registered bool
 
 	// Outbound state, guarded by mu (outbound.go).
-	mu       sync.Mutex
-	queue    [][]byte
-	queued   int // bytes in queue
-	inflight int // QoS 1 messages sent and not yet acknowledged
-	nextID   uint16
-	writing  bool
-	closed   bool
-	reason   string // why the broker closed the connection
-	writer   sync.WaitGroup
+	mu      sync.Mutex
+	queue   [][]byte
+	queued  int     // bytes in queue
+	flight  *flight // QoS 1 messages in flight or waiting; nil if none
+	waits   *waits  // made for the first wait on the connection
+	writing bool
+	closed  bool
+	reason  string // why the broker closed the connection
+	writer  sync.WaitGroup
 }
 
 func newClient(b *Broker, nc net.Conn) *client {
@@ -108,7 +108,7 @@ func (c *client) handle(pk packets.ControlPacket) error {
 	case *packets.PublishPacket:
 		return c.onPublish(p)
 	case *packets.PubackPacket:
-		c.acked()
+		c.acked(p.MessageID)
 	case *packets.PubrelPacket:
 		c.awaitRel = slices.DeleteFunc(c.awaitRel, func(id uint16) bool { return id == p.MessageID })
 		c.send(encode(&packets.PubcompPacket{FixedHeader: packets.FixedHeader{MessageType: packets.Pubcomp}, MessageID: p.MessageID}))
@@ -149,7 +149,7 @@ func (c *client) onPublish(p *packets.PublishPacket) error {
 		}
 		c.awaitRel = append(c.awaitRel, p.MessageID)
 	}
-	c.b.router.publish(p.TopicName, p.Payload, p.Qos, p.Retain)
+	c.b.router.publish(p.TopicName, p.Payload, p.Qos, p.Retain, origin{from: c})
 	switch p.Qos {
 	case 1:
 		c.send(encode(&packets.PubackPacket{FixedHeader: packets.FixedHeader{MessageType: packets.Puback}, MessageID: p.MessageID}))
@@ -187,7 +187,7 @@ func (c *client) onSubscribe(p *packets.SubscribePacket) {
 	}
 	c.send(encode(&packets.SubackPacket{FixedHeader: packets.FixedHeader{MessageType: packets.Suback}, MessageID: p.MessageID, ReturnCodes: codes}))
 	for _, s := range added {
-		c.b.router.sendRetained(s)
+		c.b.router.sendRetained(s, origin{from: c})
 	}
 }
 
@@ -215,7 +215,7 @@ func (c *client) teardown(err error) {
 	c.b.forget(c, c.registered)
 	c.logClose(err)
 	if w := c.will; w != nil && !c.graceful && !c.b.isStopping() {
-		c.b.router.publish(w.topic, w.payload, w.qos, w.retain)
+		c.b.router.publish(w.topic, w.payload, w.qos, w.retain, origin{})
 	}
 	if c.done != nil {
 		close(c.done)

@@ -73,10 +73,25 @@ type inlineSink struct {
 	queues []chan inlineMsg
 }
 
-func (k *inlineSink) deliver(topic string, payload []byte, _ byte, _ bool) {
+// deliver queues the message for its worker, waiting while the queue is
+// full (the publisher is held back meanwhile) until the session ends or
+// the publisher gives up (its connection closed).
+func (k *inlineSink) deliver(m message, o origin) {
+	q := k.queues[shard(m.topic, len(k.queues))]
+	im := inlineMsg{h: k.h, topic: m.topic, payload: m.payload}
 	select {
-	case k.queues[shard(topic, len(k.queues))] <- inlineMsg{h: k.h, topic: topic, payload: payload}:
+	case q <- im:
+		return
+	default:
+	}
+	stop, lazy := o.stop()
+	if lazy {
+		stop = o.from.stopChan()
+	}
+	select {
+	case q <- im:
 	case <-k.ctx.Done():
+	case <-stop:
 	}
 }
 
@@ -119,7 +134,7 @@ func (s *InlineSession) Run(ctx context.Context) error {
 		}
 	}()
 	for _, sub := range added {
-		s.b.router.sendRetained(sub)
+		s.b.router.sendRetained(sub, origin{done: ctx.Done()})
 	}
 	if s.onConnect != nil {
 		s.onConnect(ctx)
@@ -140,14 +155,20 @@ func shard(topic string, n int) int {
 }
 
 // Publish hands one message to the broker, which retains it if asked and
-// queues it for every subscriber before returning. The payload is copied.
-func (s *InlineSession) Publish(_ context.Context, topic string, qos byte, retained bool, payload []byte) error {
+// queues it for every subscriber before returning. A subscriber without
+// room holds it back, until the subscriber drains or is disconnected
+// (within the broker's write timeout) or ctx ends; then the error says
+// that not every subscriber may have the message. The payload is copied.
+func (s *InlineSession) Publish(ctx context.Context, topic string, qos byte, retained bool, payload []byte) error {
 	if !validTopic(topic) {
 		return fmt.Errorf("publish: invalid topic %q", topic)
 	}
 	if qos > 2 {
 		return errors.New("publish: QoS over 2")
 	}
-	s.b.router.publish(topic, append([]byte(nil), payload...), qos, retained)
+	s.b.router.publish(topic, append([]byte(nil), payload...), qos, retained, origin{done: ctx.Done()})
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("publish %s: not every subscriber may have it: %w", topic, err)
+	}
 	return nil
 }

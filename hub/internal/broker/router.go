@@ -16,9 +16,10 @@ import (
 )
 
 // sink receives the messages of a subscription: a client connection or
-// one of the hub's inline handlers.
+// one of the hub's inline handlers. deliver may wait for room, until the
+// origin gives up (outbound.go).
 type sink interface {
-	deliver(topic string, payload []byte, qos byte, retained bool)
+	deliver(m message, o origin)
 }
 
 // subscription is one filter of one subscriber.
@@ -185,8 +186,8 @@ func (f *filterSubs) appendTargets(dst []target) []target {
 
 // publish retains a message if asked (an empty payload deletes the
 // topic's retained message), then hands it to every subscriber,
-// returning once each has it.
-func (r *router) publish(topic string, payload []byte, qos byte, retain bool) {
+// returning once each has it (or the origin gave up waiting).
+func (r *router) publish(topic string, payload []byte, qos byte, retain bool, o origin) {
 	if retain {
 		r.retainMu.Lock()
 		if len(payload) == 0 {
@@ -198,13 +199,13 @@ func (r *router) publish(topic string, payload []byte, qos byte, retain bool) {
 	}
 	var buf [16]target
 	for _, t := range r.targets(topic, buf[:0]) {
-		t.sink.deliver(topic, payload, min(qos, t.qos), false)
+		t.sink.deliver(message{topic: topic, payload: payload, qos: min(qos, t.qos)}, o)
 	}
 }
 
 // sendRetained hands a new subscription the retained messages its filter
 // matches; shared subscriptions get none.
-func (r *router) sendRetained(s *subscription) {
+func (r *router) sendRetained(s *subscription, o origin) {
 	if s.group != "" {
 		return
 	}
@@ -227,6 +228,6 @@ func (r *router) sendRetained(s *subscription) {
 	}
 	r.retainMu.RUnlock()
 	for _, m := range msgs {
-		s.sink.deliver(m.topic, m.payload, min(m.qos, s.qos), true)
+		s.sink.deliver(message{topic: m.topic, payload: m.payload, qos: min(m.qos, s.qos), retained: true}, o)
 	}
 }
