@@ -160,8 +160,8 @@ func (r *Reconciler) fetch(ctx context.Context, image, policy string) (present b
 		return false, f, false
 	}
 	if f.Attempts > 0 {
-		// Only pulls by policy Always failed: the image may be here, and
-		// this container takes it if so.
+		// Backing off, but only pulls by policy Always failed: the image
+		// may be on the board, and this container takes it if so.
 		if _, err := r.cfg.Runtime.EnsureImage(ctx, image, api.PullNever); err == nil {
 			return true, pullFailure{}, false
 		} else if ctx.Err() != nil {
