@@ -1,9 +1,10 @@
 // Package link is an MQTT session that outlives its broker connection: it
 // connects with capped exponential back-off and full jitter (so a thousand
-// agents returning after a site outage do not stampede the broker),
-// re-subscribes after every reconnect, and publishes with a bounded wait for
-// the broker's acknowledgement. Both the hub and the agent talk MQTT only
-// through it; it carries bytes and knows nothing of Flotilla's messages.
+// agents returning after a site outage do not stampede the broker), backs
+// off further when the broker refuses it, re-subscribes after every
+// reconnect, and publishes with a bounded wait for the broker's
+// acknowledgement. Both the hub and the agent talk MQTT only through it; it
+// carries bytes and knows nothing of Flotilla's messages.
 package link
 
 import (
@@ -13,15 +14,25 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 // ErrNotConnected is returned by Publish while the session is down.
 var ErrNotConnected = errors.New("not connected to the broker")
+
+// ErrRefused is wrapped by a connect that the broker refused, rather than
+// one that could not reach it: a CONNACK "not authorised", "bad user name
+// or password" or "identifier rejected", or a TLS alert from the broker
+// during the handshake (a revoked, expired or unknown client
+// certificate). Retrying does not mend it until someone changes the
+// credentials or the broker.
+var ErrRefused = errors.New("refused by the broker")
 
 // Handler receives one message. Handlers of one session run one at a time,
 // in arrival order, on the client's receive path: they must not block for
@@ -58,7 +69,10 @@ type Options struct {
 	// and 30 s). Each delay is drawn uniformly from [0, min(max, min·2ⁿ)].
 	BackoffMin time.Duration
 	BackoffMax time.Duration
-	Logger     *slog.Logger
+	// RefusedBackoffMax bounds the delay after the broker refused the
+	// session (ErrRefused) instead of BackoffMax (default BackoffMax).
+	RefusedBackoffMax time.Duration
+	Logger            *slog.Logger
 }
 
 type subscription struct {
@@ -97,6 +111,9 @@ func New(opts Options) *Session {
 	if opts.BackoffMax <= 0 {
 		opts.BackoffMax = 30 * time.Second
 	}
+	if opts.RefusedBackoffMax <= 0 {
+		opts.RefusedBackoffMax = opts.BackoffMax
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -131,14 +148,19 @@ func (s *Session) Run(ctx context.Context) error {
 		}
 	}()
 
-	attempt := 0
+	var (
+		attempt int
+		delay   time.Duration // before the next attempt
+		failing failureLog
+	)
 	for {
-		if attempt > 0 {
-			delay := Backoff(attempt, s.opts.BackoffMin, s.opts.BackoffMax)
+		if delay > 0 {
+			t := time.NewTimer(delay)
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return nil
-			case <-time.After(delay):
+			case <-t.C:
 			}
 		}
 		if ctx.Err() != nil {
@@ -151,13 +173,19 @@ func (s *Session) Run(ctx context.Context) error {
 		default:
 		}
 		if err := s.connect(ctx, client); err != nil {
-			attempt++
-			if ctx.Err() == nil {
-				s.log.Debug("connect failed", "attempt", attempt, "err", err)
+			if ctx.Err() != nil {
+				return nil
 			}
+			attempt++
+			ceiling := s.opts.BackoffMax
+			if errors.Is(err, ErrRefused) {
+				ceiling = s.opts.RefusedBackoffMax
+			}
+			delay = Backoff(attempt, s.opts.BackoffMin, ceiling)
+			failing.log(s.log, attempt, backoffCeiling(attempt, s.opts.BackoffMin, ceiling), delay, err)
 			continue
 		}
-		attempt = 0
+		attempt, delay, failing = 0, 0, failureLog{}
 		s.connected.Store(true)
 		s.connects.Add(1)
 		s.log.Info("connected")
@@ -174,7 +202,33 @@ func (s *Session) Run(ctx context.Context) error {
 				s.opts.OnDisconnect(err)
 			}
 			attempt = 1
+			delay = Backoff(attempt, s.opts.BackoffMin, s.opts.BackoffMax)
 		}
+	}
+}
+
+// failureLog logs a run of failed connects once per back-off step: when
+// the delay's ceiling grows, or the failure changes between refused and
+// unreachable. At the ceiling the repeats go to debug, so that a broker
+// down for a day does not fill the log, while a refusal, whose ceiling is
+// high, is logged at each of its few attempts.
+type failureLog struct {
+	ceiling time.Duration
+	refused bool
+}
+
+func (f *failureLog) log(log *slog.Logger, attempt int, ceiling, retryIn time.Duration, err error) {
+	refused := errors.Is(err, ErrRefused)
+	step := ceiling != f.ceiling || refused != f.refused
+	f.ceiling, f.refused = ceiling, refused
+	switch {
+	case !step:
+		log.Debug("connect failed", "attempt", attempt, "retryIn", retryIn.Round(time.Millisecond), "err", err)
+	case refused:
+		log.Warn("broker refused the connection: credentials or certificate not accepted (revoked?)",
+			"attempt", attempt, "retryIn", retryIn.Round(time.Millisecond), "err", err)
+	default:
+		log.Warn("cannot connect to the broker", "attempt", attempt, "retryIn", retryIn.Round(time.Millisecond), "err", err)
 	}
 }
 
@@ -183,6 +237,9 @@ func (s *Session) clientOptions(lost chan<- error) *mqtt.ClientOptions {
 		AddBroker(s.opts.Broker).
 		SetClientID(s.opts.ClientID).
 		SetCleanSession(true).
+		// 3.1.1 only: paho would otherwise retry a refused CONNECT as 3.1,
+		// a second connection to be refused again.
+		SetProtocolVersion(4).
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
 		SetKeepAlive(s.opts.KeepAlive).
@@ -216,6 +273,9 @@ func (s *Session) connect(ctx context.Context, client mqtt.Client) error {
 		// refuse every later Connect as "already connected": the agent
 		// would stay silent until the broker dropped that connection.
 		client.Disconnect(0)
+		if refused(err) {
+			return fmt.Errorf("connect to %s: %w: %w", s.opts.Broker, ErrRefused, err)
+		}
 		return fmt.Errorf("connect to %s: %w", s.opts.Broker, err)
 	}
 	s.mu.Lock()
@@ -232,7 +292,7 @@ func (s *Session) connect(ctx context.Context, client mqtt.Client) error {
 			for filter, code := range st.Result() {
 				if code == 0x80 {
 					client.Disconnect(0)
-					return fmt.Errorf("subscribe %s: refused by the broker", filter)
+					return fmt.Errorf("subscribe %s: %w", filter, ErrRefused)
 				}
 			}
 		}
@@ -300,9 +360,27 @@ func wait(ctx context.Context, tok mqtt.Token, timeout time.Duration) error {
 	}
 }
 
+// refused reports whether a failed connect was the broker's refusal: a
+// CONNACK refusing the client's identity or credentials, or a TLS alert
+// the broker sent during the handshake (crypto/tls reports a received
+// alert as a *net.OpError whose Op is "remote error").
+func refused(err error) bool {
+	if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) ||
+		errors.Is(err, packets.ErrorRefusedIDRejected) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
+}
+
 // Backoff returns the delay before reconnect attempt n (n ≥ 1): uniform in
 // [0, min(max, min·2ⁿ⁻¹)] ("full jitter").
 func Backoff(n int, min, max time.Duration) time.Duration {
+	return time.Duration(rand.Int64N(int64(backoffCeiling(n, min, max)) + 1))
+}
+
+// backoffCeiling is min(max, min·2ⁿ⁻¹).
+func backoffCeiling(n int, min, max time.Duration) time.Duration {
 	ceiling := min
 	for i := 1; i < n && ceiling < max; i++ {
 		ceiling *= 2
@@ -310,5 +388,5 @@ func Backoff(n int, min, max time.Duration) time.Duration {
 	if ceiling > max {
 		ceiling = max
 	}
-	return time.Duration(rand.Int64N(int64(ceiling) + 1))
+	return ceiling
 }

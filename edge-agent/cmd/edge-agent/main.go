@@ -81,6 +81,9 @@ func newRootCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		// containerd's client logs through logrus; its lines join the
+		// agent's, in its format, at debug level.
+		ctrruntime.RouteClientLogs(logger.With("component", "containerd-client"))
 		if _, err := config.ApplyMemoryLimit(v.GetString("memory-limit")); err != nil {
 			return err
 		}

@@ -207,10 +207,15 @@ func Run(ctx context.Context, cfg Config) error {
 		// broker outage arrives at about a thousand agents a second per
 		// 10,000 rather than all at once, and a site back from a long
 		// outage is seen within seconds.
-		BackoffMax:   10 * time.Second,
-		OnConnect:    a.onConnect,
-		OnDisconnect: a.onDisconnect,
-		Logger:       a.log,
+		BackoffMax: 10 * time.Second,
+		// A refused node (its certificate revoked) cannot mend that by
+		// retrying: it asks at most every 5 minutes, so that it neither
+		// fills its own log nor the hub's with a refusal every few
+		// seconds, for as long as the board stays powered.
+		RefusedBackoffMax: 5 * time.Minute,
+		OnConnect:         a.onConnect,
+		OnDisconnect:      a.onDisconnect,
+		Logger:            a.log,
 	})
 	a.link.Subscribe(wire.NodeTopic(cfg.NodeName, wire.TopicDesired), 1, a.onDesired)
 	a.link.Subscribe(wire.NodeTopic(cfg.NodeName, wire.TopicRequests), 1, a.onRequest)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
 
@@ -60,15 +61,37 @@ func (f *fakeRuntime) List(ctx context.Context) ([]Container, error) {
 	return out, nil
 }
 
+// EnsureImage records "pull REF" for a call that would ask the registry
+// (IfNotPresent and Always: the fake does not tell them apart), and
+// "check REF" for policy Never, which only looks on the board.
 func (f *fakeRuntime) EnsureImage(ctx context.Context, ref, policy string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if policy == api.PullNever {
+		f.record("check %s", ref)
+		if !f.images[ref] {
+			return "", fmt.Errorf("ensure image %s: %w", ref, ErrImageNeverPull)
+		}
+		return "sha256:" + ref, nil
+	}
 	f.record("pull %s", ref)
 	if err := f.pullErr[ref]; err != nil {
 		return "", err
 	}
 	f.images[ref] = true
 	return "sha256:" + ref, nil
+}
+
+// pulls counts the recorded calls that asked the registry for ref, and
+// takes the calls.
+func (f *fakeRuntime) pulls(ref string) int {
+	n := 0
+	for _, c := range f.takeCalls() {
+		if c == "pull "+ref {
+			n++
+		}
+	}
+	return n
 }
 
 // passGate waits for createGate, if set.

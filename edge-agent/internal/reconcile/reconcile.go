@@ -86,7 +86,12 @@ type Reconciler struct {
 	restarting map[string]bool
 	waiting    map[string]waitState  // container key (ContainerID) → why it is not running
 	retries    map[string]retryState // container key → back-off after a failed pull, create or start
-	wg         sync.WaitGroup
+	// announced is, per container key (or pre-pull key), the end of the
+	// pull back-off step last reported with a BackOff event.
+	announced map[string]time.Time
+	wg        sync.WaitGroup
+	// pulls is the back-off of failed pulls, per image.
+	pulls *pullBackoff
 
 	lastReport *wire.PodStatusReport
 	revision   uint64 // of the snapshot the current pass works from; guarded by mu
@@ -104,6 +109,9 @@ type Reconciler struct {
 
 type waitState struct {
 	reason, message string
+	// image is the image whose pull the container (or pre-pull) waits
+	// for, when reason is reasonErrImagePull.
+	image string
 }
 
 // retryState is the back-off of a container whose pull, create or start
@@ -121,6 +129,7 @@ const (
 	reasonErrImagePull   = "ErrImagePull"
 	reasonImagePullBack  = "ImagePullBackOff"
 	reasonErrNeverPull   = "ErrImageNeverPull"
+	reasonImageInspect   = "ImageInspectError"
 	reasonConfigError    = "CreateContainerConfigError"
 	reasonCreateError    = "CreateContainerError"
 	reasonRunError       = "RunContainerError"
@@ -151,6 +160,8 @@ func New(cfg Config) *Reconciler {
 		restarting: map[string]bool{},
 		waiting:    map[string]waitState{},
 		retries:    map[string]retryState{},
+		announced:  map[string]time.Time{},
+		pulls:      newPullBackoff(),
 		health:     map[string]probe.Status{},
 		trials:     map[string]trial{},
 		goodHash:   map[string]string{},
@@ -266,6 +277,9 @@ func (r *Reconciler) Sync(ctx context.Context) time.Time {
 		}
 	}
 
+	r.pulls.gc(r.now())
+	r.forgetWaits(raw, snap, containers)
+
 	var next time.Time
 	soon := func(t time.Time) {
 		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
@@ -347,6 +361,19 @@ func (r *Reconciler) probeStatus(id string) probe.Status {
 func (r *Reconciler) planPod(ctx context.Context, plan *podPlan) time.Time {
 	pod := plan.pod
 	if len(plan.stale) > 0 {
+		// The replacement waits while any new container backs off (its
+		// image's pull, or its create), as a first start would.
+		var wait time.Time
+		for i := range pod.Spec.Containers {
+			spec := &pod.Spec.Containers[i]
+			if _, ok := plan.current[spec.Name]; ok {
+				continue
+			}
+			wait = latest(wait, latest(r.retryWait(ContainerID(pod, spec.Name)), r.pullHeld(pod, spec)))
+		}
+		if !wait.IsZero() {
+			return wait
+		}
 		stale := plan.stale
 		r.spawn(ctx, pod.UID, func(ctx context.Context) { r.replacePod(ctx, pod, stale) })
 		return time.Time{}
@@ -359,7 +386,7 @@ func (r *Reconciler) planPod(ctx context.Context, plan *podPlan) time.Time {
 		c, exists := plan.current[spec.Name]
 		switch {
 		case !exists:
-			if wait := r.retryWait(key); !wait.IsZero() {
+			if wait := latest(r.retryWait(key), r.pullHeld(pod, spec)); !wait.IsZero() {
 				next = earliest(next, wait)
 				continue
 			}
@@ -412,6 +439,13 @@ func (r *Reconciler) planPod(ctx context.Context, plan *podPlan) time.Time {
 
 func earliest(a, b time.Time) time.Time {
 	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
 		return b
 	}
 	return a
@@ -581,9 +615,6 @@ func (r *Reconciler) retryWait(id string) time.Time {
 	if !ok || !p.next.After(r.now()) {
 		return time.Time{}
 	}
-	if w, ok := r.waiting[id]; ok && w.reason == reasonErrImagePull {
-		r.waiting[id] = waitState{reason: reasonImagePullBack, message: w.message}
-	}
 	return p.next
 }
 
@@ -599,14 +630,6 @@ func (r *Reconciler) failed(id, reason string, err error) {
 	r.mu.Unlock()
 }
 
-func (r *Reconciler) pullFailed(id string, err error) {
-	reason := reasonErrImagePull
-	if errors.Is(err, ErrImageNeverPull) {
-		reason = reasonErrNeverPull
-	}
-	r.failed(id, reason, err)
-}
-
 // createAndStart pulls, creates and starts one container.
 func (r *Reconciler) createAndStart(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container) {
 	if r.pull(ctx, pod, spec) && r.stillDesired(pod) && r.create(ctx, pod, spec, 0) {
@@ -615,20 +638,81 @@ func (r *Reconciler) createAndStart(ctx context.Context, pod *wire.SnapshotPod, 
 	}
 }
 
-// pull makes a container's image present, recording a failure for the
-// status and the pull back-off.
+// pull makes a container's image present, through the image's pull
+// back-off; a failure is recorded for the status, and logged and reported
+// once per back-off step.
 func (r *Reconciler) pull(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container) bool {
 	id := ContainerID(pod, spec.Name)
-	if _, err := r.cfg.Runtime.EnsureImage(ctx, spec.Image, spec.ImagePullPolicy); err != nil {
-		if ctx.Err() == nil {
-			r.log.Warn("pull image", "pod", pod.Namespace+"/"+pod.Name, "container", spec.Name, "image", spec.Image, "err", err)
-			r.pullFailed(id, err)
-			r.emit(pod, spec.Name, api.EventWarning, "Failed", fmt.Sprintf("Failed to pull image %q: %v", spec.Image, err))
+	if spec.ImagePullPolicy == api.PullNever {
+		// No registry is asked: the container backs off on its own.
+		if _, err := r.cfg.Runtime.EnsureImage(ctx, spec.Image, spec.ImagePullPolicy); err != nil {
+			if ctx.Err() != nil {
+				return false
+			}
+			reason, msg := reasonImageInspect, fmt.Sprintf("Failed to inspect image %q: %v", spec.Image, err)
+			if errors.Is(err, ErrImageNeverPull) {
+				reason, msg = reasonErrNeverPull, fmt.Sprintf("Container image %q is not present with pull policy of Never", spec.Image)
+			}
+			r.failed(id, reason, errors.New(msg))
+			r.emit(pod, spec.Name, api.EventWarning, reason, msg)
+			return false
 		}
-		return false
+	} else {
+		present, f, tried := r.fetch(ctx, spec.Image, spec.ImagePullPolicy)
+		if !present {
+			if f.Attempts == 0 {
+				return false // ctx ended
+			}
+			r.holdPull(id, spec.Image, f)
+			if !tried {
+				r.announceBackOff(pod, spec.Name, id, spec.Image, f)
+				return false
+			}
+			r.log.Warn("pull image failed; backing off", "pod", pod.Namespace+"/"+pod.Name, "container", spec.Name, "image", spec.Image,
+				"attempt", f.Attempts, "permanent", f.Permanent, "retryIn", f.Next.Sub(r.now()).Round(time.Second), "err", f.Message)
+			r.emit(pod, spec.Name, api.EventWarning, "Failed", fmt.Sprintf("Failed to pull image %q: %s", spec.Image, f.Message))
+			return false
+		}
 	}
 	r.emit(pod, spec.Name, api.EventNormal, "Pulled", fmt.Sprintf("Image %q is present (pull policy %s)", spec.Image, spec.ImagePullPolicy))
 	return true
+}
+
+// forgetWaits drops the waits, back-offs and announcements of containers
+// (and pre-pulls) that are neither desired nor on the board any more.
+func (r *Reconciler) forgetWaits(raw, snap wire.Snapshot, containers []Container) {
+	keep := map[string]bool{}
+	for _, s := range []wire.Snapshot{raw, snap} {
+		for i := range s.Pods {
+			p := &s.Pods[i]
+			keep["prepull:"+p.UID] = true
+			for j := range p.Spec.Containers {
+				keep[ContainerID(p, p.Spec.Containers[j].Name)] = true
+			}
+		}
+	}
+	for _, c := range containers {
+		if c.Labels[LabelPodUID] != "" {
+			keep[containerKey(c)] = true
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.waiting {
+		if !keep[k] {
+			delete(r.waiting, k)
+		}
+	}
+	for k := range r.retries {
+		if !keep[k] {
+			delete(r.retries, k)
+		}
+	}
+	for k := range r.announced {
+		if !keep[k] {
+			delete(r.announced, k)
+		}
+	}
 }
 
 // create creates run `run` of a container (not started) for spec; a run
@@ -1016,10 +1100,15 @@ func (r *Reconciler) report(raw, snap wire.Snapshot, plans map[string]*podPlan, 
 	rep := wire.PodStatusReport{ObservedRevision: snap.Revision, Pods: make([]wire.PodReport, 0, len(snap.Pods))}
 	for i := range snap.Pods {
 		pod := &snap.Pods[i]
+		st := r.podStatus(pod, plans[pod.UID])
+		prePulled := r.isPrePulled(&raw.Pods[i])
+		if st.PullFailure == nil && !prePulled {
+			st.PullFailure = r.prePullFailure(&raw.Pods[i], pod)
+		}
 		rep.Pods = append(rep.Pods, wire.PodReport{
 			UID: pod.UID, Name: pod.Name, Namespace: pod.Namespace, SpecHash: pod.SpecHash,
-			Status:    r.podStatus(pod, plans[pod.UID]),
-			PrePulled: r.isPrePulled(&raw.Pods[i]),
+			Status:    st,
+			PrePulled: prePulled,
 			Reverted:  reverts[pod.UID],
 		})
 	}
@@ -1065,6 +1154,12 @@ func (r *Reconciler) podStatus(pod *wire.SnapshotPod, plan *podPlan) api.PodStat
 			running++
 			if health.Ready {
 				ready++
+			}
+		case isWaiting && w.reason == reasonErrImagePull:
+			wait, f, failing := r.pullWaiting(w.image)
+			cst.State.Waiting = &wait
+			if failing && st.PullFailure == nil {
+				st.PullFailure = f.status(w.image, pod.SpecHash, false)
 			}
 		case isWaiting:
 			cst.State.Waiting = &api.ContainerStateWaiting{Reason: w.reason, Message: w.message}

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -186,19 +187,33 @@ func (r *Reconciler) prePull(ctx context.Context, pod *wire.SnapshotPod) time.Ti
 	if done {
 		return time.Time{}
 	}
-	if wait := r.retryWait(key); !wait.IsZero() {
-		return wait
+	// The images' pull back-off holds a pre-pull as it holds a start.
+	for _, img := range pod.PrePull {
+		if f, held := r.pulls.holding(img, api.PullIfNotPresent, r.now()); held {
+			r.holdPull(key, img, f)
+			r.announceBackOff(pod, "", key, img, f)
+			return f.Next
+		}
 	}
 	images := append([]string(nil), pod.PrePull...)
 	r.spawn(ctx, key, func(ctx context.Context) {
 		for _, img := range images {
-			if _, err := r.cfg.Runtime.EnsureImage(ctx, img, api.PullIfNotPresent); err != nil {
-				if ctx.Err() == nil {
-					r.failed(key, reasonErrImagePull, err)
-					r.emit(pod, "", api.EventWarning, "Failed", fmt.Sprintf("Failed to pre-pull image %q: %v", img, err))
-				}
-				return
+			present, f, tried := r.fetch(ctx, img, api.PullIfNotPresent)
+			if present {
+				continue
 			}
+			if f.Attempts == 0 {
+				return // ctx ended
+			}
+			r.holdPull(key, img, f)
+			if tried {
+				r.log.Warn("pre-pull image failed; backing off", "pod", pod.Namespace+"/"+pod.Name, "image", img,
+					"attempt", f.Attempts, "permanent", f.Permanent, "retryIn", f.Next.Sub(r.now()).Round(time.Second), "err", f.Message)
+				r.emit(pod, "", api.EventWarning, "Failed", fmt.Sprintf("Failed to pre-pull image %q: %s", img, f.Message))
+			} else {
+				r.announceBackOff(pod, "", key, img, f)
+			}
+			return
 		}
 		r.mu.Lock()
 		r.prepulled[pod.UID] = want
@@ -208,6 +223,23 @@ func (r *Reconciler) prePull(ctx context.Context, pod *wire.SnapshotPod) time.Ti
 		r.emit(pod, "", api.EventNormal, "PrePulled", fmt.Sprintf("Staged %d image(s) for the coming rollout", len(images)))
 	})
 	return time.Time{}
+}
+
+// prePullFailure returns the failure of the pre-pull of raw (the pod as
+// the snapshot has it) while a pull of it fails; runs is the spec the pod
+// runs.
+func (r *Reconciler) prePullFailure(raw, runs *wire.SnapshotPod) *api.ImagePullFailure {
+	r.mu.Lock()
+	w, ok := r.waiting["prepull:"+raw.UID]
+	r.mu.Unlock()
+	if !ok || w.reason != reasonErrImagePull || !slices.Contains(raw.PrePull, w.image) {
+		return nil
+	}
+	f, ok := r.pulls.get(w.image)
+	if !ok {
+		return nil
+	}
+	return f.status(w.image, runs.SpecHash, true)
 }
 
 // isPrePulled reports whether pod's pre-pull list is on the board.

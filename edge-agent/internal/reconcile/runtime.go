@@ -144,7 +144,27 @@ var (
 	ErrAlreadyExists = errors.New("already exists")
 	ErrNotFound      = errors.New("not found")
 	// ErrImagePull wraps a failure to fetch an image from its registry.
+	// The runtime adds one of the kinds below when it can tell why.
 	ErrImagePull = errors.New("image pull failed")
 	// ErrImageNeverPull is returned for policy Never when the image is absent.
 	ErrImageNeverPull = errors.New("image not present and pull policy is Never")
+
+	// ErrImageNotFound: the registry says the repository or the tag does
+	// not exist. Permanent: retrying cannot help until someone pushes it.
+	ErrImageNotFound = errors.New("image not found in the registry")
+	// ErrRegistryDenied: the registry refused the pull (HTTP 401 or 403:
+	// no or wrong credentials, or no access to the repository). Permanent.
+	ErrRegistryDenied = errors.New("registry denied the pull")
+	// ErrInvalidImageRef: the image reference does not parse. Permanent.
+	ErrInvalidImageRef = errors.New("invalid image reference")
+	// ErrRegistryUnavailable: the registry could not be reached or failed
+	// (connection refused, a time-out, HTTP 5xx or 429). Transient.
+	ErrRegistryUnavailable = errors.New("registry unavailable")
 )
+
+// PermanentPullError reports whether a pull failed for a reason that
+// retrying cannot mend by itself: the registry said not found, refused
+// access, or the reference is malformed.
+func PermanentPullError(err error) bool {
+	return errors.Is(err, ErrImageNotFound) || errors.Is(err, ErrRegistryDenied) || errors.Is(err, ErrInvalidImageRef)
+}
