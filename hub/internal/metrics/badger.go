@@ -28,6 +28,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/badgerlog"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
 
@@ -91,7 +92,7 @@ func OpenBadger(dir string, retention time.Duration, logger *slog.Logger) (*Badg
 		WithNumVersionsToKeep(1).
 		WithDetectConflicts(false).
 		WithValueLogFileSize(64 << 20).
-		WithLogger(badgerLogger{logger.With("component", "metrics-badger", "dir", dir)})
+		WithLogger(badgerlog.New(logger.With("component", "metrics-badger", "dir", dir)))
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open metrics store %s: %w", dir, err)
@@ -285,16 +286,3 @@ func (b *BadgerSeries) Close() error {
 	}
 	return nil
 }
-
-// badgerLogger routes Badger's warnings and errors to slog.
-type badgerLogger struct{ l *slog.Logger }
-
-func (a badgerLogger) Errorf(format string, args ...any) {
-	a.l.Error(strings.TrimSpace(fmt.Sprintf(format, args...)))
-}
-
-func (a badgerLogger) Warningf(format string, args ...any) {
-	a.l.Warn(strings.TrimSpace(fmt.Sprintf(format, args...)))
-}
-func (badgerLogger) Infof(string, ...any)  {}
-func (badgerLogger) Debugf(string, ...any) {}
