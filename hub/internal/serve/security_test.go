@@ -2,6 +2,7 @@ package serve
 
 import (
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -31,4 +32,25 @@ func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
 			t.Errorf("Authorization: %q: admitted %v, want %v", header, got, want)
 		}
 	}
+}
+
+// FuzzBearerToken: whatever the header, no panic, and a token is only
+// found after a Bearer scheme, trimmed and not empty.
+func FuzzBearerToken(f *testing.F) {
+	for _, s := range []string{"Bearer abc", "bearer  abc ", "Basic abc", "", "Bearer", " Bearer x", "BEARER\tx"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		tok, ok := bearerToken(header)
+		if !ok {
+			if tok != "" {
+				t.Fatalf("%q: token %q without ok", header, tok)
+			}
+			return
+		}
+		scheme, rest, _ := strings.Cut(header, " ")
+		if !strings.EqualFold(scheme, "bearer") || tok == "" || tok != strings.TrimSpace(tok) || !strings.Contains(rest, tok) {
+			t.Fatalf("%q: token %q", header, tok)
+		}
+	})
 }
