@@ -80,6 +80,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s; a count such as 100000x
 	$(GO) test -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeMessage$$' -fuzztime=$${FUZZTIME:-30s} ./pkg/wire/
 	$(GO) test -run='^$$' -fuzz='^FuzzReadPacket$$' -fuzztime=$${FUZZTIME:-30s} ./hub/internal/broker/
+	$(GO) test -run='^$$' -fuzz='^FuzzBearerToken$$' -fuzztime=$${FUZZTIME:-30s} ./hub/internal/serve/
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: the files above need formatting" && exit 1)

@@ -145,12 +145,11 @@ func up() error {
 
 	node, _ := os.Hostname()
 	node = strings.ToLower(node)
-	say("starting an edge agent for node %q on containerd %s; it enrols with a bootstrap token and connects over mutual TLS", node, socket)
-	agent, err := harness.StartProcess("edge-agent", path("edge-agent.log"), "bin/edge-agent",
-		"--hub", "https://"+httpAddr, "--token", tok[0], "--ca-fingerprint", tok[1],
-		"--broker", "ssl://"+mqttAddr, "--node-name", node, "--label", "site=lab",
-		"--containerd-socket", socket, "--containerd-namespace", agentNamespace,
-		"--state-dir", path("agent"), "--insecure-registry", registryAddr)
+	if err := writeTokenFile(path(tokenFile), tok[0]); err != nil {
+		return err
+	}
+	say("starting an edge agent for node %q on containerd %s; it enrols with a bootstrap token (from %s) and connects over mutual TLS", node, socket, path(tokenFile))
+	agent, err := harness.StartProcess("edge-agent", path("edge-agent.log"), "bin/edge-agent", agentArgs(node, socket, path(tokenFile), tok[1])...)
 	if err != nil {
 		return err
 	}
@@ -158,6 +157,9 @@ func up() error {
 	if err := agent.WaitReady(ctx, nodeReady(node)); err != nil {
 		return err
 	}
+	// Enrolled: the agent has its certificate, and the token was for one
+	// node only.
+	_ = os.Remove(path(tokenFile))
 
 	say("applying %s", exampleFile)
 	if err := hubCLI("apply", "-f", exampleFile); err != nil {
@@ -180,6 +182,32 @@ The fleet is up. Try:
 Logs are in %s/*.log. Stop everything with: make down
 `, node, node, node, stateDir)
 	return nil
+}
+
+// tokenFile holds the bootstrap token under the state directory until the
+// agent enrolled.
+const tokenFile = "agent-token"
+
+// writeTokenFile writes the bootstrap token for the agent's --token-file,
+// readable by its owner only: on the command line every user would see it
+// in ps.
+func writeTokenFile(file, token string) error {
+	_ = os.Remove(file) // WriteFile keeps the mode of a file that exists
+	if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write the bootstrap token: %w", err)
+	}
+	return nil
+}
+
+// agentArgs is the agent's command line. It names the token's file, not
+// the token.
+func agentArgs(node, socket, tokenFile, caFingerprint string) []string {
+	return []string{
+		"--hub", "https://" + httpAddr, "--token-file", tokenFile, "--ca-fingerprint", caFingerprint,
+		"--broker", "ssl://" + mqttAddr, "--node-name", node, "--label", "site=lab",
+		"--containerd-socket", socket, "--containerd-namespace", agentNamespace,
+		"--state-dir", path("agent"), "--insecure-registry", registryAddr,
+	}
 }
 
 // ensureContainerd returns the socket of a running containerd, starting one
@@ -427,7 +455,7 @@ func down() error {
 			fmt.Fprintln(os.Stderr, "devstack: clean up containerd:", err)
 		}
 	}
-	for _, dir := range []string{"pids", "hub", "agent", "registry", "containerd", "containerd.socket"} {
+	for _, dir := range []string{"pids", "hub", "agent", "registry", "containerd", "containerd.socket", tokenFile} {
 		_ = os.RemoveAll(path(dir))
 	}
 	removeClientConfig()

@@ -29,6 +29,7 @@ import (
 
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
+	"github.com/flotilla-edge/flotilla/test/harness"
 )
 
 // httpClient trusts the hub CA when the hub runs TLS. It carries no
@@ -590,6 +591,45 @@ spec:
 			t.Errorf("the ConfigMap value is not found under %s either: the search proves nothing", dir)
 		}
 	}
+
+	// containerd, though, keeps the container's OCI spec, environment
+	// included, in its metadata database under its root, and the task's
+	// bundle config.json under its state directory: a Secret given as an
+	// environment variable is in clear in both. docs/security.md must name
+	// each place it is found, and what to do about it.
+	doc := securityDoc(t)
+	sites := map[string]bool{}
+	for _, dir := range []string{env.ctd.Root, env.ctd.State, filepath.Join("/run/containerd/runc", a.ns)} {
+		if _, err := os.Stat(dir); err != nil {
+			continue
+		}
+		_, hits := grepTree(t, dir, []byte(value))
+		for _, h := range hits {
+			sites[filepath.Base(h)] = true
+			if !strings.Contains(doc, filepath.Base(h)) {
+				t.Errorf("the secret is in clear in %s, which docs/security.md does not name", h)
+			}
+		}
+	}
+	for _, want := range []string{"meta.db", "config.json"} {
+		if !sites[want] {
+			t.Errorf("the secret is not in containerd's %s (found in %v): docs/security.md says it is", want, sites)
+		}
+	}
+}
+
+// securityDoc is docs/security.md.
+func securityDoc(t *testing.T) string {
+	t.Helper()
+	root, err := harness.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "docs", "security.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // grepTree reads every regular file under root that is on root's file

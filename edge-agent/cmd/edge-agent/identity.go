@@ -8,13 +8,41 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/viper"
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/enrol"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
+
+// bootstrapToken is --token (or FLOTILLA_TOKEN), or the content of
+// --token-file. A file (or the environment) keeps the token off the
+// command line, which every user of the board can read in ps; the file
+// is read only while the node is not enrolled, so it may go once it is.
+func bootstrapToken(v *viper.Viper, log *slog.Logger) (string, error) {
+	token, file := v.GetString("token"), v.GetString("token-file")
+	if file == "" {
+		return token, nil
+	}
+	if token != "" {
+		return "", errors.New("give the bootstrap token with --token or --token-file, not both")
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("the bootstrap token file is readable by other users: chmod 600 it", "file", file, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
+	}
+	token = strings.TrimSpace(string(b))
+	if token == "" || strings.ContainsAny(token, " \t\r\n") {
+		return "", fmt.Errorf("--token-file %s: want the token alone on one line, as hub token create prints it", file)
+	}
+	return token, nil
+}
 
 // linkSecurity is how the agent talks to the hub.
 type linkSecurity struct {
@@ -47,11 +75,15 @@ func setUpIdentity(ctx context.Context, v *viper.Viper, brokerSet bool, node, st
 				log.Warn("not enrolled and --broker is plaintext: running insecure (plaintext MQTT, unsigned snapshots accepted)")
 				return linkSecurity{broker: broker}, nil
 			}
-			return linkSecurity{}, fmt.Errorf("node %s is not enrolled (no identity in %s): give --hub, --token and --ca-fingerprint to enrol, or --insecure", node, dir)
+			return linkSecurity{}, fmt.Errorf("node %s is not enrolled (no identity in %s): give --hub, --token (or --token-file) and --ca-fingerprint to enrol, or --insecure", node, dir)
+		}
+		var token string
+		if token, err = bootstrapToken(v, log); err != nil {
+			return linkSecurity{}, err
 		}
 		log.Info("enrolling with the hub", "hub", hub)
 		id, err = enrol.Enrol(ctx, enrol.Config{
-			Hub: hub, Token: v.GetString("token"), CAFingerprint: v.GetString("ca-fingerprint"),
+			Hub: hub, Token: token, CAFingerprint: v.GetString("ca-fingerprint"),
 			NodeName: node, Dir: dir, Logger: log,
 		})
 		if err != nil {

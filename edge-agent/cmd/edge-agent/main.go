@@ -68,8 +68,9 @@ func newRootCommand() *cobra.Command {
 	f.String("memory-limit", defaultMemoryLimit, "soft memory limit for the agent's Go runtime, a garbage-collection target rather than a cap (0: none; GOMEMLIMIT wins)")
 	f.Int("gc-percent", defaultGCPercent, "garbage-collection target: how far the heap grows, in percent of the live heap, before a collection (GOGC wins)")
 	f.String("hub", "", "the hub's HTTPS URL (https://HUB:8443), to enrol with --token and --ca-fingerprint")
-	f.String("token", "", "bootstrap token for enrolment (`hub token create`)")
-	f.String("ca-fingerprint", "", "the hub CA's fingerprint, sha256:…, as `hub token create` prints it")
+	f.String("token", "", "bootstrap token for enrolment, as \"hub token create\" prints it (a command line is visible to every user in ps: prefer --token-file or FLOTILLA_TOKEN)")
+	f.String("token-file", "", "file holding the bootstrap token (mode 0600), instead of --token")
+	f.String("ca-fingerprint", "", "the hub CA's fingerprint, sha256:…, as \"hub token create\" prints it")
 	f.Bool("insecure", false, "connect in plaintext without an identity and accept unsigned snapshots (implied by a tcp:// --broker on a node that is not enrolled)")
 
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {

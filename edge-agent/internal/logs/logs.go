@@ -445,6 +445,25 @@ var (
 	errBadRequest = errors.New("bad request")
 )
 
+// requestError is a refused request: the reply carries its class as the
+// reason and its message as the text, which therefore does not repeat
+// the class (the CLI prints "Error from server (NotFound): " + text).
+type requestError struct {
+	class error
+	msg   string
+}
+
+func (e *requestError) Error() string        { return e.msg }
+func (e *requestError) Is(target error) bool { return target == e.class }
+
+func notFoundf(format string, args ...any) error {
+	return &requestError{class: errNotFound, msg: fmt.Sprintf(format, args...)}
+}
+
+func badRequestf(format string, args ...any) error {
+	return &requestError{class: errBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
 // Serve answers one request.
 func (s *Server) Serve(ctx context.Context, req wire.LogRequest) wire.LogReply {
 	reply, err := s.serve(ctx, req)
@@ -495,7 +514,7 @@ func (s *Server) read(ref ContainerRef, dir string, req wire.LogRequest, limit i
 	defer l.Unlock()
 	runs, _, err := scanContainer(dir)
 	if errors.Is(err, os.ErrNotExist) || (err == nil && len(runs) == 0) {
-		return wire.LogReply{}, true, fmt.Errorf("%w: no logs of container %q in pod %s/%s on this node", errNotFound, req.Container, req.Namespace, req.Pod)
+		return wire.LogReply{}, true, notFoundf("no logs of container %q in pod %s/%s on this node", req.Container, req.Namespace, req.Pod)
 	}
 	if err != nil {
 		return wire.LogReply{}, true, err
@@ -519,7 +538,7 @@ func (s *Server) read(ref ContainerRef, dir string, req wire.LogRequest, limit i
 	case req.Previous:
 		prev, ok := previousRun(runs, cur)
 		if !ok {
-			return wire.LogReply{}, true, fmt.Errorf("%w: previous terminated container %q in pod %q not found", errNotFound, req.Container, req.Pod)
+			return wire.LogReply{}, true, notFoundf("previous terminated container %q in pod %q not found", req.Container, req.Pod)
 		}
 		r = prev
 	default:
@@ -557,14 +576,14 @@ func (s *Server) read(ref ContainerRef, dir string, req wire.LogRequest, limit i
 func validateRequest(req wire.LogRequest) error {
 	for name, v := range map[string]string{"namespace": req.Namespace, "pod": req.Pod, "uid": req.UID, "container": req.Container} {
 		if v == "" || v == "." || v == ".." || strings.ContainsAny(v, "/_\x00") {
-			return fmt.Errorf("%w: %s %q", errBadRequest, name, v)
+			return badRequestf("invalid %s %q: want a name without /, _ or NUL", name, v)
 		}
 	}
 	if req.TailLines != nil && *req.TailLines < 0 {
-		return fmt.Errorf("%w: tailLines %d", errBadRequest, *req.TailLines)
+		return badRequestf("invalid tailLines %d: want 0 or more", *req.TailLines)
 	}
 	if req.Cursor != nil && (req.Cursor.Offset < 0 || req.Cursor.Run < 0) {
-		return fmt.Errorf("%w: cursor %+v", errBadRequest, *req.Cursor)
+		return badRequestf("invalid cursor %+v: want a run and an offset of 0 or more", *req.Cursor)
 	}
 	return nil
 }

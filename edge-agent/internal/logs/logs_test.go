@@ -166,6 +166,9 @@ func TestPreviousRunAndCleanup(t *testing.T) {
 	f.srv.Maintain(time.Now())
 	if rep := f.srv.Serve(context.Background(), req(func(r *wire.LogRequest) { r.Previous = true })); rep.Reason != "NotFound" {
 		t.Fatalf("previous with one run: %+v", rep)
+	} else if strings.HasPrefix(rep.Error, "not found") || !strings.HasPrefix(rep.Error, "previous terminated container") {
+		// The reason carries the class; the text is kubectl's, as the CLI prints it after "Error from server (NotFound): ".
+		t.Errorf("reply text %q repeats its class", rep.Error)
 	}
 	time.Sleep(10 * time.Millisecond) // distinct modification times
 	openRun(t, f.ctrDir, 1).lines("run1", 0, 3)
@@ -254,9 +257,11 @@ func TestRefusesPathsOutsideTheLogs(t *testing.T) {
 	} {
 		if rep := f.srv.Serve(context.Background(), req(bad)); rep.Reason != "BadRequest" {
 			t.Errorf("%+v: reason %q", req(bad), rep.Reason)
+		} else if strings.HasPrefix(rep.Error, "bad request") {
+			t.Errorf("reply text %q repeats its class", rep.Error)
 		}
 	}
-	if rep := f.srv.Serve(context.Background(), req(nil)); rep.Reason != "NotFound" {
+	if rep := f.srv.Serve(context.Background(), req(nil)); rep.Reason != "NotFound" || strings.HasPrefix(rep.Error, "not found") {
 		t.Errorf("missing container: %+v", rep)
 	}
 }

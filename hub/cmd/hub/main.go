@@ -20,7 +20,7 @@ func main() {
 	cmd := cli.NewRootCommand(cli.BuildInfo{Version: version, Commit: commit, Date: date})
 	if err := cmd.Execute(); err != nil {
 		if !cli.IsSilent(err) {
-			fmt.Fprintln(os.Stderr, "error:", err)
+			fmt.Fprintln(os.Stderr, cli.ErrorText(err))
 		}
 		os.Exit(cli.ExitCode(err))
 	}

@@ -233,6 +233,22 @@ func (s *Server) nodeSeries(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if len(filters) > 0 {
+		// A filter that selects nothing is a mistake, not an empty table.
+		all := metrics.SeriesOf(name, since, samples, nil).Columns
+		if bad := metrics.UnknownFilters(all, filters, len(samples) > 0); len(bad) > 0 {
+			var names []string
+			for _, f := range bad {
+				names = append(names, strconv.Quote(f))
+			}
+			known := "node " + name + " has no sample since " + since.UTC().Format(time.RFC3339) + "; metric names are " + strings.Join(metrics.MetricNames(), ", ")
+			if len(samples) > 0 {
+				known = "node " + name + " has " + strings.Join(all, ", ")
+			}
+			return errorf(http.StatusBadRequest, api.ReasonBadRequest, "metric %s: no such metric (give a name or a prefix such as cpu, fs or pod): %s",
+				strings.Join(names, ", "), known)
+		}
+	}
 	writeJSON(w, http.StatusOK, metrics.SeriesOf(name, since, samples, filters))
 	return nil
 }

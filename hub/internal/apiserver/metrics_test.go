@@ -135,6 +135,21 @@ func TestMetricsRoutes(t *testing.T) {
 	if code != 200 || json.Unmarshal(body, &ser) != nil || len(ser.Points) != 2 || len(ser.Columns) != 1 || *ser.Points[1].Values[0] != 50 {
 		t.Fatalf("series: %d %s", code, body)
 	}
+	// A metric no sample has is an error naming the ones there are, not an
+	// empty table.
+	code, body = call(t, srv, "GET", "/api/v1/nodes/n1/metrics?since=1h&metric=cpu&metric=nosuch", "")
+	if code != 400 || !strings.Contains(string(body), `\"nosuch\"`) || !strings.Contains(string(body), "memory.percent") ||
+		!strings.Contains(string(body), "pod.default/web-1.cpu_cores") {
+		t.Errorf("unknown metric: %d %s", code, body)
+	}
+	// With no sample in the window a node's objects are unknown: a family
+	// (fs, pod) passes, a name of none does not.
+	if code, body = call(t, srv, "GET", "/api/v1/nodes/n1/metrics?since=1s&metric=fs&metric=pod.default/web-1", ""); code != 200 {
+		t.Errorf("families without samples: %d %s", code, body)
+	}
+	if code, body = call(t, srv, "GET", "/api/v1/nodes/n1/metrics?since=1s&metric=nosuch", ""); code != 400 || !strings.Contains(string(body), "cpu.usage_cores") {
+		t.Errorf("unknown metric without samples: %d %s", code, body)
+	}
 	if code, _ = call(t, srv, "GET", "/api/v1/nodes/n1/metrics?since=-1h", ""); code != 400 {
 		t.Errorf("bad since: %d", code)
 	}

@@ -212,6 +212,13 @@ func newDeleteCommand(e *env) *cobra.Command {
 					}
 				}
 			}
+			// Namespaces last: deleting one deletes what is in it at once,
+			// so the objects of a manifest that holds a Namespace and its
+			// contents go first, each on its own (and said so), instead of
+			// being NotFound after it.
+			sort.SliceStable(refs, func(i, j int) bool {
+				return refs[i].kind.Kind != api.KindNamespace && refs[j].kind.Kind == api.KindNamespace
+			})
 			c, err := e.client()
 			if err != nil {
 				return err

@@ -153,3 +153,49 @@ func TestReadManifestsRefusesAliasBombs(t *testing.T) {
 		t.Errorf("reading a 1 MiB file allocated %d MiB", n>>20)
 	}
 }
+
+// A manifest usually holds a Namespace and what is in it; deleting it
+// deletes everything, each said once, and succeeds (issue 13, item 7).
+func TestDeleteManifestWithItsNamespace(t *testing.T) {
+	h := newHub(t, "n0")
+	manifest := filepath.Join(t.TempDir(), "team.yaml")
+	if err := os.WriteFile(manifest, []byte(`apiVersion: v1
+kind: Namespace
+metadata: {name: team}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: team}
+data: {a: b}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: team}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers: [{name: c, image: reg/agent:v1}]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.must("apply", "-f", manifest)
+	h.settle()
+	out, errOut, err := h.cli("", "delete", "-f", manifest)
+	if err != nil || errOut != "" {
+		t.Fatalf("delete -f: %v\n%s%s", err, out, errOut)
+	}
+	for _, want := range []string{`namespace "team" deleted`, `configmap "settings" deleted`, `daemonset.apps "agent" deleted`} {
+		if strings.Count(out, want) != 1 {
+			t.Errorf("output lacks %q once:\n%s", want, out)
+		}
+	}
+	if left := h.must("get", "ds", "-A", "-o", "name"); strings.Contains(left, "agent") {
+		t.Errorf("the DaemonSet is still there: %s", left)
+	}
+	// Deleting again: each object is missing, and says so.
+	if _, errOut, err := h.cli("", "delete", "-f", manifest); err == nil || !strings.Contains(errOut, "NotFound") {
+		t.Errorf("second delete: %v %s", err, errOut)
+	}
+}

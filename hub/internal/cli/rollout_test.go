@@ -521,10 +521,22 @@ func TestDrainPlan(t *testing.T) {
 		t.Fatalf("%d %d %d", len(evict), len(daemon), len(other))
 	}
 	bound := func(node string) *api.Pod { p := pod(api.KindDeployment); p.Spec.NodeName = node; return p }
-	if m := rescheduleMissing([]*api.Pod{bound("a"), bound("b"), bound("")}, "b", map[string]int{"default/x": 2}); len(m) != 1 {
-		t.Fatalf("missing = %v", m)
+	refused := bound("")
+	refused.Name = "x-refused"
+	refused.Status.Conditions = []api.PodCondition{{Type: podScheduled, Status: api.ConditionFalse, Reason: "Unschedulable", Message: "0/2 nodes are available"}}
+	// One placed elsewhere, one refused with the scheduler's reason: settled.
+	if m, settled := placement([]*api.Pod{bound("a"), bound("b"), refused}, "b", map[string]int{"default/x": 2}); !settled || len(m) != 1 ||
+		m[0].String() != "pod default/x-refused (deployment default/x): Unschedulable: 0/2 nodes are available" {
+		t.Fatalf("placement = %v, %v", m, settled)
 	}
-	if m := rescheduleMissing([]*api.Pod{bound("a"), bound("c")}, "b", map[string]int{"default/x": 2}); len(m) != 0 {
-		t.Fatalf("missing = %v", m)
+	// One not created yet, one created but not decided on: not settled.
+	if m, settled := placement([]*api.Pod{bound("a")}, "b", map[string]int{"default/x": 2}); settled || len(m) != 1 || !strings.Contains(m[0].String(), "1 of 2 replicas") {
+		t.Fatalf("placement = %v, %v", m, settled)
+	}
+	if m, settled := placement([]*api.Pod{bound("a"), bound("")}, "b", map[string]int{"default/x": 2}); settled || len(m) != 1 {
+		t.Fatalf("placement = %v, %v", m, settled)
+	}
+	if m, settled := placement([]*api.Pod{bound("a"), bound("c")}, "b", map[string]int{"default/x": 2}); !settled || len(m) != 0 {
+		t.Fatalf("placement = %v, %v", m, settled)
 	}
 }

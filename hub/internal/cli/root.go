@@ -7,6 +7,7 @@ package cli
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,8 +29,11 @@ type BuildInfo struct {
 
 // env is what every client command needs.
 type env struct {
-	configFile  string
-	server      string
+	configFile string
+	server     string
+	// serverHint says where server came from when nothing named it, for
+	// the error of a hub that is not there.
+	serverHint  string
 	token       string
 	caPEM       []byte
 	namespace   string
@@ -37,8 +41,25 @@ type env struct {
 	v           *viper.Viper
 }
 
+// defaultServer is the hub's address when nothing names one: an
+// --insecure hub on this machine.
+const defaultServer = "http://127.0.0.1:8080"
+
+// ErrorText is how main prints err: as kubectl does, an answer of the hub
+// as it is ("Error from server (NotFound): …"), anything else after
+// "error: ".
+func ErrorText(err error) string {
+	var se *client.StatusError
+	if errors.As(err, &se) {
+		return err.Error()
+	}
+	return "error: " + err.Error()
+}
+
 // NewRootCommand returns the `hub` command tree.
-func NewRootCommand(build BuildInfo) *cobra.Command {
+func NewRootCommand(build BuildInfo) *cobra.Command { return newRoot(build, defaultServer) }
+
+func newRoot(build BuildInfo, defServer string) *cobra.Command {
 	e := &env{}
 	root := &cobra.Command{
 		Use:   "hub",
@@ -56,19 +77,14 @@ file with its URL, CA and an administrator's token:
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&e.configFile, "config", os.Getenv("FLOTILLA_CONFIG"), "YAML file with settings (keys are the flag names)")
-	pf.String("server", "http://127.0.0.1:8080", "URL of the hub's HTTP API")
+	pf.String("server", defServer, serverUsage)
 	pf.String("token", "", "the hub's administrator token (see {data-dir}/admin.conf)")
 	pf.String("certificate-authority", "", "PEM file of the hub CA, to check an https --server")
 	pf.String("certificate-authority-data", "", "the hub CA, PEM in base64 (as admin.conf carries it)")
 	pf.StringP("namespace", "n", "", "namespace (default \"default\")")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if e.configFile == "" && cmd.Name() != "serve" {
-			// Like ~/.kube/config: the client settings of this user.
-			if home, err := os.UserHomeDir(); err == nil {
-				if p := filepath.Join(home, ".flotilla", "config"); fileExists(p) {
-					e.configFile = p
-				}
-			}
+			e.configFile = userConfigFile()
 		}
 		v, err := config.Load(cmd.Flags(), e.configFile)
 		if err != nil {
@@ -76,6 +92,9 @@ file with its URL, CA and an administrator's token:
 		}
 		e.v = v
 		e.server = v.GetString("server")
+		if !config.Given(v, cmd.Flags(), "server") {
+			e.serverHint = noServerHint(e.configFile)
+		}
 		e.token = v.GetString("token")
 		if f := v.GetString("certificate-authority"); f != "" {
 			b, err := os.ReadFile(f)
@@ -94,6 +113,19 @@ file with its URL, CA and an administrator's token:
 		e.out, e.errOut = cmd.OutOrStdout(), cmd.ErrOrStderr()
 		return nil
 	}
+	// The help shows the server the commands would use, which a config
+	// file (or FLOTILLA_SERVER) usually sets, not the built-in default.
+	help := root.HelpFunc()
+	root.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		if f := root.PersistentFlags().Lookup("server"); f != nil && !f.Changed {
+			server, source := effectiveServer(e.configFile, defServer)
+			f.DefValue, f.Usage = server, serverUsage
+			if source != "" {
+				f.Usage = serverUsage + ", from " + source
+			}
+		}
+		help(cmd, args)
+	})
 	root.AddCommand(
 		newServeCommand(e),
 		newApplyCommand(e),
@@ -118,9 +150,53 @@ file with its URL, CA and an administrator's token:
 	return root
 }
 
+const serverUsage = "URL of the hub's HTTP API"
+
+// userConfigFile is ~/.flotilla/config if it exists: like ~/.kube/config,
+// the client settings of this user.
+func userConfigFile() string {
+	if home, err := os.UserHomeDir(); err == nil {
+		if p := filepath.Join(home, ".flotilla", "config"); fileExists(p) {
+			return p
+		}
+	}
+	return ""
+}
+
+// noServerHint explains a server that nothing named.
+func noServerHint(configFile string) string {
+	if configFile == "" {
+		return "no server was given and " + filepath.Join("~", ".flotilla", "config") + " does not exist: " +
+			"use the client file hub serve writes, hub --config {data-dir}/admin.conf (or FLOTILLA_CONFIG, " +
+			"or copy it to ~/.flotilla/config), or give --server"
+	}
+	return configFile + " names no server, so the default was used: add server: to it, or give --server"
+}
+
+// effectiveServer is the server a command run now would use, and where
+// it comes from ("" for the built-in default), for the help. A config
+// file that does not read is left to the command to report.
+func effectiveServer(configFile, def string) (server, source string) {
+	if s := os.Getenv(config.EnvPrefix + "_SERVER"); s != "" {
+		return s, config.EnvPrefix + "_SERVER"
+	}
+	if configFile == "" {
+		configFile = userConfigFile()
+	}
+	if configFile != "" {
+		v := viper.New()
+		v.SetConfigFile(configFile)
+		v.SetConfigType("yaml")
+		if v.ReadInConfig() == nil && v.GetString("server") != "" {
+			return v.GetString("server"), configFile
+		}
+	}
+	return def, ""
+}
+
 // client returns an API client for the configured server.
 func (e *env) client() (*client.Client, error) {
-	return client.NewWithOptions(e.server, client.Options{CAPEM: e.caPEM, Token: e.token})
+	return client.NewWithOptions(e.server, client.Options{CAPEM: e.caPEM, Token: e.token, UnreachableHint: e.serverHint})
 }
 
 func fileExists(p string) bool {

@@ -90,7 +90,7 @@ func newServeCommand(e *env) *cobra.Command {
 	f.StringSlice("tls-san", nil, "host name or address for the hub's server certificate (repeatable; default localhost, loopback, the host name and its addresses)")
 	f.String("ca-cert", "", "PEM file of an operator's CA to use instead of generating one (with --ca-key)")
 	f.String("ca-key", "", "PEM private key of --ca-cert")
-	f.Bool("manual-approval", false, "every enrolment waits for `hub certificate approve`")
+	f.Bool("manual-approval", false, "every enrolment waits for an operator's \"hub certificate approve\"")
 	f.Float64("ingest-rate", 1000, "messages per second one node may send; a faster node is held back (acknowledged no faster), not dropped")
 	f.Float64("ingest-burst", 10000, "messages one node may send at once above --ingest-rate")
 	f.Duration("node-grace-period", 40*time.Second, "how long a node may be silent before it is NotReady")

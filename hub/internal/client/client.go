@@ -24,6 +24,7 @@ import (
 type Client struct {
 	base string
 	http *http.Client
+	opts Options
 }
 
 // New returns a client for the hub at server (for example
@@ -37,6 +38,10 @@ type Options struct {
 	CAPEM []byte
 	// Token is sent as "Authorization: Bearer".
 	Token string
+	// UnreachableHint, if set, ends the error of a request that found
+	// no hub at the server's address: where the address came from and
+	// how to give another.
+	UnreachableHint string
 }
 
 // NewWithOptions returns a client for the hub at server with credentials.
@@ -60,7 +65,7 @@ func NewWithOptions(server string, o Options) (*Client, error) {
 		}
 		rt = bearer{token: o.Token, next: tr}
 	}
-	return &Client{base: strings.TrimRight(server, "/"), http: &http.Client{Timeout: 60 * time.Second, Transport: rt}}, nil
+	return &Client{base: strings.TrimRight(server, "/"), http: &http.Client{Timeout: 60 * time.Second, Transport: rt}, opts: o}, nil
 }
 
 // bearer adds the token to every request.
@@ -230,7 +235,7 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the hub at %s: %w", c.base, unwrapURLError(err))
+		return c.transportError(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
@@ -251,6 +256,38 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 		return fmt.Errorf("decode answer to %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// transportError says why a request got no answer, telling a hub that
+// answered with a certificate this client does not trust (it was reached:
+// the fix is the CA, not the address) from one that could not be reached.
+func (c *Client) transportError(err error) error {
+	err = unwrapURLError(err)
+	var unknownCA x509.UnknownAuthorityError
+	var badHost x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknownCA):
+		if len(c.opts.CAPEM) == 0 {
+			return fmt.Errorf("the hub at %s answered, but its certificate is not trusted: %w. "+
+				"No hub CA is configured, so the system's roots were used: give the hub's CA as certificate-authority-data "+
+				"in the config (the admin.conf that hub serve writes in its data directory has it) "+
+				"or with --certificate-authority {data-dir}/pki/ca.crt", c.base, err)
+		}
+		return fmt.Errorf("the hub at %s answered, but its certificate is not trusted: %w. "+
+			"The CA this client checks it with (certificate-authority-data in the config, or --certificate-authority) "+
+			"did not sign it: use the admin.conf of this hub (hub --config {data-dir}/admin.conf), "+
+			"or give its {data-dir}/pki/ca.crt with --certificate-authority", c.base, err)
+	case errors.As(err, &badHost):
+		return fmt.Errorf("the hub at %s answered, but its certificate is not trusted: %w. "+
+			"Use a name or address the certificate lists in --server, or add this one to it with hub serve --tls-san", c.base, err)
+	case errors.As(err, &invalid):
+		return fmt.Errorf("the hub at %s answered, but its certificate is not trusted: %w", c.base, err)
+	}
+	if c.opts.UnreachableHint != "" {
+		return fmt.Errorf("cannot reach the hub at %s: %w (%s)", c.base, err, c.opts.UnreachableHint)
+	}
+	return fmt.Errorf("cannot reach the hub at %s: %w", c.base, err)
 }
 
 func unwrapURLError(err error) error {

@@ -103,7 +103,7 @@ func (c *Client) Logs(ctx context.Context, namespace, pod string, o LogOptions, 
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("cannot reach the hub at %s: %w", c.base, unwrapURLError(err))
+		return c.transportError(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {

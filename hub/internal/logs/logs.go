@@ -29,6 +29,18 @@ var (
 	ErrUnreachable = errors.New("node did not answer")
 )
 
+// replyError is an agent's refusal: its text as the agent wrote it, and
+// its class (the reply's reason), which the API turns into the status
+// and its "Error from server (NotFound): " prefix, so the text does not
+// repeat it.
+type replyError struct {
+	class error
+	msg   string
+}
+
+func (e *replyError) Error() string        { return e.msg }
+func (e *replyError) Is(target error) bool { return target == e.class }
+
 // Publisher sends one MQTT message (the hub's session).
 type Publisher interface {
 	Publish(ctx context.Context, topic string, qos byte, retained bool, payload []byte) error
@@ -126,9 +138,9 @@ func (f *Fetcher) Request(ctx context.Context, node string, req wire.LogRequest)
 		if r.Error != "" {
 			switch r.Reason {
 			case "NotFound":
-				return r, fmt.Errorf("%w: %s", ErrNotFound, r.Error)
+				return r, &replyError{class: ErrNotFound, msg: r.Error}
 			case "BadRequest":
-				return r, fmt.Errorf("%w: %s", ErrBadRequest, r.Error)
+				return r, &replyError{class: ErrBadRequest, msg: r.Error}
 			}
 			return r, fmt.Errorf("node %s: %s", node, r.Error)
 		}

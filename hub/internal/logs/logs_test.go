@@ -187,6 +187,11 @@ func TestErrorsAreClassified(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) {
 		t.Errorf("missing container: %v", err)
 	}
+	// The agent's text as it is: the API adds the class ("Error from
+	// server (NotFound): "), so "not found: " here would be said twice.
+	if err == nil || err.Error() != "no such container" {
+		t.Errorf("missing container: %q, want the agent's text", err)
+	}
 	a.notFound, a.silent = false, true
 	err = a.f.Stream(context.Background(), "n1", Query{Namespace: "d", Pod: "p", UID: "u", Container: "c"}, &bytes.Buffer{}, nil)
 	if !errors.Is(err, ErrUnreachable) {

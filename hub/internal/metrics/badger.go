@@ -29,6 +29,7 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/flotilla-edge/flotilla/pkg/diskguard"
+	"github.com/flotilla-edge/flotilla/hub/internal/badgerlog"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
 
@@ -110,7 +111,7 @@ func OpenBadger(dir string, retention time.Duration, logger *slog.Logger, with .
 		WithNumVersionsToKeep(1).
 		WithDetectConflicts(false).
 		WithValueLogFileSize(64 << 20).
-		WithLogger(badgerLogger{logger.With("component", "metrics-badger", "dir", dir)})
+		WithLogger(badgerlog.New(logger.With("component", "metrics-badger", "dir", dir)))
 	b := &BadgerSeries{opts: opts, log: logger, dir: dir, retention: retention, now: time.Now}
 	for _, o := range with {
 		o(b)
@@ -396,16 +397,3 @@ func (b *BadgerSeries) Close() error {
 	}
 	return nil
 }
-
-// badgerLogger routes Badger's warnings and errors to slog.
-type badgerLogger struct{ l *slog.Logger }
-
-func (a badgerLogger) Errorf(format string, args ...any) {
-	a.l.Error(strings.TrimSpace(fmt.Sprintf(format, args...)))
-}
-
-func (a badgerLogger) Warningf(format string, args ...any) {
-	a.l.Warn(strings.TrimSpace(fmt.Sprintf(format, args...)))
-}
-func (badgerLogger) Infof(string, ...any)  {}
-func (badgerLogger) Debugf(string, ...any) {}

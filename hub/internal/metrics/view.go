@@ -171,6 +171,54 @@ var baseColumns = []string{
 	"uptime.seconds", "processes", "pods",
 }
 
+// objectNames are the metric names per object, as patterns.
+var objectNames = []string{
+	"cpu.coreN.percent",
+	"fs.MOUNT.percent", "fs.MOUNT.used_bytes",
+	"diskio.DEV.read_bps", "diskio.DEV.write_bps",
+	"net.IFACE.rx_bps", "net.IFACE.tx_bps", "net.IFACE.rx_errors", "net.IFACE.tx_errors",
+	"temperature.SENSOR.celsius",
+	"pod.NS/NAME.cpu_cores", "pod.NS/NAME.memory_bytes",
+}
+
+// MetricNames are the names a node's series may have: the fixed ones,
+// then the per-object ones as patterns (fs.MOUNT.percent).
+func MetricNames() []string {
+	return append(append([]string(nil), baseColumns...), objectNames...)
+}
+
+// UnknownFilters returns the filters that select no metric. With
+// samples, that is none of their columns (columns: every column of the
+// series, unfiltered). Without, the node's objects are unknown, so only
+// a filter outside every family (the part before the first dot: cpu,
+// fs, pod) is.
+func UnknownFilters(columns, filters []string, haveSamples bool) []string {
+	families := map[string]bool{}
+	for _, n := range MetricNames() {
+		f, _, _ := strings.Cut(n, ".")
+		families[f] = true
+	}
+	var out []string
+	for _, f := range filters {
+		known := false
+		if haveSamples {
+			for _, c := range columns {
+				if matches(c, []string{f}) {
+					known = true
+					break
+				}
+			}
+		} else {
+			family, _, _ := strings.Cut(f, ".")
+			known = families[family]
+		}
+		if !known {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // flatten turns one sample into named values.
 func flatten(s wire.MetricSample) map[string]float64 {
 	n := s.Node

@@ -130,12 +130,24 @@ func (a *authenticator) ok(r *http.Request) bool {
 		r.TLS.PeerCertificates[0].Subject.CommonName == pki.AdminIdentity {
 		return true
 	}
-	tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !found || tok == "" {
+	tok, ok := bearerToken(r.Header.Get("Authorization"))
+	if !ok {
 		return false
 	}
-	h := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	h := sha256.Sum256([]byte(tok))
 	return subtle.ConstantTimeCompare(h[:], a.tokenHash[:]) == 1
+}
+
+// bearerToken reads "Authorization: Bearer TOKEN". The scheme is
+// case-insensitive and one or more spaces follow it (RFC 7235 §2.1), so
+// "bearer TOKEN" is as good as "Bearer TOKEN".
+func bearerToken(header string) (string, bool) {
+	scheme, rest, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok := strings.TrimSpace(rest)
+	return tok, tok != ""
 }
 
 // wrap refuses unauthenticated requests with 401, except the health check.

@@ -38,6 +38,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/badgerlog"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 )
@@ -227,7 +228,7 @@ func OpenBadger(dir string, opts ...BadgerOption) (*Badger, error) {
 		WithSyncWrites(true).
 		// Update serializes writers, so Badger need not track conflicts.
 		WithDetectConflicts(false).
-		WithLogger(badgerLogger{cfg.logger.With("component", "badger", "dir", dir)})
+		WithLogger(badgerlog.New(cfg.logger.With("component", "badger", "dir", dir)))
 	if cfg.guard == nil {
 		cfg.guard = diskguard.New(0, dir)
 	}
@@ -778,19 +779,4 @@ func (tx *badgerTx) Delete(key Key) error {
 	}
 	tx.log.remove(key)
 	return nil
-}
-
-// badgerLogger routes Badger's log to slog, keeping warnings and errors.
-type badgerLogger struct{ l *slog.Logger }
-
-func (a badgerLogger) Errorf(format string, args ...any) { a.log(slog.LevelError, format, args) }
-func (a badgerLogger) Warningf(format string, args ...any) {
-	a.log(slog.LevelWarn, format, args)
-}
-func (a badgerLogger) Infof(string, ...any)  {}
-func (a badgerLogger) Debugf(string, ...any) {}
-
-func (a badgerLogger) log(level slog.Level, format string, args []any) {
-	msg := strings.TrimSpace(fmt.Sprintf(format, args...))
-	a.l.Log(context.Background(), level, msg)
 }

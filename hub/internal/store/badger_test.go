@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -169,22 +168,6 @@ func TestBadgerRunGC(t *testing.T) {
 	err := s.RunGC(context.Background(), time.Millisecond)
 	if !errors.Is(err, ErrClosed) {
 		t.Fatalf("RunGC after Close: %v", err)
-	}
-}
-
-func TestBadgerLogger(t *testing.T) {
-	var buf bytes.Buffer
-	l := badgerLogger{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-	l.Debugf("debug %d\n", 1)
-	l.Infof("info %d\n", 2)
-	l.Warningf("warn %d\n", 3)
-	l.Errorf("error %d\n", 4)
-	out := buf.String()
-	if strings.Contains(out, "debug 1") || strings.Contains(out, "info 2") {
-		t.Errorf("debug or info passed through:\n%s", out)
-	}
-	if !strings.Contains(out, `level=WARN msg="warn 3"`) || !strings.Contains(out, `level=ERROR msg="error 4"`) {
-		t.Errorf("warning or error missing:\n%s", out)
 	}
 }
 
