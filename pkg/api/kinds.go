@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 )
 
@@ -59,6 +60,23 @@ var kinds = []KindInfo{
 	// approval subresource, never written directly.
 	{Kind: KindCertificateSigningRequest, APIVersion: "certificates.k8s.io/v1", Resource: "certificatesigningrequests", Singular: "certificatesigningrequest", ShortNames: []string{"csr"},
 		New: func() Object { return &CertificateSigningRequest{} }},
+}
+
+// kindByType maps each supported object type (the struct, not its
+// pointer) to its kind.
+var kindByType = func() map[reflect.Type]string {
+	m := make(map[reflect.Type]string, len(kinds))
+	for _, k := range kinds {
+		m[reflect.TypeOf(k.New()).Elem()] = k.Kind
+	}
+	return m
+}()
+
+// KindOfType returns the kind of the object type t (a struct type such as
+// Pod), and false if t is not a supported kind.
+func KindOfType(t reflect.Type) (string, bool) {
+	k, ok := kindByType[t]
+	return k, ok
 }
 
 // Kinds returns every supported resource type.

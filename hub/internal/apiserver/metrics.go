@@ -264,7 +264,7 @@ func (s *Server) podLog(w http.ResponseWriter, r *http.Request) error {
 	var pod *api.Pod
 	err := s.store.View(func(tx store.Tx) error {
 		var err error
-		pod, err = store.Get[api.Pod](tx, api.KindPod, ns, name)
+		pod, err = store.Get[api.Pod](tx, ns, name)
 		return err
 	})
 	if store.IsNotFound(err) {

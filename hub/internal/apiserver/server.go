@@ -345,11 +345,11 @@ type nodeJoin struct {
 }
 
 func readNodeJoin(tx store.Tx) (nodeJoin, error) {
-	snaps, err := store.ListShared[dispatch.NodeSnapshot](tx, dispatch.KindNodeSnapshot, "")
+	snaps, err := store.ListShared[dispatch.NodeSnapshot](tx, "")
 	if err != nil {
 		return nodeJoin{}, err
 	}
-	leases, err := store.ListShared[lease.Lease](tx, lease.Kind, "")
+	leases, err := store.ListShared[lease.Lease](tx, "")
 	if err != nil {
 		return nodeJoin{}, err
 	}

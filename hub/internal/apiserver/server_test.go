@@ -258,7 +258,7 @@ func TestPatchLabelsKeepsStatus(t *testing.T) {
 	}
 	var n *api.Node
 	_ = st.View(func(tx store.Tx) error {
-		n, _ = store.Get[api.Node](tx, api.KindNode, "", "a")
+		n, _ = store.Get[api.Node](tx, "", "a")
 		return nil
 	})
 	if n.Labels["site"] != "field" || n.Labels["zone"] != "" || !n.Status.Online || n.UID != "u-a" {
@@ -331,7 +331,7 @@ func TestDeploymentApplyAndPatch(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 	if err := st.Update(func(tx store.Tx) error {
-		d, err := store.Get[api.Deployment](tx, api.KindDeployment, "default", "web")
+		d, err := store.Get[api.Deployment](tx, "default", "web")
 		if err != nil {
 			return err
 		}

@@ -300,7 +300,7 @@ func (h *hub) settle() {
 			h.t.Fatal(err)
 		}
 		if err := h.st.Update(func(tx store.Tx) error {
-			pods, _ := store.List[api.Pod](tx, api.KindPod, "")
+			pods, _ := store.List[api.Pod](tx, "")
 			for _, p := range pods {
 				if p.Spec.NodeName == "" || (p.IsReady() && p.Status.SpecHash == api.HashPodSpec(&p.Spec)) {
 					continue
@@ -327,12 +327,12 @@ func (h *hub) image(kind, name string) string {
 	_ = h.st.View(func(tx store.Tx) error {
 		switch kind {
 		case api.KindDaemonSet:
-			d, err := store.Get[api.DaemonSet](tx, kind, "default", name)
+			d, err := store.Get[api.DaemonSet](tx, "default", name)
 			if err == nil {
 				img = d.Spec.Template.Spec.Containers[0].Image
 			}
 		case api.KindDeployment:
-			d, err := store.Get[api.Deployment](tx, kind, "default", name)
+			d, err := store.Get[api.Deployment](tx, "default", name)
 			if err == nil {
 				img = d.Spec.Template.Spec.Containers[0].Image
 			}
@@ -407,7 +407,7 @@ func TestRolloutCommandsOnDaemonSet(t *testing.T) {
 	h.must("rollout", "restart", "ds/sensor")
 	var d *api.DaemonSet
 	_ = h.st.View(func(tx store.Tx) error {
-		d, _ = store.Get[api.DaemonSet](tx, api.KindDaemonSet, "default", "sensor")
+		d, _ = store.Get[api.DaemonSet](tx, "default", "sensor")
 		return nil
 	})
 	if d.Spec.Template.Annotations[annotationRestartedAt] == "" {
@@ -475,7 +475,7 @@ func TestDeploymentCommandsAndDrain(t *testing.T) {
 	}
 	var pods []*api.Pod
 	_ = h.st.View(func(tx store.Tx) error {
-		pods, _ = store.List[api.Pod](tx, api.KindPod, "")
+		pods, _ = store.List[api.Pod](tx, "")
 		return nil
 	})
 	if len(pods) != 3 {

@@ -148,17 +148,17 @@ func (c *Controller) sync() (time.Time, error) {
 	// without copying the fleet.
 	err := c.opts.Store.View(func(tx store.Tx) error {
 		var err error
-		if in.DaemonSets, err = store.ListShared[api.DaemonSet](tx, api.KindDaemonSet, ""); err != nil {
+		if in.DaemonSets, err = store.ListShared[api.DaemonSet](tx, ""); err != nil {
 			return err
 		}
-		if in.Nodes, err = store.ListShared[api.Node](tx, api.KindNode, ""); err != nil {
+		if in.Nodes, err = store.ListShared[api.Node](tx, ""); err != nil {
 			return err
 		}
-		if in.Revisions, err = store.ListShared[api.ControllerRevision](tx, api.KindControllerRevision, ""); err != nil {
+		if in.Revisions, err = store.ListShared[api.ControllerRevision](tx, ""); err != nil {
 			return err
 		}
 		if !c.started.IsZero() {
-			leases, err := store.ListShared[lease.Lease](tx, lease.Kind, "")
+			leases, err := store.ListShared[lease.Lease](tx, "")
 			if err != nil {
 				return err
 			}
@@ -166,7 +166,7 @@ func (c *Controller) sync() (time.Time, error) {
 				c.started = time.Time{} // heard from every node: no need to look again
 			}
 		}
-		in.Pods, err = store.ListShared[api.Pod](tx, api.KindPod, "")
+		in.Pods, err = store.ListShared[api.Pod](tx, "")
 		return err
 	})
 	if err != nil {
@@ -248,7 +248,7 @@ func (c *Controller) write(set *SetResult) error {
 	}
 	for _, cr := range set.UpdateRevisions {
 		ops = append(ops, func(tx store.Tx, _ *api.DaemonSet) error {
-			cur, err := store.Get[api.ControllerRevision](tx, api.KindControllerRevision, cr.Namespace, cr.Name)
+			cur, err := store.Get[api.ControllerRevision](tx, cr.Namespace, cr.Name)
 			if store.IsNotFound(err) {
 				return nil
 			}
@@ -303,7 +303,7 @@ func (c *Controller) write(set *SetResult) error {
 	for start := 0; start < len(ops); start += batch {
 		part := ops[start:min(start+batch, len(ops))]
 		err := c.opts.Store.Update(func(tx store.Tx) error {
-			cur, err := store.Get[api.DaemonSet](tx, api.KindDaemonSet, ds.Namespace, ds.Name)
+			cur, err := store.Get[api.DaemonSet](tx, ds.Namespace, ds.Name)
 			if store.IsNotFound(err) {
 				return errStale
 			}
@@ -362,7 +362,7 @@ func putIfAbsent(tx store.Tx, obj api.Object) error {
 // updatePod writes p's labels, annotations and spec onto the stored pod
 // of the same uid, keeping the stored status.
 func updatePod(tx store.Tx, p *api.Pod) error {
-	cur, err := store.Get[api.Pod](tx, api.KindPod, p.Namespace, p.Name)
+	cur, err := store.Get[api.Pod](tx, p.Namespace, p.Name)
 	if store.IsNotFound(err) {
 		return nil
 	}

@@ -298,7 +298,7 @@ func (s *sim) pods() []*api.Pod {
 	var pods []*api.Pod
 	_ = s.st.View(func(tx store.Tx) error {
 		var err error
-		pods, err = store.List[api.Pod](tx, api.KindPod, "")
+		pods, err = store.List[api.Pod](tx, "")
 		return err
 	})
 	return pods
@@ -308,7 +308,7 @@ func (s *sim) ds(name string) *api.DaemonSet {
 	var d *api.DaemonSet
 	_ = s.st.View(func(tx store.Tx) error {
 		var err error
-		d, err = store.Get[api.DaemonSet](tx, api.KindDaemonSet, "default", name)
+		d, err = store.Get[api.DaemonSet](tx, "default", name)
 		return err
 	})
 	return d
@@ -318,7 +318,7 @@ func (s *sim) revisions() []*api.ControllerRevision {
 	var revs []*api.ControllerRevision
 	_ = s.st.View(func(tx store.Tx) error {
 		var err error
-		revs, err = store.List[api.ControllerRevision](tx, api.KindControllerRevision, "")
+		revs, err = store.List[api.ControllerRevision](tx, "")
 		return err
 	})
 	sort.Slice(revs, func(i, j int) bool { return revs[i].Revision < revs[j].Revision })
@@ -327,7 +327,7 @@ func (s *sim) revisions() []*api.ControllerRevision {
 
 func (s *sim) editDS(name string, f func(d *api.DaemonSet)) {
 	s.update(func(tx store.Tx) error {
-		d, err := store.Get[api.DaemonSet](tx, api.KindDaemonSet, "default", name)
+		d, err := store.Get[api.DaemonSet](tx, "default", name)
 		if err != nil {
 			return err
 		}
@@ -339,7 +339,7 @@ func (s *sim) editDS(name string, f func(d *api.DaemonSet)) {
 
 func (s *sim) setNode(name string, online bool) {
 	s.update(func(tx store.Tx) error {
-		n, err := store.Get[api.Node](tx, api.KindNode, "", name)
+		n, err := store.Get[api.Node](tx, "", name)
 		if err != nil {
 			return err
 		}
@@ -352,12 +352,12 @@ func (s *sim) setNode(name string, online bool) {
 // returns the status to store, or nil to stay silent.
 func (s *sim) agents(report func(p *api.Pod) *api.PodStatus) {
 	s.update(func(tx store.Tx) error {
-		pods, err := store.List[api.Pod](tx, api.KindPod, "")
+		pods, err := store.List[api.Pod](tx, "")
 		if err != nil {
 			return err
 		}
 		for _, p := range pods {
-			n, err := store.Get[api.Node](tx, api.KindNode, "", p.Spec.NodeName)
+			n, err := store.Get[api.Node](tx, "", p.Spec.NodeName)
 			if err != nil || !n.IsReady() {
 				continue
 			}
@@ -386,7 +386,7 @@ func healthy(p *api.Pod) *api.PodStatus {
 func (s *sim) unavailable() int {
 	online := map[string]bool{}
 	_ = s.st.View(func(tx store.Tx) error {
-		nodes, _ := store.List[api.Node](tx, api.KindNode, "")
+		nodes, _ := store.List[api.Node](tx, "")
 		for _, n := range nodes {
 			online[n.Name] = n.IsReady()
 		}
@@ -901,10 +901,10 @@ func TestWriteKeepsConcurrentStatus(t *testing.T) {
 	s.sync()
 	var in Input
 	_ = s.st.View(func(tx store.Tx) error {
-		in.DaemonSets, _ = store.List[api.DaemonSet](tx, api.KindDaemonSet, "")
-		in.Nodes, _ = store.List[api.Node](tx, api.KindNode, "")
-		in.Pods, _ = store.List[api.Pod](tx, api.KindPod, "")
-		in.Revisions, _ = store.List[api.ControllerRevision](tx, api.KindControllerRevision, "")
+		in.DaemonSets, _ = store.List[api.DaemonSet](tx, "")
+		in.Nodes, _ = store.List[api.Node](tx, "")
+		in.Pods, _ = store.List[api.Pod](tx, "")
+		in.Revisions, _ = store.List[api.ControllerRevision](tx, "")
 		return nil
 	})
 	in.DaemonSets[0].Spec.Template.Spec.Containers[0].Image = "reg/x:v2"
@@ -927,9 +927,9 @@ func TestWriteSkipsStalePlan(t *testing.T) {
 	s.start()
 	var in Input
 	_ = s.st.View(func(tx store.Tx) error {
-		in.DaemonSets, _ = store.List[api.DaemonSet](tx, api.KindDaemonSet, "")
-		in.Nodes, _ = store.List[api.Node](tx, api.KindNode, "")
-		in.Pods, _ = store.List[api.Pod](tx, api.KindPod, "")
+		in.DaemonSets, _ = store.List[api.DaemonSet](tx, "")
+		in.Nodes, _ = store.List[api.Node](tx, "")
+		in.Pods, _ = store.List[api.Pod](tx, "")
 		return nil
 	})
 	in.DaemonSets[0].Spec.Template.Spec.Containers[0].Image = "reg/x:v2"
@@ -1132,7 +1132,7 @@ func TestRollbackIsNotHeldByTheCanaryPause(t *testing.T) {
 	}
 	// The canary's revision turns out bad: its agent reverts it.
 	s.update(func(tx store.Tx) error {
-		pods, err := store.List[api.Pod](tx, api.KindPod, "")
+		pods, err := store.List[api.Pod](tx, "")
 		if err != nil {
 			return err
 		}
@@ -1211,7 +1211,7 @@ func TestRestartedHubWaitsForFreshReports(t *testing.T) {
 	s.tick(time.Second)
 	s.renewLeases("n00", "n01", "n02")
 	s.update(func(tx store.Tx) error {
-		p, err := store.Get[api.Pod](tx, api.KindPod, "default", PodName("x", "n00"))
+		p, err := store.Get[api.Pod](tx, "default", PodName("x", "n00"))
 		if err != nil {
 			return err
 		}

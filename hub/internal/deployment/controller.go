@@ -170,17 +170,17 @@ func (c *Controller) sync() (time.Time, error) {
 	// without copying the fleet.
 	err := c.opts.Store.View(func(tx store.Tx) error {
 		var err error
-		if in.Deployments, err = store.ListShared[api.Deployment](tx, api.KindDeployment, ""); err != nil {
+		if in.Deployments, err = store.ListShared[api.Deployment](tx, ""); err != nil {
 			return err
 		}
-		if in.Nodes, err = store.ListShared[api.Node](tx, api.KindNode, ""); err != nil {
+		if in.Nodes, err = store.ListShared[api.Node](tx, ""); err != nil {
 			return err
 		}
-		if in.Revisions, err = store.ListShared[api.ControllerRevision](tx, api.KindControllerRevision, ""); err != nil {
+		if in.Revisions, err = store.ListShared[api.ControllerRevision](tx, ""); err != nil {
 			return err
 		}
 		if !c.started.IsZero() {
-			leases, err := store.ListShared[lease.Lease](tx, lease.Kind, "")
+			leases, err := store.ListShared[lease.Lease](tx, "")
 			if err != nil {
 				return err
 			}
@@ -188,7 +188,7 @@ func (c *Controller) sync() (time.Time, error) {
 				c.started = time.Time{} // heard from every node: no need to look again
 			}
 		}
-		in.Pods, err = store.ListShared[api.Pod](tx, api.KindPod, "")
+		in.Pods, err = store.ListShared[api.Pod](tx, "")
 		return err
 	})
 	if err != nil {
@@ -263,7 +263,7 @@ var errStale = errors.New("deployment changed since the pass read it")
 func (c *Controller) write(set *SetResult) error {
 	d := set.Deployment
 	err := c.opts.Store.Update(func(tx store.Tx) error {
-		cur, err := store.Get[api.Deployment](tx, api.KindDeployment, d.Namespace, d.Name)
+		cur, err := store.Get[api.Deployment](tx, d.Namespace, d.Name)
 		if store.IsNotFound(err) {
 			return errStale
 		}
@@ -279,7 +279,7 @@ func (c *Controller) write(set *SetResult) error {
 			}
 		}
 		for _, cr := range set.UpdateRevisions {
-			stored, err := store.Get[api.ControllerRevision](tx, api.KindControllerRevision, cr.Namespace, cr.Name)
+			stored, err := store.Get[api.ControllerRevision](tx, cr.Namespace, cr.Name)
 			if store.IsNotFound(err) {
 				continue
 			}
@@ -302,7 +302,7 @@ func (c *Controller) write(set *SetResult) error {
 			}
 		}
 		for _, p := range set.Update {
-			stored, err := store.Get[api.Pod](tx, api.KindPod, p.Namespace, p.Name)
+			stored, err := store.Get[api.Pod](tx, p.Namespace, p.Name)
 			if store.IsNotFound(err) {
 				continue
 			}

@@ -97,7 +97,7 @@ func (s *sim) sync() {
 func (s *sim) pods() []*api.Pod {
 	var pods []*api.Pod
 	_ = s.st.View(func(tx store.Tx) error {
-		pods, _ = store.List[api.Pod](tx, api.KindPod, "")
+		pods, _ = store.List[api.Pod](tx, "")
 		return nil
 	})
 	return pods
@@ -106,7 +106,7 @@ func (s *sim) pods() []*api.Pod {
 func (s *sim) deploy(name string) *api.Deployment {
 	var d *api.Deployment
 	_ = s.st.View(func(tx store.Tx) error {
-		d, _ = store.Get[api.Deployment](tx, api.KindDeployment, "default", name)
+		d, _ = store.Get[api.Deployment](tx, "default", name)
 		return nil
 	})
 	return d
@@ -114,7 +114,7 @@ func (s *sim) deploy(name string) *api.Deployment {
 
 func (s *sim) edit(name string, f func(d *api.Deployment)) {
 	s.update(func(tx store.Tx) error {
-		d, err := store.Get[api.Deployment](tx, api.KindDeployment, "default", name)
+		d, err := store.Get[api.Deployment](tx, "default", name)
 		if err != nil {
 			return err
 		}
@@ -126,7 +126,7 @@ func (s *sim) edit(name string, f func(d *api.Deployment)) {
 
 func (s *sim) editNode(name string, f func(n *api.Node)) {
 	s.update(func(tx store.Tx) error {
-		n, err := store.Get[api.Node](tx, api.KindNode, "", name)
+		n, err := store.Get[api.Node](tx, "", name)
 		if err != nil {
 			return err
 		}
@@ -138,12 +138,12 @@ func (s *sim) editNode(name string, f func(n *api.Node)) {
 // agents make every bound pod on a Ready node Ready, unless bad says no.
 func (s *sim) agents(bad func(p *api.Pod) bool) {
 	s.update(func(tx store.Tx) error {
-		pods, _ := store.List[api.Pod](tx, api.KindPod, "")
+		pods, _ := store.List[api.Pod](tx, "")
 		for _, p := range pods {
 			if p.Spec.NodeName == "" {
 				continue
 			}
-			n, err := store.Get[api.Node](tx, api.KindNode, "", p.Spec.NodeName)
+			n, err := store.Get[api.Node](tx, "", p.Spec.NodeName)
 			if err != nil || !n.IsReady() || (p.IsReady() && p.Status.SpecHash == api.HashPodSpec(&p.Spec)) {
 				continue
 			}
@@ -494,7 +494,7 @@ func TestDrainReschedules(t *testing.T) {
 	s.rollOut("web", 3, 0, 3, nil)
 	s.editNode("n1", func(n *api.Node) { n.Spec.Unschedulable = true })
 	s.update(func(tx store.Tx) error {
-		pods, _ := store.List[api.Pod](tx, api.KindPod, "")
+		pods, _ := store.List[api.Pod](tx, "")
 		for _, p := range pods {
 			if p.Spec.NodeName == "n1" {
 				if err := tx.Delete(store.KeyOf(p)); err != nil {
@@ -524,7 +524,7 @@ func TestOrphansAndHistory(t *testing.T) {
 	s.sync()
 	var revs []*api.ControllerRevision
 	_ = s.st.View(func(tx store.Tx) error {
-		revs, _ = store.List[api.ControllerRevision](tx, api.KindControllerRevision, "")
+		revs, _ = store.List[api.ControllerRevision](tx, "")
 		return nil
 	})
 	var nums []int
@@ -538,7 +538,7 @@ func TestOrphansAndHistory(t *testing.T) {
 	s.update(func(tx store.Tx) error { return tx.Delete(store.KeyOf(s.deploy("web"))) })
 	s.sync()
 	_ = s.st.View(func(tx store.Tx) error {
-		revs, _ = store.List[api.ControllerRevision](tx, api.KindControllerRevision, "")
+		revs, _ = store.List[api.ControllerRevision](tx, "")
 		return nil
 	})
 	if len(s.pods()) != 0 || len(revs) != 0 {
@@ -672,7 +672,7 @@ func TestRolloutNamesWhyPodsWait(t *testing.T) {
 		s.sync()
 	}
 	s.update(func(tx store.Tx) error {
-		pods, _ := store.List[api.Pod](tx, api.KindPod, "")
+		pods, _ := store.List[api.Pod](tx, "")
 		for _, p := range pods {
 			if p.Spec.Containers[0].Image != "reg/web:nope" {
 				continue

@@ -41,6 +41,9 @@ type NodeSnapshot struct {
 	Published      api.Time `json:"published,omitempty"`
 }
 
+// StoreKind is its kind in the store.
+func (*NodeSnapshot) StoreKind() string { return KindNodeSnapshot }
+
 // Publisher sends one MQTT message and waits for the broker to take it.
 type Publisher interface {
 	Publish(ctx context.Context, topic string, qos byte, retained bool, payload []byte) error
@@ -242,9 +245,9 @@ func (d *Dispatcher) handleConfig(ev store.Event) {
 		err := d.opts.Store.View(func(tx store.Tx) error {
 			var err error
 			if ev.Key.Kind == api.KindSecret {
-				sec, err = store.Get[api.Secret](tx, api.KindSecret, ev.Key.Namespace, ev.Key.Name)
+				sec, err = store.Get[api.Secret](tx, ev.Key.Namespace, ev.Key.Name)
 			} else {
-				cm, err = store.Get[api.ConfigMap](tx, api.KindConfigMap, ev.Key.Namespace, ev.Key.Name)
+				cm, err = store.Get[api.ConfigMap](tx, ev.Key.Namespace, ev.Key.Name)
 			}
 			return err
 		})
@@ -293,7 +296,7 @@ func (d *Dispatcher) handlePod(ev store.Event) {
 			var err error
 			// Read only: what it keeps of the pod are its labels and spec,
 			// which the store's shared object never changes.
-			pod, err = store.GetShared[api.Pod](tx, api.KindPod, ev.Key.Namespace, ev.Key.Name)
+			pod, err = store.GetShared[api.Pod](tx, ev.Key.Namespace, ev.Key.Name)
 			return err
 		})
 		if err != nil && !store.IsNotFound(err) {
@@ -349,7 +352,7 @@ func (d *Dispatcher) handleNode(ev store.Event) {
 	var node *api.Node
 	err := d.opts.Store.View(func(tx store.Tx) error {
 		var err error
-		node, err = store.GetShared[api.Node](tx, api.KindNode, "", ev.Key.Name)
+		node, err = store.GetShared[api.Node](tx, "", ev.Key.Name)
 		return err
 	})
 	if err != nil {
@@ -414,19 +417,19 @@ func (d *Dispatcher) resync() error {
 	var cms []*api.ConfigMap
 	err := d.opts.Store.View(func(tx store.Tx) error {
 		var err error
-		if pods, err = store.ListShared[api.Pod](tx, api.KindPod, ""); err != nil {
+		if pods, err = store.ListShared[api.Pod](tx, ""); err != nil {
 			return err
 		}
-		if secs, err = store.List[api.Secret](tx, api.KindSecret, ""); err != nil {
+		if secs, err = store.List[api.Secret](tx, ""); err != nil {
 			return err
 		}
-		if cms, err = store.List[api.ConfigMap](tx, api.KindConfigMap, ""); err != nil {
+		if cms, err = store.List[api.ConfigMap](tx, ""); err != nil {
 			return err
 		}
-		if nodes, err = store.ListShared[api.Node](tx, api.KindNode, ""); err != nil {
+		if nodes, err = store.ListShared[api.Node](tx, ""); err != nil {
 			return err
 		}
-		recs, err = store.ListShared[NodeSnapshot](tx, KindNodeSnapshot, "")
+		recs, err = store.ListShared[NodeSnapshot](tx, "")
 		return err
 	})
 	if err != nil {

@@ -69,7 +69,7 @@ func Put(tx store.Tx, r Record, ttl time.Duration) error {
 	}
 	at := api.NewTime(r.Time.UTC())
 	name, ns := Name(r), Namespace(r.Object)
-	ev, err := store.Get[api.Event](tx, api.KindEvent, ns, name)
+	ev, err := store.Get[api.Event](tx, ns, name)
 	switch {
 	case store.IsNotFound(err):
 		ev = &api.Event{

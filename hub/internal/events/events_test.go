@@ -37,7 +37,7 @@ func list(t *testing.T, st store.Store) []*api.Event {
 	var evs []*api.Event
 	if err := st.View(func(tx store.Tx) error {
 		var err error
-		evs, err = store.List[api.Event](tx, api.KindEvent, "")
+		evs, err = store.List[api.Event](tx, "")
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ func agentEvents(t *testing.T, st store.Store, node string) int {
 	t.Helper()
 	n := 0
 	if err := st.View(func(tx store.Tx) error {
-		evs, err := store.List[api.Event](tx, api.KindEvent, "")
+		evs, err := store.List[api.Event](tx, "")
 		for _, e := range evs {
 			if e.Source.Component == "edge-agent" && e.Source.Host == node {
 				n += int(e.Count) // repeats are one Event, counted
@@ -161,7 +161,7 @@ func TestDropsAreCountedOnTheNode(t *testing.T) {
 	var l *lease.Lease
 	if err := st.View(func(tx store.Tx) error {
 		var err error
-		l, err = store.Get[lease.Lease](tx, lease.Kind, "", "n1")
+		l, err = store.Get[lease.Lease](tx, "", "n1")
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -181,7 +181,7 @@ func TestDropsAreCountedOnTheNode(t *testing.T) {
 		t.Fatalf("the node as served: %v", node.Status.IngestDropped)
 	}
 	if err := st.View(func(tx store.Tx) error {
-		_, err := store.Get[api.Node](tx, api.KindNode, "", "stranger")
+		_, err := store.Get[api.Node](tx, "", "stranger")
 		return err
 	}); !store.IsNotFound(err) {
 		t.Fatalf("garbage made a node: %v", err)
@@ -191,7 +191,7 @@ func TestDropsAreCountedOnTheNode(t *testing.T) {
 	in.Flush()
 	if err := st.View(func(tx store.Tx) error {
 		var err error
-		l, err = store.Get[lease.Lease](tx, lease.Kind, "", "n1")
+		l, err = store.Get[lease.Lease](tx, "", "n1")
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -781,7 +781,7 @@ func (in *Ingest) leaseOf(tx store.Tx, node string) (*leaseState, error) {
 		return ls, nil
 	}
 	ls := &leaseState{}
-	stored, err := store.Get[lease.Lease](tx, lease.Kind, "", node)
+	stored, err := store.Get[lease.Lease](tx, "", node)
 	switch {
 	case err == nil:
 		ls.latest, ls.stored = *stored, stored
@@ -805,7 +805,7 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) (*lease.Lease, 
 		return nil, err
 	}
 	seq := ls.latest.Seq
-	before, err := store.GetShared[api.Node](tx, api.KindNode, "", name)
+	before, err := store.GetShared[api.Node](tx, "", name)
 	created := false
 	var node *api.Node // the node to write; nil while unchanged
 	switch {
@@ -826,7 +826,7 @@ func (in *Ingest) apply(tx store.Tx, name string, u *nodeUpdate) (*lease.Lease, 
 	// edit returns the node to change: a copy of the stored one, made once.
 	edit := func() (*api.Node, error) {
 		if node == nil {
-			if node, err = store.Get[api.Node](tx, api.KindNode, "", name); err != nil {
+			if node, err = store.Get[api.Node](tx, "", name); err != nil {
 				return nil, err
 			}
 		}
@@ -1041,7 +1041,7 @@ func applyPodReport(tx store.Tx, node string, rep *wire.PodStatusReport) (bool, 
 	wrote := false
 	for i := range rep.Pods {
 		pr := &rep.Pods[i]
-		cur, err := store.GetShared[api.Pod](tx, api.KindPod, pr.Namespace, pr.Name)
+		cur, err := store.GetShared[api.Pod](tx, pr.Namespace, pr.Name)
 		if store.IsNotFound(err) {
 			continue
 		}
@@ -1064,7 +1064,7 @@ func applyPodReport(tx store.Tx, node string, rep *wire.PodStatusReport) (bool, 
 		if string(before) == string(after) {
 			continue
 		}
-		pod, err := store.Get[api.Pod](tx, api.KindPod, pr.Namespace, pr.Name)
+		pod, err := store.Get[api.Pod](tx, pr.Namespace, pr.Name)
 		if err != nil {
 			return wrote, err
 		}

@@ -54,7 +54,7 @@ func getNode(t *testing.T, st store.Store, name string) *api.Node {
 	var n *api.Node
 	err := st.View(func(tx store.Tx) error {
 		var err error
-		n, err = store.Get[api.Node](tx, api.KindNode, "", name)
+		n, err = store.Get[api.Node](tx, "", name)
 		return err
 	})
 	if err != nil {
@@ -82,7 +82,7 @@ func getPod(t *testing.T, st store.Store) *api.Pod {
 	var p *api.Pod
 	if err := st.View(func(tx store.Tx) error {
 		var err error
-		p, err = store.Get[api.Pod](tx, api.KindPod, "default", "p")
+		p, err = store.Get[api.Pod](tx, "default", "p")
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -231,7 +231,7 @@ func TestWillAfterSilenceKeepsTheTransitionTime(t *testing.T) {
 	in.Flush()
 	lost := api.NewTime(time.Date(2026, 1, 1, 0, 0, 40, 0, time.UTC))
 	if err := st.Update(func(tx store.Tx) error { // as node lifecycle marks a silent node
-		n, err := store.Get[api.Node](tx, api.KindNode, "", "n1")
+		n, err := store.Get[api.Node](tx, "", "n1")
 		if err != nil {
 			return err
 		}
@@ -261,7 +261,7 @@ func TestEventsAreStoredOnceWithTheirNode(t *testing.T) {
 	in.Flush()
 	var evs []*api.Event
 	_ = st.View(func(tx store.Tx) error {
-		evs, _ = store.List[api.Event](tx, api.KindEvent, "default")
+		evs, _ = store.List[api.Event](tx, "default")
 		return nil
 	})
 	var fromAgent []*api.Event
@@ -414,7 +414,7 @@ func TestAsksANodeBackByHeartbeatForItsPods(t *testing.T) {
 	notReady := func(node string) {
 		t.Helper()
 		if err := st.Update(func(tx store.Tx) error {
-			n, err := store.Get[api.Node](tx, api.KindNode, "", node)
+			n, err := store.Get[api.Node](tx, "", node)
 			if err != nil {
 				return err
 			}
@@ -468,7 +468,7 @@ func TestHeartbeatsRenewTheLeaseNotTheNode(t *testing.T) {
 		var l *lease.Lease
 		if err := st.View(func(tx store.Tx) error {
 			var err error
-			l, err = store.Get[lease.Lease](tx, lease.Kind, "", "n1")
+			l, err = store.Get[lease.Lease](tx, "", "n1")
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -638,7 +638,7 @@ func TestRunWritesPodStatusWithoutWaitingForTheFlushInterval(t *testing.T) {
 		}
 	}
 	waitFor("the hello", func() bool {
-		return st.View(func(tx store.Tx) error { _, err := store.Get[api.Node](tx, api.KindNode, "", "n1"); return err }) == nil
+		return st.View(func(tx store.Tx) error { _, err := store.Get[api.Node](tx, "", "n1"); return err }) == nil
 	})
 	// A heartbeat alone waits for the interval...
 	mu.Lock()
@@ -653,7 +653,7 @@ func TestRunWritesPodStatusWithoutWaitingForTheFlushInterval(t *testing.T) {
 	var l *lease.Lease
 	if err := st.View(func(tx store.Tx) error {
 		var err error
-		l, err = store.Get[lease.Lease](tx, lease.Kind, "", "n1")
+		l, err = store.Get[lease.Lease](tx, "", "n1")
 		return err
 	}); err != nil {
 		t.Fatal(err)

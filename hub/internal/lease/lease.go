@@ -33,6 +33,9 @@ type Lease struct {
 	Seq Seq `json:"seq"`
 }
 
+// StoreKind is its kind in the store.
+func (*Lease) StoreKind() string { return Kind }
+
 // Seq is, for each kind of fact an agent reports, the sequence number of
 // the newest one applied, so that a late or redelivered report never
 // replaces a newer one, across hub restarts too.

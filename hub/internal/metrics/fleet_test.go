@@ -338,7 +338,7 @@ func TestPressureConditions(t *testing.T) {
 		var n *api.Node
 		_ = st.View(func(tx store.Tx) error {
 			var err error
-			n, err = store.Get[api.Node](tx, api.KindNode, "", "n1")
+			n, err = store.Get[api.Node](tx, "", "n1")
 			return err
 		})
 		mem, disk := n.Status.Condition(api.NodeMemoryPressure), n.Status.Condition(api.NodeDiskPressure)
@@ -378,7 +378,7 @@ func TestPressureConditions(t *testing.T) {
 	var evs []*api.Event
 	_ = st.View(func(tx store.Tx) error {
 		var err error
-		evs, err = store.List[api.Event](tx, api.KindEvent, "")
+		evs, err = store.List[api.Event](tx, "")
 		return err
 	})
 	reasons := map[string]int{}

@@ -153,7 +153,7 @@ func status(b bool) string {
 
 // apply sets one node's conditions from s and returns their statuses.
 func (p *Pressure) apply(tx store.Tx, name string, s wire.MetricSample) ([2]string, error) {
-	node, err := store.Get[api.Node](tx, api.KindNode, "", name)
+	node, err := store.Get[api.Node](tx, "", name)
 	if store.IsNotFound(err) {
 		return [2]string{}, nil // not announced yet; the next sample retries
 	}

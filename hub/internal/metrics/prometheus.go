@@ -368,13 +368,13 @@ func (c *stateCollector) collectStore(gauge func(*prometheus.Desc, float64, ...s
 	var deps []*api.Deployment
 	err := c.opts.Store.View(func(tx store.Tx) error {
 		var err error
-		if nodes, err = store.List[api.Node](tx, api.KindNode, ""); err != nil {
+		if nodes, err = store.List[api.Node](tx, ""); err != nil {
 			return err
 		}
-		if dss, err = store.List[api.DaemonSet](tx, api.KindDaemonSet, ""); err != nil {
+		if dss, err = store.List[api.DaemonSet](tx, ""); err != nil {
 			return err
 		}
-		deps, err = store.List[api.Deployment](tx, api.KindDeployment, "")
+		deps, err = store.List[api.Deployment](tx, "")
 		return err
 	})
 	if err != nil {

@@ -133,11 +133,11 @@ func (c *Controller) Sync() error {
 	var lost []store.Key
 	err := c.opts.Store.View(func(tx store.Tx) error {
 		// Read only: the store's objects as it keeps them, uncopied.
-		nodes, err := store.ListShared[api.Node](tx, api.KindNode, "")
+		nodes, err := store.ListShared[api.Node](tx, "")
 		if err != nil {
 			return err
 		}
-		leases, err := store.ListShared[lease.Lease](tx, lease.Kind, "")
+		leases, err := store.ListShared[lease.Lease](tx, "")
 		if err != nil {
 			return err
 		}
@@ -162,7 +162,7 @@ func (c *Controller) Sync() error {
 		if len(notReady) == 0 {
 			return nil
 		}
-		pods, err := store.ListShared[api.Pod](tx, api.KindPod, "")
+		pods, err := store.ListShared[api.Pod](tx, "")
 		if err != nil {
 			return err
 		}
@@ -207,14 +207,14 @@ func (c *Controller) write(stale []string, lost []store.Key, now time.Time) erro
 	}
 	return c.opts.Store.Update(func(tx store.Tx) error {
 		for _, name := range stale {
-			n, err := store.Get[api.Node](tx, api.KindNode, "", name)
+			n, err := store.Get[api.Node](tx, "", name)
 			if store.IsNotFound(err) {
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			l, err := store.GetShared[lease.Lease](tx, lease.Kind, "", name)
+			l, err := store.GetShared[lease.Lease](tx, "", name)
 			if err != nil && !store.IsNotFound(err) {
 				return err
 			}
@@ -241,7 +241,7 @@ func (c *Controller) write(stale []string, lost []store.Key, now time.Time) erro
 		}
 		ready := map[string]bool{}
 		for _, key := range lost {
-			p, err := store.Get[api.Pod](tx, key.Kind, key.Namespace, key.Name)
+			p, err := store.Get[api.Pod](tx, key.Namespace, key.Name)
 			if store.IsNotFound(err) {
 				continue
 			}
@@ -253,7 +253,7 @@ func (c *Controller) write(stale []string, lost []store.Key, now time.Time) erro
 			}
 			r, seen := ready[p.Spec.NodeName]
 			if !seen {
-				n, err := store.Get[api.Node](tx, api.KindNode, "", p.Spec.NodeName)
+				n, err := store.Get[api.Node](tx, "", p.Spec.NodeName)
 				if err != nil && !store.IsNotFound(err) {
 					return err
 				}

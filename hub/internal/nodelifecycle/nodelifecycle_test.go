@@ -42,10 +42,10 @@ func TestSilentNodeBecomesNotReadyAndItsPodsUnknown(t *testing.T) {
 	var quiet, chatty *api.Node
 	var p1, p2 *api.Pod
 	_ = st.View(func(tx store.Tx) error {
-		quiet, _ = store.Get[api.Node](tx, api.KindNode, "", "quiet")
-		chatty, _ = store.Get[api.Node](tx, api.KindNode, "", "chatty")
-		p1, _ = store.Get[api.Pod](tx, api.KindPod, "default", "p1")
-		p2, _ = store.Get[api.Pod](tx, api.KindPod, "default", "p2")
+		quiet, _ = store.Get[api.Node](tx, "", "quiet")
+		chatty, _ = store.Get[api.Node](tx, "", "chatty")
+		p1, _ = store.Get[api.Pod](tx, "default", "p1")
+		p2, _ = store.Get[api.Pod](tx, "default", "p2")
 		return nil
 	})
 	if quiet.IsReady() || quiet.Status.Condition(api.NodeReady).Status != api.ConditionUnknown {
@@ -162,11 +162,11 @@ func TestManySilentNodesInBatches(t *testing.T) {
 		}
 	}
 	if err := st.View(func(tx store.Tx) error {
-		nodes, err := store.List[api.Node](tx, api.KindNode, "")
+		nodes, err := store.List[api.Node](tx, "")
 		if err != nil {
 			return err
 		}
-		pods, err := store.List[api.Pod](tx, api.KindPod, "")
+		pods, err := store.List[api.Pod](tx, "")
 		if err != nil {
 			return err
 		}
@@ -238,7 +238,7 @@ func TestBrokerOutageIsNotTheNodes(t *testing.T) {
 func readiness(st store.Store) map[string]bool {
 	out := map[string]bool{}
 	_ = st.View(func(tx store.Tx) error {
-		nodes, _ := store.List[api.Node](tx, api.KindNode, "")
+		nodes, _ := store.List[api.Node](tx, "")
 		for _, n := range nodes {
 			out[n.Name] = n.IsReady()
 		}

@@ -154,7 +154,7 @@ func (a *Authority) pendingReason(tx store.Tx, node string, now time.Time) (stri
 	if a.opts.ManualApproval {
 		return "the hub approves certificates manually", nil
 	}
-	cred, err := store.Get[NodeCredential](tx, KindNodeCredential, "", node)
+	cred, err := store.Get[NodeCredential](tx, "", node)
 	if store.IsNotFound(err) {
 		return "", nil
 	}
@@ -198,7 +198,7 @@ func (a *Authority) issue(tx store.Tx, obj *api.CertificateSigningRequest, csr *
 		return err
 	}
 	node := obj.Spec.NodeName
-	cred, err := store.Get[NodeCredential](tx, KindNodeCredential, "", node)
+	cred, err := store.Get[NodeCredential](tx, "", node)
 	if store.IsNotFound(err) {
 		cred = &NodeCredential{TypeMeta: api.TypeMeta{Kind: KindNodeCredential}, ObjectMeta: api.ObjectMeta{Name: node}}
 	} else if err != nil {
@@ -222,7 +222,7 @@ func (a *Authority) issue(tx store.Tx, obj *api.CertificateSigningRequest, csr *
 }
 
 func (a *Authority) labelNode(tx store.Tx, name string, labels map[string]string, now time.Time) error {
-	node, err := store.Get[api.Node](tx, api.KindNode, "", name)
+	node, err := store.Get[api.Node](tx, "", name)
 	if store.IsNotFound(err) {
 		node = &api.Node{
 			TypeMeta:   api.TypeMeta{APIVersion: "v1", Kind: api.KindNode},
@@ -258,7 +258,7 @@ func (a *Authority) Poll(name string) (api.EnrolResponse, error) {
 	var obj *api.CertificateSigningRequest
 	err := a.store.View(func(tx store.Tx) error {
 		var err error
-		obj, err = store.Get[api.CertificateSigningRequest](tx, api.KindCertificateSigningRequest, "", name)
+		obj, err = store.Get[api.CertificateSigningRequest](tx, "", name)
 		return err
 	})
 	if store.IsNotFound(err) {
@@ -319,7 +319,7 @@ func (a *Authority) decide(name string, fn func(store.Tx, *api.CertificateSignin
 	var obj *api.CertificateSigningRequest
 	err := a.store.Update(func(tx store.Tx) error {
 		var err error
-		obj, err = store.Get[api.CertificateSigningRequest](tx, api.KindCertificateSigningRequest, "", name)
+		obj, err = store.Get[api.CertificateSigningRequest](tx, "", name)
 		if store.IsNotFound(err) {
 			return ErrNotFound
 		}
@@ -350,7 +350,7 @@ func (a *Authority) Revoke(node string) (int, error) {
 	now := a.now()
 	n := 0
 	err := a.store.Update(func(tx store.Tx) error {
-		cred, err := store.Get[NodeCredential](tx, KindNodeCredential, "", node)
+		cred, err := store.Get[NodeCredential](tx, "", node)
 		if store.IsNotFound(err) {
 			cred = &NodeCredential{TypeMeta: api.TypeMeta{Kind: KindNodeCredential}, ObjectMeta: api.ObjectMeta{Name: node}}
 		} else if err != nil {
@@ -385,7 +385,7 @@ func (a *Authority) CheckCertificate(cert *x509.Certificate) error {
 	var cred *NodeCredential
 	err := a.store.View(func(tx store.Tx) error {
 		var err error
-		cred, err = store.Get[NodeCredential](tx, KindNodeCredential, "", cn)
+		cred, err = store.Get[NodeCredential](tx, "", cn)
 		return err
 	})
 	if store.IsNotFound(err) {
@@ -425,7 +425,7 @@ func (a *Authority) RevocationList() ([]RevokedSerial, error) {
 	var creds []*NodeCredential
 	err := a.store.View(func(tx store.Tx) error {
 		var err error
-		creds, err = store.List[NodeCredential](tx, KindNodeCredential, "")
+		creds, err = store.List[NodeCredential](tx, "")
 		return err
 	})
 	if err != nil {

@@ -144,7 +144,7 @@ func TestEnrol(t *testing.T) {
 	}
 	// The request is recorded, approved, with its certificate.
 	_ = st.View(func(tx store.Tx) error {
-		obj, err := store.Get[api.CertificateSigningRequest](tx, api.KindCertificateSigningRequest, "", resp.Name)
+		obj, err := store.Get[api.CertificateSigningRequest](tx, "", resp.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,11 +153,11 @@ func TestEnrol(t *testing.T) {
 			t.Errorf("request %+v", obj)
 		}
 		// The node exists, with the token's labels.
-		node, err := store.Get[api.Node](tx, api.KindNode, "", "edge-1")
+		node, err := store.Get[api.Node](tx, "", "edge-1")
 		if err != nil || node.Labels["site"] != "north" || node.UID == "" {
 			t.Errorf("node %+v, %v", node, err)
 		}
-		cred, err := store.Get[NodeCredential](tx, KindNodeCredential, "", "edge-1")
+		cred, err := store.Get[NodeCredential](tx, "", "edge-1")
 		if err != nil || len(cred.Certificates) != 1 || cred.Certificates[0].Serial != SerialString(cert.SerialNumber) || cred.Certificates[0].Request != resp.Name {
 			t.Errorf("credential %+v, %v", cred, err)
 		}

@@ -33,6 +33,9 @@ type tokenRecord struct {
 	Description string            `json:"description,omitempty"`
 }
 
+// StoreKind is its kind in the store.
+func (*tokenRecord) StoreKind() string { return KindBootstrapToken }
+
 // NodeCredential is the certificates issued to one node. A certificate
 // listed with Revoked set is refused at connect; so is an unlisted one
 // that began before RevokedAt (issued before the record was written).
@@ -44,6 +47,9 @@ type NodeCredential struct {
 	// that was revoked is enrolled again only with an operator's approval.
 	RevokedAt api.Time `json:"revokedAt,omitempty"`
 }
+
+// StoreKind is its kind in the store.
+func (*NodeCredential) StoreKind() string { return KindNodeCredential }
 
 // IssuedCertificate is one certificate issued to a node.
 type IssuedCertificate struct {

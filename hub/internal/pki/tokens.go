@@ -154,7 +154,7 @@ func (a *Authority) Tokens() ([]api.BootstrapToken, error) {
 	var recs []*tokenRecord
 	err := a.store.View(func(tx store.Tx) error {
 		var err error
-		recs, err = store.List[tokenRecord](tx, KindBootstrapToken, "")
+		recs, err = store.List[tokenRecord](tx, "")
 		return err
 	})
 	if err != nil {
@@ -191,7 +191,7 @@ func (a *Authority) useToken(tx store.Tx, token string, now time.Time) (*tokenRe
 	if !ok {
 		return nil, ErrInvalidToken
 	}
-	rec, err := store.Get[tokenRecord](tx, KindBootstrapToken, "", id)
+	rec, err := store.Get[tokenRecord](tx, "", id)
 	if store.IsNotFound(err) {
 		return nil, ErrInvalidToken
 	}

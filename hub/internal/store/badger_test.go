@@ -237,7 +237,11 @@ func TestBadgerSurvivesSIGKILL(t *testing.T) {
 	}
 	var counter *thing
 	err = s.View(func(tx Tx) error {
-		counter, err = Get[thing](tx, "Counter", "crash", "c")
+		rec, err := tx.Get(Key{Kind: "Counter", Namespace: "crash", Name: "c"})
+		if err != nil {
+			return err
+		}
+		counter, err = Decode[thing](rec)
 		return err
 	})
 	if err != nil || counter.Spec.Count < lastCount {

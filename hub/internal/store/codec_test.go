@@ -36,14 +36,14 @@ func TestBadgerSealsSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = st.View(func(tx Tx) error {
-		got, err := Get[api.Secret](tx, api.KindSecret, "default", "db")
+		got, err := Get[api.Secret](tx, "default", "db")
 		if err != nil {
 			return err
 		}
 		if !bytes.Equal(got.Data["password"], value) {
 			t.Errorf("read back %q", got.Data["password"])
 		}
-		list, err := List[api.Secret](tx, api.KindSecret, "")
+		list, err := List[api.Secret](tx, "")
 		if err != nil || len(list) != 1 || !bytes.Equal(list[0].Data["password"], value) {
 			t.Errorf("list: %v %+v", err, list)
 		}

@@ -16,6 +16,12 @@ import (
 )
 
 // thing is a test object whose kind the tests choose freely.
+// kindedThing is a thing whose type names its kind, Thing, for the
+// typed helpers.
+type kindedThing struct{ thing }
+
+func (*kindedThing) StoreKind() string { return "Thing" }
+
 type thing struct {
 	api.TypeMeta   `json:",inline"`
 	api.ObjectMeta `json:"metadata"`
@@ -154,7 +160,7 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 		}
 		var back *api.Pod
 		err = s.View(func(tx Tx) error {
-			back, err = Get[api.Pod](tx, api.KindPod, "default", "web")
+			back, err = Get[api.Pod](tx, "default", "web")
 			return err
 		})
 		if err != nil {
@@ -346,10 +352,10 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 				t.Errorf("list %s in %q: %v, want %v", c.kind, c.ns, got, c.want)
 			}
 		}
-		var got []*thing
+		var got []*kindedThing
 		err := s.View(func(tx Tx) error {
 			var err error
-			got, err = List[thing](tx, "Thing", "dev")
+			got, err = List[kindedThing](tx, "dev")
 			return err
 		})
 		if err != nil || len(got) != 3 || got[0].Name != "a-1" || got[0].ResourceVersion == "" {

@@ -60,7 +60,7 @@ func TestObjectCache(t *testing.T) {
 		var out []*api.Node
 		if err := s.View(func(tx Tx) error {
 			var err error
-			out, err = List[api.Node](tx, api.KindNode, "")
+			out, err = List[api.Node](tx, "")
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -78,7 +78,7 @@ func TestObjectCache(t *testing.T) {
 	}
 	// An update inside a transaction that fails is not seen afterwards.
 	_ = s.Update(func(tx Tx) error {
-		n, err := Get[api.Node](tx, api.KindNode, "", "n1")
+		n, err := Get[api.Node](tx, "", "n1")
 		if err != nil {
 			return err
 		}
@@ -86,7 +86,7 @@ func TestObjectCache(t *testing.T) {
 		if err := tx.Put(n); err != nil {
 			return err
 		}
-		if n2, _ := Get[api.Node](tx, api.KindNode, "", "n1"); n2.Labels["site"] != "rolled-back" {
+		if n2, _ := Get[api.Node](tx, "", "n1"); n2.Labels["site"] != "rolled-back" {
 			t.Errorf("tx does not read its write: %v", n2.Labels)
 		}
 		return ErrNotFound // roll back
@@ -97,7 +97,7 @@ func TestObjectCache(t *testing.T) {
 	// A committed update is seen, with the same version the rolled-back
 	// one had.
 	if err := s.Update(func(tx Tx) error {
-		n, err := Get[api.Node](tx, api.KindNode, "", "n1")
+		n, err := Get[api.Node](tx, "", "n1")
 		if err != nil {
 			return err
 		}
@@ -186,10 +186,10 @@ func TestListSharedReturnsTheCachedObjects(t *testing.T) {
 	var a, b []*api.Node
 	if err := s.View(func(tx Tx) error {
 		var err error
-		if a, err = ListShared[api.Node](tx, api.KindNode, ""); err != nil { // decodes and caches
+		if a, err = ListShared[api.Node](tx, ""); err != nil { // decodes and caches
 			return err
 		}
-		b, err = ListShared[api.Node](tx, api.KindNode, "")
+		b, err = ListShared[api.Node](tx, "")
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -261,7 +261,7 @@ func TestIndexViewIsASnapshot(t *testing.T) {
 		done <- s.View(func(tx Tx) error {
 			close(started)
 			<-committed
-			nodes, err := ListShared[api.Node](tx, api.KindNode, "")
+			nodes, err := ListShared[api.Node](tx, "")
 			if err != nil {
 				return err
 			}
@@ -288,7 +288,7 @@ func TestIndexViewIsASnapshot(t *testing.T) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				_ = s.View(func(tx Tx) error {
-					nodes, err := ListShared[api.Node](tx, api.KindNode, "")
+					nodes, err := ListShared[api.Node](tx, "")
 					if err != nil {
 						t.Error(err)
 						return err
@@ -324,7 +324,7 @@ func TestVerifySharedFindsAModifiedObject(t *testing.T) {
 			var n *api.Node
 			if err := s.View(func(tx Tx) error {
 				var err error
-				n, err = GetShared[api.Node](tx, api.KindNode, "", "n1")
+				n, err = GetShared[api.Node](tx, "", "n1")
 				return err
 			}); err != nil {
 				t.Fatal(err)

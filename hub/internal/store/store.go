@@ -180,24 +180,46 @@ func DecodeShared(r Record, obj api.Object) (api.Object, error) {
 	return obj, nil
 }
 
-// Get reads and decodes one object.
+// Kinded is a record kept in the store that is not an API object (a
+// lease, a snapshot, a token): it names its kind itself.
+type Kinded interface{ StoreKind() string }
+
+// KindOf is the store kind of the object type T: its own, if it is
+// Kinded, else the API kind of its type. A type that is neither is a
+// programming error, and panics at the first read.
+func KindOf[T any, PT interface {
+	*T
+	api.Object
+}]() string {
+	var zero T
+	if k, ok := any(PT(&zero)).(Kinded); ok {
+		return k.StoreKind()
+	}
+	if k, ok := api.KindOfType(reflect.TypeFor[T]()); ok {
+		return k
+	}
+	panic(fmt.Sprintf("store: %T has no kind: make it Kinded or an API kind", &zero))
+}
+
+// Get reads and decodes one object; its type says its kind.
 func Get[T any, PT interface {
 	*T
 	api.Object
-}](r Reader, kind, namespace, name string) (PT, error) {
-	rec, err := r.Get(Key{Kind: kind, Namespace: namespace, Name: name})
+}](r Reader, namespace, name string) (PT, error) {
+	rec, err := r.Get(Key{Kind: KindOf[T, PT](), Namespace: namespace, Name: name})
 	if err != nil {
 		return nil, err
 	}
 	return Decode[T, PT](rec)
 }
 
-// List reads and decodes every object of kind in namespace ("" for all).
+// List reads and decodes every object of its type in namespace ("" for
+// all).
 func List[T any, PT interface {
 	*T
 	api.Object
-}](r Reader, kind, namespace string) ([]PT, error) {
-	recs, err := r.List(kind, namespace)
+}](r Reader, namespace string) ([]PT, error) {
+	recs, err := r.List(KindOf[T, PT](), namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -220,8 +242,8 @@ func List[T any, PT interface {
 func ListShared[T any, PT interface {
 	*T
 	api.Object
-}](r Reader, kind, namespace string) ([]PT, error) {
-	recs, err := r.List(kind, namespace)
+}](r Reader, namespace string) ([]PT, error) {
+	recs, err := r.List(KindOf[T, PT](), namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -246,8 +268,8 @@ func ListShared[T any, PT interface {
 func GetShared[T any, PT interface {
 	*T
 	api.Object
-}](r Reader, kind, namespace, name string) (PT, error) {
-	rec, err := r.Get(Key{Kind: kind, Namespace: namespace, Name: name})
+}](r Reader, namespace, name string) (PT, error) {
+	rec, err := r.Get(Key{Kind: KindOf[T, PT](), Namespace: namespace, Name: name})
 	if err != nil {
 		return nil, err
 	}
