@@ -19,6 +19,7 @@ import (
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/metrics"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
+	"github.com/flotilla-edge/flotilla/pkg/api"
 )
 
 // RuntimeOptions shape what simulated containers do.
@@ -113,7 +114,7 @@ func (r *Runtime) List(ctx context.Context) ([]reconcile.Container, error) {
 
 // EnsureImage pretends every image is present: its digest is the hash of
 // its reference.
-func (r *Runtime) EnsureImage(ctx context.Context, ref, policy string) (string, error) {
+func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy api.PullPolicy) (string, error) {
 	sum := sha256.Sum256([]byte(ref))
 	return "sha256:" + hex.EncodeToString(sum[:]), nil
 }

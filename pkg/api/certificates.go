@@ -41,12 +41,12 @@ type CertificateSigningRequestStatus struct {
 
 // CertificateSigningRequestCondition is one decision about a request.
 type CertificateSigningRequestCondition struct {
-	Type               string `json:"type"`
-	Status             string `json:"status"`
-	Reason             string `json:"reason,omitempty"`
-	Message            string `json:"message,omitempty"`
-	LastUpdateTime     Time   `json:"lastUpdateTime,omitempty"`
-	LastTransitionTime Time   `json:"lastTransitionTime,omitempty"`
+	Type               string          `json:"type"`
+	Status             ConditionStatus `json:"status"`
+	Reason             string          `json:"reason,omitempty"`
+	Message            string          `json:"message,omitempty"`
+	LastUpdateTime     Time            `json:"lastUpdateTime,omitempty"`
+	LastTransitionTime Time            `json:"lastTransitionTime,omitempty"`
 }
 
 // Certificate request condition types and the one signer Flotilla has.

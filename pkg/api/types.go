@@ -27,13 +27,17 @@ type NodeSpec struct {
 	Unschedulable bool `json:"unschedulable,omitempty"`
 }
 
-// Node condition types and statuses.
-const (
-	NodeReady = "Ready"
+// NodeReady is the node condition type operators and controllers read.
+const NodeReady = "Ready"
 
-	ConditionTrue    = "True"
-	ConditionFalse   = "False"
-	ConditionUnknown = "Unknown"
+// ConditionStatus is a condition's status, as in Kubernetes.
+type ConditionStatus string
+
+// Condition statuses.
+const (
+	ConditionTrue    ConditionStatus = "True"
+	ConditionFalse   ConditionStatus = "False"
+	ConditionUnknown ConditionStatus = "Unknown"
 )
 
 // NodeStatus is what the agent reports about its board and what the hub
@@ -77,12 +81,12 @@ type NodeOutbox struct {
 
 // NodeCondition is one observed aspect of a node's health.
 type NodeCondition struct {
-	Type               string `json:"type"`
-	Status             string `json:"status"`
-	LastHeartbeatTime  Time   `json:"lastHeartbeatTime,omitempty"`
-	LastTransitionTime Time   `json:"lastTransitionTime,omitempty"`
-	Reason             string `json:"reason,omitempty"`
-	Message            string `json:"message,omitempty"`
+	Type               string          `json:"type"`
+	Status             ConditionStatus `json:"status"`
+	LastHeartbeatTime  Time            `json:"lastHeartbeatTime,omitempty"`
+	LastTransitionTime Time            `json:"lastTransitionTime,omitempty"`
+	Reason             string          `json:"reason,omitempty"`
+	Message            string          `json:"message,omitempty"`
 }
 
 // NodeAddress is one of the node's addresses.
@@ -135,25 +139,31 @@ type Pod struct {
 	Status     PodStatus `json:"status,omitempty"`
 }
 
+// RestartPolicy says which exits of a pod's containers restart them.
+type RestartPolicy string
+
 // Restart policies.
 const (
-	RestartAlways    = "Always"
-	RestartOnFailure = "OnFailure"
-	RestartNever     = "Never"
+	RestartAlways    RestartPolicy = "Always"
+	RestartOnFailure RestartPolicy = "OnFailure"
+	RestartNever     RestartPolicy = "Never"
 )
+
+// PullPolicy says when a container's image is pulled.
+type PullPolicy string
 
 // Image pull policies.
 const (
-	PullAlways       = "Always"
-	PullIfNotPresent = "IfNotPresent"
-	PullNever        = "Never"
+	PullAlways       PullPolicy = "Always"
+	PullIfNotPresent PullPolicy = "IfNotPresent"
+	PullNever        PullPolicy = "Never"
 )
 
 // PodSpec is the supported subset of Kubernetes' PodSpec.
 type PodSpec struct {
 	Containers                    []Container       `json:"containers"`
 	Volumes                       []Volume          `json:"volumes,omitempty"`
-	RestartPolicy                 string            `json:"restartPolicy,omitempty"`
+	RestartPolicy                 RestartPolicy     `json:"restartPolicy,omitempty"`
 	TerminationGracePeriodSeconds *int64            `json:"terminationGracePeriodSeconds,omitempty"`
 	NodeSelector                  map[string]string `json:"nodeSelector,omitempty"`
 	NodeName                      string            `json:"nodeName,omitempty"`
@@ -166,11 +176,11 @@ type PodSpec struct {
 // node.kubernetes.io/not-ready: tolerationSeconds is how long a Deployment's
 // pod stays on a node that is not Ready before it is replaced elsewhere.
 type Toleration struct {
-	Key               string `json:"key,omitempty"`
-	Operator          string `json:"operator,omitempty"`
-	Value             string `json:"value,omitempty"`
-	Effect            string `json:"effect,omitempty"`
-	TolerationSeconds *int64 `json:"tolerationSeconds,omitempty"`
+	Key               string             `json:"key,omitempty"`
+	Operator          TolerationOperator `json:"operator,omitempty"`
+	Value             string             `json:"value,omitempty"`
+	Effect            TaintEffect        `json:"effect,omitempty"`
+	TolerationSeconds *int64             `json:"tolerationSeconds,omitempty"`
 }
 
 // Well-known taints, toleration operators and effects.
@@ -178,19 +188,25 @@ const (
 	TaintNodeUnreachable = "node.kubernetes.io/unreachable"
 	TaintNodeNotReady    = "node.kubernetes.io/not-ready"
 
-	TolerationOpExists = "Exists"
-	TolerationOpEqual  = "Equal"
+	TolerationOpExists TolerationOperator = "Exists"
+	TolerationOpEqual  TolerationOperator = "Equal"
 
-	TaintEffectNoSchedule       = "NoSchedule"
-	TaintEffectPreferNoSchedule = "PreferNoSchedule"
-	TaintEffectNoExecute        = "NoExecute"
+	TaintEffectNoSchedule       TaintEffect = "NoSchedule"
+	TaintEffectPreferNoSchedule TaintEffect = "PreferNoSchedule"
+	TaintEffectNoExecute        TaintEffect = "NoExecute"
 )
+
+// TolerationOperator is how a toleration matches a taint's value.
+type TolerationOperator string
+
+// TaintEffect is what a taint does to pods that do not tolerate it.
+type TaintEffect string
 
 // Container is the supported subset of Kubernetes' Container.
 type Container struct {
 	Name            string               `json:"name"`
 	Image           string               `json:"image"`
-	ImagePullPolicy string               `json:"imagePullPolicy,omitempty"`
+	ImagePullPolicy PullPolicy           `json:"imagePullPolicy,omitempty"`
 	Command         []string             `json:"command,omitempty"`
 	Args            []string             `json:"args,omitempty"`
 	Env             []EnvVar             `json:"env,omitempty"`
@@ -389,17 +405,20 @@ type EmptyDirVolumeSource struct {
 }
 
 // Pod phases.
+// PodPhase is where a pod is in its life.
+type PodPhase string
+
 const (
-	PodPending   = "Pending"
-	PodRunning   = "Running"
-	PodSucceeded = "Succeeded"
-	PodFailed    = "Failed"
-	PodUnknown   = "Unknown"
+	PodPending   PodPhase = "Pending"
+	PodRunning   PodPhase = "Running"
+	PodSucceeded PodPhase = "Succeeded"
+	PodFailed    PodPhase = "Failed"
+	PodUnknown   PodPhase = "Unknown"
 )
 
 // PodStatus is what the node's agent last reported about the pod.
 type PodStatus struct {
-	Phase             string            `json:"phase,omitempty"`
+	Phase             PodPhase          `json:"phase,omitempty"`
 	Conditions        []PodCondition    `json:"conditions,omitempty"`
 	Reason            string            `json:"reason,omitempty"`
 	Message           string            `json:"message,omitempty"`
@@ -453,11 +472,11 @@ type PodRevert struct {
 
 // PodCondition is one observed aspect of a pod.
 type PodCondition struct {
-	Type               string `json:"type"`
-	Status             string `json:"status"`
-	LastTransitionTime Time   `json:"lastTransitionTime,omitempty"`
-	Reason             string `json:"reason,omitempty"`
-	Message            string `json:"message,omitempty"`
+	Type               string          `json:"type"`
+	Status             ConditionStatus `json:"status"`
+	LastTransitionTime Time            `json:"lastTransitionTime,omitempty"`
+	Reason             string          `json:"reason,omitempty"`
+	Message            string          `json:"message,omitempty"`
 }
 
 // Pod condition types.
@@ -534,16 +553,20 @@ type DaemonSetSpec struct {
 }
 
 // Update strategy types.
+// StrategyType is how a template change reaches the pods: RollingUpdate
+// or OnDelete for a DaemonSet, RollingUpdate or Recreate for a Deployment.
+type StrategyType string
+
 const (
-	RollingUpdateStrategy = "RollingUpdate"
-	OnDeleteStrategy      = "OnDelete"
-	RecreateStrategy      = "Recreate"
+	RollingUpdateStrategy StrategyType = "RollingUpdate"
+	OnDeleteStrategy      StrategyType = "OnDelete"
+	RecreateStrategy      StrategyType = "Recreate"
 )
 
 // DaemonSetUpdateStrategy is how a template change reaches the nodes.
 type DaemonSetUpdateStrategy struct {
 	// Type is RollingUpdate (the default) or OnDelete.
-	Type          string                  `json:"type,omitempty"`
+	Type          StrategyType            `json:"type,omitempty"`
 	RollingUpdate *RollingUpdateDaemonSet `json:"rollingUpdate,omitempty"`
 }
 
@@ -563,10 +586,10 @@ type RolloutSpec struct {
 	// Ready within ProgressDeadlineSeconds before the rollout stops.
 	MaxFailures *IntOrString `json:"maxFailures,omitempty"`
 	// OnFailure is Pause (default) or Rollback.
-	OnFailure string `json:"onFailure,omitempty"`
+	OnFailure OnFailurePolicy `json:"onFailure,omitempty"`
 	// OfflineNodes is Skip (default: offline nodes do not hold the rollout
 	// back; they update when they return) or Wait.
-	OfflineNodes string `json:"offlineNodes,omitempty"`
+	OfflineNodes OfflinePolicy `json:"offlineNodes,omitempty"`
 	// PrePull stages the new images on every target node before the first
 	// wave starts.
 	PrePull bool `json:"prePull,omitempty"`
@@ -586,12 +609,19 @@ type CanarySpec struct {
 	PauseSeconds *int32 `json:"pauseSeconds,omitempty"`
 }
 
+// OnFailurePolicy is what a rollout does when more nodes failed than it
+// tolerates.
+type OnFailurePolicy string
+
+// OfflinePolicy says whether offline nodes hold a rollout's completion.
+type OfflinePolicy string
+
 // Rollout failure actions and offline-node policies.
 const (
-	OnFailurePause    = "Pause"
-	OnFailureRollback = "Rollback"
-	OfflineSkip       = "Skip"
-	OfflineWait       = "Wait"
+	OnFailurePause    OnFailurePolicy = "Pause"
+	OnFailureRollback OnFailurePolicy = "Rollback"
+	OfflineSkip       OfflinePolicy   = "Skip"
+	OfflineWait       OfflinePolicy   = "Wait"
 )
 
 // DaemonSetStatus counts the DaemonSet's pods, with Kubernetes' names, and
@@ -610,16 +640,19 @@ type DaemonSetStatus struct {
 	Rollout *RolloutStatus `json:"rollout,omitempty"`
 }
 
+// RolloutPhase is where a rollout stands.
+type RolloutPhase string
+
 // Rollout phases.
 const (
-	RolloutProgressing = "Progressing"
-	RolloutPaused      = "Paused"
-	RolloutComplete    = "Complete"
-	RolloutFailed      = "Failed"
-	RolloutRolledBack  = "RolledBack"
+	RolloutProgressing RolloutPhase = "Progressing"
+	RolloutPaused      RolloutPhase = "Paused"
+	RolloutComplete    RolloutPhase = "Complete"
+	RolloutFailed      RolloutPhase = "Failed"
+	RolloutRolledBack  RolloutPhase = "RolledBack"
 	// RolloutDegraded: the rollout did all it will, but some target nodes
 	// failed within maxFailures and do not run the revision.
-	RolloutDegraded = "Degraded"
+	RolloutDegraded RolloutPhase = "Degraded"
 )
 
 // RolloutStatus is where a rollout stands.
@@ -627,9 +660,9 @@ type RolloutStatus struct {
 	// Revision is the ControllerRevision number being rolled out.
 	Revision int64 `json:"revision,omitempty"`
 	// TemplateHash identifies that revision's template.
-	TemplateHash string `json:"templateHash,omitempty"`
-	Phase        string `json:"phase,omitempty"`
-	Message      string `json:"message,omitempty"`
+	TemplateHash string       `json:"templateHash,omitempty"`
+	Phase        RolloutPhase `json:"phase,omitempty"`
+	Message      string       `json:"message,omitempty"`
 	// Counts over the target nodes.
 	Updated        int32 `json:"updated"`
 	Ready          int32 `json:"ready"`
@@ -711,7 +744,7 @@ type DeploymentSpec struct {
 
 // DeploymentStrategy is RollingUpdate (the default) or Recreate.
 type DeploymentStrategy struct {
-	Type          string                   `json:"type,omitempty"`
+	Type          StrategyType             `json:"type,omitempty"`
 	RollingUpdate *RollingUpdateDeployment `json:"rollingUpdate,omitempty"`
 }
 
@@ -739,12 +772,12 @@ type DeploymentStatus struct {
 // DeploymentCondition is one observed aspect of a Deployment
 // (Available, Progressing).
 type DeploymentCondition struct {
-	Type               string `json:"type"`
-	Status             string `json:"status"`
-	LastUpdateTime     Time   `json:"lastUpdateTime,omitempty"`
-	LastTransitionTime Time   `json:"lastTransitionTime,omitempty"`
-	Reason             string `json:"reason,omitempty"`
-	Message            string `json:"message,omitempty"`
+	Type               string          `json:"type"`
+	Status             ConditionStatus `json:"status"`
+	LastUpdateTime     Time            `json:"lastUpdateTime,omitempty"`
+	LastTransitionTime Time            `json:"lastTransitionTime,omitempty"`
+	Reason             string          `json:"reason,omitempty"`
+	Message            string          `json:"message,omitempty"`
 }
 
 // Event records something that happened to an object, as Kubernetes'
@@ -761,13 +794,16 @@ type Event struct {
 	LastTimestamp  Time            `json:"lastTimestamp,omitempty"`
 	Count          int32           `json:"count,omitempty"`
 	// Type is Normal or Warning.
-	Type string `json:"type,omitempty"`
+	Type EventType `json:"type,omitempty"`
 }
+
+// EventType is Normal or Warning.
+type EventType string
 
 // Event types.
 const (
-	EventNormal  = "Normal"
-	EventWarning = "Warning"
+	EventNormal  EventType = "Normal"
+	EventWarning EventType = "Warning"
 )
 
 // ObjectReference points at an object.

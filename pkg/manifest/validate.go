@@ -5,6 +5,7 @@ import (
 	"math"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -171,7 +172,7 @@ func validateWorkload(c *collector, kind string, selector *api.LabelSelector, te
 	ps := &template.Spec
 	validatePodSpec(c, ps, "spec.template.spec")
 	if ps.RestartPolicy != "" && ps.RestartPolicy != api.RestartAlways {
-		c.addf("spec.template.spec.restartPolicy", "must be %s for a %s, not %q", api.RestartAlways, kind, clip(ps.RestartPolicy, 64))
+		c.addf("spec.template.spec.restartPolicy", "must be %s for a %s, not %q", api.RestartAlways, kind, clip(string(ps.RestartPolicy), 64))
 	}
 	if ps.NodeName != "" {
 		why := "the hub places its pods"
@@ -417,34 +418,33 @@ func validSelector(c *collector, ls *api.LabelSelector, path, kind string) bool 
 
 // Allowed values.
 var (
-	restartPolicies = []string{api.RestartAlways, api.RestartOnFailure, api.RestartNever}
-	pullPolicies    = []string{api.PullAlways, api.PullIfNotPresent, api.PullNever}
+	restartPolicies = []api.RestartPolicy{api.RestartAlways, api.RestartOnFailure, api.RestartNever}
+	pullPolicies    = []api.PullPolicy{api.PullAlways, api.PullIfNotPresent, api.PullNever}
 	protocols       = []string{"TCP", "UDP", "SCTP"}
 	hostPathTypes   = []string{"DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"}
 	emptyDirMedia   = []string{"Memory"}
 	resourceNames   = []string{api.ResourceCPU, api.ResourceMemory}
 
-	daemonSetStrategies  = []string{api.RollingUpdateStrategy, api.OnDeleteStrategy}
-	deploymentStrategies = []string{api.RollingUpdateStrategy, api.RecreateStrategy}
-	onFailureActions     = []string{api.OnFailurePause, api.OnFailureRollback}
-	offlinePolicies      = []string{api.OfflineSkip, api.OfflineWait}
+	daemonSetStrategies  = []api.StrategyType{api.RollingUpdateStrategy, api.OnDeleteStrategy}
+	deploymentStrategies = []api.StrategyType{api.RollingUpdateStrategy, api.RecreateStrategy}
+	onFailureActions     = []api.OnFailurePolicy{api.OnFailurePause, api.OnFailureRollback}
+	offlinePolicies      = []api.OfflinePolicy{api.OfflineSkip, api.OfflineWait}
 
 	probeSchemes      = []string{"HTTP", "HTTPS"}
-	tolerationOps     = []string{api.TolerationOpEqual, api.TolerationOpExists}
-	tolerationEffects = []string{api.TaintEffectNoSchedule, api.TaintEffectPreferNoSchedule, api.TaintEffectNoExecute}
+	tolerationOps     = []api.TolerationOperator{api.TolerationOpEqual, api.TolerationOpExists}
+	tolerationEffects = []api.TaintEffect{api.TaintEffectNoSchedule, api.TaintEffectPreferNoSchedule, api.TaintEffectNoExecute}
 )
 
-func oneOf(v string, allowed []string) bool {
-	for _, a := range allowed {
-		if v == a {
-			return true
-		}
-	}
-	return false
+func oneOf[T ~string](v T, allowed []T) bool {
+	return slices.Contains(allowed, v)
 }
 
-func notOneOf(v string, allowed []string) string {
-	return fmt.Sprintf("%q is not one of %s", clip(v, 64), strings.Join(allowed, ", "))
+func notOneOf[T ~string](v T, allowed []T) string {
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		names[i] = string(a)
+	}
+	return fmt.Sprintf("%q is not one of %s", clip(string(v), 64), strings.Join(names, ", "))
 }
 
 // validatePodSpec checks a pod spec at path ("spec" for a Pod,

@@ -637,7 +637,7 @@ func TestDefault(t *testing.T) {
 	if spec.RestartPolicy != api.RestartAlways || spec.TerminationGracePeriodSeconds == nil || *spec.TerminationGracePeriodSeconds != 30 {
 		t.Errorf("pod spec: %+v", spec)
 	}
-	want := []string{"Always", "Always", "IfNotPresent", "Always", "IfNotPresent", "IfNotPresent", "Always", "Never"}
+	want := []api.PullPolicy{"Always", "Always", "IfNotPresent", "Always", "IfNotPresent", "IfNotPresent", "Always", "Never"}
 	for i, c := range spec.Containers {
 		if c.ImagePullPolicy != want[i] {
 			t.Errorf("%s (%s): pull policy %s, want %s", c.Name, c.Image, c.ImagePullPolicy, want[i])

@@ -84,7 +84,7 @@ type OutboxState struct {
 // back from an outage delivers everything that happened while it was away.
 type Event struct {
 	Object  api.ObjectReference `json:"object"`
-	Type    string              `json:"type"` // Normal or Warning
+	Type    api.EventType       `json:"type"` // Normal or Warning
 	Reason  string              `json:"reason"`
 	Message string              `json:"message"`
 	Time    time.Time           `json:"time"`

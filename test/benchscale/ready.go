@@ -102,7 +102,7 @@ func whyNotReady(ctx context.Context, hub *scale.Hub, namespace, dsName, hash st
 		if !n.IsReady() {
 			reason := "?"
 			if c := n.Status.Condition(api.NodeReady); c != nil {
-				reason = c.Status + "/" + c.Reason
+				reason = string(c.Status) + "/" + c.Reason
 			}
 			notReadyNodes[reason]++
 		}

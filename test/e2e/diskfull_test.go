@@ -132,7 +132,7 @@ func TestHubFullDisk(t *testing.T) {
 }
 
 // condition returns a node's condition of type typ ("" if it has none).
-func condition(n *api.Node, typ string) string {
+func condition(n *api.Node, typ string) api.ConditionStatus {
 	for _, c := range n.Status.Conditions {
 		if c.Type == typ {
 			return c.Status

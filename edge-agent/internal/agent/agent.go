@@ -521,7 +521,7 @@ func (a *Agent) queueEvent(e wire.Event) {
 }
 
 // nodeEvent queues an event about the node itself.
-func (a *Agent) nodeEvent(typ, reason, message string) {
+func (a *Agent) nodeEvent(typ api.EventType, reason, message string) {
 	a.queueEvent(wire.Event{
 		Object: api.ObjectReference{Kind: api.KindNode, Name: a.cfg.NodeName},
 		Type:   typ, Reason: reason, Message: message, Time: time.Now().UTC(),

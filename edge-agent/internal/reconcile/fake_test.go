@@ -64,7 +64,7 @@ func (f *fakeRuntime) List(ctx context.Context) ([]Container, error) {
 // EnsureImage records "pull REF" for a call that would ask the registry
 // (IfNotPresent and Always: the fake does not tell them apart), and
 // "check REF" for policy Never, which only looks on the board.
-func (f *fakeRuntime) EnsureImage(ctx context.Context, ref, policy string) (string, error) {
+func (f *fakeRuntime) EnsureImage(ctx context.Context, ref string, policy api.PullPolicy) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if policy == api.PullNever {

@@ -67,7 +67,7 @@ const pullBackoffReset = 2 * backoffMax
 // already backing off: the failure is of an attempt made before the
 // back-off began (two pods pulling one image at once share one pull), and
 // is the same step, not a new one.
-func (b *pullBackoff) failed(image, policy string, err error, now time.Time) (f pullFailure, stepped bool) {
+func (b *pullBackoff) failed(image string, policy api.PullPolicy, err error, now time.Time) (f pullFailure, stepped bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	p := b.images[image]
@@ -89,7 +89,7 @@ func (b *pullBackoff) failed(image, policy string, err error, now time.Time) (f 
 
 // holding reports whether a container (or pre-pull) that takes image by
 // policy must wait at now, and the image's back-off.
-func (b *pullBackoff) holding(image, policy string, now time.Time) (pullFailure, bool) {
+func (b *pullBackoff) holding(image string, policy api.PullPolicy, now time.Time) (pullFailure, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	p := b.images[image]
@@ -154,7 +154,7 @@ func (f pullFailure) status(image, specHash string, prePull bool) *api.ImagePull
 // image is not present, f is its back-off (zero if ctx ended) and tried
 // says whether this call's own attempt failed: one per back-off step, to
 // log and report.
-func (r *Reconciler) fetch(ctx context.Context, image, policy string) (present bool, f pullFailure, tried bool) {
+func (r *Reconciler) fetch(ctx context.Context, image string, policy api.PullPolicy) (present bool, f pullFailure, tried bool) {
 	f, held := r.pulls.holding(image, policy, r.now())
 	if held {
 		return false, f, false

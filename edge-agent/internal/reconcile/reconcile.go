@@ -472,7 +472,7 @@ func (r *Reconciler) spawn(ctx context.Context, key string, fn func(context.Cont
 }
 
 // shouldRestart applies the pod's restartPolicy to an exit code.
-func shouldRestart(policy string, exitCode int32) bool {
+func shouldRestart(policy api.RestartPolicy, exitCode int32) bool {
 	switch policy {
 	case api.RestartNever:
 		return false
@@ -567,7 +567,7 @@ func call(f func()) {
 }
 
 // emit reports an event about a pod (and one of its containers).
-func (r *Reconciler) emit(pod *wire.SnapshotPod, container, typ, reason, message string) {
+func (r *Reconciler) emit(pod *wire.SnapshotPod, container string, typ api.EventType, reason, message string) {
 	if r.cfg.Event == nil {
 		return
 	}
@@ -1014,7 +1014,7 @@ func (r *Reconciler) stopAndRemove(ctx context.Context, cs []Container, forget b
 
 // emitFor reports an event about a container known only from its labels
 // (its pod may no longer be desired).
-func (r *Reconciler) emitFor(c Container, typ, reason, message string) {
+func (r *Reconciler) emitFor(c Container, typ api.EventType, reason, message string) {
 	if c.Labels[LabelPodUID] == "" {
 		return
 	}

@@ -90,7 +90,7 @@ func (h *harness) lastStatus(pod string) api.PodStatus {
 // container, its start, then the removal of the exited run.
 var restartCalls = []string{"create-next main", "start main", "remove main"}
 
-func pod(name, image string, policy string) wire.SnapshotPod {
+func pod(name, image string, policy api.RestartPolicy) wire.SnapshotPod {
 	spec := api.PodSpec{
 		RestartPolicy: policy,
 		Containers:    []api.Container{{Name: "main", Image: image, ImagePullPolicy: api.PullIfNotPresent}},
@@ -244,10 +244,10 @@ func TestBackoffDelays(t *testing.T) {
 
 func TestRestartPolicies(t *testing.T) {
 	for _, tc := range []struct {
-		policy    string
+		policy    api.RestartPolicy
 		exit      int32
 		restarted bool
-		phase     string
+		phase     api.PodPhase
 	}{
 		{api.RestartAlways, 0, true, api.PodRunning},
 		{api.RestartAlways, 1, true, api.PodRunning},

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/flotilla-edge/flotilla/pkg/api"
 )
 
 // Runtime is what the reconciler needs from a container runtime. The
@@ -16,7 +18,7 @@ type Runtime interface {
 	List(ctx context.Context) ([]Container, error)
 	// EnsureImage makes ref available on the board according to policy
 	// (Always, IfNotPresent, Never) and returns the image's digest.
-	EnsureImage(ctx context.Context, ref, policy string) (digest string, err error)
+	EnsureImage(ctx context.Context, ref string, policy api.PullPolicy) (digest string, err error)
 	// Create creates a container, not yet running. Creating an ID that
 	// already exists returns an error wrapping ErrAlreadyExists.
 	Create(ctx context.Context, spec ContainerSpec) error

@@ -3,6 +3,7 @@ package runtime
 import (
 	"bytes"
 	"errors"
+	"github.com/flotilla-edge/flotilla/pkg/api"
 	"log/slog"
 	"strings"
 	"sync"
@@ -80,7 +81,7 @@ func TestContainerdResolverLogsAreRouted(t *testing.T) {
 	var out syncBuffer
 	RouteClientLogs(slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	rt := newRuntime(t)
-	if _, err := rt.EnsureImage(testCtx(t, time.Minute), env.registry.Addr+"/flotilla/busybox:no-such-tag", PullIfNotPresent); err == nil {
+	if _, err := rt.EnsureImage(testCtx(t, time.Minute), env.registry.Addr+"/flotilla/busybox:no-such-tag", api.PullIfNotPresent); err == nil {
 		t.Fatal("pulled a tag that does not exist")
 	}
 	if got := out.String(); !strings.Contains(got, `level=DEBUG msg="trying next host - response was http.StatusNotFound"`) ||

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"github.com/flotilla-edge/flotilla/pkg/api"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +65,7 @@ func TestEnsureImagePinnedByDigest(t *testing.T) {
 	rt := newRuntime(t)
 	repo := strings.TrimSuffix(env.busybox, ":test")
 	for _, ref := range []string{repo + "@" + env.busyboxDigest, env.busybox + "@" + env.busyboxDigest} {
-		for _, policy := range []string{PullAlways, PullIfNotPresent} {
+		for _, policy := range []api.PullPolicy{api.PullAlways, api.PullIfNotPresent} {
 			got, err := rt.EnsureImage(testCtx(t, time.Minute), ref, policy)
 			if err != nil || got != env.busyboxDigest {
 				t.Fatalf("EnsureImage(%s, %s) = %s, %v", ref, policy, got, err)
@@ -84,13 +85,13 @@ func TestEnsureImagePinnedByDigest(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = rt.client.ImageService().Delete(rt.ns(testCtx(t, time.Minute)), liarName) })
-	_, err = rt.EnsureImage(testCtx(t, time.Minute), liar, PullIfNotPresent)
+	_, err = rt.EnsureImage(testCtx(t, time.Minute), liar, api.PullIfNotPresent)
 	if !errors.Is(err, reconcile.ErrImagePull) || !errors.Is(err, ErrDigestMismatch) {
 		t.Fatalf("a record with another digest was used: %v", err)
 	}
 	// A digest the registry does not have fails to pull, as any missing image.
 	missing := repo + "@" + digestA
-	if _, err := rt.EnsureImage(testCtx(t, time.Minute), missing, PullIfNotPresent); !errors.Is(err, reconcile.ErrImagePull) {
+	if _, err := rt.EnsureImage(testCtx(t, time.Minute), missing, api.PullIfNotPresent); !errors.Is(err, reconcile.ErrImagePull) {
 		t.Fatalf("missing digest: %v", err)
 	}
 }

@@ -16,13 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
-)
-
-// Image pull policies, as in Kubernetes.
-const (
-	PullAlways       = "Always"
-	PullIfNotPresent = "IfNotPresent"
-	PullNever        = "Never"
+	"github.com/flotilla-edge/flotilla/pkg/api"
 )
 
 // EnsureImage makes ref available and unpacked according to policy and
@@ -31,7 +25,7 @@ const (
 // A reference pinned by digest (repo@sha256:…, repo:tag@sha256:…) is
 // refused, with reconcile.ErrImagePull and ErrDigestMismatch, unless the
 // image's target is that digest.
-func (c *Containerd) EnsureImage(ctx context.Context, ref, policy string) (string, error) {
+func (c *Containerd) EnsureImage(ctx context.Context, ref string, policy api.PullPolicy) (string, error) {
 	digest, err := c.ensureImage(ctx, ref, policy)
 	if err != nil {
 		return "", err
@@ -42,16 +36,16 @@ func (c *Containerd) EnsureImage(ctx context.Context, ref, policy string) (strin
 	return digest, nil
 }
 
-func (c *Containerd) ensureImage(ctx context.Context, ref, policy string) (string, error) {
+func (c *Containerd) ensureImage(ctx context.Context, ref string, policy api.PullPolicy) (string, error) {
 	name, err := normalizeRef(ref)
 	if err != nil {
 		return "", &pullError{ref: ref, kind: reconcile.ErrInvalidImageRef, err: err}
 	}
 	ctx = c.ns(ctx)
 	switch policy {
-	case PullAlways:
+	case api.PullAlways:
 		return c.pull(ctx, name)
-	case PullIfNotPresent, "", PullNever:
+	case api.PullIfNotPresent, "", api.PullNever:
 		img, err := c.localImage(ctx, name)
 		if err == nil {
 			return img.Target().Digest.String(), nil
@@ -59,7 +53,7 @@ func (c *Containerd) ensureImage(ctx context.Context, ref, policy string) (strin
 		if !errors.Is(err, reconcile.ErrNotFound) {
 			return "", fmt.Errorf("ensure image %s: %w", ref, err)
 		}
-		if policy == PullNever {
+		if policy == api.PullNever {
 			return "", fmt.Errorf("ensure image %s: %w", ref, reconcile.ErrImageNeverPull)
 		}
 		return c.pull(ctx, name)

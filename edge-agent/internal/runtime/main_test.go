@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/flotilla-edge/flotilla/pkg/api"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -160,7 +161,7 @@ func uniqueID(prefix string) string {
 // ensure pulls ref (IfNotPresent) or fails the test.
 func ensure(t *testing.T, rt *Containerd, ref string) {
 	t.Helper()
-	if _, err := rt.EnsureImage(testCtx(t, time.Minute), ref, PullIfNotPresent); err != nil {
+	if _, err := rt.EnsureImage(testCtx(t, time.Minute), ref, api.PullIfNotPresent); err != nil {
 		t.Fatalf("EnsureImage %s: %v", ref, err)
 	}
 }

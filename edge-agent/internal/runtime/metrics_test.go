@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"github.com/flotilla-edge/flotilla/pkg/api"
 	"path/filepath"
 	"testing"
 	"time"
@@ -91,7 +92,7 @@ func BenchmarkContainerStats(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer rt.Close()
-	if _, err := rt.EnsureImage(ctx, env.busybox, PullIfNotPresent); err != nil {
+	if _, err := rt.EnsureImage(ctx, env.busybox, api.PullIfNotPresent); err != nil {
 		b.Fatal(err)
 	}
 	for i := range 5 {

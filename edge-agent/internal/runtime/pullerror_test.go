@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flotilla-edge/flotilla/pkg/api"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -50,7 +51,7 @@ func TestPullFailuresAreClassified(t *testing.T) {
 	rt := newRuntimeWith(t, env.registry.Addr, authReg, closed)
 
 	tag := env.registry.Addr + "/flotilla/busybox:does-not-exist"
-	_, err := rt.EnsureImage(ctx, tag, PullIfNotPresent)
+	_, err := rt.EnsureImage(ctx, tag, api.PullIfNotPresent)
 	checkKind(t, "missing tag", err, reconcile.ErrImageNotFound, true)
 	if !strings.Contains(err.Error(), tag+": not found") {
 		t.Fatalf("missing tag: message %q does not carry the registry's answer", err)
@@ -58,30 +59,30 @@ func TestPullFailuresAreClassified(t *testing.T) {
 	t.Logf("missing tag: %v", err)
 
 	repo := env.registry.Addr + "/flotilla/no-such-repo:v1"
-	_, err = rt.EnsureImage(ctx, repo, PullAlways)
+	_, err = rt.EnsureImage(ctx, repo, api.PullAlways)
 	checkKind(t, "missing repository", err, reconcile.ErrImageNotFound, true)
 	t.Logf("missing repository: %v", err)
 
-	_, err = rt.EnsureImage(ctx, authReg+"/flotilla/busybox:test", PullIfNotPresent)
+	_, err = rt.EnsureImage(ctx, authReg+"/flotilla/busybox:test", api.PullIfNotPresent)
 	checkKind(t, "registry demanding credentials", err, reconcile.ErrRegistryDenied, true)
 	if !strings.Contains(err.Error(), "401 Unauthorized") {
 		t.Fatalf("401: message %q does not carry the registry's status", err)
 	}
 	t.Logf("unauthorized: %v", err)
 
-	_, err = rt.EnsureImage(ctx, closed+"/flotilla/busybox:test", PullIfNotPresent)
+	_, err = rt.EnsureImage(ctx, closed+"/flotilla/busybox:test", api.PullIfNotPresent)
 	checkKind(t, "unreachable registry", err, reconcile.ErrRegistryUnavailable, false)
 	if !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("unreachable: message %q does not say why", err)
 	}
 	t.Logf("unreachable: %v", err)
 
-	_, err = rt.EnsureImage(ctx, env.registry.Addr+"/Flotilla/UPPER:v1", PullIfNotPresent)
+	_, err = rt.EnsureImage(ctx, env.registry.Addr+"/Flotilla/UPPER:v1", api.PullIfNotPresent)
 	checkKind(t, "malformed reference", err, reconcile.ErrInvalidImageRef, true)
 	t.Logf("malformed: %v", err)
 
 	// Present images are still found, and pulled ones still pull.
-	if _, err := rt.EnsureImage(ctx, env.busybox, PullAlways); err != nil {
+	if _, err := rt.EnsureImage(ctx, env.busybox, api.PullAlways); err != nil {
 		t.Fatalf("pull of a present tag: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"github.com/flotilla-edge/flotilla/pkg/api"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -36,7 +37,7 @@ func benchRestart(b *testing.B, newRun bool) {
 		b.Fatal(err)
 	}
 	defer rt.Close()
-	if _, err := rt.EnsureImage(ctx, env.busybox, PullIfNotPresent); err != nil {
+	if _, err := rt.EnsureImage(ctx, env.busybox, api.PullIfNotPresent); err != nil {
 		b.Fatal(err)
 	}
 	base := uniqueID("restart-bench")

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"github.com/flotilla-edge/flotilla/pkg/api"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -37,11 +38,11 @@ func TestEnsureImagePolicies(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := rt.EnsureImage(ctx, ref, PullNever); !errors.Is(err, reconcile.ErrImageNeverPull) {
+	if _, err := rt.EnsureImage(ctx, ref, api.PullNever); !errors.Is(err, reconcile.ErrImageNeverPull) {
 		t.Fatalf("Never on an absent image: got %v, want ErrImageNeverPull", err)
 	}
 	start := time.Now()
-	got, err := rt.EnsureImage(ctx, ref, PullIfNotPresent)
+	got, err := rt.EnsureImage(ctx, ref, api.PullIfNotPresent)
 	if err != nil {
 		t.Fatalf("IfNotPresent: %v", err)
 	}
@@ -50,15 +51,15 @@ func TestEnsureImagePolicies(t *testing.T) {
 		t.Fatalf("IfNotPresent digest %s, want %s", got, want)
 	}
 	start = time.Now()
-	if got, err := rt.EnsureImage(ctx, ref, PullIfNotPresent); err != nil || got != want {
+	if got, err := rt.EnsureImage(ctx, ref, api.PullIfNotPresent); err != nil || got != want {
 		t.Fatalf("IfNotPresent (present): %s, %v", got, err)
 	}
 	t.Logf("IfNotPresent on a present image took %s", time.Since(start).Round(time.Millisecond))
-	if got, err := rt.EnsureImage(ctx, ref, PullNever); err != nil || got != want {
+	if got, err := rt.EnsureImage(ctx, ref, api.PullNever); err != nil || got != want {
 		t.Fatalf("Never (present): %s, %v", got, err)
 	}
 	start = time.Now()
-	if got, err := rt.EnsureImage(ctx, ref, PullAlways); err != nil || got != want {
+	if got, err := rt.EnsureImage(ctx, ref, api.PullAlways); err != nil || got != want {
 		t.Fatalf("Always: %s, %v", got, err)
 	}
 	t.Logf("Always (re-pull, layers present) took %s", time.Since(start).Round(time.Millisecond))
@@ -79,15 +80,15 @@ func TestEnsureImagePolicies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := rt.EnsureImage(ctx, ref, PullIfNotPresent); err != nil || got != want {
+	if got, err := rt.EnsureImage(ctx, ref, api.PullIfNotPresent); err != nil || got != want {
 		t.Fatalf("IfNotPresent after a new push must keep the local image: %s, %v", got, err)
 	}
-	if got, err := rt.EnsureImage(ctx, ref, PullAlways); err != nil || got != want2 {
+	if got, err := rt.EnsureImage(ctx, ref, api.PullAlways); err != nil || got != want2 {
 		t.Fatalf("Always after a new push: %s, %v; want %s", got, err, want2)
 	}
 
 	missing := env.registry.Addr + "/flotilla/no-such-repo:v1"
-	if _, err := rt.EnsureImage(ctx, missing, PullIfNotPresent); !errors.Is(err, reconcile.ErrImagePull) {
+	if _, err := rt.EnsureImage(ctx, missing, api.PullIfNotPresent); !errors.Is(err, reconcile.ErrImagePull) {
 		t.Fatalf("missing repo: got %v, want ErrImagePull", err)
 	} else if !strings.Contains(err.Error(), "no-such-repo") {
 		t.Fatalf("missing repo error does not name the ref: %v", err)
@@ -116,7 +117,7 @@ func TestEnsureImageConcurrentPullsShare(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			digests[i], errs[i] = rt.EnsureImage(ctx, ref, PullAlways)
+			digests[i], errs[i] = rt.EnsureImage(ctx, ref, api.PullAlways)
 		}()
 	}
 	wg.Wait()
@@ -128,10 +129,10 @@ func TestEnsureImageConcurrentPullsShare(t *testing.T) {
 	// A caller that gives up does not fail the pull for others.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := rt.EnsureImage(cctx, ref, PullAlways); !errors.Is(err, context.Canceled) {
+	if _, err := rt.EnsureImage(cctx, ref, api.PullAlways); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled caller: %v", err)
 	}
-	if _, err := rt.EnsureImage(ctx, ref, PullAlways); err != nil {
+	if _, err := rt.EnsureImage(ctx, ref, api.PullAlways); err != nil {
 		t.Fatalf("pull after a cancelled caller: %v", err)
 	}
 }

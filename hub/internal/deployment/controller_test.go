@@ -404,7 +404,7 @@ func TestPaused(t *testing.T) {
 	}
 }
 
-func notReadySince(at time.Time, status string) func(n *api.Node) {
+func notReadySince(at time.Time, status api.ConditionStatus) func(n *api.Node) {
 	return func(n *api.Node) {
 		n.Status.Conditions = []api.NodeCondition{{Type: api.NodeReady, Status: status, LastTransitionTime: api.NewTime(at)}}
 	}

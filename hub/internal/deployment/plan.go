@@ -838,7 +838,7 @@ func condition(conds []api.DeploymentCondition, t string) *api.DeploymentConditi
 
 // setCondition sets a condition, moving its transition time when the status
 // changes and its update time when touch is set or anything changes.
-func setCondition(conds *[]api.DeploymentCondition, t, status, reason, msg string, now api.Time, touch bool) {
+func setCondition(conds *[]api.DeploymentCondition, t string, status api.ConditionStatus, reason, msg string, now api.Time, touch bool) {
 	c := condition(*conds, t)
 	if c == nil {
 		*conds = append(*conds, api.DeploymentCondition{Type: t, Status: status, Reason: reason, Message: msg,

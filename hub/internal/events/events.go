@@ -29,7 +29,7 @@ const AnnotationSeq = "flotilla.io/seq"
 // Record is one event to store.
 type Record struct {
 	Object  api.ObjectReference
-	Type    string
+	Type    api.EventType
 	Reason  string
 	Message string
 	Time    time.Time
@@ -54,7 +54,7 @@ func Namespace(obj api.ObjectReference) string {
 func Name(r Record) string {
 	h := sha256.New()
 	for _, s := range []string{r.Object.Kind, r.Object.Namespace, r.Object.Name, r.Object.UID, r.Object.FieldPath,
-		r.Type, r.Reason, r.Message, r.Source.Component, r.Source.Host} {
+		string(r.Type), r.Reason, r.Message, r.Source.Component, r.Source.Host} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

@@ -254,7 +254,7 @@ func TestAFailedWriteIsRetried(t *testing.T) {
 	st := &failingStore{Store: mem, n: 2}
 	in := New(Options{Store: st, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return t0 }})
 	status, evTopic := wire.NodeTopic("n1", wire.TopicStatus), wire.NodeTopic("n1", wire.TopicEvents)
-	report := func(phase string) wire.PodStatusReport {
+	report := func(phase api.PodPhase) wire.PodStatusReport {
 		return wire.PodStatusReport{ObservedRevision: 1, Pods: []wire.PodReport{{UID: "u1", Name: "p", Namespace: "default", SpecHash: "h",
 			Status: api.PodStatus{Phase: phase}}}}
 	}

@@ -1019,7 +1019,7 @@ func isWellKnown(k string) bool {
 
 // setReady sets the Ready condition, moving its transition time only when
 // its status changes.
-func setReady(node *api.Node, status, reason, message string, now api.Time) {
+func setReady(node *api.Node, status api.ConditionStatus, reason, message string, now api.Time) {
 	c := node.Status.Condition(api.NodeReady)
 	if c == nil {
 		node.Status.Conditions = append(node.Status.Conditions, api.NodeCondition{Type: api.NodeReady})

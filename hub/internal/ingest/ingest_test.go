@@ -191,7 +191,7 @@ func TestPodReportLandsOnTheRightPod(t *testing.T) {
 	}
 	phase := func() string {
 		p := getPod(t, st)
-		return p.Status.Phase + "/" + p.Status.SpecHash
+		return string(p.Status.Phase) + "/" + p.Status.SpecHash
 	}
 	report(1, "n2", "u1") // wrong node
 	report(2, "n1", "u0") // a previous pod of the same name
@@ -199,7 +199,7 @@ func TestPodReportLandsOnTheRightPod(t *testing.T) {
 		t.Fatalf("status from the wrong node or pod was applied: %s", phase())
 	}
 	report(3, "n1", "u1")
-	if phase() != api.PodRunning+"/h" {
+	if phase() != string(api.PodRunning)+"/h" {
 		t.Fatalf("status = %s", phase())
 	}
 }
@@ -284,12 +284,12 @@ func TestEventsAreStoredOnceWithTheirNode(t *testing.T) {
 func TestQueuedReportsNeverOverwriteNewerOnes(t *testing.T) {
 	st := store.NewMemory()
 	putPod(t, st)
-	report := func(in *Ingest, seq uint64, phase string, rev uint64) {
+	report := func(in *Ingest, seq uint64, phase api.PodPhase, rev uint64) {
 		rep := wire.PodStatusReport{ObservedRevision: rev, Pods: []wire.PodReport{{UID: "u1", Name: "p", Namespace: "default", Status: api.PodStatus{Phase: phase}}}}
 		in.Handle(wire.NodeTopic("n1", wire.TopicStatus), msg(t, "n1", wire.TypePodStatus, seq, rep))
 		in.Flush()
 	}
-	phase := func() (string, uint64) {
+	phase := func() (api.PodPhase, uint64) {
 		return getPod(t, st).Status.Phase, getNode(t, st, "n1").Status.ObservedRevision
 	}
 	in := newIngest(st, &syncBuffer{})

@@ -333,7 +333,7 @@ func TestPressureConditions(t *testing.T) {
 			Status: api.NodeStatus{Conditions: []api.NodeCondition{{Type: api.NodeReady, Status: api.ConditionTrue}}}})
 	})
 	p := NewPressure(PressureOptions{Store: st, Fleet: f, MemoryThreshold: 90, DiskThreshold: 80})
-	conds := func() (string, string, uint64) {
+	conds := func() (api.ConditionStatus, api.ConditionStatus, uint64) {
 		t.Helper()
 		var n *api.Node
 		_ = st.View(func(tx store.Tx) error {

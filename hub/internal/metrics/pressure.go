@@ -51,7 +51,7 @@ type Pressure struct {
 	log  *slog.Logger
 	// known is the condition status last written or read per node, so
 	// that unchanged nodes are not read at all.
-	known map[string][2]string
+	known map[string][2]api.ConditionStatus
 }
 
 // NewPressure returns the controller; call Run.
@@ -65,7 +65,7 @@ func NewPressure(opts PressureOptions) *Pressure {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Pressure{opts: opts, log: opts.Logger.With("component", "pressure"), known: map[string][2]string{}}
+	return &Pressure{opts: opts, log: opts.Logger.With("component", "pressure"), known: map[string][2]api.ConditionStatus{}}
 }
 
 // Run evaluates nodes whose latest sample changed, until ctx ends.
@@ -92,7 +92,7 @@ func (p *Pressure) Run(ctx context.Context) error {
 
 // above applies the threshold with hysteresis: over the threshold is
 // pressure; once under pressure, it clears only below threshold-hysteresis.
-func above(value, threshold float64, was string) bool {
+func above(value, threshold float64, was api.ConditionStatus) bool {
 	if was == api.ConditionTrue {
 		return value >= threshold-hysteresis
 	}
@@ -115,7 +115,7 @@ func (p *Pressure) Sync(nodes []string) error {
 		was, seen := p.known[n]
 		mem := above(MemoryPercent(s.Node), p.opts.MemoryThreshold, was[0])
 		disk := above(DiskPercent(s.Node), p.opts.DiskThreshold, was[1]) || s.Node.StateStoreFull
-		if seen && was == [2]string{status(mem), status(disk)} {
+		if seen && was == [2]api.ConditionStatus{status(mem), status(disk)} {
 			continue
 		}
 		todo = append(todo, change{n, s})
@@ -123,7 +123,7 @@ func (p *Pressure) Sync(nodes []string) error {
 	const perTx = 200
 	for start := 0; start < len(todo); start += perTx {
 		part := todo[start:min(start+perTx, len(todo))]
-		written := map[string][2]string{}
+		written := map[string][2]api.ConditionStatus{}
 		err := p.opts.Store.Update(func(tx store.Tx) error {
 			for _, c := range part {
 				st, err := p.apply(tx, c.node, c.sample)
@@ -144,7 +144,7 @@ func (p *Pressure) Sync(nodes []string) error {
 	return nil
 }
 
-func status(b bool) string {
+func status(b bool) api.ConditionStatus {
 	if b {
 		return api.ConditionTrue
 	}
@@ -152,17 +152,17 @@ func status(b bool) string {
 }
 
 // apply sets one node's conditions from s and returns their statuses.
-func (p *Pressure) apply(tx store.Tx, name string, s wire.MetricSample) ([2]string, error) {
+func (p *Pressure) apply(tx store.Tx, name string, s wire.MetricSample) ([2]api.ConditionStatus, error) {
 	node, err := store.Get[api.Node](tx, "", name)
 	if store.IsNotFound(err) {
-		return [2]string{}, nil // not announced yet; the next sample retries
+		return [2]api.ConditionStatus{}, nil // not announced yet; the next sample retries
 	}
 	if err != nil {
-		return [2]string{}, err
+		return [2]api.ConditionStatus{}, err
 	}
 	at := api.NewTime(s.Time.UTC().Truncate(time.Second))
 	memPct, diskPct := MemoryPercent(s.Node), DiskPercent(s.Node)
-	prevMem, prevDisk := "", ""
+	var prevMem, prevDisk api.ConditionStatus
 	if c := node.Status.Condition(api.NodeMemoryPressure); c != nil {
 		prevMem = c.Status
 	}
@@ -206,7 +206,7 @@ func (p *Pressure) apply(tx store.Tx, name string, s wire.MetricSample) ([2]stri
 	}
 	set(api.NodeMemoryPressure, mem, ReasonInsufficientMemory, ReasonSufficientMemory, "memory", memPct, p.opts.MemoryThreshold)
 	set(api.NodeDiskPressure, disk, ReasonDiskPressure, ReasonNoDiskPressure, "disk", diskPct, p.opts.DiskThreshold)
-	st := [2]string{status(mem), status(disk)}
+	st := [2]api.ConditionStatus{status(mem), status(disk)}
 	if !changed {
 		return st, nil
 	}

@@ -412,7 +412,7 @@ func (c *stateCollector) collectStore(gauge func(*prometheus.Desc, float64, ...s
 			gauge(c.rolloutNodes, float64(v), kind, ns, name, state)
 		}
 		if r.Phase != "" {
-			gauge(c.rolloutPhase, 1, kind, ns, name, r.Phase)
+			gauge(c.rolloutPhase, 1, kind, ns, name, string(r.Phase))
 		}
 		gauge(c.rolloutRevision, float64(r.Revision), kind, ns, name)
 	}

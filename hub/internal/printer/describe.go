@@ -586,7 +586,7 @@ func describeDaemonSet(d *describer, ds *api.DaemonSet, rel Related) {
 	d.line(0, "Number of Nodes Scheduled with Available Pods: %d", st.NumberAvailable)
 	d.line(0, "Number of Nodes Scheduled with Ready Pods: %d", st.NumberReady)
 	d.line(0, "Number of Nodes Misscheduled: %d", st.NumberMisscheduled)
-	phases := map[string]int{}
+	phases := map[api.PodPhase]int{}
 	for _, p := range rel.Pods {
 		phases[p.Status.Phase]++
 	}

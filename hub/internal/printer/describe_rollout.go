@@ -66,7 +66,7 @@ func describeDaemonSetStrategy(d *describer, ds *api.DaemonSet) {
 	d.line(1, "Paused:\t%t", r.Paused)
 }
 
-func orDefault(s, def string) string {
+func orDefault[T ~string](s, def T) T {
 	if s == "" {
 		return def
 	}

@@ -29,7 +29,7 @@ func eventRow(e *api.Event, now time.Time) ([]string, []string) {
 		}
 		seen = fmt.Sprintf("%s (x%d over %s)", seen, e.Count, first)
 	}
-	return headers, []string{seen, e.Type, e.Reason, EventObject(e), strings.TrimSpace(e.Message)}
+	return headers, []string{seen, string(e.Type), e.Reason, EventObject(e), strings.TrimSpace(e.Message)}
 }
 
 // EventObject is kubectl's OBJECT column: "pod/web-1", "node/edge-1".

@@ -72,7 +72,7 @@ func testPods() []*api.Pod {
 }
 
 func testNodes() []*api.Node {
-	ready := func(status string) []api.NodeCondition {
+	ready := func(status api.ConditionStatus) []api.NodeCondition {
 		return []api.NodeCondition{{
 			Type: api.NodeReady, Status: status, Reason: "AgentReady", Message: "agent is posting ready status",
 			LastHeartbeatTime: ago(10 * time.Second), LastTransitionTime: ago(8 * 24 * time.Hour),

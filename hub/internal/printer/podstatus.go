@@ -26,7 +26,7 @@ type podSummary struct {
 // status while another container still runs is shown as Running (or
 // NotReady when the pod is not Ready), as kubectl does.
 func summarizePod(p *api.Pod) podSummary {
-	s := podSummary{total: len(p.Spec.Containers), status: p.Status.Phase}
+	s := podSummary{total: len(p.Spec.Containers), status: string(p.Status.Phase)}
 	if p.Status.Reason != "" {
 		s.status = p.Status.Reason
 	}
@@ -54,7 +54,7 @@ func summarizePod(p *api.Pod) podSummary {
 	}
 	if s.status == "Completed" && hasRunning {
 		if p.IsReady() {
-			s.status = api.PodRunning
+			s.status = string(api.PodRunning)
 		} else {
 			s.status = "NotReady"
 		}

@@ -28,7 +28,7 @@ func TestPodStatusColumns(t *testing.T) {
 	readyCond := []api.PodCondition{{Type: api.PodReady, Status: api.ConditionTrue}}
 	tests := []struct {
 		name       string
-		phase      string
+		phase      api.PodPhase
 		reason     string
 		conditions []api.PodCondition
 		spec       []string

@@ -12,7 +12,8 @@ type Progress struct {
 	// Resource is "daemon set" or "deployment"; Name the object's name.
 	Resource, Name string
 	Revision       int64
-	Phase, Message string
+	Phase          api.RolloutPhase
+	Message        string
 	// Counts over the target nodes (DaemonSets) or replicas (Deployments).
 	Updated, Ready, Unavailable, Failed, OfflinePending, Total int
 	// PrePull is set when the rollout pre-pulls images; PrePulled counts

@@ -72,9 +72,9 @@ type Params struct {
 	// stops it.
 	MaxFailures *api.IntOrString
 	// OnFailure is api.OnFailurePause (default) or api.OnFailureRollback.
-	OnFailure string
+	OnFailure api.OnFailurePolicy
 	// OfflineNodes is api.OfflineSkip (default) or api.OfflineWait.
-	OfflineNodes string
+	OfflineNodes api.OfflinePolicy
 	// Canary, when set, updates its nodes first and then pauses.
 	Canary *api.CanarySpec
 	// PrePull holds every move until the online target nodes (all target
@@ -142,7 +142,7 @@ type Result struct {
 	// Move lists the nodes to put on the target now, by name. Nodes
 	// without a pod are always in it: their pod is created on the target.
 	Move    []string
-	Phase   string
+	Phase   api.RolloutPhase
 	Message string
 	Counts  Counts
 	// Updating lists online nodes on the target whose pod is not available
@@ -650,7 +650,7 @@ func (pl *planner) summary() string {
 
 // finish sets the phase and message of the result; while rolling back,
 // every outcome but a failure reads as the rollback's.
-func (pl *planner) finish(phase, msg string) Result {
+func (pl *planner) finish(phase api.RolloutPhase, msg string) Result {
 	if pl.p.RollingBack && phase != api.RolloutFailed {
 		if phase == api.RolloutComplete || phase == api.RolloutDegraded {
 			msg = "rolled back to the last good revision: " + msg

@@ -92,7 +92,7 @@ func TestPlan(t *testing.T) {
 		now     time.Time // zero: t0
 
 		move     []string
-		phase    string
+		phase    api.RolloutPhase
 		msg      string // substring of the message
 		counts   *Counts
 		rollback bool
@@ -398,7 +398,7 @@ func TestPlanNeverExceedsBudget(t *testing.T) {
 		// A deadline longer than the run: nodes here flap offline for
 		// minutes, and an offline canary past its deadline fails the
 		// rollout, which this test is not about.
-		params := Params{MaxUnavailable: unav, OfflineNodes: []string{api.OfflineSkip, api.OfflineWait}[rng.Intn(2)], ProgressDeadline: 24 * time.Hour}
+		params := Params{MaxUnavailable: unav, OfflineNodes: []api.OfflinePolicy{api.OfflineSkip, api.OfflineWait}[rng.Intn(2)], ProgressDeadline: 24 * time.Hour}
 		if rng.Intn(3) == 0 {
 			params.Canary = &api.CanarySpec{Count: ios(fmt.Sprint(1 + rng.Intn(3))), PauseSeconds: i32(0)}
 		}

@@ -92,7 +92,7 @@ func TestNodesFrom(t *testing.T) {
 		mk("b", false, nil, api.NodeCondition{Type: ConditionDiskPressure, Status: api.ConditionTrue}),
 	}
 	nodes[1].Spec.Unschedulable = true
-	pod := func(node, cpu, mem, phase string, mine bool) *api.Pod {
+	pod := func(node, cpu, mem string, phase api.PodPhase, mine bool) *api.Pod {
 		p := &api.Pod{Spec: api.PodSpec{NodeName: node, Containers: []api.Container{{Name: "c",
 			Resources: api.ResourceRequirements{Requests: api.ResourceList{}, Limits: api.ResourceList{}}}}}}
 		if cpu != "" {
