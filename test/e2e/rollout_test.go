@@ -675,7 +675,7 @@ func TestMissingTagFailsWithoutRolloutSettings(t *testing.T) {
 	}
 	d := h.daemonSetObj(ds)
 	ro := d.Status.Rollout
-	if ro.Phase != api.RolloutFailed || ro.Failed != 1 || ro.Updated != 0 {
+	if ro.Phase != api.RolloutFailed || ro.Failed != 1 || ro.Ready != 0 || len(ro.FailedNodes) != 1 {
 		t.Fatalf("rollout = %+v", ro)
 	}
 	pods := h.mustCLI("get", "pods", "-o", "wide")
