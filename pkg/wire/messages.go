@@ -19,6 +19,11 @@ type Snapshot struct {
 	// others (see config.go).
 	Secrets    []SnapshotSecret    `json:"secrets,omitempty"`
 	ConfigMaps []SnapshotConfigMap `json:"configMaps,omitempty"`
+	// Network and Services are the node's pod network and the Services
+	// its pods and its site reach (network.go); nil when the hub runs no
+	// pod networking.
+	Network  *Network  `json:"network,omitempty"`
+	Services []Service `json:"services,omitempty"`
 }
 
 // SnapshotPod is one pod of a snapshot: its identity and its spec. SpecHash
