@@ -27,6 +27,7 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
+	"github.com/flotilla-edge/flotilla/pkg/badgerdir"
 	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
@@ -120,6 +121,11 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 		WithNumCompactors(2)
 	if logger == nil {
 		logger = slog.Default()
+	}
+	if removed, err := badgerdir.RemoveUnborn(dir); err != nil {
+		return nil, fmt.Errorf("open agent state in %s: %w", dir, err)
+	} else if len(removed) > 0 {
+		logger.Warn("agent state: removed empty log files a crash left", "dir", dir, "files", removed)
 	}
 	guard := diskguard.New(0, dir)
 	readOnly, err := diskguard.StartReadOnly(guard, dir)

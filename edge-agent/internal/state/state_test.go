@@ -3,6 +3,8 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +126,30 @@ func TestLargestSnapshot(t *testing.T) {
 	got, _ := s.Snapshot()
 	if got.Revision != 1 || len(got.Pods) != len(snap.Pods) || got.Pods[len(got.Pods)-1].Labels["l"] != label {
 		t.Fatalf("after reopen: revision %d, %d pods", got.Revision, len(got.Pods))
+	}
+}
+
+// TestOpensAfterAKillLeftAnEmptyLogFile: an agent killed after Badger
+// created its next value-log or write-ahead-log file, and before it wrote
+// the file's header, left it empty; Badger then refused the directory and
+// the agent moved its whole state aside (TestAgentKill9LoopWhileWriting
+// saw it). The store opens with what it held.
+func TestOpensAfterAKillLeftAnEmptyLogFile(t *testing.T) {
+	for _, name := range []string{"000099.vlog", "00099.mem"} {
+		dir := t.TempDir()
+		s := open(t, dir)
+		if _, err := s.AcceptSnapshot(wire.Snapshot{Node: "n1", Revision: 7}); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s = open(t, dir)
+		snap, _ := s.Snapshot()
+		s.Close()
+		if snap.Revision != 7 {
+			t.Fatalf("%s: snapshot revision %d after reopening, want 7", name, snap.Revision)
+		}
 	}
 }

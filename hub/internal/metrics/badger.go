@@ -29,6 +29,7 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/flotilla-edge/flotilla/hub/internal/badgerlog"
+	"github.com/flotilla-edge/flotilla/pkg/badgerdir"
 	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
@@ -118,6 +119,11 @@ func OpenBadger(dir string, retention time.Duration, logger *slog.Logger, with .
 	}
 	if b.guard == nil {
 		b.guard = diskguard.New(0, dir)
+	}
+	if removed, err := badgerdir.RemoveUnborn(dir); err != nil {
+		return nil, fmt.Errorf("open metrics store %s: %w", dir, err)
+	} else if len(removed) > 0 {
+		logger.Warn("metrics store: removed empty log files a crash left", "dir", dir, "files", removed)
 	}
 	readOnly, err := diskguard.StartReadOnly(b.guard, dir)
 	if err != nil {

@@ -40,6 +40,7 @@ import (
 
 	"github.com/flotilla-edge/flotilla/hub/internal/badgerlog"
 	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/pkg/badgerdir"
 	"github.com/flotilla-edge/flotilla/pkg/diskguard"
 )
 
@@ -231,6 +232,11 @@ func OpenBadger(dir string, opts ...BadgerOption) (*Badger, error) {
 		WithLogger(badgerlog.New(cfg.logger.With("component", "badger", "dir", dir)))
 	if cfg.guard == nil {
 		cfg.guard = diskguard.New(0, dir)
+	}
+	if removed, err := badgerdir.RemoveUnborn(dir); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	} else if len(removed) > 0 {
+		cfg.logger.Warn("hub store: removed empty log files a crash left", "dir", dir, "files", removed)
 	}
 	readOnly, err := diskguard.StartReadOnly(cfg.guard, dir)
 	if err != nil {
