@@ -67,7 +67,7 @@ func (f *forwarder) list() ([]string, int) {
 		return nil, 0
 	}
 	now := f.now()
-	if !f.checked.IsZero() && now.Sub(f.checked) < reloadEvery && now.After(f.checked) {
+	if !f.checked.IsZero() && !now.Before(f.checked) && now.Sub(f.checked) < reloadEvery {
 		return f.upstreams, f.preferred
 	}
 	f.checked = now

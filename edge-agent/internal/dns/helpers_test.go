@@ -69,6 +69,7 @@ func listenPair(t testing.TB) (net.PacketConn, net.Listener) {
 //	nx.example.      NXDOMAIN, SOA TTL 60 minimum 30
 //	big.example.     truncated over UDP; 40 A records over TCP
 //	fail.example.    SERVFAIL
+//	*.lan.           NXDOMAIN but printer.lan.
 //	anything else    A 192.0.2.1 TTL 30 (the name's TXT: "upstream NAME")
 type upstream struct {
 	t     testing.TB
@@ -144,6 +145,10 @@ func (u *upstream) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 	case "fail.example.":
 		m.Rcode = mdns.RcodeServerFailure
 	default:
+		if n := strings.ToLower(q.Name); strings.HasSuffix(n, ".lan.") && n != "printer.lan." {
+			m.Rcode = mdns.RcodeNameError
+			break
+		}
 		switch q.Qtype {
 		case mdns.TypeA:
 			m.Answer = []mdns.RR{&mdns.A{Hdr: hdr(q.Name, mdns.TypeA, 30), A: net.IPv4(192, 0, 2, 1)}}
@@ -192,11 +197,18 @@ func startServer(t testing.TB, cfg Config, services []wire.Service) *testServer 
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := newFakeClock()
-	s.now = clock.Now
 	if err := s.Update("cluster.local", services); err != nil {
 		t.Fatal(err)
 	}
+	return serveTest(t, s)
+}
+
+// serveTest runs s, on a fake clock, until the test ends (and checks that
+// Serve then returns nil).
+func serveTest(t testing.TB, s *Server) *testServer {
+	t.Helper()
+	clock := newFakeClock()
+	s.now = clock.Now
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
