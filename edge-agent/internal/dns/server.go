@@ -21,7 +21,7 @@ import (
 // Defaults of Config.
 const (
 	DefaultUpstreamTimeout = 2 * time.Second
-	DefaultCacheSize       = 4096
+	DefaultCacheSize       = 1024
 	// shutdownGrace bounds how long Serve waits for queries in flight
 	// when its context ends.
 	shutdownGrace = 3 * time.Second
