@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -157,6 +158,10 @@ func (f *forwarder) ask(ctx context.Context, q *mdns.Msg, addr string) (*mdns.Ms
 	}
 	if resp.Rcode == mdns.RcodeServerFailure || resp.Rcode == mdns.RcodeRefused {
 		return nil, fmt.Errorf("answered %s", mdns.RcodeToString[resp.Rcode])
+	}
+	if len(resp.Question) != 1 || !strings.EqualFold(resp.Question[0].Name, q.Question[0].Name) ||
+		resp.Question[0].Qtype != q.Question[0].Qtype || resp.Question[0].Qclass != q.Question[0].Qclass {
+		return nil, fmt.Errorf("answered another question: %v", resp.Question)
 	}
 	return resp, nil
 }

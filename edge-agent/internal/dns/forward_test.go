@@ -39,8 +39,8 @@ func TestForwardAndCache(t *testing.T) {
 	if len(resp.Answer) != 1 || resp.Answer[0].Header().Ttl != 20 {
 		t.Errorf("cached: %v, want one A with TTL 20", resp.Answer)
 	}
-	if resp.Question[0].Name != "WWW.example.ORG." {
-		t.Errorf("cached answer's question %q, want the client's", resp.Question[0].Name)
+	if resp.Question[0].Name != "WWW.example.ORG." || resp.Answer[0].Header().Name != "WWW.example.ORG." {
+		t.Errorf("cached answer's question %q and record %q, want them spelled as the client did", resp.Question[0].Name, resp.Answer[0].Header().Name)
 	}
 	if n := up.count("www.example.org.", "A", "udp"); n != 1 {
 		t.Errorf("upstream asked %d times, want 1 (a cache hit)", n)
@@ -91,6 +91,15 @@ func TestForwardUpstreamServfail(t *testing.T) {
 	}
 	if n := up.count("fail.example.", "A", "udp"); n != 2 {
 		t.Errorf("fail.example asked %d times, want 2 (no caching of failures)", n)
+	}
+}
+
+// An answer to another question is no answer.
+func TestForwardWrongQuestion(t *testing.T) {
+	up := startUpstream(t, "up")
+	s := forwardingServer(t, up, Config{})
+	if resp := ask(t, s.addr, "udp", "swap.example.", mdns.TypeA); resp.Rcode != mdns.RcodeServerFailure || len(resp.Answer) != 0 {
+		t.Errorf("swap.example: %s %v, want SERVFAIL", mdns.RcodeToString[resp.Rcode], resp.Answer)
 	}
 }
 

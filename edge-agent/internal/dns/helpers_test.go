@@ -69,6 +69,7 @@ func listenPair(t testing.TB) (net.PacketConn, net.Listener) {
 //	nx.example.      NXDOMAIN, SOA TTL 60 minimum 30
 //	big.example.     truncated over UDP; 40 A records over TCP
 //	fail.example.    SERVFAIL
+//	swap.example.    an answer to another question (evil.example.)
 //	*.lan.           NXDOMAIN but printer.lan.
 //	anything else    A 192.0.2.1 TTL 30 (the name's TXT: "upstream NAME")
 type upstream struct {
@@ -144,6 +145,9 @@ func (u *upstream) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 		}
 	case "fail.example.":
 		m.Rcode = mdns.RcodeServerFailure
+	case "swap.example.":
+		m.Question[0].Name = "evil.example."
+		m.Answer = []mdns.RR{&mdns.A{Hdr: hdr("evil.example.", mdns.TypeA, 30), A: net.IPv4(203, 0, 113, 66)}}
 	default:
 		if n := strings.ToLower(q.Name); strings.HasSuffix(n, ".lan.") && n != "printer.lan." {
 			m.Rcode = mdns.RcodeNameError

@@ -268,7 +268,7 @@ func (s *Server) answer(req *mdns.Msg, tcp bool) *mdns.Msg {
 		} else {
 			resp = s.cluster(t, req, q, name)
 		}
-	case q.Qtype == mdns.TypePTR && t.ptr(name) != nil:
+	case q.Qtype == mdns.TypePTR && len(t.ptr(name)) > 0:
 		resp = reply(req, mdns.RcodeSuccess)
 		resp.Authoritative = true
 		for _, target := range t.ptr(name) {
@@ -482,6 +482,15 @@ func fromUpstream(m *mdns.Msg, req *mdns.Msg) *mdns.Msg {
 	m.RecursionAvailable = true
 	m.Authoritative = false
 	m.Question = req.Question
+	// The cached records are named as the first asker spelled the name:
+	// spell them as this one does.
+	if len(req.Question) == 1 {
+		for _, rr := range m.Answer {
+			if h := rr.Header(); h.Name != req.Question[0].Name && strings.EqualFold(h.Name, req.Question[0].Name) {
+				h.Name = req.Question[0].Name
+			}
+		}
+	}
 	return m
 }
 
