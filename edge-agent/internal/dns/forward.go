@@ -30,17 +30,17 @@ const upstreamUDPSize = 1232
 var errNoUpstream = errors.New("no upstream resolver")
 
 type forwarder struct {
-	path    string         // the resolv.conf; "" for none
-	port    uint16         // the upstreams' port (53)
-	self    netip.AddrPort // the server's own address, never an upstream
-	timeout time.Duration  // per upstream attempt
+	path    string        // the resolv.conf; "" for none
+	port    uint16        // the upstreams' port (53)
+	timeout time.Duration // per upstream attempt
 	log     *slog.Logger
 	now     func() time.Time
 	udp     *mdns.Client
 	tcp     *mdns.Client
 
 	mu        sync.Mutex
-	upstreams []string // host:port
+	self      netip.AddrPort // the server's own address, never an upstream
+	upstreams []string       // host:port
 	checked   time.Time
 	stamp     fileStamp
 	preferred int // the upstream that answered last, tried first
@@ -58,6 +58,14 @@ func newForwarder(path string, port uint16, timeout time.Duration, log *slog.Log
 		udp: &mdns.Client{Net: "udp", Timeout: timeout, UDPSize: upstreamUDPSize},
 		tcp: &mdns.Client{Net: "tcp", Timeout: timeout},
 	}
+}
+
+// setSelf tells the forwarder the server's own address, never an upstream.
+func (f *forwarder) setSelf(self netip.AddrPort) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.self = self
+	f.upstreams, f.checked = nil, time.Time{} // list again without it
 }
 
 // list returns the upstreams, reading the resolv.conf again if it changed.

@@ -73,6 +73,7 @@ type Server struct {
 	mu       sync.Mutex
 	pc       net.PacketConn
 	ln       net.Listener
+	self     netip.AddrPort  // where pc and ln are bound
 	serveCtx context.Context // ends forwards in flight when Serve stops
 }
 
@@ -154,10 +155,9 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("dns listen tcp %s: %w", s.addr, err)
 		}
 		s.pc, s.ln = pc, ln
-		s.fwd.self = udpAddr.AddrPort()
-		if a := s.fwd.self.Addr(); a.Is4In6() {
-			s.fwd.self = netip.AddrPortFrom(a.Unmap(), s.fwd.self.Port())
-		}
+		self := udpAddr.AddrPort()
+		s.self = netip.AddrPortFrom(self.Addr().Unmap(), self.Port())
+		s.fwd.setSelf(s.self)
 		return nil
 	}
 }
@@ -166,7 +166,7 @@ func (s *Server) Listen() error {
 func (s *Server) Addr() netip.AddrPort {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.fwd.self
+	return s.self
 }
 
 // Serve answers queries, on UDP and TCP, until ctx ends; then it stops
