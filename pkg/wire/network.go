@@ -73,7 +73,12 @@ type Endpoint struct {
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
 	PodUID    string `json:"podUID"`
-	Ready     bool   `json:"ready"`
+	// Hostname is the pod's spec.hostname when its spec.subdomain names
+	// this (headless) Service, as Kubernetes' endpoints controller sets
+	// it: cluster DNS then names the endpoint HOSTNAME.SERVICE.NAMESPACE.svc
+	// instead of by its dashed IP.
+	Hostname string `json:"hostname,omitempty"`
+	Ready    bool   `json:"ready"`
 	// Ports maps each Service port name ("" for an unnamed one) to the
 	// pod's port number it targets.
 	Ports map[string]int32 `json:"ports"`
