@@ -252,11 +252,21 @@ func runToExit(t *testing.T, rt *Containerd, spec reconcile.ContainerSpec) (reco
 	t.Helper()
 	logPath := run(t, rt, spec)
 	c := waitState(t, rt, spec.ID, reconcile.TaskExited)
-	b, err := os.ReadFile(logPath)
-	if err != nil {
-		t.Fatalf("read log: %v", err)
+	// The shim copies the last output to the log after containerd may
+	// already report the exit: on a loaded machine the file can still be
+	// empty here (seen once in a full run). Output that ends in a newline,
+	// or none for 5 s, is what the run wrote.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(logPath)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatalf("read log: %v", err)
+		}
+		if (len(b) > 0 && b[len(b)-1] == '\n') || time.Now().After(deadline) {
+			return c, string(b)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return c, string(b)
 }
 
 // isNotFoundErr reports reconcile.ErrNotFound.
