@@ -206,7 +206,7 @@ func defaultPodSpec(spec *api.PodSpec) {
 		}
 		for j := range ct.Ports {
 			if ct.Ports[j].Protocol == "" {
-				ct.Ports[j].Protocol = "TCP"
+				ct.Ports[j].Protocol = api.ProtocolTCP
 			}
 		}
 		defaultProbe(ct.LivenessProbe)

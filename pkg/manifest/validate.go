@@ -420,7 +420,7 @@ func validSelector(c *collector, ls *api.LabelSelector, path, kind string) bool 
 var (
 	restartPolicies = []api.RestartPolicy{api.RestartAlways, api.RestartOnFailure, api.RestartNever}
 	pullPolicies    = []api.PullPolicy{api.PullAlways, api.PullIfNotPresent, api.PullNever}
-	protocols       = []string{"TCP", "UDP", "SCTP"}
+	protocols       = []api.Protocol{api.ProtocolTCP, api.ProtocolUDP, api.ProtocolSCTP}
 	hostPathTypes   = []string{"DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"}
 	emptyDirMedia   = []string{"Memory"}
 	resourceNames   = []string{api.ResourceCPU, api.ResourceMemory}
@@ -622,7 +622,7 @@ func validatePorts(c *collector, ports []api.ContainerPort, path string, hostPor
 		}
 		if port.HostPort > 0 {
 			if protocol == "" {
-				protocol = "TCP"
+				protocol = api.ProtocolTCP
 			}
 			hp := fmt.Sprintf("%d/%s", port.HostPort, protocol)
 			if hostPorts[hp] {
