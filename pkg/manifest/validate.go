@@ -26,6 +26,7 @@ func Validate(obj api.Object) error {
 	case *api.Node:
 		if o != nil {
 			validateMeta(c, o, api.KindNode)
+			validateNodeSpec(c, &o.Spec)
 		}
 	case *api.Pod:
 		if o != nil {
@@ -62,6 +63,16 @@ func Validate(obj api.Object) error {
 		if o != nil {
 			validateMeta(c, o, api.KindConfigMap)
 			validateConfigMap(c, o)
+		}
+	case *api.Service:
+		if o != nil {
+			validateMeta(c, o, api.KindService)
+			validateService(c, o)
+		}
+	case *api.Endpoints:
+		if o != nil {
+			validateMeta(c, o, api.KindEndpoints)
+			validateEndpoints(c, o)
 		}
 	// Certificate requests are made by the hub at enrolment; like Events,
 	// they decode and only their metadata is checked.
@@ -478,6 +489,7 @@ func validatePodSpec(c *collector, spec *api.PodSpec, path string) {
 	}
 	validateLabels(c, spec.NodeSelector, field(path, "nodeSelector"))
 	validateTolerations(c, spec.Tolerations, field(path, "tolerations"))
+	validatePodDNS(c, spec, path)
 	if spec.NodeName != "" {
 		if err := api.ValidateDNSSubdomain(spec.NodeName); err != nil {
 			c.add(field(path, "nodeName"), errText(err))
