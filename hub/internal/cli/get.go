@@ -31,7 +31,7 @@ func newGetCommand(e *env) *cobra.Command {
 	o := &getOptions{}
 	cmd := &cobra.Command{
 		Use:   "get (KIND [NAME...] | KIND/NAME...)",
-		Short: "List objects: nodes, pods, daemonsets, deployments, controllerrevisions, namespaces",
+		Short: "List objects: nodes, pods, daemonsets, deployments, services, endpoints, controllerrevisions, namespaces",
 		Example: `  hub get nodes -o wide
   hub get pods -A
   hub get ds sensor -o yaml
@@ -216,6 +216,13 @@ func related(ctx context.Context, c *client.Client, obj api.Object) (printer.Rel
 		rel.Pods = asPods(pods)
 		// Usage is optional: a hub without recent samples has none.
 		rel.PodMetrics, _ = c.PodMetrics(ctx, "", o.Name)
+	case *api.Service:
+		return serviceRelated(ctx, c, o)
+	case *api.Endpoints:
+		rel.ShowEvents = true
+		var err error
+		rel.Events, err = eventsAbout(ctx, c, api.KindEndpoints, o.Namespace, o.Name)
+		return rel, err
 	case *api.DaemonSet, *api.Deployment:
 		m := obj.GetObjectMeta()
 		pods, err := c.List(ctx, podKind, m.Namespace, client.ListOptions{})
