@@ -227,8 +227,11 @@ func (a *addresses) prepareService(old, svc *api.Service) error {
 		}
 		spec.ClusterIP, spec.ClusterIPs = got.String(), []string{got.String()}
 	default:
-		// Validation made sure it parses.
-		if err := a.ips.Request(netip.MustParseAddr(ip), owner); err != nil {
+		addr, err := netip.ParseAddr(ip) // validation refused anything else
+		if err == nil {
+			err = a.ips.Request(addr, owner)
+		}
+		if err != nil {
 			errs = append(errs, fieldError{"spec.clusterIP", allocMessage(err)})
 		}
 	}
@@ -336,8 +339,11 @@ func (a *addresses) prepareNode(old, n *api.Node) error {
 	if err := a.loadNodes(); err != nil {
 		return err
 	}
-	// Validation made sure it parses.
-	if err := a.cidrs.Request(netip.MustParsePrefix(spec.PodCIDR), n.Name); err != nil {
+	p, err := netip.ParsePrefix(spec.PodCIDR) // validation refused anything else
+	if err == nil {
+		err = a.cidrs.Request(p, n.Name)
+	}
+	if err != nil {
 		return fieldErrors{{"spec.podCIDR", allocMessage(err)}}
 	}
 	return nil
