@@ -131,6 +131,7 @@ func runGet(ctx context.Context, e *env, c *client.Client, o *getOptions, target
 		opts := printer.Options{
 			Wide: o.output == "wide", AllNamespaces: o.allNamespaces && t.kind.Namespaced,
 			ShowLabels: o.showLabels, NoHeaders: o.noHeaders, Now: time.Now(),
+			WithKind: severalKinds(targets),
 		}
 		if err := printer.PrintTable(e.out, t.kind.Kind, objs, opts); err != nil && !errors.Is(err, printer.ErrNoResources) {
 			return err
@@ -146,6 +147,17 @@ func runGet(ctx context.Context, e *env, c *client.Client, o *getOptions, target
 		}
 	}
 	return failed
+}
+
+// severalKinds reports whether a get lists more than one kind, when
+// kubectl prints each name with its kind (service/web).
+func severalKinds(targets []target) bool {
+	for _, t := range targets[1:] {
+		if t.kind.Kind != targets[0].kind.Kind {
+			return true
+		}
+	}
+	return false
 }
 
 func newDescribeCommand(e *env) *cobra.Command {

@@ -61,8 +61,10 @@ func TestServiceCommands(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// Several kinds: each name with its kind, as kubectl prints them.
 	both := h.must("get", "svc,ep")
-	if !strings.Contains(both, "8099:30080/TCP") || !regexp.MustCompile(`(?m)^web +10\.42\.0\.5:80,10\.42\.1\.5:80 +\d+s$`).MatchString(both) {
+	if !regexp.MustCompile(`(?m)^service/web +NodePort +10\.43\.\d+\.\d+ +<none> +8099:30080/TCP +\d+s$`).MatchString(both) ||
+		!regexp.MustCompile(`(?m)^endpoints/web +10\.42\.0\.5:80,10\.42\.1\.5:80 +\d+s$`).MatchString(both) {
 		t.Fatalf("get svc,ep:\n%s", both)
 	}
 	desc := h.must("describe", "svc", "web")

@@ -106,6 +106,14 @@ web    NodePort    10.43.1.17   <none>        8099:30080/TCP   5m     app=web
 dns    ClusterIP   10.43.0.10   <none>        53/UDP,53/TCP    2d1h   k8s-app=dns,tier=infra
 db     ClusterIP   None         <none>        <none>           90s    <none>
 `},
+		{"services with their kind", api.KindService, svcs[:1], Options{WithKind: true}, `
+NAME          TYPE       CLUSTER-IP   EXTERNAL-IP   PORT(S)          AGE
+service/web   NodePort   10.43.1.17   <none>        8099:30080/TCP   5m
+`},
+		{"endpoints with their kind", api.KindEndpoints, eps[:1], Options{WithKind: true}, `
+NAME            ENDPOINTS                                            AGE
+endpoints/web   10.42.0.5:80,10.42.1.5:80,10.42.2.5:80 + 1 more...   5m
+`},
 		{"endpoints", api.KindEndpoints, eps, Options{}, `
 NAME       ENDPOINTS                                            AGE
 web        10.42.0.5:80,10.42.1.5:80,10.42.2.5:80 + 1 more...   5m
@@ -117,7 +125,9 @@ later      <none>                                               10s
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b bytes.Buffer
-			if err := PrintTable(&b, tc.kind, tc.objs, Options{Wide: tc.opts.Wide, Now: testNow}); err != nil {
+			opts := tc.opts
+			opts.Now = testNow
+			if err := PrintTable(&b, tc.kind, tc.objs, opts); err != nil {
 				t.Fatal(err)
 			}
 			if got := b.String(); got != text(tc.want) {

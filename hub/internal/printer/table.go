@@ -47,6 +47,11 @@ func PrintTable(w io.Writer, kind string, objs []api.Object, opts Options) error
 	if err != nil {
 		return fmt.Errorf("print %s table: %w", info.Resource, err)
 	}
+	if opts.WithKind && kind != api.KindEvent {
+		for _, r := range t.rows {
+			r[0] = ObjectName(info, r[0])
+		}
+	}
 	if opts.AllNamespaces && info.Namespaced {
 		t.headers = append([]string{"NAMESPACE"}, t.headers...)
 		for i, o := range objs {
