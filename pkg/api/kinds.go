@@ -32,6 +32,8 @@ const (
 	KindEvent              = "Event"
 	KindSecret             = "Secret"
 	KindConfigMap          = "ConfigMap"
+	KindService            = "Service"
+	KindEndpoints          = "Endpoints"
 	// KindCertificateSigningRequest is a node's enrolment request.
 	KindCertificateSigningRequest = "CertificateSigningRequest"
 )
@@ -56,6 +58,11 @@ var kinds = []KindInfo{
 		New: func() Object { return &Secret{} }},
 	{Kind: KindConfigMap, APIVersion: "v1", Resource: "configmaps", Singular: "configmap", ShortNames: []string{"cm"}, Namespaced: true, Writable: true,
 		New: func() Object { return &ConfigMap{} }},
+	{Kind: KindService, APIVersion: "v1", Resource: "services", Singular: "service", ShortNames: []string{"svc"}, Namespaced: true, Writable: true,
+		New: func() Object { return &Service{} }},
+	// The hub keeps each Service's Endpoints from the pods it selects.
+	{Kind: KindEndpoints, APIVersion: "v1", Resource: "endpoints", Singular: "endpoints", ShortNames: []string{"ep"}, Namespaced: true,
+		New: func() Object { return &Endpoints{} }},
 	// Certificate requests are made by enrolment and decided through their
 	// approval subresource, never written directly.
 	{Kind: KindCertificateSigningRequest, APIVersion: "certificates.k8s.io/v1", Resource: "certificatesigningrequests", Singular: "certificatesigningrequest", ShortNames: []string{"csr"},

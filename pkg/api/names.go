@@ -8,6 +8,7 @@ import (
 
 var (
 	dns1123Label     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	dns1035Label     = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
 	dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	labelName        = regexp.MustCompile(`^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`)
 	envVarName       = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
@@ -25,6 +26,19 @@ func ValidateDNSLabel(s string) error {
 	}
 	if !dns1123Label.MatchString(s) {
 		return fmt.Errorf("%q is not a valid name: use lower-case letters, digits and '-', starting and ending with a letter or digit", s)
+	}
+	return nil
+}
+
+// ValidateDNS1035Label checks an RFC 1035 label: an RFC 1123 label that
+// starts with a letter. Service names are such labels, since each is the
+// first label of the Service's DNS name.
+func ValidateDNS1035Label(s string) error {
+	if err := ValidateDNSLabel(s); err != nil {
+		return err
+	}
+	if !dns1035Label.MatchString(s) {
+		return fmt.Errorf("%q is not a valid name: it must start with a letter", s)
 	}
 	return nil
 }

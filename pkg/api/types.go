@@ -22,9 +22,15 @@ type Node struct {
 	Status     NodeStatus `json:"status,omitempty"`
 }
 
-// NodeSpec is what operators may set on a node.
+// NodeSpec is what operators may set on a node, and the pod subnet the
+// hub gives it.
 type NodeSpec struct {
 	Unschedulable bool `json:"unschedulable,omitempty"`
+	// PodCIDR is the node's pod subnet, taken from the hub's cluster
+	// CIDR; it cannot change once set. PodCIDRs holds it too (Kubernetes
+	// lists one subnet per address family).
+	PodCIDR  string   `json:"podCIDR,omitempty"`
+	PodCIDRs []string `json:"podCIDRs,omitempty"`
 }
 
 // NodeReady is the node condition type operators and controllers read.
@@ -169,6 +175,9 @@ type PodSpec struct {
 	NodeName                      string            `json:"nodeName,omitempty"`
 	HostNetwork                   bool              `json:"hostNetwork,omitempty"`
 	Tolerations                   []Toleration      `json:"tolerations,omitempty"`
+	// DNSPolicy and DNSConfig make the pod's resolv.conf (network.go).
+	DNSPolicy DNSPolicy     `json:"dnsPolicy,omitempty"`
+	DNSConfig *PodDNSConfig `json:"dnsConfig,omitempty"`
 }
 
 // Toleration lets a pod stay on (or be scheduled to) a node with a matching
@@ -322,13 +331,13 @@ type SecretEnvSource struct {
 	Optional             *bool `json:"optional,omitempty"`
 }
 
-// ContainerPort records a port the container listens on. Pods use the host
-// network, so ports are informational for now.
+// ContainerPort records a port the container listens on: a Service's
+// targetPort may name it, and HostPort publishes it on the node.
 type ContainerPort struct {
-	Name          string `json:"name,omitempty"`
-	ContainerPort int32  `json:"containerPort"`
-	HostPort      int32  `json:"hostPort,omitempty"`
-	Protocol      string `json:"protocol,omitempty"`
+	Name          string   `json:"name,omitempty"`
+	ContainerPort int32    `json:"containerPort"`
+	HostPort      int32    `json:"hostPort,omitempty"`
+	Protocol      Protocol `json:"protocol,omitempty"`
 }
 
 // ResourceRequirements are a container's cpu and memory limits (enforced) and
@@ -418,11 +427,15 @@ const (
 
 // PodStatus is what the node's agent last reported about the pod.
 type PodStatus struct {
-	Phase             PodPhase          `json:"phase,omitempty"`
-	Conditions        []PodCondition    `json:"conditions,omitempty"`
-	Reason            string            `json:"reason,omitempty"`
-	Message           string            `json:"message,omitempty"`
-	HostIP            string            `json:"hostIP,omitempty"`
+	Phase      PodPhase       `json:"phase,omitempty"`
+	Conditions []PodCondition `json:"conditions,omitempty"`
+	Reason     string         `json:"reason,omitempty"`
+	Message    string         `json:"message,omitempty"`
+	HostIP     string         `json:"hostIP,omitempty"`
+	// PodIP is the pod's address (its node's for a host-network pod);
+	// PodIPs holds it too, as Kubernetes lists one per address family.
+	PodIP             string            `json:"podIP,omitempty"`
+	PodIPs            []PodIP           `json:"podIPs,omitempty"`
 	StartTime         Time              `json:"startTime,omitempty"`
 	ContainerStatuses []ContainerStatus `json:"containerStatuses,omitempty"`
 	// ObservedRevision is the node snapshot revision the agent was running

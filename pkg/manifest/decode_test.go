@@ -88,7 +88,7 @@ func TestDecodeErrorsAreCollectedAcrossDocuments(t *testing.T) {
 		t.Errorf("got documents with an error: %v", docs)
 	}
 	want := "x.yaml: document 1: metadata.nam: unknown field\n" +
-		`x.yaml: document 3: kind: unknown kind "Namespac" (kinds that apply accepts: Namespace, Node, DaemonSet, Deployment, Secret, ConfigMap)`
+		`x.yaml: document 3: kind: unknown kind "Namespac" (kinds that apply accepts: Namespace, Node, DaemonSet, Deployment, Secret, ConfigMap, Service)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("got\n%v\nwant\n%s", err, want)
 	}
@@ -110,7 +110,8 @@ func TestDecodeFieldErrors(t *testing.T) {
 		{"pod securityContext", "      containers:", "      securityContext: {}\n      containers:", "spec.template.spec.securityContext", "not supported by Flotilla", ""},
 		{"initContainers", "      containers:", "      initContainers: []\n      containers:", "spec.template.spec.initContainers", "not supported by Flotilla", ""},
 		{"serviceAccountName", "      containers:", "      serviceAccountName: x\n      containers:", "spec.template.spec.serviceAccountName", "not supported by Flotilla", ""},
-		{"dnsPolicy", "      containers:", "      dnsPolicy: ClusterFirst\n      containers:", "spec.template.spec.dnsPolicy", "not supported by Flotilla", ""},
+		{"hostAliases", "      containers:", "      hostAliases: []\n      containers:", "spec.template.spec.hostAliases", "not supported by Flotilla", ""},
+		{"dnsConfig nameservers", "      containers:", "      dnsConfig: {nameservers: 10.0.0.1}\n      containers:", "spec.template.spec.dnsConfig.nameservers", "must be a list", ""},
 		{"imagePullSecrets", "      containers:", "      imagePullSecrets: []\n      containers:", "spec.template.spec.imagePullSecrets", "not supported by Flotilla", ""},
 		{"grpc probe", "        ports:", "        livenessProbe:\n          grpc: {port: 9090}\n        ports:", "spec.template.spec.containers[0].livenessProbe.grpc", "not supported by Flotilla", ""},
 		{"probe grace period", "        ports:", "        startupProbe:\n          exec: {command: [x]}\n          terminationGracePeriodSeconds: 5\n        ports:", "spec.template.spec.containers[0].startupProbe.terminationGracePeriodSeconds", "not supported by Flotilla", ""},
@@ -197,7 +198,7 @@ func TestDecodeErrorMessagesExactly(t *testing.T) {
 		{strings.Replace(minimalDS, "apps/v1", "extensions/v1beta1", 1),
 			`ds.yaml: document 1: apiVersion: must be "apps/v1" for kind DaemonSet, not "extensions/v1beta1"`},
 		{strings.Replace(minimalDS, "kind: DaemonSet", "kind: StatefulSet", 1),
-			"ds.yaml: document 1: kind: StatefulSet is not supported by Flotilla (kinds that apply accepts: Namespace, Node, DaemonSet, Deployment, Secret, ConfigMap)"},
+			"ds.yaml: document 1: kind: StatefulSet is not supported by Flotilla (kinds that apply accepts: Namespace, Node, DaemonSet, Deployment, Secret, ConfigMap, Service)"},
 		{strings.Replace(minimalDS, "kind: DaemonSet", "kind: Deployment", 1) + "  rollout: {}\n",
 			"ds.yaml: document 1: spec.rollout: unknown field"},
 		{strings.Replace(minimalDS, "        ports:", "        livenessProbe:\n          httpGet: {port: {name: http}}\n        ports:", 1),

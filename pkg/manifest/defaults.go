@@ -50,6 +50,12 @@ const (
 //     maxUnavailable 25%, revisionHistoryLimit 10 and
 //     progressDeadlineSeconds 600;
 //   - in pod specs' secret and configMap volumes: defaultMode 0644;
+//   - in Services: type ClusterIP, sessionAffinity None (and, for
+//     ClientIP, a timeout of 10800 s), port protocol TCP, targetPort equal
+//     to port, clusterIP and clusterIPs from each other,
+//     internalTrafficPolicy Cluster, externalTrafficPolicy Cluster for a
+//     NodePort Service, ipFamilyPolicy SingleStack and ipFamilies [IPv4];
+//   - in Nodes: podCIDR and podCIDRs from each other;
 //   - in Secrets: type Opaque, and stringData merged into data (a key in
 //     both takes stringData's value), then cleared, as Kubernetes' API
 //     server does on write: the one place where Default moves a value.
@@ -89,6 +95,10 @@ func Default(obj api.Object, namespace string) {
 		defaultDeploymentSpec(&o.Spec)
 	case *api.Secret:
 		defaultSecret(o)
+	case *api.Service:
+		defaultService(o)
+	case *api.Node:
+		defaultNodeSpec(&o.Spec)
 	}
 }
 
@@ -206,7 +216,7 @@ func defaultPodSpec(spec *api.PodSpec) {
 		}
 		for j := range ct.Ports {
 			if ct.Ports[j].Protocol == "" {
-				ct.Ports[j].Protocol = "TCP"
+				ct.Ports[j].Protocol = api.ProtocolTCP
 			}
 		}
 		defaultProbe(ct.LivenessProbe)

@@ -19,13 +19,24 @@ func FuzzDecode(f *testing.F) {
 	for _, name := range []string{
 		"testdata/fluentd-elasticsearch.yaml", "testdata/fluentd-elasticsearch-upstream.yaml",
 		"testdata/nginx-deployment.yaml", "testdata/probe-daemonset.yaml", "testdata/rollout-daemonset.yaml",
-		"testdata/config-daemonset.yaml",
+		"testdata/config-daemonset.yaml", "testdata/web-nodeport.yaml",
 	} {
 		if data, err := os.ReadFile(name); err == nil {
 			f.Add(data)
 		}
 	}
 	f.Add([]byte(minimalDS))
+	// Services of every shape, their Endpoints, a node's pod subnet and a
+	// pod's DNS settings.
+	f.Add([]byte(issueService))
+	f.Add([]byte("apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec: {clusterIP: None, selector: {app: db}, ports: [{name: pg, port: 5432, targetPort: pg}]}\n"))
+	f.Add([]byte(`{"apiVersion":"v1","kind":"Service","metadata":{"name":"dns"},"spec":{"clusterIP":"10.43.0.10","clusterIPs":["10.43.0.10"],` +
+		`"ipFamilies":["IPv4"],"ipFamilyPolicy":"SingleStack","sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":60}},` +
+		`"ports":[{"name":"dns","port":53,"protocol":"UDP","targetPort":53},{"name":"dns-tcp","port":53,"protocol":"TCP","targetPort":"dns-tcp"}],` +
+		`"internalTrafficPolicy":"Local","selector":{"k8s-app":"dns"}},"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.1"}]}}}`))
+	f.Add([]byte("apiVersion: v1\nkind: Endpoints\nmetadata: {name: web}\nsubsets: [{addresses: [{ip: 10.42.0.5, nodeName: a, targetRef: {kind: Pod, name: p}}], notReadyAddresses: [{ip: 10.42.1.5}], ports: [{port: 80, protocol: TCP}]}]\n"))
+	f.Add([]byte("apiVersion: v1\nkind: Node\nmetadata: {name: a}\nspec: {podCIDR: 10.42.3.0/24, podCIDRs: [10.42.3.0/24]}\n"))
+	f.Add([]byte(strings.Replace(minimalDS, "    spec:\n", "    spec:\n      dnsPolicy: None\n      dnsConfig: {nameservers: [192.0.2.53], searches: [a.example], options: [{name: ndots, value: \"2\"}]}\n", 1)))
 	f.Add([]byte(ns("a") + "---\n" + ns("b")))
 	// Small alias bombs: a scalar, lists of lists, merge keys, an anchor
 	// containing its own alias.

@@ -184,6 +184,8 @@ func notApplied(k api.KindInfo) string {
 		return "events are recorded by the hub and the agents"
 	case api.KindCertificateSigningRequest:
 		return "nodes request certificates when they enrol; approve or deny them with hub certificate"
+	case api.KindEndpoints:
+		return "the hub keeps each Service's endpoints from the ready pods its selector matches"
 	}
 	return k.Resource + " are written only by the hub and the agents"
 }
@@ -192,7 +194,7 @@ func notApplied(k api.KindInfo) string {
 // does not have; they get a clearer message than a typo does.
 var kubernetesKinds = map[string]bool{
 	"StatefulSet": true, "ReplicaSet": true, "ReplicationController": true,
-	"Job": true, "CronJob": true, "Service": true, "Endpoints": true, "EndpointSlice": true,
+	"Job": true, "CronJob": true, "EndpointSlice": true,
 	"Ingress": true, "IngressClass": true, "NetworkPolicy": true,
 	"PersistentVolume": true, "PersistentVolumeClaim": true, "StorageClass": true,
 	"ServiceAccount": true, "Role": true, "RoleBinding": true, "ClusterRole": true,
@@ -212,14 +214,14 @@ var unsupported = map[reflect.Type][]string{
 	reflect.TypeOf(api.OwnerReference{}): {"blockOwnerDeletion"},
 	reflect.TypeOf(api.Namespace{}):      {"spec"},
 	reflect.TypeOf(api.NodeSpec{}): {
-		"taints", "podCIDR", "podCIDRs", "providerID", "configSource", "externalID",
+		"taints", "providerID", "configSource", "externalID",
 	},
 	reflect.TypeOf(api.DaemonSetStatus{}):  {"conditions"},
 	reflect.TypeOf(api.DeploymentStatus{}): {"terminatingReplicas"},
 	reflect.TypeOf(api.PodSpec{}): {
 		"affinity", "securityContext", "initContainers", "ephemeralContainers",
-		"serviceAccountName", "serviceAccount", "automountServiceAccountToken", "dnsPolicy",
-		"dnsConfig", "imagePullSecrets", "hostPID", "hostIPC", "hostUsers", "hostname",
+		"serviceAccountName", "serviceAccount", "automountServiceAccountToken",
+		"imagePullSecrets", "hostPID", "hostIPC", "hostUsers", "hostname",
 		"subdomain", "hostAliases", "priorityClassName", "priority", "preemptionPolicy",
 		"schedulerName", "activeDeadlineSeconds", "shareProcessNamespace", "readinessGates",
 		"runtimeClassName", "enableServiceLinks", "overhead", "topologySpreadConstraints",
@@ -243,6 +245,14 @@ var unsupported = map[reflect.Type][]string{
 	reflect.TypeOf(api.ContainerPort{}):        {"hostIP"},
 	reflect.TypeOf(api.ResourceRequirements{}): {"claims"},
 	reflect.TypeOf(api.VolumeMount{}):          {"subPath", "subPathExpr", "mountPropagation", "recursiveReadOnly"},
+	reflect.TypeOf(api.ServiceSpec{}): {
+		"externalIPs", "externalName", "loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass",
+		"healthCheckNodePort", "allocateLoadBalancerNodePorts", "publishNotReadyAddresses",
+		"trafficDistribution",
+	},
+	reflect.TypeOf(api.ServicePort{}):     {"appProtocol"},
+	reflect.TypeOf(api.EndpointAddress{}): {"hostname"},
+	reflect.TypeOf(api.EndpointPort{}):    {"appProtocol"},
 	reflect.TypeOf(api.Volume{}): {
 		"persistentVolumeClaim", "downwardAPI", "projected", "nfs",
 		"iscsi", "csi", "ephemeral", "image", "gitRepo", "awsElasticBlockStore",

@@ -26,6 +26,7 @@ func Validate(obj api.Object) error {
 	case *api.Node:
 		if o != nil {
 			validateMeta(c, o, api.KindNode)
+			validateNodeSpec(c, &o.Spec)
 		}
 	case *api.Pod:
 		if o != nil {
@@ -62,6 +63,16 @@ func Validate(obj api.Object) error {
 		if o != nil {
 			validateMeta(c, o, api.KindConfigMap)
 			validateConfigMap(c, o)
+		}
+	case *api.Service:
+		if o != nil {
+			validateMeta(c, o, api.KindService)
+			validateService(c, o)
+		}
+	case *api.Endpoints:
+		if o != nil {
+			validateMeta(c, o, api.KindEndpoints)
+			validateEndpoints(c, o)
 		}
 	// Certificate requests are made by the hub at enrolment; like Events,
 	// they decode and only their metadata is checked.
@@ -420,7 +431,7 @@ func validSelector(c *collector, ls *api.LabelSelector, path, kind string) bool 
 var (
 	restartPolicies = []api.RestartPolicy{api.RestartAlways, api.RestartOnFailure, api.RestartNever}
 	pullPolicies    = []api.PullPolicy{api.PullAlways, api.PullIfNotPresent, api.PullNever}
-	protocols       = []string{"TCP", "UDP", "SCTP"}
+	protocols       = []api.Protocol{api.ProtocolTCP, api.ProtocolUDP, api.ProtocolSCTP}
 	hostPathTypes   = []string{"DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"}
 	emptyDirMedia   = []string{"Memory"}
 	resourceNames   = []string{api.ResourceCPU, api.ResourceMemory}
@@ -478,6 +489,7 @@ func validatePodSpec(c *collector, spec *api.PodSpec, path string) {
 	}
 	validateLabels(c, spec.NodeSelector, field(path, "nodeSelector"))
 	validateTolerations(c, spec.Tolerations, field(path, "tolerations"))
+	validatePodDNS(c, spec, path)
 	if spec.NodeName != "" {
 		if err := api.ValidateDNSSubdomain(spec.NodeName); err != nil {
 			c.add(field(path, "nodeName"), errText(err))
@@ -622,7 +634,7 @@ func validatePorts(c *collector, ports []api.ContainerPort, path string, hostPor
 		}
 		if port.HostPort > 0 {
 			if protocol == "" {
-				protocol = "TCP"
+				protocol = api.ProtocolTCP
 			}
 			hp := fmt.Sprintf("%d/%s", port.HostPort, protocol)
 			if hostPorts[hp] {

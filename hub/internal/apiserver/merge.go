@@ -52,6 +52,12 @@ func mergeForWrite(existing, incoming api.Object) (api.Object, bool, error) {
 		}
 	case *api.Namespace:
 		in.Status = existing.(*api.Namespace).Status
+	case *api.Service:
+		ex := existing.(*api.Service)
+		in.Status = ex.Status
+		if !jsonEqual(ex.Spec, in.Spec) {
+			im.Generation++
+		}
 	}
 	return incoming, !jsonEqual(existing, incoming), nil
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/flotilla-edge/flotilla/hub/internal/dispatch"
+	"github.com/flotilla-edge/flotilla/hub/internal/ipam"
 	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
@@ -36,6 +37,10 @@ type Server struct {
 	log   *slog.Logger
 	now   func() time.Time
 	tel   Telemetry
+	// network is the address plan Services and nodes get addresses from
+	// (network.go); rand picks where allocations start looking.
+	network ipam.Config
+	rand    ipam.Rand
 }
 
 // New returns a Server.
@@ -43,7 +48,8 @@ func New(s store.Store, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Server{store: s, log: logger.With("component", "apiserver"), now: time.Now}
+	return &Server{store: s, log: logger.With("component", "apiserver"), now: time.Now,
+		network: ipam.DefaultConfig(), rand: ipam.DefaultRand}
 }
 
 // Handler returns the HTTP handler.
@@ -513,12 +519,21 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, t target) error {
 		if obj.GetTypeMeta().Kind != t.kind.Kind || m.Name != t.name || m.Namespace != t.namespace {
 			return errorf(http.StatusUnprocessableEntity, api.ReasonInvalid, "a patch cannot change kind, name or namespace")
 		}
+		if networkKind(obj) {
+			manifest.Default(obj, m.Namespace)
+		}
 		if err := manifest.Validate(obj); err != nil {
 			return invalid(err)
 		}
 		existing := t.kind.NewObject()
 		if err := json.Unmarshal(rec.Value, existing); err != nil {
 			return err
+		}
+		if err := s.addresses(tx).prepare(existing, obj); err != nil {
+			return writeProblems(err, docs[0], nil)
+		}
+		if problems, err := checkTargetPorts(tx, docs); err != nil || len(problems) > 0 {
+			return writeProblems(err, docs[0], problems)
 		}
 		merged, _, err := mergeForWrite(existing, obj)
 		if err != nil {
@@ -578,12 +593,30 @@ func (s *Server) applyErr(w http.ResponseWriter, r *http.Request) error {
 	var results []api.ApplyResult
 	err = s.store.Update(func(tx store.Tx) error {
 		results = results[:0]
+		addrs := s.addresses(tx)
+		if err := addrs.reserve(docs); err != nil {
+			return err
+		}
+		// Every document's problems at once; nothing is written if any.
+		var problems manifest.ErrorList
 		for _, d := range docs {
-			res, err := s.applyOne(tx, d)
+			res, err := s.applyOne(tx, d, addrs)
+			var fe fieldErrors
+			if errors.As(err, &fe) {
+				problems = append(problems, fe.located(d)...)
+				continue
+			}
 			if err != nil {
 				return err
 			}
 			results = append(results, res)
+		}
+		more, err := checkTargetPorts(tx, docs)
+		if err != nil {
+			return err
+		}
+		if problems = append(problems, more...); len(problems) > 0 {
+			return invalid(problems)
 		}
 		if dryRun {
 			return errDryRun
@@ -597,7 +630,7 @@ func (s *Server) applyErr(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) applyOne(tx store.Tx, d manifest.Document) (api.ApplyResult, error) {
+func (s *Server) applyOne(tx store.Tx, d manifest.Document, addrs *addresses) (api.ApplyResult, error) {
 	obj := d.Object
 	k, _ := api.LookupKind(obj.GetTypeMeta().Kind)
 	m := obj.GetObjectMeta()
@@ -624,6 +657,9 @@ func (s *Server) applyOne(tx store.Tx, d manifest.Document) (api.ApplyResult, er
 		if ns, ok := obj.(*api.Namespace); ok {
 			ns.Status.Phase = "Active"
 		}
+		if err := addrs.prepare(nil, obj); err != nil {
+			return res, err
+		}
 		res.Action = api.ActionCreated
 		return res, tx.Put(obj)
 	case err != nil:
@@ -634,6 +670,9 @@ func (s *Server) applyOne(tx store.Tx, d manifest.Document) (api.ApplyResult, er
 		return res, err
 	}
 	keepAgentFacts(existing, obj)
+	if err := addrs.prepare(existing, obj); err != nil {
+		return res, err
+	}
 	merged, changed, err := mergeForWrite(existing, obj)
 	if err != nil {
 		return res, err
@@ -658,5 +697,7 @@ func clearStatus(obj api.Object) {
 		o.Status = api.NodeStatus{}
 	case *api.Namespace:
 		o.Status = api.NamespaceStatus{}
+	case *api.Service:
+		o.Status = api.ServiceStatus{}
 	}
 }

@@ -148,7 +148,7 @@ func newApplyCommand(e *env) *cobra.Command {
 			defer stop()
 			results, err := c.Apply(ctx, objs, dryRun)
 			if err != nil {
-				return err
+				return locateApplyProblems(err, docs)
 			}
 			suffix := ""
 			if dryRun {

@@ -31,7 +31,7 @@ func newGetCommand(e *env) *cobra.Command {
 	o := &getOptions{}
 	cmd := &cobra.Command{
 		Use:   "get (KIND [NAME...] | KIND/NAME...)",
-		Short: "List objects: nodes, pods, daemonsets, deployments, controllerrevisions, namespaces",
+		Short: "List objects: nodes, pods, daemonsets, deployments, services, endpoints, controllerrevisions, namespaces",
 		Example: `  hub get nodes -o wide
   hub get pods -A
   hub get ds sensor -o yaml
@@ -131,6 +131,7 @@ func runGet(ctx context.Context, e *env, c *client.Client, o *getOptions, target
 		opts := printer.Options{
 			Wide: o.output == "wide", AllNamespaces: o.allNamespaces && t.kind.Namespaced,
 			ShowLabels: o.showLabels, NoHeaders: o.noHeaders, Now: time.Now(),
+			WithKind: severalKinds(targets),
 		}
 		if err := printer.PrintTable(e.out, t.kind.Kind, objs, opts); err != nil && !errors.Is(err, printer.ErrNoResources) {
 			return err
@@ -146,6 +147,17 @@ func runGet(ctx context.Context, e *env, c *client.Client, o *getOptions, target
 		}
 	}
 	return failed
+}
+
+// severalKinds reports whether a get lists more than one kind, when
+// kubectl prints each name with its kind (service/web).
+func severalKinds(targets []target) bool {
+	for _, t := range targets[1:] {
+		if t.kind.Kind != targets[0].kind.Kind {
+			return true
+		}
+	}
+	return false
 }
 
 func newDescribeCommand(e *env) *cobra.Command {
@@ -216,6 +228,13 @@ func related(ctx context.Context, c *client.Client, obj api.Object) (printer.Rel
 		rel.Pods = asPods(pods)
 		// Usage is optional: a hub without recent samples has none.
 		rel.PodMetrics, _ = c.PodMetrics(ctx, "", o.Name)
+	case *api.Service:
+		return serviceRelated(ctx, c, o)
+	case *api.Endpoints:
+		rel.ShowEvents = true
+		var err error
+		rel.Events, err = eventsAbout(ctx, c, api.KindEndpoints, o.Namespace, o.Name)
+		return rel, err
 	case *api.DaemonSet, *api.Deployment:
 		m := obj.GetObjectMeta()
 		pods, err := c.List(ctx, podKind, m.Namespace, client.ListOptions{})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/ipam"
 	"github.com/flotilla-edge/flotilla/hub/internal/serve"
 	"github.com/flotilla-edge/flotilla/pkg/config"
 )
@@ -53,6 +54,14 @@ func newServeCommand(e *env) *cobra.Command {
 			if limit > 0 {
 				logger.Info("soft memory limit", "bytes", limit)
 			}
+			network, err := ipam.Parse(ipam.Flags{
+				ClusterCIDR: v.GetString("cluster-cidr"), NodeCIDRMaskSize: v.GetInt("node-cidr-mask-size"),
+				ServiceCIDR: v.GetString("service-cidr"), NodePortRange: v.GetString("service-node-port-range"),
+				ClusterDomain: v.GetString("cluster-domain"),
+			})
+			if err != nil {
+				return fmt.Errorf("the network flags are not usable:\n%w", err)
+			}
 			caCert, caKey := v.GetString("ca-cert"), v.GetString("ca-key")
 			if (caCert == "") != (caKey == "") {
 				return fmt.Errorf("--ca-cert and --ca-key go together")
@@ -78,6 +87,7 @@ func newServeCommand(e *env) *cobra.Command {
 				MetricsRetention:        v.GetDuration("metrics-retention"),
 				MemoryPressureThreshold: memPressure,
 				DiskPressureThreshold:   diskPressure,
+				Network:                 network,
 			})
 		},
 	}
@@ -100,5 +110,10 @@ func newServeCommand(e *env) *cobra.Command {
 	f.Duration("metrics-retention", 24*time.Hour, "how long node and pod metric samples are kept")
 	f.String("memory-pressure-threshold", "90%", "memory in use at which a node gets MemoryPressure")
 	f.String("disk-pressure-threshold", "90%", "use of the root or agent-state filesystem at which a node gets DiskPressure")
+	f.String("cluster-cidr", ipam.DefaultClusterCIDR, "IPv4 range that nodes' pod subnets are cut from")
+	f.Int("node-cidr-mask-size", ipam.DefaultNodeCIDRMaskSize, "prefix length of each node's pod subnet within --cluster-cidr")
+	f.String("service-cidr", ipam.DefaultServiceCIDR, "IPv4 range of Services' cluster IPs; must not overlap --cluster-cidr")
+	f.String("service-node-port-range", ipam.DefaultNodePortRange, "ports NodePort Services are given on every node (FIRST-LAST)")
+	f.String("cluster-domain", ipam.DefaultClusterDomain, "DNS domain of Services (NAME.NAMESPACE.svc.DOMAIN)")
 	return cmd
 }

@@ -17,7 +17,12 @@ type Related struct {
 	Pods []*api.Pod
 	// PodMetrics is the usage of the pods on a node.
 	PodMetrics []api.PodMetrics
-	// Events will go here (a later issue), printed by writeEvents.
+	// Endpoints are a Service's (nil when it has none).
+	Endpoints *api.Endpoints
+	// Events are the events about the object; with ShowEvents set, the
+	// description ends with them, or with "Events:  <none>".
+	Events     []*api.Event
+	ShowEvents bool
 }
 
 // Describe writes obj the way kubectl describe does: "Field:  value" lines
@@ -39,20 +44,19 @@ func Describe(w io.Writer, obj api.Object, rel Related, now time.Time) error {
 		describeControllerRevision(d, o)
 	case *api.Namespace:
 		describeNamespace(d, o)
+	case *api.Service:
+		describeService(d, o, rel)
+	case *api.Endpoints:
+		describeEndpoints(d, o)
 	default:
 		return fmt.Errorf("describe %q: unsupported type %T", obj.GetObjectMeta().Name, obj)
 	}
-	writeEvents(d, rel)
+	writeEvents(d, rel, now)
 	if err := d.flush(); err != nil {
 		return fmt.Errorf("describe %q: %w", obj.GetObjectMeta().Name, err)
 	}
 	return nil
 }
-
-// writeEvents is the place for the Events section (kubectl prints it last,
-// as a Type/Reason/Age/From/Message table, or "Events:  <none>"). It writes
-// nothing until the hub stores events and Related carries them.
-func writeEvents(_ *describer, _ Related) {}
 
 // describer writes indented lines through one tabwriter, with kubectl's
 // describe settings, so that the value column of consecutive "Field:\tvalue"
@@ -136,7 +140,15 @@ func describePod(d *describer, p *api.Pod) {
 	if p.Status.Message != "" {
 		d.line(0, "Message:\t%s", p.Status.Message)
 	}
-	d.line(0, "IP:\t%s", p.Status.HostIP)
+	d.line(0, "IP:\t%s", podIP(p))
+	if len(p.Status.PodIPs) == 0 {
+		d.line(0, "IPs:\t%s", none)
+	} else {
+		d.line(0, "IPs:")
+		for _, ip := range p.Status.PodIPs {
+			d.line(1, "IP:\t%s", ip.IP)
+		}
+	}
 	d.line(0, "Observed Revision:\t%s", revision(p.Status.ObservedRevision))
 	if ref := p.ControllerRef(); ref != nil {
 		d.line(0, "Controlled By:\t%s/%s", ref.Kind, ref.Name)

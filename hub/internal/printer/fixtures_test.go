@@ -39,13 +39,15 @@ func testPods() []*api.Pod {
 		Spec:       api.PodSpec{Containers: containers("web"), NodeName: "edge-1"},
 		Status: api.PodStatus{
 			Phase: api.PodRunning, HostIP: "10.0.0.11", ObservedRevision: 7,
+			PodIP: "10.42.0.5", PodIPs: []api.PodIP{{IP: "10.42.0.5"}},
 			ContainerStatuses: []api.ContainerStatus{running("web", 0)},
 			Conditions:        []api.PodCondition{{Type: api.PodReady, Status: api.ConditionTrue}},
 		},
 	}
 	crash := &api.Pod{
 		ObjectMeta: meta("default", "sensor-edge-2", 49*time.Hour, map[string]string{"app": "sensor"}),
-		Spec:       api.PodSpec{Containers: containers("sensor"), NodeName: "edge-2"},
+		// On the host network, from an agent that reports no podIP.
+		Spec: api.PodSpec{Containers: containers("sensor"), NodeName: "edge-2", HostNetwork: true},
 		Status: api.PodStatus{
 			Phase: api.PodRunning, HostIP: "10.0.0.12", ObservedRevision: 12,
 			ContainerStatuses: []api.ContainerStatus{{

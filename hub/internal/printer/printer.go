@@ -22,6 +22,9 @@ type Options struct {
 	ShowLabels bool
 	// NoHeaders leaves out the header row.
 	NoHeaders bool
+	// WithKind prints names as kubectl does when a get lists several
+	// kinds: "service/web", "deployment.apps/web".
+	WithKind bool
 	// Now is the time ages are measured from; zero means time.Now().
 	Now time.Time
 }

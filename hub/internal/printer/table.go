@@ -31,9 +31,9 @@ type table struct {
 	rows    [][]string
 }
 
-// PrintTable writes objs, all of the given kind (api.KindPod, api.KindNode,
-// api.KindDaemonSet, api.KindDeployment, api.KindControllerRevision or
-// api.KindNamespace), as kubectl get's table. An empty
+// PrintTable writes objs, all of the given kind (any kind but
+// api.KindEvent's own columns are kubectl's for that kind), as kubectl
+// get's table. An empty
 // list writes nothing and returns ErrNoResources.
 func PrintTable(w io.Writer, kind string, objs []api.Object, opts Options) error {
 	info, ok := api.LookupKind(kind)
@@ -46,6 +46,11 @@ func PrintTable(w io.Writer, kind string, objs []api.Object, opts Options) error
 	t, err := buildTable(kind, objs, opts)
 	if err != nil {
 		return fmt.Errorf("print %s table: %w", info.Resource, err)
+	}
+	if opts.WithKind && kind != api.KindEvent {
+		for _, r := range t.rows {
+			r[0] = ObjectName(info, r[0])
+		}
 	}
 	if opts.AllNamespaces && info.Namespaced {
 		t.headers = append([]string{"NAMESPACE"}, t.headers...)
@@ -122,6 +127,18 @@ func buildTable(kind string, objs []api.Object, opts Options) (table, error) {
 				return t, wrongType(kind, o)
 			}
 			t.headers, row = configMapRow(cm, now)
+		case api.KindService:
+			svc, ok := o.(*api.Service)
+			if !ok {
+				return t, wrongType(kind, o)
+			}
+			t.headers, row = serviceRow(svc, opts.Wide, now)
+		case api.KindEndpoints:
+			ep, ok := o.(*api.Endpoints)
+			if !ok {
+				return t, wrongType(kind, o)
+			}
+			t.headers, row = endpointsRow(ep, now)
 		case api.KindCertificateSigningRequest:
 			csr, ok := o.(*api.CertificateSigningRequest)
 			if !ok {
@@ -154,21 +171,25 @@ func writeTable(w io.Writer, t table, headers bool) error {
 	return nil
 }
 
+// podRow is kubectl get pods' row, with the pod's node (Flotilla shows it
+// without -o wide too). With -o wide the columns are kubectl's (IP, NODE,
+// NOMINATED NODE, READINESS GATES: Flotilla has neither of the last two)
+// and Flotilla's REVISION, the node snapshot the agent last ran.
 func podRow(p *api.Pod, wide bool, now time.Time) ([]string, []string) {
 	s := summarizePod(p)
-	headers := []string{"NAME", "READY", "STATUS", "RESTARTS", "AGE", "NODE"}
+	headers := []string{"NAME", "READY", "STATUS", "RESTARTS", "AGE"}
 	row := []string{
 		p.Name,
 		fmt.Sprintf("%d/%d", s.ready, s.total),
 		s.status,
 		s.restartsColumn(now),
 		age(now, p.CreationTimestamp),
-		orNone(p.Spec.NodeName),
 	}
-	if wide {
-		headers = append(headers, "IP", "REVISION")
-		row = append(row, orNone(p.Status.HostIP), revision(p.Status.ObservedRevision))
+	if !wide {
+		return append(headers, "NODE"), append(row, orNone(p.Spec.NodeName))
 	}
+	headers = append(headers, "IP", "NODE", "NOMINATED NODE", "READINESS GATES", "REVISION")
+	row = append(row, orNone(podIP(p)), orNone(p.Spec.NodeName), none, none, revision(p.Status.ObservedRevision))
 	return headers, row
 }
 

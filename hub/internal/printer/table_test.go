@@ -30,10 +30,10 @@ sensor-edge-2   0/1     CrashLoopBackOff   5 (4m ago)   2d1h    edge-2
 agent-x         0/1     ImagePullBackOff   0            45s     edge-3
 `},
 		{"pods wide", api.KindPod, pods, Options{Wide: true}, `
-NAME            READY   STATUS             RESTARTS     AGE     NODE     IP          REVISION
-web-edge-1      1/1     Running            0            3h20m   edge-1   10.0.0.11   7
-sensor-edge-2   0/1     CrashLoopBackOff   5 (4m ago)   2d1h    edge-2   10.0.0.12   12
-agent-x         0/1     ImagePullBackOff   0            45s     edge-3   <none>      <none>
+NAME            READY   STATUS             RESTARTS     AGE     IP          NODE     NOMINATED NODE   READINESS GATES   REVISION
+web-edge-1      1/1     Running            0            3h20m   10.42.0.5   edge-1   <none>           <none>            7
+sensor-edge-2   0/1     CrashLoopBackOff   5 (4m ago)   2d1h    10.0.0.12   edge-2   <none>           <none>            12
+agent-x         0/1     ImagePullBackOff   0            45s     <none>      edge-3   <none>           <none>            <none>
 `},
 		{"pods all namespaces", api.KindPod, pods, Options{AllNamespaces: true}, `
 NAMESPACE     NAME            READY   STATUS             RESTARTS     AGE     NODE
@@ -48,9 +48,9 @@ sensor-edge-2   0/1     CrashLoopBackOff   5 (4m ago)   2d1h    edge-2   app=sen
 agent-x         0/1     ImagePullBackOff   0            45s     edge-3   <none>
 `},
 		{"pods everything", api.KindPod, pods, Options{Wide: true, AllNamespaces: true, ShowLabels: true, NoHeaders: true}, `
-default       web-edge-1      1/1   Running            0            3h20m   edge-1   10.0.0.11   7        app=web,tier=front
-default       sensor-edge-2   0/1   CrashLoopBackOff   5 (4m ago)   2d1h    edge-2   10.0.0.12   12       app=sensor
-kube-system   agent-x         0/1   ImagePullBackOff   0            45s     edge-3   <none>      <none>   <none>
+default       web-edge-1      1/1   Running            0            3h20m   10.42.0.5   edge-1   <none>   <none>   7        app=web,tier=front
+default       sensor-edge-2   0/1   CrashLoopBackOff   5 (4m ago)   2d1h    10.0.0.12   edge-2   <none>   <none>   12       app=sensor
+kube-system   agent-x         0/1   ImagePullBackOff   0            45s     <none>      edge-3   <none>   <none>   <none>   <none>
 `},
 		{"nodes", api.KindNode, nodes, Options{}, `
 NAME     STATUS                        ROLES     AGE   VERSION     ARCH

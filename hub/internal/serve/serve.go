@@ -26,6 +26,7 @@ import (
 	"github.com/flotilla-edge/flotilla/hub/internal/deployment"
 	"github.com/flotilla-edge/flotilla/hub/internal/dispatch"
 	"github.com/flotilla-edge/flotilla/hub/internal/ingest"
+	"github.com/flotilla-edge/flotilla/hub/internal/ipam"
 	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/nodelifecycle"
 	"github.com/flotilla-edge/flotilla/hub/internal/pki"
@@ -70,6 +71,10 @@ type Config struct {
 	CACertFile, CAKeyFile string
 	// ManualApproval makes every enrolment wait for an operator.
 	ManualApproval bool
+	// Network is the cluster's address plan (default
+	// ipam.DefaultConfig()): pod subnets, Service addresses, node ports
+	// and the cluster domain.
+	Network ipam.Config
 	// IngestRate and IngestBurst bound the messages per second one node
 	// may send (defaults 1000 and 10,000); a node sending faster is held
 	// back (its messages wait, and so does their acknowledgement), never
@@ -85,6 +90,9 @@ func Run(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if !cfg.Network.ClusterCIDR.IsValid() {
+		cfg.Network = ipam.DefaultConfig()
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
@@ -282,7 +290,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	srv := &http.Server{
-		Handler:           apiHandler(apiserver.New(st, log).WithTelemetry(tel.api()).Handler(), authority, onRevoke, auth),
+		Handler:           apiHandler(apiserver.New(st, log).WithTelemetry(tel.api()).WithNetwork(cfg.Network).Handler(), authority, onRevoke, auth),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,

@@ -15,11 +15,12 @@ import (
 
 // DefaultIndexedKinds are the kinds the Badger store keeps in memory by
 // default: the ones the controllers, dispatch and node lifecycle read in
-// full on every pass. Secrets stay out, so that they are only ever in the
+// full on every pass (Services also on every apply that allocates their
+// addresses). Secrets stay out, so that they are only ever in the
 // clear in memory while a reader holds one.
 var DefaultIndexedKinds = []string{
 	api.KindNamespace, api.KindNode, api.KindPod, api.KindDaemonSet, api.KindDeployment,
-	api.KindControllerRevision, api.KindConfigMap,
+	api.KindControllerRevision, api.KindConfigMap, api.KindService, api.KindEndpoints,
 }
 
 // index is the committed state of the kinds the Badger store keeps in
