@@ -293,6 +293,9 @@ func TestUnheard(t *testing.T) {
 		t.Fatalf("not started: %v, want none", got)
 	}
 	u.Start(t0)
+	if !u.Looking() {
+		t.Fatal("started, and not looking")
+	}
 	if got := read(&u); !maps.Equal(got, map[string]bool{"a": true, "b": true}) {
 		t.Fatalf("at the start: %v, want both", got)
 	}
@@ -307,7 +310,7 @@ func TestUnheard(t *testing.T) {
 	// Heard from every node: it stops looking, even at a lease from
 	// before (a node that went quiet since is node lifecycle's business).
 	put(t, st, heard("b", t0.Add(-time.Hour)))
-	if got := read(&u); got != nil || !u.since.IsZero() {
+	if got := read(&u); got != nil || u.Looking() {
 		t.Fatalf("looked again: %v", got)
 	}
 }

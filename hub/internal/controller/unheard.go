@@ -22,6 +22,10 @@ type Unheard struct {
 // Start looks, from now on, for the nodes not heard from since t.
 func (u *Unheard) Start(t time.Time) { u.since = t.UTC() }
 
+// Looking reports whether it still looks: it started, and has not heard
+// from every node since.
+func (u *Unheard) Looking() bool { return !u.since.IsZero() }
+
 // Read returns the Ready nodes among nodes that the hub has not heard
 // from since Start (lease.Unheard), reading their leases in tx; nil if
 // none. Once every node has been heard from it stops looking, and reads

@@ -3,13 +3,14 @@ package daemonset
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/controller"
 	"github.com/flotilla-edge/flotilla/hub/internal/rollout"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
@@ -483,7 +484,7 @@ func planSet(ds *api.DaemonSet, nodes []*api.Node, mine map[string][]*api.Pod, r
 		status.ObservedGeneration = ds.Generation + 1
 	}
 	status.Rollout = &st
-	if !jsonEqual(status, ds.Status) || set.Pause {
+	if !controller.Equal(status, ds.Status) || set.Pause {
 		set.Status = &status
 	}
 
@@ -510,30 +511,30 @@ func planSet(ds *api.DaemonSet, nodes []*api.Node, mine map[string][]*api.Pod, r
 				p.Name = LongPodName(ds.Name, name)
 			}
 			taken[p.Namespace+"/"+p.Name] = true
-			p.Annotations = withAnnotation(p.Annotations, rollout.AnnotationUpdatedAt, stamp)
+			p.Annotations = controller.WithAnnotation(p.Annotations, rollout.AnnotationUpdatedAt, stamp)
 			set.Create = append(set.Create, p)
 			set.Moved = append(set.Moved, name)
 		case t.pod == nil:
 		case move[name]:
 			p := updatedPod(ds, t.pod.pod, hash)
-			p.Annotations = withAnnotation(p.Annotations, rollout.AnnotationUpdatedAt, stamp)
-			p.Annotations = withAnnotation(p.Annotations, rollout.AnnotationProgressDeadline, strconv.Itoa(int(deadline/time.Second)))
+			p.Annotations = controller.WithAnnotation(p.Annotations, rollout.AnnotationUpdatedAt, stamp)
+			p.Annotations = controller.WithAnnotation(p.Annotations, rollout.AnnotationProgressDeadline, strconv.Itoa(int(deadline/time.Second)))
 			set.Update = append(set.Update, p)
 			set.Moved = append(set.Moved, name)
 		default:
 			ann := t.pod.pod.Annotations
 			want := ann
 			if prePull[name] {
-				want = withAnnotation(want, rollout.AnnotationPrePull, images)
+				want = controller.WithAnnotation(want, rollout.AnnotationPrePull, images)
 			} else {
-				want = withoutAnnotation(want, rollout.AnnotationPrePull)
+				want = controller.WithoutAnnotation(want, rollout.AnnotationPrePull)
 			}
 			if at, ok := readyAt[name]; ok {
-				want = withAnnotation(want, rollout.AnnotationReadyAt, at.UTC().Format(time.RFC3339))
+				want = controller.WithAnnotation(want, rollout.AnnotationReadyAt, at.UTC().Format(time.RFC3339))
 			} else if !t.pod.ready {
-				want = withoutAnnotation(want, rollout.AnnotationReadyAt)
+				want = controller.WithoutAnnotation(want, rollout.AnnotationReadyAt)
 			}
-			if !mapsEqual(ann, want) {
+			if !maps.Equal(ann, want) {
 				p := *t.pod.pod
 				p.Annotations = want
 				set.Update = append(set.Update, &p)
@@ -576,54 +577,6 @@ func templateImages(t *api.PodTemplateSpec) string {
 		images = append(images, c.Image)
 	}
 	return strings.Join(images, ",")
-}
-
-// withAnnotation returns m with k=v, copying m when that changes it.
-func withAnnotation(m map[string]string, k, v string) map[string]string {
-	if old, ok := m[k]; ok && old == v {
-		return m
-	}
-	out := make(map[string]string, len(m)+1)
-	for key, val := range m {
-		out[key] = val
-	}
-	out[k] = v
-	return out
-}
-
-// withoutAnnotation returns m without k, copying m when that changes it.
-func withoutAnnotation(m map[string]string, k string) map[string]string {
-	if _, ok := m[k]; !ok {
-		return m
-	}
-	out := make(map[string]string, len(m))
-	for key, val := range m {
-		if key != k {
-			out[key] = val
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if bv, ok := b[k]; !ok || bv != v {
-			return false
-		}
-	}
-	return true
-}
-
-func jsonEqual(a, b any) bool {
-	ja, errA := json.Marshal(a)
-	jb, errB := json.Marshal(b)
-	return errA == nil && errB == nil && string(ja) == string(jb)
 }
 
 // PodName is the name of ds's pod on node: stable, so that the pod keeps
