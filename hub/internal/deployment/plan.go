@@ -2,12 +2,12 @@ package deployment
 
 import (
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/controller"
 	"github.com/flotilla-edge/flotilla/hub/internal/rollout"
 	"github.com/flotilla-edge/flotilla/hub/internal/scheduler"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
@@ -476,9 +476,9 @@ func (pl *planner) plan() (*SetResult, time.Time) {
 			want := ann
 			switch {
 			case v.ready && ann[rollout.AnnotationReadyAt] == "":
-				want = withAnnotation(ann, rollout.AnnotationReadyAt, stamp)
+				want = controller.WithAnnotation(ann, rollout.AnnotationReadyAt, stamp)
 			case !v.ready:
-				want = withoutAnnotation(ann, rollout.AnnotationReadyAt)
+				want = controller.WithoutAnnotation(ann, rollout.AnnotationReadyAt)
 			}
 			if len(want) != len(ann) || want[rollout.AnnotationReadyAt] != ann[rollout.AnnotationReadyAt] {
 				p := *v.pod
@@ -583,7 +583,7 @@ func (pl *planner) newPod(t *api.PodTemplateSpec, short string) *api.Pod {
 	}
 	p.Labels[LabelPodTemplateHash] = short
 	for k, v := range t.Annotations {
-		p.Annotations = withAnnotation(p.Annotations, k, v)
+		p.Annotations = controller.WithAnnotation(p.Annotations, k, v)
 	}
 	return p
 }
@@ -591,7 +591,7 @@ func (pl *planner) newPod(t *api.PodTemplateSpec, short string) *api.Pod {
 // bind puts p on node and counts it there for the next placements.
 func (pl *planner) bind(p *api.Pod, node string, schedIdx map[string]int, stamp string) {
 	p.Spec.NodeName = node
-	p.Annotations = withAnnotation(p.Annotations, rollout.AnnotationUpdatedAt, stamp)
+	p.Annotations = controller.WithAnnotation(p.Annotations, rollout.AnnotationUpdatedAt, stamp)
 	p.Status = api.PodStatus{Phase: api.PodPending}
 	if i, ok := schedIdx[node]; ok {
 		r := scheduler.Requests(&p.Spec)
@@ -797,7 +797,7 @@ func (pl *planner) status(replicas, maxUnavailable int, active []*podView, delet
 		ro.Phase, ro.Message = api.RolloutProgressing, summary
 	}
 	st.Rollout = &ro
-	if !jsonEqual(st, d.Status) {
+	if !controller.Equal(st, d.Status) {
 		pl.set.Status = &st
 	}
 }
@@ -869,38 +869,4 @@ func randomSuffix() string {
 		b[i] = suffixAlphabet[int(b[i])%len(suffixAlphabet)]
 	}
 	return string(b[:])
-}
-
-func withAnnotation(m map[string]string, k, v string) map[string]string {
-	if old, ok := m[k]; ok && old == v {
-		return m
-	}
-	out := make(map[string]string, len(m)+1)
-	for key, val := range m {
-		out[key] = val
-	}
-	out[k] = v
-	return out
-}
-
-func withoutAnnotation(m map[string]string, k string) map[string]string {
-	if _, ok := m[k]; !ok {
-		return m
-	}
-	out := make(map[string]string, len(m))
-	for key, val := range m {
-		if key != k {
-			out[key] = val
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}
-
-func jsonEqual(a, b any) bool {
-	ja, errA := json.Marshal(a)
-	jb, errB := json.Marshal(b)
-	return errA == nil && errB == nil && string(ja) == string(jb)
 }
