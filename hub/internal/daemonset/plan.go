@@ -3,6 +3,7 @@ package daemonset
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"sort"
 	"time"
 
@@ -280,16 +281,13 @@ func updatedPod(ds *api.DaemonSet, old *api.Pod, hash string) *api.Pod {
 
 func setTemplate(p *api.Pod, ds *api.DaemonSet, node, hash string) {
 	t := &ds.Spec.Template
-	p.Labels = map[string]string{}
-	for k, v := range t.Labels {
-		p.Labels[k] = v
+	p.Labels = maps.Clone(t.Labels)
+	if p.Labels == nil {
+		p.Labels = map[string]string{}
 	}
 	p.Labels[LabelTemplateHash] = hash
 	if len(t.Annotations) > 0 {
-		p.Annotations = map[string]string{}
-		for k, v := range t.Annotations {
-			p.Annotations[k] = v
-		}
+		p.Annotations = maps.Clone(t.Annotations)
 	}
 	// The slices of the spec are never mutated after decoding, so sharing
 	// them is safe.
