@@ -281,9 +281,12 @@ func (pl *planner) plan() (*SetResult, time.Time) {
 }
 
 // remove deletes p, and takes what it asked for off its node in the
-// scheduler's view.
+// scheduler's view (a finished pod held nothing there).
 func (pl *planner) remove(p *api.Pod) {
 	pl.set.Delete = append(pl.set.Delete, store.KeyOf(p))
+	if p.Status.Phase == api.PodSucceeded || p.Status.Phase == api.PodFailed {
+		return
+	}
 	if i, ok := pl.schedIdx[p.Spec.NodeName]; ok {
 		r := scheduler.Requests(&p.Spec)
 		pl.sched[i].Requested.MilliCPU -= r.MilliCPU

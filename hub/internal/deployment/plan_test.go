@@ -487,3 +487,26 @@ func TestRolloutSummary(t *testing.T) {
 		}
 	}
 }
+
+// TestFinishedPodsHoldNoResources: a finished pod that goes does not free
+// room on its node, since it held none (scheduler.NodesFrom): a node full
+// of running pods stays full.
+func TestFinishedPodsHoldNoResources(t *testing.T) {
+	half := func(d *api.Deployment) *api.Deployment {
+		d.Spec.Template.Spec.Containers[0].Resources.Requests = api.ResourceList{"cpu": "500m", "memory": "64Mi"}
+		return d
+	}
+	web, other := half(deploy("web", 1)), half(deploy("other", 2))
+	failed := readyOf(web, "web-failed", "a")
+	failed.Status.Phase = api.PodFailed
+	pods := []*api.Pod{readyOf(other, "other-1", "a"), readyOf(other, "other-2", "a"), failed}
+	res := Plan(Input{Deployments: []*api.Deployment{web}, Nodes: []*api.Node{mkNode("a")}, Pods: pods, Now: now,
+		Suffix: func() string { return "new" }})
+	set := res.Sets[0]
+	if len(set.Delete) != 1 || set.Delete[0].Name != "web-failed" {
+		t.Fatalf("deleted %v, want the failed pod", set.Delete)
+	}
+	if len(set.Create) != 1 || set.Create[0].Spec.NodeName != "" || !strings.Contains(pendingMessage(set.Create[0]), "Insufficient cpu") {
+		t.Fatalf("created %+v on %q: node a is full", set.Create[0].Status, set.Create[0].Spec.NodeName)
+	}
+}
