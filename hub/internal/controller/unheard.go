@@ -8,6 +8,11 @@ import (
 	"github.com/flotilla-edge/flotilla/pkg/api"
 )
 
+// UnheardRecheck is how soon a controller's pass runs again while nodes
+// are unheard: their reports wake it, their leases (renewed by heartbeats
+// alone) do not.
+const UnheardRecheck = 2 * time.Second
+
 // Unheard finds the nodes the hub has not heard from since its controller
 // started. What the store says of such a node is from before, possibly
 // from before a crash: a rollout neither moves it nor counts on its pods

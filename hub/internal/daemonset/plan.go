@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/controller"
 	"github.com/flotilla-edge/flotilla/hub/internal/rollout"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
@@ -90,50 +91,9 @@ func (r *Result) Empty() bool {
 // every DaemonSet's status. Template changes roll out through
 // rollout.Plan. It is a pure function.
 func Plan(in Input) *Result {
-	res := &Result{}
-	byUID := make(map[string]*api.DaemonSet, len(in.DaemonSets))
-	for _, ds := range in.DaemonSets {
-		byUID[ds.UID] = ds
-	}
-	owns := func(m *api.ObjectMeta) (*api.DaemonSet, bool) {
-		ref := m.ControllerRef()
-		if ref == nil || ref.Kind != api.KindDaemonSet {
-			return nil, false
-		}
-		ds, ok := byUID[ref.UID]
-		if !ok || ds.Namespace != m.Namespace {
-			return nil, true
-		}
-		return ds, true
-	}
-	// owned[ds uid][node] → pods of that DaemonSet on that node.
-	owned := map[string]map[string][]*api.Pod{}
-	for _, p := range in.Pods {
-		ds, mine := owns(&p.ObjectMeta)
-		if !mine {
-			continue
-		}
-		if ds == nil {
-			res.Orphans = append(res.Orphans, store.KeyOf(p)) // its DaemonSet is gone
-			continue
-		}
-		if owned[ds.UID] == nil {
-			owned[ds.UID] = map[string][]*api.Pod{}
-		}
-		owned[ds.UID][p.Spec.NodeName] = append(owned[ds.UID][p.Spec.NodeName], p)
-	}
-	revs := map[string][]*api.ControllerRevision{}
-	for _, cr := range in.Revisions {
-		ds, mine := owns(&cr.ObjectMeta)
-		if !mine {
-			continue
-		}
-		if ds == nil {
-			res.Orphans = append(res.Orphans, store.KeyOf(cr))
-			continue
-		}
-		revs[ds.UID] = append(revs[ds.UID], cr)
-	}
+	pods, orphans := controller.Owned(api.KindDaemonSet, in.DaemonSets, in.Pods)
+	revs, revOrphans := controller.Owned(api.KindDaemonSet, in.DaemonSets, in.Revisions)
+	res := &Result{Orphans: append(orphans, revOrphans...)} // what deleted DaemonSets left
 
 	nodes := in.Nodes
 	if !sort.SliceIsSorted(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name }) {
@@ -159,20 +119,24 @@ func Plan(in Input) *Result {
 	if len(in.Unheard) > 0 {
 		// Their reports wake the controller; their leases, renewed by
 		// heartbeats alone, do not.
-		res.Wake = in.Now.Add(unheardRecheck)
+		res.Wake = in.Now.Add(controller.UnheardRecheck)
 	}
 	for _, ds := range in.DaemonSets {
-		set, wake := newSetPlanner(ds, in.Now, specHash, in.Unheard, names).plan(nodes, owned[ds.UID], revs[ds.UID])
+		set, wake := newSetPlanner(ds, in.Now, specHash, in.Unheard, names).plan(nodes, byNode(pods[ds.UID]), revs[ds.UID])
 		res.Sets = append(res.Sets, set)
-		if !wake.IsZero() && (res.Wake.IsZero() || wake.Before(res.Wake)) {
-			res.Wake = wake
-		}
+		res.Wake = controller.Sooner(res.Wake, wake)
 	}
 	return res
 }
 
-// unheardRecheck is how soon a pass runs again while nodes are unheard.
-const unheardRecheck = 2 * time.Second
+// byNode sorts pods by the node they are on.
+func byNode(pods []*api.Pod) map[string][]*api.Pod {
+	out := map[string][]*api.Pod{}
+	for _, p := range pods {
+		out[p.Spec.NodeName] = append(out[p.Spec.NodeName], p)
+	}
+	return out
+}
 
 // target is a node that should run the DaemonSet's pod, and its pod.
 type target struct {

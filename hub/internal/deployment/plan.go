@@ -113,45 +113,9 @@ func Plan(in Input) *Result {
 	if suffix == nil {
 		suffix = randomSuffix
 	}
-	byUID := make(map[string]*api.Deployment, len(in.Deployments))
-	for _, d := range in.Deployments {
-		byUID[d.UID] = d
-	}
-	owns := func(m *api.ObjectMeta) (*api.Deployment, bool) {
-		ref := m.ControllerRef()
-		if ref == nil || ref.Kind != api.KindDeployment {
-			return nil, false
-		}
-		d, ok := byUID[ref.UID]
-		if !ok || d.Namespace != m.Namespace {
-			return nil, true
-		}
-		return d, true
-	}
-	owned := map[string][]*api.Pod{}
-	for _, p := range in.Pods {
-		d, mine := owns(&p.ObjectMeta)
-		if !mine {
-			continue
-		}
-		if d == nil {
-			res.Orphans = append(res.Orphans, store.KeyOf(p))
-			continue
-		}
-		owned[d.UID] = append(owned[d.UID], p)
-	}
-	revs := map[string][]*api.ControllerRevision{}
-	for _, cr := range in.Revisions {
-		d, mine := owns(&cr.ObjectMeta)
-		if !mine {
-			continue
-		}
-		if d == nil {
-			res.Orphans = append(res.Orphans, store.KeyOf(cr))
-			continue
-		}
-		revs[d.UID] = append(revs[d.UID], cr)
-	}
+	owned, orphans := controller.Owned(api.KindDeployment, in.Deployments, in.Pods)
+	revs, revOrphans := controller.Owned(api.KindDeployment, in.Deployments, in.Revisions)
+	res.Orphans = append(orphans, revOrphans...) // what deleted Deployments left
 	if len(in.Deployments) == 0 {
 		// Nothing to place: a fleet of DaemonSets costs this controller
 		// one look at who owns each pod.
@@ -171,20 +135,15 @@ func Plan(in Input) *Result {
 		return deps[i].Namespace+"/"+deps[i].Name < deps[j].Namespace+"/"+deps[j].Name
 	})
 	if len(in.Unheard) > 0 {
-		res.Wake = in.Now.Add(unheardRecheck) // their leases wake no controller
+		res.Wake = in.Now.Add(controller.UnheardRecheck) // their leases wake no controller
 	}
 	for _, d := range deps {
 		set, wake := newPlanner(d, nodes, sched, owned[d.UID], revs[d.UID], taken, in.Unheard, in.Now, suffix).plan()
 		res.Sets = append(res.Sets, set)
-		if !wake.IsZero() && (res.Wake.IsZero() || wake.Before(res.Wake)) {
-			res.Wake = wake
-		}
+		res.Wake = controller.Sooner(res.Wake, wake)
 	}
 	return res
 }
-
-// unheardRecheck is how soon a pass runs again while nodes are unheard.
-const unheardRecheck = 2 * time.Second
 
 // planner plans one Deployment. Its methods are the steps of plan, in
 // the order plan takes them. They share the scheduler's view of the
