@@ -91,9 +91,24 @@ func (r *Result) Empty() bool {
 // every DaemonSet's status. Template changes roll out through
 // rollout.Plan. It is a pure function.
 func Plan(in Input) *Result {
-	pods, orphans := controller.Owned(api.KindDaemonSet, in.DaemonSets, in.Pods)
+	res := &Result{}
+	// owned[ds uid][node] → pods of that DaemonSet on that node.
+	owned := map[string]map[string][]*api.Pod{}
+	owners := controller.NewOwners(api.KindDaemonSet, in.DaemonSets)
+	for _, p := range in.Pods {
+		switch uid, mine := owners.Of(&p.ObjectMeta); {
+		case !mine:
+		case uid == "":
+			res.Orphans = append(res.Orphans, store.KeyOf(p)) // its DaemonSet is gone
+		default:
+			if owned[uid] == nil {
+				owned[uid] = map[string][]*api.Pod{}
+			}
+			owned[uid][p.Spec.NodeName] = append(owned[uid][p.Spec.NodeName], p)
+		}
+	}
 	revs, revOrphans := controller.Owned(api.KindDaemonSet, in.DaemonSets, in.Revisions)
-	res := &Result{Orphans: append(orphans, revOrphans...)} // what deleted DaemonSets left
+	res.Orphans = append(res.Orphans, revOrphans...)
 
 	nodes := in.Nodes
 	if !sort.SliceIsSorted(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name }) {
@@ -122,20 +137,11 @@ func Plan(in Input) *Result {
 		res.Wake = in.Now.Add(controller.UnheardRecheck)
 	}
 	for _, ds := range in.DaemonSets {
-		set, wake := newSetPlanner(ds, in.Now, specHash, in.Unheard, names).plan(nodes, byNode(pods[ds.UID]), revs[ds.UID])
+		set, wake := newSetPlanner(ds, in.Now, specHash, in.Unheard, names).plan(nodes, owned[ds.UID], revs[ds.UID])
 		res.Sets = append(res.Sets, set)
 		res.Wake = controller.Sooner(res.Wake, wake)
 	}
 	return res
-}
-
-// byNode sorts pods by the node they are on.
-func byNode(pods []*api.Pod) map[string][]*api.Pod {
-	out := map[string][]*api.Pod{}
-	for _, p := range pods {
-		out[p.Spec.NodeName] = append(out[p.Spec.NodeName], p)
-	}
-	return out
 }
 
 // target is a node that should run the DaemonSet's pod, and its pod.
