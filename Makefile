@@ -46,13 +46,13 @@ firmware-image: ## Device rootfs tarball in dist/: make firmware-image ARCH=arm6
 	firmware-images/build.sh $(ARCH) $(DIST)/edge-agent-linux-$(ARCH) $(PROVISION) $(DIST)
 
 up: deps build ## Quick start: hub + broker + containerd + registry + agent, apply the example, show it Running
-	$(GO) run ./test/devstack up
+	$(GO) run ./test/tools/devstack up
 
 down: ## Stop everything `make up` started and remove its containers
-	$(GO) run ./test/devstack down
+	$(GO) run ./test/tools/devstack down
 
 status: ## Show what `make up` started
-	$(GO) run ./test/devstack status
+	$(GO) run ./test/tools/devstack status
 
 test: deps ## Run the whole test suite (unit and end-to-end; needs root)
 	$(GO) test -count=1 -timeout 20m ./...
@@ -68,10 +68,10 @@ BENCH_JSON ?= bench-results.json
 BENCH_ARGS ?=
 
 bench: ## Scale benchmarks against a real hub: make bench [NODES=10000] [BENCH_ARGS=-quick] (writes $(BENCH_JSON))
-	$(GO) run ./test/benchscale -nodes $(NODES) -json $(BENCH_JSON) $(BENCH_ARGS)
+	$(GO) run ./test/tools/benchscale -nodes $(NODES) -json $(BENCH_JSON) $(BENCH_ARGS)
 
 bench-smoke: ## The benchmark suite at 200 simulated nodes with short windows: proves it works, measures nothing (CI)
-	$(GO) run ./test/benchscale -quick -nodes 200 -small 50 -metrics-window 5s -outage 5s -skip containerd,agent -json ""
+	$(GO) run ./test/tools/benchscale -quick -nodes 200 -small 50 -metrics-window 5s -outage 5s -skip containerd,agent -json ""
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s; a count such as 100000x avoids Go 1.26's end-of-fuzztime flake, golang/go#75804)
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$${FUZZTIME:-30s} ./pkg/manifest/

@@ -1,5 +1,5 @@
 // Package sim runs simulated edge agents for the fleet simulator
-// (test/fleetsim): the real agent code (link, outbox, snapshot handling,
+// (test/tools/fleetsim): the real agent code (link, outbox, snapshot handling,
 // reconciler, probes, status and metrics reporting) with its state kept in
 // memory, a simulated container runtime in place of containerd and
 // synthetic node metrics in place of gopsutil. Everything the hub sees

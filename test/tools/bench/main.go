@@ -3,9 +3,9 @@
 // agent, like the end-to-end tests, and times scenarios from the outside,
 // reading containerd's own events for when a container really started.
 //
-//	go run ./test/bench -scenario apply -n 20      # hub apply → container running (image present)
-//	go run ./test/bench -scenario restart -n 50    # task killed → replacement running
-//	go run ./test/bench -scenario restart-offline -n 50  # the same with the hub stopped
+//	go run ./test/tools/bench -scenario apply -n 20      # hub apply → container running (image present)
+//	go run ./test/tools/bench -scenario restart -n 50    # task killed → replacement running
+//	go run ./test/tools/bench -scenario restart-offline -n 50  # the same with the hub stopped
 //
 // It prints one line per scenario with min, median, p95 and max, and with
 // -json writes the same figures as JSON. It needs root.

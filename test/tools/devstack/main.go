@@ -5,9 +5,9 @@
 // runs, and later stops everything it started. State, pid files and logs
 // live in .flotilla/ under the current directory.
 //
-//	go run ./test/devstack up      # start and apply the example
-//	go run ./test/devstack status  # what is running
-//	go run ./test/devstack down    # stop it all and remove its containers
+//	go run ./test/tools/devstack up      # start and apply the example
+//	go run ./test/tools/devstack status  # what is running
+//	go run ./test/tools/devstack down    # stop it all and remove its containers
 package main
 
 import (
@@ -258,7 +258,7 @@ func checkFree(addrs ...string) error {
 
 // clientConfigMarker marks a ~/.flotilla/config that devstack wrote, so
 // that `make down` removes only its own.
-const clientConfigMarker = "# written by make up (test/devstack)\n"
+const clientConfigMarker = "# written by make up (test/tools/devstack)\n"
 
 // clientConfigPath is where the hub CLI finds its settings by default.
 func clientConfigPath() string {

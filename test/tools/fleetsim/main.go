@@ -5,7 +5,7 @@
 // memory, a simulated container runtime in place of containerd and a
 // synthetic board for its metrics (package edge-agent/sim).
 //
-//	go run ./test/fleetsim -broker tcp://hub.example:1883 -n 1000 -labels site=lab
+//	go run ./test/tools/fleetsim -broker tcp://hub.example:1883 -n 1000 -labels site=lab
 //
 // Containers "start" after -start-delay, crash at once with probability
 // -failure-rate, and pass exec probes -readiness-delay after they start.

@@ -2,10 +2,10 @@
 // issue 7 against the real hub binary and prints one table, writing the
 // same figures as JSON for comparison between commits.
 //
-//	go run ./test/benchscale -nodes 10000 -json bench-results.json
-//	go run ./test/benchscale -quick           # 1,000 nodes, short windows
+//	go run ./test/tools/benchscale -nodes 10000 -json bench-results.json
+//	go run ./test/tools/benchscale -quick           # 1,000 nodes, short windows
 //
-// It builds the hub and test/fleetsim, starts `hub serve` (embedded broker,
+// It builds the hub and test/tools/fleetsim, starts `hub serve` (embedded broker,
 // plaintext) in its own process and the simulated fleet in two more (the
 // first -small nodes, labelled tier=small, then the rest), and reads
 // convergence only from the hub's own view (its API, and `hub rollout
@@ -32,7 +32,7 @@
 // nodes say of themselves), and each rollout scenario has a row counting
 // the pods lost from Ready that way, which should read 0.
 //
-// With -containerd (needs root) it also runs test/bench (apply → running
+// With -containerd (needs root) it also runs test/tools/bench (apply → running
 // and crash → restart on real containerd) and the agent's idle RSS test
 // (test/arm), and it always builds the linux/arm64 agent to report its
 // stripped size.
@@ -265,7 +265,7 @@ func run(o options) (Results, error) {
 		}
 		tags = "pprof"
 	}
-	if b.bins, err = scale.BuildTagged(ctx, filepath.Join(dir, "bin"), tags, "./hub/cmd/hub", "./test/fleetsim"); err != nil {
+	if b.bins, err = scale.BuildTagged(ctx, filepath.Join(dir, "bin"), tags, "./hub/cmd/hub", "./test/tools/fleetsim"); err != nil {
 		return res, err
 	}
 	if !o.skip["agent"] {
@@ -782,14 +782,14 @@ var (
 	rssLine   = regexp.MustCompile(`0 pods VmRSS ([\d.]+) MiB; 5 pods VmRSS ([\d.]+) MiB`)
 )
 
-// containerd runs test/bench (real containerd) and the agent RSS test.
+// containerd runs test/tools/bench (real containerd) and the agent RSS test.
 func (b *bench) containerd(ctx context.Context) error {
 	var out []byte
 	for _, sc := range []string{"apply", "restart"} {
-		fmt.Printf("real containerd: go run ./test/bench -scenario %s -n 30\n", sc)
-		o, err := exec.CommandContext(ctx, "go", "run", "./test/bench", "-scenario", sc, "-n", "30").CombinedOutput()
+		fmt.Printf("real containerd: go run ./test/tools/bench -scenario %s -n 30\n", sc)
+		o, err := exec.CommandContext(ctx, "go", "run", "./test/tools/bench", "-scenario", sc, "-n", "30").CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("test/bench: %w\n%s", err, o)
+			return fmt.Errorf("test/tools/bench: %w\n%s", err, o)
 		}
 		out = append(out, o...)
 	}
