@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
@@ -384,4 +385,137 @@ func hasTable(t *testing.T, ns *netns) bool {
 		t.Fatal(err)
 	}
 	return slices.ContainsFunc(tables, func(tb *nftables.Table) bool { return tb.Name == tableName })
+}
+
+// foreignTables adds what other software keeps in a board's nftables: an
+// iptables-nft style table with a base chain and a rule, and a firewall's
+// inet table with a set.
+func foreignTables(t *testing.T, ns *netns) {
+	t.Helper()
+	c, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipt := c.AddTable(&nftables.Table{Name: "filter", Family: nftables.TableFamilyIPv4})
+	fwd := c.AddChain(&nftables.Chain{Name: "FORWARD", Table: ipt, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter})
+	c.AddRule(&nftables.Rule{Table: ipt, Chain: fwd, Exprs: []expr.Any{&expr.Counter{}}})
+	fw := c.AddTable(&nftables.Table{Name: "firewall", Family: nftables.TableFamilyINet})
+	c.AddChain(&nftables.Chain{Name: "input", Table: fw, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
+	set := &nftables.Set{Table: fw, Name: "allowed", KeyType: nftables.TypeIPAddr}
+	if err := c.AddSet(set, []nftables.SetElement{{Key: []byte{192, 0, 2, 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatalf("foreign tables: %v", err)
+	}
+}
+
+func TestRemovingAllServicesLeavesNoTableAndForeignTablesAlone(t *testing.T) {
+	s := newSite(t)
+	s.serveAll(t)
+	foreignTables(t, s.node)
+	before := foreignRuleset(t, s.node)
+	if !strings.Contains(before, "chain FORWARD: 1 rules") || !strings.Contains(before, "set allowed: 1 elements") {
+		t.Fatalf("foreign tables not made:\n%s", before)
+	}
+	p := s.proxy(t)
+	mustSync(t, p, webService(localEPs(2)))
+	if name, _, err := ask(s.pods[2], "198.19.200.10:80"); err != nil {
+		t.Fatalf("through the Service beside foreign tables: %q, %v", name, err)
+	}
+	if got := foreignRuleset(t, s.node); got != before {
+		t.Errorf("Sync changed foreign tables:\n%s\nwas:\n%s", got, before)
+	}
+	sum := mustSync(t, p)
+	if sum != (Summary{TableDeleted: true}) || hasTable(t, s.node) {
+		t.Errorf("no Services: %+v, table still there: %v", sum, hasTable(t, s.node))
+	}
+	if got := foreignRuleset(t, s.node); got != before {
+		t.Errorf("removing every Service changed foreign tables:\n%s\nwas:\n%s", got, before)
+	}
+	// Again, and Remove this time.
+	mustSync(t, p, webService(localEPs(2)))
+	if err := p.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if hasTable(t, s.node) {
+		t.Error("Remove left the table")
+	}
+	if got := foreignRuleset(t, s.node); got != before {
+		t.Errorf("Remove changed foreign tables:\n%s\nwas:\n%s", got, before)
+	}
+	if err := p.Remove(); err != nil {
+		t.Errorf("Remove without a table: %v", err)
+	}
+}
+
+func TestRestartedAgentTakesOverTheTable(t *testing.T) {
+	s := newSite(t)
+	s.serveAll(t)
+	svcs := []wire.Service{webService(localEPs(3)), {
+		Namespace: "default", Name: "sticky", ClusterIP: "198.19.200.17", AffinityTimeoutSeconds: 60,
+		Ports: []wire.ServicePort{tcpPortSpec("http", 80, 0)}, Endpoints: localEPs(2),
+	}}
+	first := s.proxy(t)
+	mustSync(t, first, svcs...)
+	c, err := dial(s.lan, nodeIP+":30080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	name, _, err := greeting(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Close() // the agent stops; its rules keep serving
+	if got, _, err := ask(s.pods[0], "198.19.200.17:80"); err != nil {
+		t.Fatalf("with the agent gone: %q, %v", got, err)
+	}
+
+	second := s.proxy(t)
+	if sum := mustSync(t, second, svcs...); !sum.Empty() {
+		t.Errorf("the restarted agent's first Sync of the same Services changed %+v, want nothing", sum)
+	}
+	svcs[0] = webService(localEPs(2))
+	if sum := mustSync(t, second, svcs...); sum.ChainsRemoved != 2 || sum.TableCreated || sum.ElementsAdded+sum.ElementsRemoved != 0 {
+		t.Errorf("then one endpoint fewer changed %+v", sum)
+	}
+	if name != "pod3" {
+		if err := echo(c, name); err != nil {
+			t.Errorf("connection from before the restart: %v", err)
+		}
+	}
+	// A chain edited by hand (its digest comment gone) is put back.
+	conn, err := nftables.New(nftables.WithNetNSFd(s.node.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.FlushChain(&nftables.Chain{Name: chainServices, Table: table()})
+	if err := conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	third := s.proxy(t)
+	if sum := mustSync(t, third, svcs...); sum != (Summary{ChainsChanged: 1}) {
+		t.Errorf("after the services chain was flushed by hand: %+v, want it rewritten", sum)
+	}
+	if got, _, err := ask(s.pods[0], "198.19.200.17:80"); err != nil {
+		t.Errorf("after the repair: %q, %v", got, err)
+	}
+}
+
+func TestInvalidServiceIsSkippedOthersServe(t *testing.T) {
+	s := newSite(t)
+	s.serveAll(t)
+	p := s.proxy(t)
+	bad := wire.Service{Namespace: "default", Name: "bad", ClusterIP: "198.19.200.18",
+		Ports: []wire.ServicePort{{Name: "x", Protocol: "SCTP", Port: 9}}}
+	_, err := p.Sync([]wire.Service{bad, webService(localEPs(1))})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "service default/bad: ports[0]") {
+		t.Fatalf("Sync: %v, want ErrInvalid naming default/bad", err)
+	}
+	if name, _, err := ask(s.pods[1], "198.19.200.10:80"); err != nil || name != "pod1" {
+		t.Errorf("the valid Service: %q, %v", name, err)
+	}
 }
