@@ -57,6 +57,14 @@ func nftElements(es []element) []nftables.SetElement {
 	return out
 }
 
+// elementsPerMessage bounds the elements of one netlink message: their
+// list is one attribute, whose length is 16 bits. An element takes at
+// most some 260 bytes (a 12-byte key, a verdict naming a chain of up to
+// 200 bytes, and the attribute headers), so 200 stay under 64 KiB. The
+// library does not split a longer list: the kernel would take a
+// truncated one without a word.
+const elementsPerMessage = 200
+
 // queue adds the plan's messages to c, in an order the kernel accepts
 // within one transaction: objects exist before anything refers to them,
 // and nothing is deleted while something still refers to it.
@@ -83,8 +91,10 @@ func queue(c *nftables.Conn, p *plan, sets map[string]setSpec) error {
 		c.AddChain(nc)
 	}
 	for _, name := range sortedKeys(p.delElems) {
-		if err := c.SetDeleteElements(nftSet(t, sets[name]), nftElements(p.delElems[name])); err != nil {
-			return fmt.Errorf("set %s: %w", name, err)
+		for chunk := range slices.Chunk(nftElements(p.delElems[name]), elementsPerMessage) {
+			if err := c.SetDeleteElements(nftSet(t, sets[name]), chunk); err != nil {
+				return fmt.Errorf("set %s: %w", name, err)
+			}
 		}
 	}
 	for _, ch := range p.fillChains {
@@ -99,8 +109,10 @@ func queue(c *nftables.Conn, p *plan, sets map[string]setSpec) error {
 		}
 	}
 	for _, name := range sortedKeys(p.addElems) {
-		if err := c.SetAddElements(nftSet(t, sets[name]), nftElements(p.addElems[name])); err != nil {
-			return fmt.Errorf("set %s: %w", name, err)
+		for chunk := range slices.Chunk(nftElements(p.addElems[name]), elementsPerMessage) {
+			if err := c.SetAddElements(nftSet(t, sets[name]), chunk); err != nil {
+				return fmt.Errorf("set %s: %w", name, err)
+			}
 		}
 	}
 	for _, name := range p.delChains {
@@ -119,8 +131,10 @@ func addRules(c *nftables.Conn, t *nftables.Table, ch *chain) error {
 	for i, r := range ch.rules {
 		ex := slices.Clip(r.exprs)
 		if r.vmap != nil {
+			// Size: a constant set's size is the elements of its first
+			// message unless told otherwise.
 			m := &nftables.Set{Table: t, Anonymous: true, Constant: true, IsMap: true,
-				KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict}
+				KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict, Size: uint32(len(r.vmap))}
 			elems := make([]nftables.SetElement, len(r.vmap))
 			for j, target := range r.vmap {
 				elems[j] = nftables.SetElement{
@@ -128,8 +142,19 @@ func addRules(c *nftables.Conn, t *nftables.Table, ch *chain) error {
 					VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: target},
 				}
 			}
-			if err := c.AddSet(m, elems); err != nil {
+			first := elems[:min(len(elems), elementsPerMessage)]
+			if err := c.AddSet(m, first); err != nil {
 				return fmt.Errorf("chain %s: balancing map: %w", ch.name, err)
+			}
+			// The rest, by the map's ID, before the rule binds it (the
+			// library refuses element messages for an anonymous set, the
+			// kernel does not until it is bound).
+			named := *m
+			named.Anonymous = false
+			for chunk := range slices.Chunk(elems[len(first):], elementsPerMessage) {
+				if err := c.SetAddElements(&named, chunk); err != nil {
+					return fmt.Errorf("chain %s: balancing map: %w", ch.name, err)
+				}
 			}
 			ex = append(ex, &expr.Lookup{SourceRegister: reg1, SetName: m.Name, SetID: m.ID, IsDestRegSet: true, DestRegister: 0})
 		}

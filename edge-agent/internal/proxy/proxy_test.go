@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -517,5 +519,67 @@ func TestInvalidServiceIsSkippedOthersServe(t *testing.T) {
 	}
 	if name, _, err := ask(s.pods[1], "198.19.200.10:80"); err != nil || name != "pod1" {
 		t.Errorf("the valid Service: %q, %v", name, err)
+	}
+}
+
+func TestLargeTablesAreProgrammedWhole(t *testing.T) {
+	needRoot(t)
+	node := newNetns(t, fmt.Sprintf("fpxl%d-%d", os.Getpid()%100000, siteSeqNext()))
+	cfg := Config{NodeName: "node", NodeIPs: []netip.Addr{netip.MustParseAddr(nodeIP)}, PodCIDR: netip.MustParsePrefix(podCIDR)}
+	// 1,000 ClusterIPs: more map elements than one netlink attribute
+	// holds; and one Service with 800 endpoints, more than its balancing
+	// map's one message holds.
+	svcs := manyServices(1000, 2)
+	wide := manyServices(1, 800)[0]
+	wide.Name, wide.ClusterIP, wide.Type, wide.Ports[0].NodePort = "wide", "198.19.200.50", "ClusterIP", 0
+	for i := range wide.Endpoints {
+		wide.Endpoints[i].IP = netip.AddrFrom4([4]byte{198, 19, 100 + byte(i/200), byte(i % 200)}).String()
+	}
+	svcs = append(svcs, wide)
+	p, err := New(cfg, WithNetNS(node.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	mustSync(t, p, svcs...)
+
+	c, err := nftables.New(nftables.WithNetNSFd(node.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	have, err := read(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(have.elems[mapServiceIPs]); n != 1001 {
+		t.Errorf("service-ips holds %d elements, want 1001", n)
+	}
+	if n := len(have.elems[mapServiceNodePorts]); n != 250 {
+		t.Errorf("service-nodeports holds %d elements, want 250", n)
+	}
+	sets, err := c.GetSets(table())
+	if err != nil {
+		t.Fatal(err)
+	}
+	widest := 0
+	for _, s := range sets {
+		if s.Anonymous {
+			elems, err := c.GetSetElements(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			widest = max(widest, len(elems))
+		}
+	}
+	if widest != 800 {
+		t.Errorf("the widest balancing map holds %d endpoints, want 800", widest)
+	}
+	again, err := New(cfg, WithNetNS(node.fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if sum := mustSync(t, again, svcs...); !sum.Empty() {
+		t.Errorf("a restarted agent's Sync of the same Services changed %+v", sum)
 	}
 }
