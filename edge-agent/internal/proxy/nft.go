@@ -129,7 +129,7 @@ func queue(c *nftables.Conn, p *plan, sets map[string]setSpec) error {
 func addRules(c *nftables.Conn, t *nftables.Table, ch *chain) error {
 	nc := &nftables.Chain{Name: ch.name, Table: t}
 	for i, r := range ch.rules {
-		ex := slices.Clip(r.exprs)
+		ex := r.exprs()
 		if r.vmap != nil {
 			// Size: a constant set's size is the elements of its first
 			// message unless told otherwise.

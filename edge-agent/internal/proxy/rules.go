@@ -63,46 +63,50 @@ func verdict(kind expr.VerdictKind, chain string) expr.Any {
 
 // ruleJump is "jump CHAIN".
 func ruleJump(chain string) rule {
-	return rule{text: "jump " + chain, exprs: []expr.Any{verdict(expr.VerdictJump, chain)}}
+	return rule{text: "jump " + chain, exprs: func() []expr.Any { return []expr.Any{verdict(expr.VerdictJump, chain)} }}
 }
 
 // ruleGoto is "goto CHAIN".
 func ruleGoto(chain string) rule {
-	return rule{text: "goto " + chain, exprs: []expr.Any{verdict(expr.VerdictGoto, chain)}}
+	return rule{text: "goto " + chain, exprs: func() []expr.Any { return []expr.Any{verdict(expr.VerdictGoto, chain)} }}
 }
 
 // ruleNewJump is "ct state new jump CHAIN".
 func ruleNewJump(chain string) rule {
 	return rule{
 		text: "ct state new jump " + chain,
-		exprs: []expr.Any{
-			&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
-			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW), Xor: make([]byte, 4)},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: make([]byte, 4)},
-			verdict(expr.VerdictJump, chain),
+		exprs: func() []expr.Any {
+			return []expr.Any{
+				&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
+				&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+					Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW), Xor: make([]byte, 4)},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: make([]byte, 4)},
+				verdict(expr.VerdictJump, chain),
+			}
 		},
 	}
 }
 
 // ruleTupleVmap is "ip daddr . meta l4proto . th dport vmap @MAP".
 func ruleTupleVmap(mapName string) rule {
-	ex := ipv4Only()
-	ex = append(ex, tupleKey()...)
-	ex = append(ex, &expr.Lookup{SourceRegister: reg32First, SetName: mapName, IsDestRegSet: true, DestRegister: 0})
-	return rule{text: "meta nfproto ipv4 ip daddr . meta l4proto . th dport vmap @" + mapName, exprs: ex}
+	return rule{text: "meta nfproto ipv4 ip daddr . meta l4proto . th dport vmap @" + mapName, exprs: func() []expr.Any {
+		ex := ipv4Only()
+		ex = append(ex, tupleKey()...)
+		return append(ex, &expr.Lookup{SourceRegister: reg32First, SetName: mapName, IsDestRegSet: true, DestRegister: 0})
+	}}
 }
 
 // ruleNodePortVmap is "ip daddr @nodeport-ips meta l4proto . th dport vmap @MAP".
 func ruleNodePortVmap(mapName string) rule {
-	ex := ipv4Only()
-	ex = append(ex,
-		loadDaddr(reg1),
-		&expr.Lookup{SourceRegister: reg1, SetName: setNodePortIPs},
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32First},
-		loadDport(reg32First+1),
-		&expr.Lookup{SourceRegister: reg32First, SetName: mapName, IsDestRegSet: true, DestRegister: 0},
-	)
+	ex := func() []expr.Any {
+		return append(ipv4Only(),
+			loadDaddr(reg1),
+			&expr.Lookup{SourceRegister: reg1, SetName: setNodePortIPs},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32First},
+			loadDport(reg32First+1),
+			&expr.Lookup{SourceRegister: reg32First, SetName: mapName, IsDestRegSet: true, DestRegister: 0},
+		)
+	}
 	return rule{text: "meta nfproto ipv4 ip daddr @" + setNodePortIPs + " meta l4proto . th dport vmap @" + mapName, exprs: ex}
 }
 
@@ -110,11 +114,13 @@ func ruleNodePortVmap(mapName string) rule {
 func ruleSetMark() rule {
 	return rule{
 		text: fmt.Sprintf("meta mark set meta mark | %#x", masqMark),
-		exprs: []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
-			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(^uint32(masqMark)), Xor: binaryutil.NativeEndian.PutUint32(masqMark)},
-			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg1},
+		exprs: func() []expr.Any {
+			return []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
+				&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+					Mask: binaryutil.NativeEndian.PutUint32(^uint32(masqMark)), Xor: binaryutil.NativeEndian.PutUint32(masqMark)},
+				&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg1},
+			}
 		},
 	}
 }
@@ -125,24 +131,28 @@ func masqueradeRules() []rule {
 	return []rule{
 		{
 			text: fmt.Sprintf("meta mark & %#x == 0 return", masqMark),
-			exprs: []expr.Any{
-				&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
-				&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
-					Mask: binaryutil.NativeEndian.PutUint32(masqMark), Xor: make([]byte, 4)},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: make([]byte, 4)},
-				verdict(expr.VerdictReturn, ""),
+			exprs: func() []expr.Any {
+				return []expr.Any{
+					&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
+					&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+						Mask: binaryutil.NativeEndian.PutUint32(masqMark), Xor: make([]byte, 4)},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: make([]byte, 4)},
+					verdict(expr.VerdictReturn, ""),
+				}
 			},
 		},
 		{
 			text: fmt.Sprintf("meta mark set meta mark ^ %#x", masqMark),
-			exprs: []expr.Any{
-				&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
-				&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
-					Mask: binaryutil.NativeEndian.PutUint32(^uint32(0)), Xor: binaryutil.NativeEndian.PutUint32(masqMark)},
-				&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg1},
+			exprs: func() []expr.Any {
+				return []expr.Any{
+					&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},
+					&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+						Mask: binaryutil.NativeEndian.PutUint32(^uint32(0)), Xor: binaryutil.NativeEndian.PutUint32(masqMark)},
+					&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg1},
+				}
 			},
 		},
-		{text: "masquerade fully-random", exprs: []expr.Any{&expr.Masq{FullyRandom: true}}},
+		{text: "masquerade fully-random", exprs: func() []expr.Any { return []expr.Any{&expr.Masq{FullyRandom: true}} }},
 	}
 }
 
@@ -152,15 +162,19 @@ func rejectRules() []rule {
 	return []rule{
 		{
 			text: "meta l4proto tcp reject with tcp reset",
-			exprs: []expr.Any{
-				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_TCP}},
-				&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
+			exprs: func() []expr.Any {
+				return []expr.Any{
+					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_TCP}},
+					&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
+				}
 			},
 		},
 		{
-			text:  "reject with icmpx port-unreachable",
-			exprs: []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH}},
+			text: "reject with icmpx port-unreachable",
+			exprs: func() []expr.Any {
+				return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH}}
+			},
 		},
 	}
 }
@@ -170,14 +184,16 @@ func rejectRules() []rule {
 // this node's pods (the node itself, or routed in from elsewhere) is
 // masqueraded, so that the endpoint's reply comes back through this node.
 func ruleClusterIPMasq(cip netip.Addr, port uint16, podCIDR netip.Prefix) rule {
-	ex := []expr.Any{
-		loadDaddr(reg1),
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: cip.AsSlice()},
-		loadDport(reg1),
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(port)},
+	ex := func() []expr.Any {
+		ex := []expr.Any{
+			loadDaddr(reg1),
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: cip.AsSlice()},
+			loadDport(reg1),
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(port)},
+		}
+		ex = append(ex, saddrInPrefix(podCIDR, expr.CmpOpNeq)...)
+		return append(ex, verdict(expr.VerdictJump, chainMarkMasq))
 	}
-	ex = append(ex, saddrInPrefix(podCIDR, expr.CmpOpNeq)...)
-	ex = append(ex, verdict(expr.VerdictJump, chainMarkMasq))
 	return rule{
 		text:  fmt.Sprintf("ip daddr %s th dport %d ip saddr != %s jump %s", cip, port, podCIDR, chainMarkMasq),
 		exprs: ex,
@@ -200,9 +216,9 @@ func saddrInPrefix(p netip.Prefix, op expr.CmpOp) []expr.Any {
 
 // rulePodSourceGoto is "ip saddr PODCIDR goto CHAIN".
 func rulePodSourceGoto(podCIDR netip.Prefix, chain string) rule {
-	ex := saddrInPrefix(podCIDR, expr.CmpOpEq)
-	ex = append(ex, verdict(expr.VerdictGoto, chain))
-	return rule{text: fmt.Sprintf("ip saddr %s goto %s", podCIDR, chain), exprs: ex}
+	return rule{text: fmt.Sprintf("ip saddr %s goto %s", podCIDR, chain), exprs: func() []expr.Any {
+		return append(saddrInPrefix(podCIDR, expr.CmpOpEq), verdict(expr.VerdictGoto, chain))
+	}}
 }
 
 // ruleLocalSource is "fib saddr type local" followed by a verdict: traffic
@@ -214,10 +230,12 @@ func ruleLocalSource(kind expr.VerdictKind, chain string) rule {
 	}
 	return rule{
 		text: "fib saddr type local " + word + " " + chain,
-		exprs: []expr.Any{
-			&expr.Fib{Register: reg1, FlagSADDR: true, ResultADDRTYPE: true},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
-			verdict(kind, chain),
+		exprs: func() []expr.Any {
+			return []expr.Any{
+				&expr.Fib{Register: reg1, FlagSADDR: true, ResultADDRTYPE: true},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+				verdict(kind, chain),
+			}
 		},
 	}
 }
@@ -228,10 +246,12 @@ func ruleLocalSource(kind expr.VerdictKind, chain string) rule {
 func ruleHairpin(ep netip.Addr) rule {
 	return rule{
 		text: fmt.Sprintf("ip saddr %s jump %s", ep, chainMarkMasq),
-		exprs: []expr.Any{
-			loadSaddr(reg1),
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ep.AsSlice()},
-			verdict(expr.VerdictJump, chainMarkMasq),
+		exprs: func() []expr.Any {
+			return []expr.Any{
+				loadSaddr(reg1),
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ep.AsSlice()},
+				verdict(expr.VerdictJump, chainMarkMasq),
+			}
 		},
 	}
 }
@@ -241,9 +261,11 @@ func ruleHairpin(ep netip.Addr) rule {
 func ruleAffinityUpdate(set string) rule {
 	return rule{
 		text: "update @" + set + " { ip saddr }",
-		exprs: []expr.Any{
-			loadSaddr(reg1),
-			&expr.Dynset{SrcRegKey: reg1, SetName: set, Operation: unix.NFT_DYNSET_OP_UPDATE},
+		exprs: func() []expr.Any {
+			return []expr.Any{
+				loadSaddr(reg1),
+				&expr.Dynset{SrcRegKey: reg1, SetName: set, Operation: unix.NFT_DYNSET_OP_UPDATE},
+			}
 		},
 	}
 }
@@ -253,10 +275,12 @@ func ruleAffinityUpdate(set string) rule {
 func ruleAffinityGoto(set, chain string) rule {
 	return rule{
 		text: "ip saddr @" + set + " goto " + chain,
-		exprs: []expr.Any{
-			loadSaddr(reg1),
-			&expr.Lookup{SourceRegister: reg1, SetName: set},
-			verdict(expr.VerdictGoto, chain),
+		exprs: func() []expr.Any {
+			return []expr.Any{
+				loadSaddr(reg1),
+				&expr.Lookup{SourceRegister: reg1, SetName: set},
+				verdict(expr.VerdictGoto, chain),
+			}
 		},
 	}
 }
@@ -265,10 +289,12 @@ func ruleAffinityGoto(set, chain string) rule {
 func ruleDNAT(ep netip.AddrPort) rule {
 	return rule{
 		text: fmt.Sprintf("dnat ip to %s", ep),
-		exprs: []expr.Any{
-			&expr.Immediate{Register: 1, Data: ep.Addr().AsSlice()},
-			&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(ep.Port())},
-			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+		exprs: func() []expr.Any {
+			return []expr.Any{
+				&expr.Immediate{Register: 1, Data: ep.Addr().AsSlice()},
+				&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(ep.Port())},
+				&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+			}
 		},
 	}
 }
@@ -282,13 +308,15 @@ func ruleBalance(targets []string) rule {
 		parts[i] = fmt.Sprintf("%d : goto %s", i, t)
 	}
 	return rule{
-		text:  fmt.Sprintf("numgen random mod %d vmap { %s }", len(targets), strings.Join(parts, ", ")),
-		exprs: []expr.Any{&expr.Numgen{Register: reg1, Modulus: uint32(len(targets)), Type: unix.NFT_NG_RANDOM}},
-		vmap:  targets,
+		text: fmt.Sprintf("numgen random mod %d vmap { %s }", len(targets), strings.Join(parts, ", ")),
+		exprs: func() []expr.Any {
+			return []expr.Any{&expr.Numgen{Register: reg1, Modulus: uint32(len(targets)), Type: unix.NFT_NG_RANDOM}}
+		},
+		vmap: targets,
 	}
 }
 
 // ruleDrop is "drop".
 func ruleDrop() rule {
-	return rule{text: "drop", exprs: []expr.Any{verdict(expr.VerdictDrop, "")}}
+	return rule{text: "drop", exprs: func() []expr.Any { return []expr.Any{verdict(expr.VerdictDrop, "")} }}
 }

@@ -142,12 +142,12 @@ func (c *chain) digest() string {
 }
 
 // rule is one rule of a chain: its text in nft syntax (what is compared,
-// shown in tests and logs), the expressions the kernel runs, and, for a
-// balancing rule, the endpoint chains of the anonymous numgen map that
-// follows those expressions.
+// shown in tests and logs), the expressions the kernel runs (made only
+// for the chains a Sync writes), and, for a balancing rule, the endpoint
+// chains of the anonymous numgen map that follows those expressions.
 type rule struct {
 	text  string
-	exprs []expr.Any
+	exprs func() []expr.Any
 	vmap  []string
 }
 
