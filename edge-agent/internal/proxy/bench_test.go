@@ -6,8 +6,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
@@ -146,15 +150,30 @@ func siteSeqNext() int {
 	return siteSeq.n
 }
 
-// sink accepts TCP connections on addr in ns and discards what they send.
-func sink(b *testing.B, ns *netns, addr string) {
-	var ln net.Listener
-	if err := ns.do(func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
+// benchServers runs servers on host in ns: at port 8081 a sink that
+// discards what a connection sends, at ports 8082 and 8083 one that
+// writes a line and closes (so the server, not the client, keeps the
+// closed connection's TIME_WAIT, and the client never runs out of ports).
+// Connections to the pod's IP use 8082, those through the ClusterIP 8083:
+// the client's port choice knows nothing of the other path's TIME_WAITs
+// on the server, and a SYN landing on one stalls for a second.
+func benchServers(b *testing.B, ns *netns, host string) {
+	var sinkLn, helloLn, hello2Ln net.Listener
+	err := ns.do(func() (err error) {
+		if sinkLn, err = net.Listen("tcp4", host+":8081"); err != nil {
+			return err
+		}
+		if helloLn, err = net.Listen("tcp4", host+":8082"); err != nil {
+			return err
+		}
+		hello2Ln, err = net.Listen("tcp4", host+":8083")
+		return err
+	})
+	if err != nil {
 		b.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
+	accept := func(ln net.Listener, handle func(net.Conn)) {
 		defer wg.Done()
 		for {
 			c, err := ln.Accept()
@@ -165,60 +184,98 @@ func sink(b *testing.B, ns *netns, addr string) {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				_, _ = io.Copy(io.Discard, c)
+				handle(c)
 			}()
 		}
+	}
+	hello := func(c net.Conn) { _, _ = c.Write([]byte("hi\n")) }
+	wg.Add(3)
+	go accept(sinkLn, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	go accept(helloLn, hello)
+	go accept(hello2Ln, hello)
+	b.Cleanup(func() { sinkLn.Close(); helloLn.Close(); hello2Ln.Close(); wg.Wait() })
+}
+
+// inNetns runs f on a goroutine whose thread stays in ns: the benchmark
+// loop pays no namespace switch per connection. The thread is thrown
+// away afterwards.
+func inNetns(ns *netns, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := unix.Setns(ns.fd, unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		errc <- f()
 	}()
-	b.Cleanup(func() { ln.Close(); wg.Wait() })
+	return <-errc
 }
 
 // BenchmarkDataPath compares a pod's connections to another pod through
 // a ClusterIP with the same connections to the pod's IP: "connect" is a
-// new TCP connection and the server's first line (handshake plus one
-// round trip), "stream" writes 1 MiB per op on one open connection. The
-// "1000-services" cases have 1,000 other Services × 10 endpoints in the
-// table: the map lookups do not grow with them.
+// new TCP connection until the server's one line and close (handshake
+// plus a round trip), "stream" writes 1 MiB per op on one open
+// connection. The "1000-services" cases have 1,000 other Services × 10
+// endpoints in the table: the map lookups do not grow with them.
 func BenchmarkDataPath(b *testing.B) {
 	s := newSite(b)
-	s.serveAll(b)
-	const sinkPort = 8081
-	sink(b, s.pods[1], fmt.Sprintf("%s:%d", podIPs[1], sinkPort))
+	benchServers(b, s.pods[1], podIPs[1])
 	p := s.proxy(b)
 	target := wire.Service{
 		Namespace: "default", Name: "target", ClusterIP: "198.19.200.10",
 		Ports: []wire.ServicePort{
-			{Name: "http", Protocol: "TCP", Port: 80, TargetPort: "http"},
-			{Name: "sink", Protocol: "TCP", Port: 81, TargetPort: "sink"},
+			{Name: "sink", Protocol: "TCP", Port: 81, TargetPort: "8081"},
+			{Name: "hello", Protocol: "TCP", Port: 82, TargetPort: "8083"},
 		},
-		Endpoints: []wire.Endpoint{{IP: podIPs[1], Node: "node", Ready: true,
-			Ports: map[string]int32{"http": tcpPort, "sink": sinkPort}}},
+		Endpoints: []wire.Endpoint{{IP: podIPs[1], Node: "node", Ready: true}},
 	}
 	client := s.pods[0]
-	direct := fmt.Sprintf("%s:%d", podIPs[1], tcpPort)
-	directSink := fmt.Sprintf("%s:%d", podIPs[1], sinkPort)
 
 	connect := func(addr string) func(b *testing.B) {
 		return func(b *testing.B) {
-			for b.Loop() {
-				if _, _, err := ask(client, addr); err != nil {
-					b.Fatal(err)
+			buf := make([]byte, 16)
+			b.ResetTimer()
+			err := inNetns(client, func() error {
+				for i := 0; i < b.N; i++ {
+					c, err := net.DialTimeout("tcp4", addr, ioTimeout)
+					if err != nil {
+						return err
+					}
+					_ = c.SetReadDeadline(time.Now().Add(ioTimeout))
+					if _, err := io.ReadAtLeast(c, buf, 3); err != nil {
+						c.Close()
+						return err
+					}
+					c.Close()
 				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
 			}
 		}
 	}
 	stream := func(addr string) func(b *testing.B) {
 		return func(b *testing.B) {
-			c, err := dial(client, addr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
 			buf := make([]byte, 1<<20)
 			b.SetBytes(int64(len(buf)))
-			for b.Loop() {
-				if _, err := c.Write(buf); err != nil {
-					b.Fatal(err)
+			b.ResetTimer()
+			err := inNetns(client, func() error {
+				c, err := net.DialTimeout("tcp4", addr, ioTimeout)
+				if err != nil {
+					return err
 				}
+				defer c.Close()
+				for i := 0; i < b.N; i++ {
+					if _, err := c.Write(buf); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
 			}
 		}
 	}
@@ -232,9 +289,9 @@ func BenchmarkDataPath(b *testing.B) {
 		if _, err := p.Sync(scale.svcs); err != nil {
 			b.Fatal(err)
 		}
-		b.Run("connect/pod-ip/"+scale.name, connect(direct))
-		b.Run("connect/cluster-ip/"+scale.name, connect("198.19.200.10:80"))
-		b.Run("stream/pod-ip/"+scale.name, stream(directSink))
+		b.Run("connect/pod-ip/"+scale.name, connect(podIPs[1]+":8082"))
+		b.Run("connect/cluster-ip/"+scale.name, connect("198.19.200.10:82"))
+		b.Run("stream/pod-ip/"+scale.name, stream(podIPs[1]+":8081"))
 		b.Run("stream/cluster-ip/"+scale.name, stream("198.19.200.10:81"))
 	}
 }
