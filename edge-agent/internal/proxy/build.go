@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -85,28 +86,132 @@ func skeleton(s *state, cfg Config) {
 	s.addChain(&chain{name: chainReject, rules: rejectRules()})
 }
 
+// built is one Service's part of the table, kept between Syncs with the
+// fingerprint of the Service it was built from: a Service that did not
+// change is not built again. It keeps chain digests, not rules, which
+// only a Service that changed needs.
+type built struct {
+	fp   uint64
+	part *state
+	err  error // endpoints left out
+}
+
 // build computes the table the Services need. A Service (or endpoint) that
 // cannot be programmed is left out and named in the returned error; the
 // others are built. No programmable Service port means no table at all.
-func build(cfg Config, services []wire.Service) (*state, error) {
+// Parts in cache whose Service is unchanged are reused; the returned cache
+// holds the parts of this build.
+func build(cfg Config, services []wire.Service, cache map[string]*built) (*state, map[string]*built, error) {
 	s := newState()
+	next := make(map[string]*built, len(services))
 	var errs []error
 	sorted := slices.Clone(services)
 	slices.SortFunc(sorted, func(a, b wire.Service) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 	for i := range sorted {
-		if err := addService(s, cfg, &sorted[i]); err != nil {
-			errs = append(errs, fmt.Errorf("service %s/%s: %w", sorted[i].Namespace, sorted[i].Name, err))
+		svc := &sorted[i]
+		key := svc.Namespace + "/" + svc.Name
+		fp := fingerprint(svc)
+		b := cache[key]
+		if b == nil || b.fp != fp {
+			part := newState()
+			err := addService(part, cfg, svc)
+			if err != nil && len(part.chains) == 0 {
+				errs = append(errs, fmt.Errorf("service %s: %w", key, err))
+				continue
+			}
+			b = &built{fp: fp, part: part, err: err}
 		}
+		if err := clash(s, b.part); err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", key, err))
+			continue
+		}
+		if b.err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", key, b.err))
+		}
+		merge(s, b.part)
+		next[key] = &built{fp: b.fp, part: b.part.forget(), err: b.err}
 	}
 	if len(s.chains) == 0 {
-		return newState(), errors.Join(errs...)
+		return newState(), next, errors.Join(errs...)
 	}
 	s.exists = true
 	skeleton(s, cfg)
-	return s, errors.Join(errs...)
+	return s, next, errors.Join(errs...)
 }
+
+// clash reports an address or NodePort of part that s already gives to
+// another Service.
+func clash(s, part *state) error {
+	for _, maps := range [][2]string{{mapServiceIPs, mapNoEndpointServices}, {mapServiceNodePorts, mapNoEndpointNodePort}} {
+		for _, m := range maps {
+			for _, k := range sortedKeys(part.elems[m]) {
+				_, a := s.elems[maps[0]][k]
+				_, b := s.elems[maps[1]][k]
+				if a || b {
+					return fmt.Errorf("%s is already another Service's", k)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// merge adds a Service's part to the table.
+func merge(s, part *state) {
+	for k, v := range part.sets {
+		s.sets[k] = v
+	}
+	for k, d := range part.chains {
+		s.chains[k] = d
+	}
+	for k, c := range part.content {
+		s.content[k] = c
+	}
+	for set, m := range part.elems {
+		for _, e := range m {
+			s.addElem(set, e)
+		}
+	}
+}
+
+// fingerprint hashes everything of a Service that its part depends on.
+func fingerprint(svc *wire.Service) uint64 {
+	var h maphash.Hash
+	h.SetSeed(fingerprintSeed)
+	str := func(v string) { h.WriteString(v); h.WriteByte(0) }
+	num := func(v int64) { maphash.WriteComparable(&h, v) }
+	flag := func(v bool) { maphash.WriteComparable(&h, v) }
+	str(svc.Namespace)
+	str(svc.Name)
+	str(svc.ClusterIP)
+	num(int64(svc.AffinityTimeoutSeconds))
+	flag(svc.InternalLocal)
+	flag(svc.ExternalLocal)
+	num(int64(len(svc.Ports)))
+	for _, p := range svc.Ports {
+		str(p.Name)
+		str(p.Protocol)
+		num(int64(p.Port))
+		num(int64(p.NodePort))
+		str(p.TargetPort)
+	}
+	num(int64(len(svc.Endpoints)))
+	for _, e := range svc.Endpoints {
+		str(e.IP)
+		str(e.Node)
+		flag(e.Ready)
+		num(int64(len(e.Ports)))
+		for _, k := range sortedKeys(e.Ports) {
+			str(k)
+			num(int64(e.Ports[k]))
+		}
+	}
+	return h.Sum64()
+}
+
+var fingerprintSeed = maphash.MakeSeed()
 
 // endpoint is one ready endpoint of one Service port.
 type endpoint struct {
@@ -170,19 +275,8 @@ func addService(s *state, cfg Config, svc *wire.Service) error {
 		}
 		pl.svcKey = svc.Namespace + "/" + svc.Name + "/" + pname + "/" + portID
 		pl.elemKey = serviceIPKey(cip, pname, uint16(p.Port))
-		if _, taken := s.elems[mapServiceIPs][pl.elemKey]; taken {
-			return fmt.Errorf("ports[%d]: %s is already another Service's", i, pl.elemKey)
-		}
-		if _, taken := s.elems[mapNoEndpointServices][pl.elemKey]; taken {
-			return fmt.Errorf("ports[%d]: %s is already another Service's", i, pl.elemKey)
-		}
 		if p.NodePort != 0 {
 			pl.npKey = nodePortKey(pname, uint16(p.NodePort))
-			_, a := s.elems[mapServiceNodePorts][pl.npKey]
-			_, b := s.elems[mapNoEndpointNodePort][pl.npKey]
-			if a || b {
-				return fmt.Errorf("ports[%d]: nodePort %s is already another Service's", i, pl.npKey)
-			}
 		}
 		for _, q := range plans {
 			if q.elemKey == pl.elemKey || (pl.npKey != "" && q.npKey == pl.npKey) {

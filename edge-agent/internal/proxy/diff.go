@@ -1,8 +1,8 @@
 package proxy
 
 import (
-	"maps"
 	"slices"
+	"strings"
 )
 
 // plan is what one transaction changes to turn the table from one state
@@ -19,6 +19,20 @@ type plan struct {
 	delChains   []string // chains no longer wanted: flushed, then deleted
 	addElems    map[string][]element
 	delElems    map[string][]element
+}
+
+// complete reports whether every chain the plan writes has its rules. A
+// chain of a Service whose part came from the cache has none; it is
+// written only if the table lost it, and then Sync builds afresh.
+func (p *plan) complete() bool {
+	for _, cs := range [][]*chain{p.addChains, p.fillChains} {
+		for _, c := range cs {
+			if c == nil {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Summary counts what a Sync changed.
@@ -58,37 +72,36 @@ func diff(have, want *state) *plan {
 	}
 	p.createTable = !have.exists
 
-	for _, name := range slices.Sorted(maps.Keys(want.sets)) {
+	// Iterate without sorting the (many) names; sort what changed.
+	for name, sp := range want.sets {
 		if _, ok := have.sets[name]; !ok {
-			p.addSets = append(p.addSets, want.sets[name])
+			p.addSets = append(p.addSets, sp)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(have.sets)) {
+	for name := range have.sets {
 		if _, ok := want.sets[name]; !ok {
 			p.delSets = append(p.delSets, name)
 		}
 	}
-
-	for _, name := range slices.Sorted(maps.Keys(want.chains)) {
-		d, ok := have.chains[name]
+	for name, d := range want.chains {
+		hd, ok := have.chains[name]
 		switch {
 		case !ok:
 			p.addChains = append(p.addChains, want.content[name])
-		case d != want.chains[name]:
+		case hd != d:
 			p.fillChains = append(p.fillChains, want.content[name])
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(have.chains)) {
+	for name := range have.chains {
 		if _, ok := want.chains[name]; !ok {
 			p.delChains = append(p.delChains, name)
 		}
 	}
-
-	for _, set := range slices.Sorted(maps.Keys(want.sets)) {
+	for set := range want.sets {
 		w, h := want.elems[set], have.elems[set]
-		for _, k := range slices.Sorted(maps.Keys(w)) {
+		for k, e := range w {
 			old, ok := h[k]
-			if ok && old.target == w[k].target {
+			if ok && old.target == e.target {
 				continue
 			}
 			if ok {
@@ -96,13 +109,31 @@ func diff(have, want *state) *plan {
 				// element only by deleting it first.
 				p.delElems[set] = append(p.delElems[set], old)
 			}
-			p.addElems[set] = append(p.addElems[set], w[k])
+			p.addElems[set] = append(p.addElems[set], e)
 		}
-		for _, k := range slices.Sorted(maps.Keys(h)) {
+		for k, e := range h {
 			if _, ok := w[k]; !ok {
-				p.delElems[set] = append(p.delElems[set], h[k])
+				p.delElems[set] = append(p.delElems[set], e)
 			}
 		}
+	}
+	slices.SortFunc(p.addSets, func(a, b setSpec) int { return strings.Compare(a.name, b.name) })
+	slices.Sort(p.delSets)
+	slices.Sort(p.delChains)
+	byName := func(a, b *chain) int {
+		if a == nil || b == nil { // no rules: Sync rebuilds, see complete
+			return 0
+		}
+		return strings.Compare(a.name, b.name)
+	}
+	slices.SortFunc(p.addChains, byName)
+	slices.SortFunc(p.fillChains, byName)
+	byKey := func(a, b element) int { return strings.Compare(a.key, b.key) }
+	for _, es := range p.addElems {
+		slices.SortFunc(es, byKey)
+	}
+	for _, es := range p.delElems {
+		slices.SortFunc(es, byKey)
 	}
 	return p
 }

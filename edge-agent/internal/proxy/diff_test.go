@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -32,7 +33,7 @@ func unitSvc(name, cip string, nodePort int32, eps ...wire.Endpoint) wire.Servic
 
 func mustBuild(t *testing.T, svcs ...wire.Service) *state {
 	t.Helper()
-	s, err := build(unitCfg, svcs)
+	s, _, err := build(unitCfg, svcs, nil)
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
@@ -309,8 +310,8 @@ func TestBuildSkipsBadServicesAndKeepsTheRest(t *testing.T) {
 			s.Ports[0].Port = 70000
 			return s
 		}(), "service default/bad: ports[0].port 70000: want 1-65535"},
-		"clash":        {unitSvc("bad", "10.43.0.21", 30080), "service default/bad: ports[0]: nodePort tcp . 30080 is already another Service's"},
-		"same address": {unitSvc("bad", "10.43.0.10", 0), "service default/bad: ports[0]: 10.43.0.10 . tcp . 80 is already another Service's"},
+		"clash":        {unitSvc("bad", "10.43.0.21", 30080), "service default/bad: tcp . 30080 is already another Service's"},
+		"same address": {unitSvc("bad", "10.43.0.10", 0), "service default/bad: 10.43.0.10 . tcp . 80 is already another Service's"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -320,7 +321,7 @@ func TestBuildSkipsBadServicesAndKeepsTheRest(t *testing.T) {
 				tc.svc.Name = "zbad"
 				tc.want = strings.Replace(tc.want, "default/bad", "default/zbad", 1)
 			}
-			s, err := build(unitCfg, []wire.Service{tc.svc, good})
+			s, _, err := build(unitCfg, []wire.Service{tc.svc, good}, nil)
 			if err == nil || err.Error() != tc.want {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
@@ -332,7 +333,7 @@ func TestBuildSkipsBadServicesAndKeepsTheRest(t *testing.T) {
 			}
 		})
 	}
-	_, err := build(unitCfg, []wire.Service{unitSvc("x", "10.43.0.30", 0, wire.Endpoint{IP: "nope", Ready: true})})
+	_, _, err := build(unitCfg, []wire.Service{unitSvc("x", "10.43.0.30", 0, wire.Endpoint{IP: "nope", Ready: true})}, nil)
 	if err == nil || !strings.Contains(err.Error(), `endpoints[0].ip "nope"`) {
 		t.Errorf("bad endpoint address: %v", err)
 	}
@@ -379,5 +380,97 @@ func TestObjectNamesAreBoundedAndDistinct(t *testing.T) {
 	b := objectName("ep", long+"/"+long+"/tcp/http__10.42.0.6:8080", long+"/"+long+"/tcp/http__10.42.0.6:8080")
 	if len(a) > 200 || a == b {
 		t.Errorf("names %q (%d) and %q: want distinct and at most 200 bytes", a, len(a), b)
+	}
+}
+
+func TestBuildReusesUnchangedServicesParts(t *testing.T) {
+	svcs := []wire.Service{
+		unitSvc("a", "10.43.0.10", 30080, unitEP("10.42.0.5", "node-a", true), unitEP("10.42.0.6", "node-a", true)),
+		unitSvc("b", "10.43.0.11", 0, unitEP("10.42.0.7", "node-a", true)),
+	}
+	first, cache, err := build(unitCfg, svcs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := programmed(first)
+	svcs[1].Endpoints = append(svcs[1].Endpoints, unitEP("10.42.0.8", "node-a", true))
+	cached, _, err := build(unitCfg, svcs, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, _, err := build(unitCfg, svcs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same table, but only b's chains (and the fixed ones) carry rules.
+	if cached.String() == "" || !maps.Equal(cached.chains, fresh.chains) {
+		t.Errorf("a build with the cache differs from one without")
+	}
+	for name := range cached.content {
+		if strings.Contains(name, "default/a/") {
+			t.Errorf("unchanged Service a was built again (chain %s)", name)
+		}
+	}
+	pc, pf := diff(have, cached), diff(have, fresh)
+	if !pc.complete() || pc.summary() != pf.summary() || !slices.Equal(chainNames(pc.fillChains), chainNames(pf.fillChains)) {
+		t.Errorf("diff with the cache %+v, without %+v", pc.summary(), pf.summary())
+	}
+	// Had the table lost a's chains, the cached part could not write them.
+	lost := programmed(first)
+	lost.chains = maps.Clone(lost.chains)
+	for name := range lost.chains {
+		if strings.Contains(name, "default/a/") {
+			delete(lost.chains, name)
+		}
+	}
+	if diff(lost, cached).complete() {
+		t.Error("a plan writing chains without rules claims to be complete")
+	}
+	if !diff(lost, fresh).complete() {
+		t.Error("a fresh build's plan is not complete")
+	}
+
+	// A cached part still clashes with a new Service taking its NodePort.
+	clasher := unitSvc("0first", "10.43.0.12", 30080, unitEP("10.42.0.9", "node-a", true))
+	_, _, err = build(unitCfg, append(svcs, clasher), cache)
+	if err == nil || !strings.Contains(err.Error(), "service default/a: tcp . 30080 is already another Service's") {
+		t.Errorf("clash with a cached part: %v", err)
+	}
+}
+
+func TestFingerprintCoversEveryField(t *testing.T) {
+	base := func() wire.Service {
+		s := unitSvc("a", "10.43.0.10", 30080, unitEP("10.42.0.5", "node-a", true))
+		s.Ports[0].TargetPort = "http"
+		return s
+	}
+	b := base()
+	fp := fingerprint(&b)
+	for name, change := range map[string]func(*wire.Service){
+		"namespace":     func(s *wire.Service) { s.Namespace = "x" },
+		"name":          func(s *wire.Service) { s.Name = "x" },
+		"clusterIP":     func(s *wire.Service) { s.ClusterIP = "10.43.0.11" },
+		"affinity":      func(s *wire.Service) { s.AffinityTimeoutSeconds = 5 },
+		"internalLocal": func(s *wire.Service) { s.InternalLocal = true },
+		"externalLocal": func(s *wire.Service) { s.ExternalLocal = true },
+		"port name":     func(s *wire.Service) { s.Ports[0].Name = "x" },
+		"protocol":      func(s *wire.Service) { s.Ports[0].Protocol = "UDP" },
+		"port":          func(s *wire.Service) { s.Ports[0].Port = 81 },
+		"nodePort":      func(s *wire.Service) { s.Ports[0].NodePort = 30081 },
+		"targetPort":    func(s *wire.Service) { s.Ports[0].TargetPort = "8080" },
+		"endpoint ip":   func(s *wire.Service) { s.Endpoints[0].IP = "10.42.0.6" },
+		"endpoint node": func(s *wire.Service) { s.Endpoints[0].Node = "node-b" },
+		"ready":         func(s *wire.Service) { s.Endpoints[0].Ready = false },
+		"endpoint port": func(s *wire.Service) { s.Endpoints[0].Ports = map[string]int32{"http": 9090} },
+		"endpoint port name": func(s *wire.Service) {
+			s.Endpoints[0].Ports = map[string]int32{"web": 8080}
+		},
+		"another endpoint": func(s *wire.Service) { s.Endpoints = append(s.Endpoints, unitEP("10.42.0.6", "node-a", true)) },
+	} {
+		s := base()
+		change(&s)
+		if fingerprint(&s) == fp {
+			t.Errorf("changing the %s keeps the fingerprint", name)
+		}
 	}
 }

@@ -35,9 +35,10 @@ type Proxy struct {
 	log   *slog.Logger
 	netns int
 
-	mu   sync.Mutex
-	conn *nftables.Conn
-	have *state // what the table holds; nil when it must be read back
+	mu    sync.Mutex
+	conn  *nftables.Conn
+	have  *state            // what the table holds; nil when it must be read back
+	cache map[string]*built // each Service's part of have, by namespace/name
 }
 
 // Option changes how New builds a Proxy.
@@ -78,10 +79,7 @@ func (p *Proxy) Sync(services []wire.Service) (Summary, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	start := time.Now()
-	want, invalid := build(p.cfg, services)
-	if invalid != nil {
-		invalid = fmt.Errorf("%w: %w", ErrInvalid, invalid)
-	}
+	want, cache, invalid := build(p.cfg, services, p.cache)
 	if err := p.connect(); err != nil {
 		return Summary{}, err
 	}
@@ -94,8 +92,16 @@ func (p *Proxy) Sync(services []wire.Service) (Summary, error) {
 		p.have = have
 	}
 	pl := diff(p.have, want)
+	if !pl.complete() {
+		want, cache, invalid = build(p.cfg, services, nil)
+		pl = diff(p.have, want)
+	}
+	if invalid != nil {
+		invalid = fmt.Errorf("%w: %w", ErrInvalid, invalid)
+	}
 	sum := pl.summary()
 	if sum.Empty() {
+		p.cache = cache
 		return sum, invalid
 	}
 	sets := make(map[string]setSpec, len(want.sets)+len(p.have.sets))
@@ -113,6 +119,7 @@ func (p *Proxy) Sync(services []wire.Service) (Summary, error) {
 		return Summary{}, fmt.Errorf("program table inet %s: %w", tableName, err)
 	}
 	p.have = want.forget()
+	p.cache = cache
 	p.log.Debug("service rules programmed", "services", len(services),
 		"chainsAdded", sum.ChainsAdded, "chainsChanged", sum.ChainsChanged, "chainsRemoved", sum.ChainsRemoved,
 		"elementsAdded", sum.ElementsAdded, "elementsRemoved", sum.ElementsRemoved,
@@ -141,7 +148,7 @@ func (p *Proxy) Remove() error {
 			return fmt.Errorf("delete table inet %s: %w", tableName, err)
 		}
 	}
-	p.have = newState()
+	p.have, p.cache = newState(), nil
 	return nil
 }
 
@@ -176,7 +183,9 @@ func (p *Proxy) reset() {
 	if p.conn != nil {
 		_ = p.conn.CloseLasting()
 	}
-	p.conn, p.have = nil, nil
+	// A part reused from the cache has no rules: it must match what
+	// the table holds, which is known again only once read back.
+	p.conn, p.have, p.cache = nil, nil, nil
 }
 
 func bigBuffers(c *netlink.Conn) error {
