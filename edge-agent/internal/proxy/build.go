@@ -44,8 +44,6 @@ func (c Config) validate() error {
 	return nil
 }
 
-var chainTypes = struct{ nat, filter nftables.ChainType }{nftables.ChainTypeNAT, nftables.ChainTypeFilter}
-
 // skeleton adds the table's fixed sets and chains to s.
 func skeleton(s *state, cfg Config) {
 	for _, sp := range []setSpec{
@@ -70,12 +68,12 @@ func skeleton(s *state, cfg Config) {
 	base := func(name string, typ nftables.ChainType, num *nftables.ChainHook, prio nftables.ChainPriority, rules ...rule) {
 		s.addChain(&chain{name: name, hook: &hook{typ: typ, num: *num, priority: prio}, rules: rules})
 	}
-	base(chainNatPrerouting, chainTypes.nat, nftables.ChainHookPrerouting, *nftables.ChainPriorityNATDest, ruleJump(chainServices))
-	base(chainNatOutput, chainTypes.nat, nftables.ChainHookOutput, *nftables.ChainPriorityNATDest, ruleJump(chainServices))
-	base(chainNatPostrouting, chainTypes.nat, nftables.ChainHookPostrouting, *nftables.ChainPriorityNATSource, ruleJump(chainMasquerading))
-	base(chainFilterPrerouting, chainTypes.filter, nftables.ChainHookPrerouting, filterPrio,
+	base(chainNatPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting, *nftables.ChainPriorityNATDest, ruleJump(chainServices))
+	base(chainNatOutput, nftables.ChainTypeNAT, nftables.ChainHookOutput, *nftables.ChainPriorityNATDest, ruleJump(chainServices))
+	base(chainNatPostrouting, nftables.ChainTypeNAT, nftables.ChainHookPostrouting, *nftables.ChainPriorityNATSource, ruleJump(chainMasquerading))
+	base(chainFilterPrerouting, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, filterPrio,
 		ruleNewJump(chainServiceCheck), ruleNewJump(chainNodePortCheck))
-	base(chainFilterOutput, chainTypes.filter, nftables.ChainHookOutput, filterPrio,
+	base(chainFilterOutput, nftables.ChainTypeFilter, nftables.ChainHookOutput, filterPrio,
 		ruleNewJump(chainServiceCheck), ruleNewJump(chainNodePortCheck))
 
 	s.addChain(&chain{name: chainServices, rules: []rule{ruleTupleVmap(mapServiceIPs), ruleNodePortVmap(mapServiceNodePorts)}})

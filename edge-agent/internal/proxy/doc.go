@@ -24,14 +24,20 @@
 // the next Sync reads the table back (each chain's first rule carries a
 // digest of the chain in its comment) and changes only what differs.
 //
-// Why nftables and not iptables, for the kernels of real boards: Debian 12
-// (6.1) and Raspberry Pi OS (6.1, 6.6) kernels ship nf_tables with NAT,
-// numgen, fib, reject and dynamic sets; google/nftables speaks netlink
-// directly, so the agent needs no iptables or nft binary (neither is on a
-// minimal image); a batch is one atomic transaction, where iptables-restore
-// replaces whole tables; and maps look up a Service in one hash lookup
-// whatever the number of Services, where iptables walks a rule per Service.
-// docs/benchmarks.md has the figures.
+// Why nftables and not iptables, for the kernels of real boards: Debian
+// 12's kernel builds nf_tables with inet NAT, numgen, fib, reject, masq
+// and ct as modules (checked in linux-image-6.1.0-57-amd64's config;
+// Raspberry Pi OS's 6.1 and 6.6 kernels were not checked here);
+// google/nftables speaks netlink itself, so the agent needs neither the
+// nft nor the iptables binary (neither is on a minimal image, and the
+// tests here use neither); a batch is one atomic transaction that changes
+// only what it names, so a one-endpoint change to 1,000 Services × 10
+// endpoints takes 19 ms, against 106 ms for iptables-legacy-restore
+// (which rewrites the whole table) and 30 ms for iptables-nft-restore; and
+// a Service is one map lookup however many there are. Loading all 1,000
+// at once is slower here (1.3 s, against 0.2 and 0.6 s), once per boot.
+// docs/benchmarks.md ("Services in the kernel") has the figures and
+// commands.
 //
 // The node must forward IPv4, pass bridged IPv4 through netfilter
 // (br_netfilter, net.bridge.bridge-nf-call-iptables=1: a pod's reply to a

@@ -177,6 +177,11 @@ func TestExternalTrafficPolicyLocal(t *testing.T) {
 	if got["pod1"] == 0 || got["peer"] == 0 {
 		t.Errorf("40 connections from pod2 to the NodePort went to %v, want pod1 and peer", got)
 	}
+	// Nor from the node itself.
+	got = count(t, 40, func() (string, string, error) { return ask(s.node, nodeIP+":30082") })
+	if got["pod1"] == 0 || got["peer"] == 0 {
+		t.Errorf("40 connections from the node to the NodePort went to %v, want pod1 and peer", got)
+	}
 }
 
 func TestInternalTrafficPolicyLocal(t *testing.T) {
