@@ -517,16 +517,16 @@ func planSet(ds *api.DaemonSet, nodes []*api.Node, mine map[string][]*api.Pod, r
 		case move[name]:
 			p := updatedPod(ds, t.pod.pod, hash)
 			p.Annotations = withAnnotation(p.Annotations, rollout.AnnotationUpdatedAt, stamp)
-			p.Annotations = withAnnotation(p.Annotations, rollout.AnnotationProgressDeadline, strconv.Itoa(int(deadline/time.Second)))
+			p.Annotations = withAnnotation(p.Annotations, api.AnnotationProgressDeadline, strconv.Itoa(int(deadline/time.Second)))
 			set.Update = append(set.Update, p)
 			set.Moved = append(set.Moved, name)
 		default:
 			ann := t.pod.pod.Annotations
 			want := ann
 			if prePull[name] {
-				want = withAnnotation(want, rollout.AnnotationPrePull, images)
+				want = withAnnotation(want, api.AnnotationPrePull, images)
 			} else {
-				want = withoutAnnotation(want, rollout.AnnotationPrePull)
+				want = withoutAnnotation(want, api.AnnotationPrePull)
 			}
 			if at, ok := readyAt[name]; ok {
 				want = withAnnotation(want, rollout.AnnotationReadyAt, at.UTC().Format(time.RFC3339))

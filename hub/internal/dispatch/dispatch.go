@@ -16,12 +16,9 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/flotilla-edge/flotilla/hub/internal/rollout"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
@@ -717,24 +714,19 @@ func (d *Dispatcher) PublishedRevision(node string) uint64 {
 	return d.published[node]
 }
 
-// snapshotPod is a pod as its node receives it. The rollout controller's
-// pod annotations become instructions for the agent: images to stage ahead
-// of a rollout, and the deadline after which the agent may revert the pod
-// to its last good spec on its own.
+// snapshotPod is a pod as its node receives it. The controllers' hints
+// on the pod (api.AnnotationPrePull, api.AnnotationProgressDeadline)
+// become instructions for the agent: images to stage ahead of a rollout,
+// and the deadline after which the agent may revert the pod to its last
+// good spec on its own.
 func snapshotPod(p *api.Pod) wire.SnapshotPod {
 	sp := wire.SnapshotPod{
 		UID: p.UID, Name: p.Name, Namespace: p.Namespace,
 		Labels: p.Labels, SpecHash: api.HashPodSpec(&p.Spec), Spec: p.Spec,
+		PrePull: api.PrePullImages(p),
 	}
-	if v := p.Annotations[rollout.AnnotationPrePull]; v != "" {
-		for _, img := range strings.Split(v, ",") {
-			if img = strings.TrimSpace(img); img != "" {
-				sp.PrePull = append(sp.PrePull, img)
-			}
-		}
-	}
-	if v, err := strconv.ParseInt(p.Annotations[rollout.AnnotationProgressDeadline], 10, 32); err == nil && v > 0 {
-		sp.ProgressDeadlineSeconds = int32(v)
+	if d, ok := api.ProgressDeadline(p); ok {
+		sp.ProgressDeadlineSeconds = int32(d / time.Second)
 	}
 	return sp
 }
