@@ -19,27 +19,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/desired"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
-
-// KindNodeSnapshot is the store kind of dispatch's per-node bookkeeping.
-// It is internal to the hub and not served as an API resource.
-const KindNodeSnapshot = "NodeSnapshot"
-
-// NodeSnapshot records the revision and content hash of the last snapshot
-// dispatched to one node (metadata.name is the node's name).
-type NodeSnapshot struct {
-	api.TypeMeta   `json:",inline"`
-	api.ObjectMeta `json:"metadata"`
-	Revision       uint64   `json:"revision"`
-	Hash           string   `json:"hash"`
-	Published      api.Time `json:"published,omitempty"`
-}
-
-// StoreKind is its kind in the store.
-func (*NodeSnapshot) StoreKind() string { return KindNodeSnapshot }
 
 // Publisher sends one MQTT message and waits for the broker to take it.
 type Publisher interface {
@@ -60,7 +44,7 @@ type Options struct {
 	// Signer, if set, signs every snapshot (wire.Signer); without it
 	// snapshots go out unsigned.
 	Signer *wire.Signer
-	// HashKey, if set, keys the content hash stored in NodeSnapshot
+	// HashKey, if set, keys the content hash stored in desired.Record
 	// records (HMAC-SHA-256), so that the hash of a snapshot that holds
 	// Secrets says nothing about them to a reader of the store.
 	HashKey []byte
@@ -92,7 +76,7 @@ type Dispatcher struct {
 	nodes       map[string]map[store.Key]bool // node → its pods
 	dirty       map[string]bool               // nodes whose snapshot may have changed
 	unpublished map[string]bool               // nodes whose last publish failed
-	records     map[string]*NodeSnapshot      // node → last dispatched record
+	records     map[string]*desired.Record    // node → last dispatched record
 	observed    map[string]uint64             // node → revision the agent reports
 	published   map[string]uint64             // node → revision published in this process
 	sentAt      map[string]time.Time          // node → when it was last sent its snapshot
@@ -142,7 +126,7 @@ func New(opts Options) *Dispatcher {
 		nodes:       map[string]map[store.Key]bool{},
 		dirty:       map[string]bool{},
 		unpublished: map[string]bool{},
-		records:     map[string]*NodeSnapshot{},
+		records:     map[string]*desired.Record{},
 		observed:    map[string]uint64{},
 		published:   map[string]uint64{},
 		sentAt:      map[string]time.Time{},
@@ -409,7 +393,7 @@ func (d *Dispatcher) noteObserved(node *api.Node) {
 func (d *Dispatcher) resync() error {
 	var pods []*api.Pod
 	var nodes []*api.Node
-	var recs []*NodeSnapshot
+	var recs []*desired.Record
 	var secs []*api.Secret
 	var cms []*api.ConfigMap
 	err := d.opts.Store.View(func(tx store.Tx) error {
@@ -426,7 +410,7 @@ func (d *Dispatcher) resync() error {
 		if nodes, err = store.ListShared[api.Node](tx, ""); err != nil {
 			return err
 		}
-		recs, err = store.ListShared[NodeSnapshot](tx, "")
+		recs, err = store.ListShared[desired.Record](tx, "")
 		return err
 	})
 	if err != nil {
@@ -589,7 +573,7 @@ func (d *Dispatcher) buildLocked(node string) built {
 // stores the records, in batches. It returns the changed snapshots.
 func (d *Dispatcher) commit(snaps map[string]built) (map[string]*wire.Snapshot, error) {
 	changed := map[string]*wire.Snapshot{}
-	var batch []*NodeSnapshot
+	var batch []*desired.Record
 	d.mu.Lock()
 	for node, b := range snaps {
 		snap, hash := b.snap, b.hash
@@ -601,16 +585,11 @@ func (d *Dispatcher) commit(snaps map[string]built) (map[string]*wire.Snapshot, 
 		if rec == nil && len(snap.Pods) == 0 && obs == 0 {
 			continue // a node that never ran anything needs no empty snapshot
 		}
-		next := &NodeSnapshot{
-			TypeMeta:   api.TypeMeta{Kind: KindNodeSnapshot},
-			ObjectMeta: api.ObjectMeta{Name: node},
-			Hash:       hash,
-			Published:  api.Now(),
+		revision := obs + 1
+		if rec != nil && rec.Revision+1 > revision {
+			revision = rec.Revision + 1
 		}
-		next.Revision = obs + 1
-		if rec != nil && rec.Revision+1 > next.Revision {
-			next.Revision = rec.Revision + 1
-		}
+		next := desired.New(node, revision, hash, api.Now())
 		snap.Revision = next.Revision
 		batch = append(batch, next)
 		changed[node] = snap

@@ -24,6 +24,7 @@ import (
 	"github.com/flotilla-edge/flotilla/hub/internal/broker"
 	"github.com/flotilla-edge/flotilla/hub/internal/daemonset"
 	"github.com/flotilla-edge/flotilla/hub/internal/deployment"
+	"github.com/flotilla-edge/flotilla/hub/internal/desired"
 	"github.com/flotilla-edge/flotilla/hub/internal/dispatch"
 	"github.com/flotilla-edge/flotilla/hub/internal/ingest"
 	"github.com/flotilla-edge/flotilla/hub/internal/lease"
@@ -103,7 +104,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// The API's hot kinds and the hub's per-node bookkeeping are held in
 	// memory; events, tokens, credentials and Secrets are read from disk.
-	indexed := append(slices.Clone(store.DefaultIndexedKinds), dispatch.KindNodeSnapshot, lease.Kind)
+	indexed := append(slices.Clone(store.DefaultIndexedKinds), desired.Kind, lease.Kind)
 	// One guard for both Badgers in the data directory, so each keeps
 	// room for what the other holds (pkg/diskguard).
 	guard := diskguard.New(0, filepath.Join(cfg.DataDir, "store"), filepath.Join(cfg.DataDir, "metrics"))
