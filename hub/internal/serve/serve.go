@@ -199,9 +199,9 @@ func Run(ctx context.Context, cfg Config) error {
 		seenResolution = cfg.NodeGrace / 4
 	}
 	// askHello is set once the hub's MQTT session exists, before ingest runs.
-	var askHello func(node string) error
+	var askHello func(ctx context.Context, node string) error
 	in := ingest.New(ingest.Options{Store: tel.store("ingest", st), Logger: log, EventTTL: cfg.EventTTL, SeenResolution: seenResolution,
-		Metrics: tel.fleet, OnFlush: tel.hub.ObserveFlush, Limiter: limiter, AskHello: func(node string) error { return askHello(node) }})
+		Metrics: tel.fleet, OnFlush: tel.hub.ObserveFlush, Limiter: limiter, AskHello: func(ctx context.Context, node string) error { return askHello(ctx, node) }})
 	var disp *dispatch.Dispatcher
 	hostname, _ := os.Hostname()
 	lifecycle := nodelifecycle.New(nodelifecycle.Options{Store: tel.store("nodelifecycle", st), Logger: log, Grace: cfg.NodeGrace, EventTTL: cfg.EventTTL})
