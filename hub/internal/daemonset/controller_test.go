@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/controller"
 	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/rollout"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
@@ -218,7 +219,7 @@ func TestStatusCounts(t *testing.T) {
 	st.Rollout = nil
 	want := api.DaemonSetStatus{ObservedGeneration: 1, DesiredNumberScheduled: 3, CurrentNumberScheduled: 3,
 		NumberReady: 2, UpdatedNumberScheduled: 3, NumberAvailable: 2, NumberUnavailable: 1}
-	if !jsonEqual(st, want) {
+	if !controller.Equal(st, want) {
 		t.Fatalf("status = %+v, want %+v", st, want)
 	}
 	if ro == nil || ro.Revision != 1 || ro.Updated != 3 || ro.Ready != 2 || ro.Unavailable != 1 || ro.Total != 3 || ro.Phase != api.RolloutProgressing {
@@ -1189,7 +1190,7 @@ func TestRestartedHubWaitsForFreshReports(t *testing.T) {
 	s.agents(healthy)
 	s.tick(time.Minute) // the hub is down; n00's pod fails meanwhile
 	s.restart()
-	s.c.started = s.clock // as Run sets it
+	s.c.unheard.Start(s.clock) // as Run does
 	s.sync()
 	moved := func() []string {
 		var out []string
@@ -1222,7 +1223,7 @@ func TestRestartedHubWaitsForFreshReports(t *testing.T) {
 	if m := moved(); !slices.Equal(m, []string{"n00"}) {
 		t.Fatalf("moved %v while n00 is unavailable", m)
 	}
-	if s.c.started != (time.Time{}) {
+	if s.c.unheard.Looking() {
 		t.Fatalf("still waiting to hear from nodes after all reported")
 	}
 	d = s.rollOut(1, healthy, 20)

@@ -16,18 +16,19 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/flotilla-edge/flotilla/hub/internal/lease"
+	"github.com/flotilla-edge/flotilla/hub/internal/controller"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 )
 
-// Options configure the controller.
+// Options configure the controller; zero values take the defaults of
+// controller.Options.
 type Options struct {
 	Store  store.Store
 	Logger *slog.Logger
-	// Debounce gathers bursts of changes into one pass (default 20 ms).
+	// Debounce gathers bursts of changes into one pass.
 	Debounce time.Duration
-	// Resync is the period of the full pass (default 30 s).
+	// Resync is the period of the full pass.
 	Resync time.Duration
 	Now    func() time.Time
 	// Suffix makes the random part of pod names (tests); nil is random.
@@ -39,184 +40,122 @@ type Options struct {
 
 // Controller runs Deployments.
 type Controller struct {
-	opts Options
-	log  *slog.Logger
+	store  store.Store
+	suffix func() string
+	loop   *controller.Loop
+	steps  controller.Steps[Input, *Result]
 	// lookForOrphans is set while a pass must read the fleet even if
 	// there are no Deployments: at start, after a Deployment changed, at
-	// each resync, and while there are Deployments.
+	// each resync, after a failed write, and while there are Deployments.
 	lookForOrphans bool
-	// started is when Run began: a node not heard from since may have
-	// lost its pods while the hub was down. Zero once every node has
-	// been heard from.
-	started time.Time
+	// unheard finds the nodes not heard from since Run began: a node not
+	// heard from since may have lost its pods while the hub was down.
+	unheard controller.Unheard
 }
 
 // New returns a controller; call Run to start it.
 func New(opts Options) *Controller {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.Debounce <= 0 {
-		opts.Debounce = 20 * time.Millisecond
-	}
-	if opts.Resync <= 0 {
-		opts.Resync = 30 * time.Second
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	return &Controller{opts: opts, log: opts.Logger.With("component", "deployment"), lookForOrphans: true}
+	c := &Controller{store: opts.Store, suffix: opts.Suffix, lookForOrphans: true}
+	c.steps = controller.Steps[Input, *Result]{Store: opts.Store, Read: c.read, Plan: c.plan, Write: c.writePlan}
+	c.loop = controller.New(controller.Options{
+		Name: "deployment", Store: opts.Store, Kinds: []string{api.KindDeployment, api.KindNode, api.KindPod},
+		Pass: c.pass, Event: c.event,
+		Debounce: opts.Debounce, Resync: opts.Resync, Now: opts.Now, Logger: opts.Logger, OnSync: opts.OnSync,
+	})
+	return c
 }
 
 // Run syncs until ctx ends: on any change to a Deployment, Node or Pod, on
 // the times a Deployment waits for, and every resync period.
 func (c *Controller) Run(ctx context.Context) error {
-	c.started = c.opts.Now().UTC()
-	events := c.opts.Store.Watch(ctx, api.KindDeployment, api.KindNode, api.KindPod)
-	resync := time.NewTicker(c.opts.Resync)
-	defer resync.Stop()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		began := time.Now()
-		wake, err := c.sync()
-		if err != nil {
-			c.log.Error("sync", "err", err)
-		}
-		if c.opts.OnSync != nil {
-			c.opts.OnSync(time.Since(began))
-		}
-		// A pass reads the whole fleet, so a busy fleet (a status write
-		// every few milliseconds) would keep the controller syncing back
-		// to back. Gathering events for at least as long as the last pass
-		// took keeps it under half of a core, and costs a small fleet
-		// nothing (its passes take less than the debounce).
-		window := max(c.opts.Debounce, time.Since(began))
-		timer.Stop()
-		var timerC <-chan time.Time
-		if !wake.IsZero() {
-			timer.Reset(max(wake.Sub(c.opts.Now()), 0) + time.Second)
-			timerC = timer.C
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				return nil
-			}
-			if drain(events, window) || ownsWork(ev) {
-				c.lookForOrphans = true
-			}
-		case <-resync.C:
-			c.lookForOrphans = true
-		case <-timerC:
-		}
-	}
-}
-
-// ownsWork reports whether ev may have made work for the controller when
-// there are no Deployments: a Deployment changed (one deleted leaves
-// orphans), or the watch overflowed.
-func ownsWork(ev store.Event) bool {
-	return ev.Type == store.Overflow || ev.Key.Kind == api.KindDeployment
-}
-
-// drain swallows the rest of a burst of events, and reports whether any
-// of them was one ownsWork picks.
-func drain(events <-chan store.Event, window time.Duration) bool {
-	timer := time.NewTimer(window)
-	defer timer.Stop()
-	work := false
-	for {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				return work
-			}
-			work = work || ownsWork(ev)
-		case <-timer.C:
-			return work
-		}
-	}
+	c.unheard.Start(c.loop.Now())
+	return c.loop.Run(ctx)
 }
 
 // Sync runs one full pass over every Deployment and what they own.
 func (c *Controller) Sync() error {
 	c.lookForOrphans = true
-	_, err := c.sync()
+	_, err := c.steps.Pass(context.Background(), controller.Started)
 	return err
 }
 
-func (c *Controller) sync() (time.Time, error) {
+func (c *Controller) pass(ctx context.Context, why controller.Cause) (time.Time, error) {
+	if why == controller.Resynced {
+		c.lookForOrphans = true
+	}
+	return c.steps.Pass(ctx, why)
+}
+
+// event notes the changes that may have made work for the controller
+// when there are no Deployments: a Deployment changed (one deleted leaves
+// orphans), or the watch overflowed.
+func (c *Controller) event(ev store.Event) {
+	if ev.Type == store.Overflow || ev.Key.Kind == api.KindDeployment {
+		c.lookForOrphans = true
+	}
+}
+
+// read gathers a pass's input. Plan only reads its input (the simulation
+// tests check it with store.VerifyShared), so the pass reads the store's
+// shared objects without copying the fleet.
+func (c *Controller) read(tx store.Tx) (Input, error) {
+	in := Input{Suffix: c.suffix}
 	if !c.lookForOrphans {
 		// With no Deployments, a node or pod change is no work of this
 		// controller's: only a Deployment change (or a resync) can be.
-		var none bool
-		if err := c.opts.Store.View(func(tx store.Tx) error {
-			recs, err := tx.List(api.KindDeployment, "")
-			none = len(recs) == 0
-			return err
-		}); err != nil {
-			return time.Time{}, fmt.Errorf("read state: %w", err)
+		recs, err := tx.List(api.KindDeployment, "")
+		if err != nil {
+			return in, err
 		}
-		if none {
-			return time.Time{}, nil
+		if len(recs) == 0 {
+			return in, controller.ErrSkip
 		}
 	}
-	in := Input{Suffix: c.opts.Suffix}
-	// Plan only reads its input (the simulation tests check it with
-	// store.VerifyShared), so the pass reads the store's shared objects
-	// without copying the fleet.
-	err := c.opts.Store.View(func(tx store.Tx) error {
-		var err error
-		if in.Deployments, err = store.ListShared[api.Deployment](tx, ""); err != nil {
-			return err
-		}
-		if in.Nodes, err = store.ListShared[api.Node](tx, ""); err != nil {
-			return err
-		}
-		if in.Revisions, err = store.ListShared[api.ControllerRevision](tx, ""); err != nil {
-			return err
-		}
-		if !c.started.IsZero() {
-			leases, err := store.ListShared[lease.Lease](tx, "")
-			if err != nil {
-				return err
-			}
-			if in.Unheard = lease.Unheard(in.Nodes, leases, c.started); len(in.Unheard) == 0 {
-				c.started = time.Time{} // heard from every node: no need to look again
-			}
-		}
-		in.Pods, err = store.ListShared[api.Pod](tx, "")
-		return err
-	})
-	if err != nil {
-		return time.Time{}, fmt.Errorf("read state: %w", err)
+	var err error
+	if in.Deployments, err = store.ListShared[api.Deployment](tx, ""); err != nil {
+		return in, err
 	}
-	in.Now = api.NewTime(c.opts.Now().UTC().Truncate(time.Second))
-	plan := Plan(in)
-	// A full pass with no Deployments collected every orphan (below); the
-	// next one is due at the next Deployment change or resync.
+	if in.Nodes, err = store.ListShared[api.Node](tx, ""); err != nil {
+		return in, err
+	}
+	if in.Revisions, err = store.ListShared[api.ControllerRevision](tx, ""); err != nil {
+		return in, err
+	}
+	if in.Unheard, err = c.unheard.Read(tx, in.Nodes); err != nil {
+		return in, err
+	}
+	in.Pods, err = store.ListShared[api.Pod](tx, "")
+	return in, err
+}
+
+// plan plans a pass at the controller's time.
+func (c *Controller) plan(in Input) (*Result, time.Time) {
+	in.Now = api.NewTime(c.loop.Now().UTC().Truncate(time.Second))
+	res := Plan(in)
+	// A full pass with no Deployments collects every orphan (writePlan);
+	// the next one is due at the next Deployment change or resync.
 	c.lookForOrphans = len(in.Deployments) > 0
-	if plan.Empty() {
-		return plan.Wake, nil
+	wake := res.Wake
+	if !wake.IsZero() {
+		wake = wake.Add(time.Second) // whole seconds: the plan's clock is truncated to them
+	}
+	return res, wake
+}
+
+// writePlan stores what a pass decided: it collects orphans, then writes
+// each Deployment's changes.
+func (c *Controller) writePlan(res *Result) error {
+	if res.Empty() {
+		return nil
 	}
 	var errs []error
-	if len(plan.Orphans) > 0 {
-		c.log.Info("delete what deleted Deployments left", "objects", len(plan.Orphans))
-		if err := c.update(func(tx store.Tx) error {
-			for _, k := range plan.Orphans {
-				if err := deleteIfPresent(tx, k); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
-			errs = append(errs, err)
+	if len(res.Orphans) > 0 {
+		c.loop.Logger().Info("delete what deleted Deployments left", "objects", len(res.Orphans))
+		if err := controller.DeleteAll(c.store, res.Orphans); err != nil {
+			errs = append(errs, fmt.Errorf("delete orphans: %w", err))
 		}
 	}
-	for _, set := range plan.Sets {
+	for _, set := range res.Sets {
 		if set.Empty() {
 			continue
 		}
@@ -228,16 +167,12 @@ func (c *Controller) sync() (time.Time, error) {
 	if len(errs) > 0 {
 		c.lookForOrphans = true // try again next pass
 	}
-	return plan.Wake, errors.Join(errs...)
-}
-
-func (c *Controller) update(fn func(tx store.Tx) error) error {
-	return c.opts.Store.Update(fn)
+	return errors.Join(errs...)
 }
 
 func (c *Controller) logSet(set *SetResult) {
 	d := set.Deployment
-	log := c.log.With("deployment", d.Namespace+"/"+d.Name)
+	log := c.loop.Logger().With("deployment", d.Namespace+"/"+d.Name)
 	for _, cr := range set.CreateRevisions {
 		log.Info("new revision", "revision", cr.Revision, "hash", set.Hash)
 	}
@@ -255,107 +190,54 @@ func (c *Controller) logSet(set *SetResult) {
 	}
 }
 
-var errStale = errors.New("deployment changed since the pass read it")
-
 // write stores one Deployment's plan in one transaction that first checks
-// the Deployment still has the planned template and uid. Pod updates go
-// onto the stored pod of the same uid.
+// the Deployment still has the planned template and uid (a plan made for
+// another is dropped: the next pass plans again). Pod updates go onto the
+// stored pod of the same uid.
 func (c *Controller) write(set *SetResult) error {
-	d := set.Deployment
-	err := c.opts.Store.Update(func(tx store.Tx) error {
-		cur, err := store.Get[api.Deployment](tx, d.Namespace, d.Name)
-		if store.IsNotFound(err) {
-			return errStale
-		}
-		if err != nil {
-			return err
-		}
-		if cur.UID != d.UID || api.HashTemplate(&cur.Spec.Template) != set.Hash {
-			return errStale
-		}
-		for _, cr := range set.CreateRevisions {
-			if err := putIfAbsent(tx, cr); err != nil {
-				return err
-			}
-		}
-		for _, cr := range set.UpdateRevisions {
-			stored, err := store.Get[api.ControllerRevision](tx, cr.Namespace, cr.Name)
-			if store.IsNotFound(err) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			stored.Revision, stored.Annotations = cr.Revision, cr.Annotations
-			if err := tx.Put(stored); err != nil {
-				return err
-			}
-		}
-		for _, k := range set.DeleteRevisions {
-			if err := deleteIfPresent(tx, k); err != nil {
-				return err
-			}
-		}
-		for _, p := range set.Create {
-			if err := putIfAbsent(tx, p); err != nil {
-				return err
-			}
-		}
-		for _, p := range set.Update {
-			stored, err := store.Get[api.Pod](tx, p.Namespace, p.Name)
-			if store.IsNotFound(err) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if stored.UID != p.UID {
-				continue
-			}
-			if stored.Spec.NodeName == "" {
-				// Binding (or an unschedulable reason) sets the status too:
-				// no agent reports on an unbound pod.
-				stored.Status = p.Status
-			}
-			stored.Labels, stored.Annotations, stored.Spec = p.Labels, p.Annotations, p.Spec
-			if err := tx.Put(stored); err != nil {
-				return err
-			}
-		}
-		for _, k := range set.Delete {
-			if err := deleteIfPresent(tx, k); err != nil {
-				return err
-			}
-		}
-		if set.Status != nil {
+	type op = controller.Op[*api.Deployment]
+	var ops []op
+	for _, cr := range set.CreateRevisions {
+		ops = append(ops, func(tx store.Tx, _ *api.Deployment) error { return controller.PutIfAbsent(tx, cr) })
+	}
+	for _, cr := range set.UpdateRevisions {
+		ops = append(ops, func(tx store.Tx, _ *api.Deployment) error { return controller.UpdateRevision(tx, cr) })
+	}
+	for _, k := range set.DeleteRevisions {
+		ops = append(ops, func(tx store.Tx, _ *api.Deployment) error { return controller.DeleteIfPresent(tx, k) })
+	}
+	for _, p := range set.Create {
+		ops = append(ops, func(tx store.Tx, _ *api.Deployment) error { return controller.PutIfAbsent(tx, p) })
+	}
+	for _, p := range set.Update {
+		ops = append(ops, func(tx store.Tx, _ *api.Deployment) error { return controller.UpdatePod(tx, p) })
+	}
+	for _, k := range set.Delete {
+		ops = append(ops, func(tx store.Tx, _ *api.Deployment) error { return controller.DeleteIfPresent(tx, k) })
+	}
+	if set.Status != nil {
+		ops = append(ops, func(tx store.Tx, cur *api.Deployment) error {
 			cur.Status = *set.Status
 			return tx.Put(cur)
+		})
+	}
+	d := set.Deployment
+	guard := func(tx store.Tx) (*api.Deployment, error) {
+		cur, err := store.Get[api.Deployment](tx, d.Namespace, d.Name)
+		if store.IsNotFound(err) {
+			return nil, controller.ErrStale
 		}
-		return nil
-	})
-	if errors.Is(err, errStale) {
-		return nil
+		if err != nil {
+			return nil, err
+		}
+		if cur.UID != d.UID || api.HashTemplate(&cur.Spec.Template) != set.Hash {
+			return nil, controller.ErrStale
+		}
+		return cur, nil
 	}
-	if err != nil {
+	// One transaction: a Deployment's creates and deletes land together.
+	if err := controller.Guarded(c.store, 0, guard, ops); err != nil {
 		return fmt.Errorf("write: %w", err)
-	}
-	return nil
-}
-
-func putIfAbsent(tx store.Tx, obj api.Object) error {
-	_, err := tx.Get(store.KeyOf(obj))
-	if err == nil {
-		return nil
-	}
-	if !store.IsNotFound(err) {
-		return err
-	}
-	return tx.Put(obj)
-}
-
-func deleteIfPresent(tx store.Tx, k store.Key) error {
-	if err := tx.Delete(k); err != nil && !store.IsNotFound(err) {
-		return err
 	}
 	return nil
 }

@@ -627,7 +627,7 @@ func TestRestartedHubWaitsForFreshReports(t *testing.T) {
 	s.agents(nil)
 	s.clock = s.clock.Add(time.Minute)
 	s.restart()
-	s.c.started = s.clock // as Run sets it; no node has reported since
+	s.c.unheard.Start(s.clock) // as Run does; no node has reported since
 	old := func() int {
 		n := 0
 		for _, p := range s.pods() {
@@ -642,7 +642,7 @@ func TestRestartedHubWaitsForFreshReports(t *testing.T) {
 	if got := old(); got != before {
 		t.Fatalf("scaled %d old pod(s) down before any node reported", before-got)
 	}
-	if s.c.started.IsZero() {
+	if !s.c.unheard.Looking() {
 		t.Fatalf("the controller stopped waiting for nodes it has not heard from")
 	}
 	// The nodes report (their leases are renewed): the rollout goes on.

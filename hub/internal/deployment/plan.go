@@ -2,12 +2,13 @@ package deployment
 
 import (
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/controller"
 	"github.com/flotilla-edge/flotilla/hub/internal/rollout"
 	"github.com/flotilla-edge/flotilla/hub/internal/scheduler"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
@@ -112,45 +113,9 @@ func Plan(in Input) *Result {
 	if suffix == nil {
 		suffix = randomSuffix
 	}
-	byUID := make(map[string]*api.Deployment, len(in.Deployments))
-	for _, d := range in.Deployments {
-		byUID[d.UID] = d
-	}
-	owns := func(m *api.ObjectMeta) (*api.Deployment, bool) {
-		ref := m.ControllerRef()
-		if ref == nil || ref.Kind != api.KindDeployment {
-			return nil, false
-		}
-		d, ok := byUID[ref.UID]
-		if !ok || d.Namespace != m.Namespace {
-			return nil, true
-		}
-		return d, true
-	}
-	owned := map[string][]*api.Pod{}
-	for _, p := range in.Pods {
-		d, mine := owns(&p.ObjectMeta)
-		if !mine {
-			continue
-		}
-		if d == nil {
-			res.Orphans = append(res.Orphans, store.KeyOf(p))
-			continue
-		}
-		owned[d.UID] = append(owned[d.UID], p)
-	}
-	revs := map[string][]*api.ControllerRevision{}
-	for _, cr := range in.Revisions {
-		d, mine := owns(&cr.ObjectMeta)
-		if !mine {
-			continue
-		}
-		if d == nil {
-			res.Orphans = append(res.Orphans, store.KeyOf(cr))
-			continue
-		}
-		revs[d.UID] = append(revs[d.UID], cr)
-	}
+	owned, orphans := controller.Owned(api.KindDeployment, in.Deployments, in.Pods)
+	revs, revOrphans := controller.Owned(api.KindDeployment, in.Deployments, in.Revisions)
+	res.Orphans = append(orphans, revOrphans...) // what deleted Deployments left
 	if len(in.Deployments) == 0 {
 		// Nothing to place: a fleet of DaemonSets costs this controller
 		// one look at who owns each pod.
@@ -170,23 +135,21 @@ func Plan(in Input) *Result {
 		return deps[i].Namespace+"/"+deps[i].Name < deps[j].Namespace+"/"+deps[j].Name
 	})
 	if len(in.Unheard) > 0 {
-		res.Wake = in.Now.Add(unheardRecheck) // their leases wake no controller
+		res.Wake = in.Now.Add(controller.UnheardRecheck) // their leases wake no controller
 	}
 	for _, d := range deps {
-		p := &planner{d: d, nodes: nodes, sched: sched, pods: owned[d.UID], revs: revs[d.UID], taken: taken, unheard: in.Unheard, now: in.Now, suffix: suffix}
-		set, wake := p.plan()
+		set, wake := newPlanner(d, nodes, sched, owned[d.UID], revs[d.UID], taken, in.Unheard, in.Now, suffix).plan()
 		res.Sets = append(res.Sets, set)
-		if !wake.IsZero() && (res.Wake.IsZero() || wake.Before(res.Wake)) {
-			res.Wake = wake
-		}
+		res.Wake = controller.Sooner(res.Wake, wake)
 	}
 	return res
 }
 
-// unheardRecheck is how soon a pass runs again while nodes are unheard.
-const unheardRecheck = 2 * time.Second
-
-// planner plans one Deployment.
+// planner plans one Deployment. Its methods are the steps of plan, in
+// the order plan takes them. They share the scheduler's view of the
+// nodes (sched, common to every Deployment of the pass, so that one
+// Deployment's placements count for the next), the set of writes being
+// made, and the wake time.
 type planner struct {
 	d       *api.Deployment
 	nodes   []*api.Node
@@ -198,10 +161,38 @@ type planner struct {
 	now     api.Time
 	suffix  func() string
 
-	hash, short string
+	hash, short string // of d's template; short is its first ten characters
 	minReady    time.Duration
+	replicas    int
+	nodeByName  map[string]*api.Node
+	schedIdx    map[string]int // sched's index of each node
 	set         *SetResult
 	wake        time.Time
+}
+
+// newPlanner returns the planner of d. nodes are in name order; taken
+// holds the namespace/name of every pod, and a pod created takes its name
+// there.
+func newPlanner(d *api.Deployment, nodes []*api.Node, sched []scheduler.Node, pods []*api.Pod, revs []*api.ControllerRevision,
+	taken, unheard map[string]bool, now api.Time, suffix func() string) *planner {
+	pl := &planner{d: d, nodes: nodes, sched: sched, pods: pods, revs: revs, taken: taken, unheard: unheard, now: now, suffix: suffix}
+	pl.hash = api.HashTemplate(&d.Spec.Template)
+	pl.short = pl.hash[:10]
+	pl.set = &SetResult{Deployment: d, Hash: pl.hash}
+	pl.minReady = time.Duration(d.Spec.MinReadySeconds) * time.Second
+	pl.replicas = 1
+	if d.Spec.Replicas != nil {
+		pl.replicas = max(int(*d.Spec.Replicas), 0)
+	}
+	pl.nodeByName = make(map[string]*api.Node, len(nodes))
+	for _, n := range nodes {
+		pl.nodeByName[n.Name] = n
+	}
+	pl.schedIdx = make(map[string]int, len(sched))
+	for i := range sched {
+		pl.schedIdx[sched[i].Name] = i
+	}
+	return pl
 }
 
 // podView is what the planner reads off one pod.
@@ -228,62 +219,78 @@ func (pl *planner) wakeAt(t time.Time) {
 	}
 }
 
+// plan plans the Deployment's writes: the pods that must go, the
+// revision history, the pods to create and delete (the strategy's
+// budget), where the pending and new pods go, the ready-at records, and
+// the status. It returns when to plan again even if nothing changes
+// (zero: not until something does).
 func (pl *planner) plan() (*SetResult, time.Time) {
-	d := pl.d
-	pl.hash = api.HashTemplate(&d.Spec.Template)
-	pl.short = pl.hash[:10]
-	pl.set = &SetResult{Deployment: d, Hash: pl.hash}
-	pl.minReady = time.Duration(d.Spec.MinReadySeconds) * time.Second
-	replicas := 1
-	if d.Spec.Replicas != nil {
-		replicas = max(int(*d.Spec.Replicas), 0)
+	active := pl.sortOut()
+	hist, templates := pl.history(active)
+	sc := pl.scale(active, templates)
+	deleted := map[string]bool{}
+	for _, v := range sc.deletes {
+		deleted[v.pod.Name] = true
+		pl.remove(v.pod)
 	}
-	nodeByName := make(map[string]*api.Node, len(pl.nodes))
-	for _, n := range pl.nodes {
-		nodeByName[n.Name] = n
-	}
-	schedIdx := make(map[string]int, len(pl.sched))
-	for i := range pl.sched {
-		schedIdx[pl.sched[i].Name] = i
-	}
+	pl.place(active, deleted, sc)
+	pl.readyAtRecords(active, deleted)
+	pl.status(sc.maxUnavailable, active, deleted, hist, sc.budgetErr)
+	return pl.set, pl.wake
+}
 
-	// Pods that must go: on a node that is gone or NotReady past the pod's
-	// toleration, or finished.
-	var active []*podView
-	remove := func(p *api.Pod) {
-		pl.set.Delete = append(pl.set.Delete, store.KeyOf(p))
-		if i, ok := schedIdx[p.Spec.NodeName]; ok {
-			r := scheduler.Requests(&p.Spec)
-			pl.sched[i].Requested.MilliCPU -= r.MilliCPU
-			pl.sched[i].Requested.Memory -= r.Memory
-			pl.sched[i].Requested.Pods--
-		}
+// remove deletes p, and takes what it asked for off its node in the
+// scheduler's view (a finished pod held nothing there).
+func (pl *planner) remove(p *api.Pod) {
+	pl.set.Delete = append(pl.set.Delete, store.KeyOf(p))
+	if p.Status.Phase == api.PodSucceeded || p.Status.Phase == api.PodFailed {
+		return
 	}
+	if i, ok := pl.schedIdx[p.Spec.NodeName]; ok {
+		r := scheduler.Requests(&p.Spec)
+		pl.sched[i].Requested.MilliCPU -= r.MilliCPU
+		pl.sched[i].Requested.Memory -= r.Memory
+		pl.sched[i].Requested.Pods--
+	}
+}
+
+// sortOut removes the pods that must go: finished, on a node that is
+// gone, or on one NotReady past the pod's toleration (evicted). It
+// returns the views of the others, by name.
+func (pl *planner) sortOut() []*podView {
+	var active []*podView
 	sort.Slice(pl.pods, func(i, j int) bool { return pl.pods[i].Name < pl.pods[j].Name })
 	for _, p := range pl.pods {
 		if p.Status.Phase == api.PodSucceeded || p.Status.Phase == api.PodFailed {
-			remove(p)
+			pl.remove(p)
 			continue
 		}
 		if p.Spec.NodeName != "" {
-			node := nodeByName[p.Spec.NodeName]
+			node := pl.nodeByName[p.Spec.NodeName]
 			if node == nil {
-				remove(p)
+				pl.remove(p)
 				continue
 			}
 			if until, evict := pl.evictAt(p, node); evict {
 				if !until.After(pl.now.Time) {
-					remove(p)
+					pl.remove(p)
 					pl.set.Evicted = append(pl.set.Evicted, p.Name+" from "+node.Name)
 					continue
 				}
 				pl.wakeAt(until)
 			}
 		}
-		active = append(active, pl.view(p, nodeByName[p.Spec.NodeName]))
+		active = append(active, pl.view(p, pl.nodeByName[p.Spec.NodeName]))
 	}
+	return active
+}
 
-	// Revision history.
+// history keeps the numbered revision history (rollout.SyncHistory): the
+// revisions active pods run and the last good one stay. It returns the
+// history, and the template of each revision by short hash (the current
+// template's included), for a paused Deployment's new pods.
+func (pl *planner) history(active []*podView) (rollout.History, map[string]*api.PodTemplateSpec) {
+	d := pl.d
 	live := map[string]bool{}
 	for _, v := range active {
 		for _, cr := range pl.revs {
@@ -292,9 +299,8 @@ func (pl *planner) plan() (*SetResult, time.Time) {
 			}
 		}
 	}
-	prev := d.Status.Rollout
 	var keep int64
-	if prev != nil {
+	if prev := d.Status.Rollout; prev != nil {
 		keep = prev.LastGoodRevision
 	}
 	limit := 10
@@ -316,7 +322,26 @@ func (pl *planner) plan() (*SetResult, time.Time) {
 			templates[h[:10]] = &cr.Data
 		}
 	}
+	return hist, templates
+}
 
+// scaling is what the strategy decided: the pods to delete, how many to
+// create and from which template, and the budget it kept to.
+type scaling struct {
+	deletes        []*podView
+	scaleUp        int
+	template       *api.PodTemplateSpec
+	short          string // the template's short hash
+	maxUnavailable int
+	budgetErr      error // a budget that did not parse (the defaults hold)
+}
+
+// scale decides the pods to create and delete, by the strategy: a paused
+// Deployment keeps its count on the template most of its pods run;
+// Recreate deletes every old pod before it creates a new one;
+// RollingUpdate (the default) keeps to maxSurge and maxUnavailable.
+func (pl *planner) scale(active []*podView, templates map[string]*api.PodTemplateSpec) scaling {
+	d := pl.d
 	var cur, old []*podView
 	for _, v := range active {
 		if v.current {
@@ -325,116 +350,119 @@ func (pl *planner) plan() (*SetResult, time.Time) {
 			old = append(old, v)
 		}
 	}
-
-	// Decide creates and deletes.
-	maxUnavailable, maxSurge := 0, 0
-	var budgetErr error
+	sc := scaling{template: &d.Spec.Template, short: pl.short}
+	maxSurge := 0
 	recreate := d.Spec.Strategy.Type == api.RecreateStrategy
 	if !recreate {
 		var mu, ms *api.IntOrString
 		if ru := d.Spec.Strategy.RollingUpdate; ru != nil {
 			mu, ms = ru.MaxUnavailable, ru.MaxSurge
 		}
-		maxUnavailable, maxSurge, budgetErr = rollout.Budget(mu, ms, replicas, api.FromString("25%"), api.FromString("25%"))
-		maxUnavailable = min(maxUnavailable, replicas)
+		sc.maxUnavailable, maxSurge, sc.budgetErr = rollout.Budget(mu, ms, pl.replicas, api.FromString("25%"), api.FromString("25%"))
+		sc.maxUnavailable = min(sc.maxUnavailable, pl.replicas)
 	}
-	createTemplate := &d.Spec.Template
-	createShort := pl.short
-	var scaleUp int
-	var deletes []*podView
 	switch {
 	case d.Spec.Paused:
 		// A paused Deployment rolls nothing out; it keeps its pod count,
 		// with the template most of its pods run.
-		createShort = majority(active, pl.short)
-		if t := templates[createShort]; t != nil {
-			createTemplate = t
+		sc.short = majority(active, pl.short)
+		if t := templates[sc.short]; t != nil {
+			sc.template = t
 		} else {
-			createShort = pl.short
+			sc.short = pl.short
 		}
-		scaleUp = replicas - len(active)
-		if scaleUp < 0 {
-			deletes = pickDeletes(active, -scaleUp)
-			scaleUp = 0
-		}
+		sc.scaleUp, sc.deletes = toCount(pl.replicas, active)
 	case recreate:
 		if len(old) > 0 {
-			deletes = old // all old pods go before any new one starts
+			sc.deletes = old // all old pods go before any new one starts
 			break
 		}
-		scaleUp = replicas - len(cur)
-		if scaleUp < 0 {
-			deletes = pickDeletes(cur, -scaleUp)
-			scaleUp = 0
-		}
+		sc.scaleUp, sc.deletes = toCount(pl.replicas, cur)
 	default:
-		if len(cur) > replicas {
-			deletes = pickDeletes(cur, len(cur)-replicas)
-		}
-		newCount := min(len(cur), replicas)
-		// Scale the new pods up within maxSurge.
-		if newCount < replicas {
-			total := len(active) - len(deletes)
-			scaleUp = min(replicas+maxSurge-total, replicas-newCount)
-			scaleUp = max(scaleUp, 0)
-		}
-		// Scale the old pods down within maxUnavailable: unavailable ones
-		// first, then available ones while enough pods stay available.
-		if len(old) > 0 {
-			minAvailable := replicas - maxUnavailable
-			newUnavailable := 0
-			for _, v := range cur {
-				if !v.usable() {
-					newUnavailable++
-				}
-			}
-			maxScaledDown := len(active) - len(deletes) - minAvailable - newUnavailable
-			available := 0
-			for _, v := range active {
-				if v.usable() {
-					available++
-				}
-			}
-			if maxScaledDown > 0 {
-				var unhealthy, healthy []*podView
-				for _, v := range old {
-					switch {
-					case v.usable():
-						healthy = append(healthy, v)
-					case !v.available:
-						unhealthy = append(unhealthy, v)
-					}
-					// A stale pod is neither: it may be fine.
-				}
-				cleanup := pickDeletes(unhealthy, min(maxScaledDown, len(unhealthy)))
-				deletes = append(deletes, cleanup...)
-				if extra := available - minAvailable; extra > 0 {
-					deletes = append(deletes, pickDeletes(healthy, min(extra, maxScaledDown-len(cleanup), len(healthy)))...)
-				}
-			}
-		}
+		sc.scaleUp, sc.deletes = rollingScale(pl.replicas, sc.maxUnavailable, maxSurge, active, cur, old)
 	}
-	deleted := map[string]bool{}
-	for _, v := range deletes {
-		deleted[v.pod.Name] = true
-		remove(v.pod)
-	}
+	return sc
+}
 
-	// Place pods: the pending ones first, then the new ones.
-	podReq := scheduler.Pod{Requests: scheduler.Requests(&createTemplate.Spec), NodeSelector: createTemplate.Spec.NodeSelector}
-	inGroup := func() {
-		for i := range pl.sched {
-			pl.sched[i].Group = 0
+// toCount brings pods to replicas: how many to create, or which to
+// delete.
+func toCount(replicas int, pods []*podView) (scaleUp int, deletes []*podView) {
+	if n := replicas - len(pods); n > 0 {
+		return n, nil
+	} else if n < 0 {
+		return 0, pickDeletes(pods, -n)
+	}
+	return 0, nil
+}
+
+// rollingScale is one step of Kubernetes' RollingUpdate: new pods (cur)
+// scale up within maxSurge over replicas, old ones scale down within
+// maxUnavailable, the unavailable ones first. active is every pod, cur
+// and old its two parts.
+func rollingScale(replicas, maxUnavailable, maxSurge int, active, cur, old []*podView) (scaleUp int, deletes []*podView) {
+	if len(cur) > replicas {
+		deletes = pickDeletes(cur, len(cur)-replicas)
+	}
+	newCount := min(len(cur), replicas)
+	// Scale the new pods up within maxSurge.
+	if newCount < replicas {
+		total := len(active) - len(deletes)
+		scaleUp = min(replicas+maxSurge-total, replicas-newCount)
+		scaleUp = max(scaleUp, 0)
+	}
+	// Scale the old pods down within maxUnavailable: unavailable ones
+	// first, then available ones while enough pods stay available.
+	if len(old) == 0 {
+		return scaleUp, deletes
+	}
+	minAvailable := replicas - maxUnavailable
+	newUnavailable := 0
+	for _, v := range cur {
+		if !v.usable() {
+			newUnavailable++
 		}
-		for _, v := range active {
-			if v.bound && !deleted[v.pod.Name] {
-				if i, ok := schedIdx[v.pod.Spec.NodeName]; ok {
-					pl.sched[i].Group++
-				}
+	}
+	maxScaledDown := len(active) - len(deletes) - minAvailable - newUnavailable
+	available := 0
+	for _, v := range active {
+		if v.usable() {
+			available++
+		}
+	}
+	if maxScaledDown > 0 {
+		var unhealthy, healthy []*podView
+		for _, v := range old {
+			switch {
+			case v.usable():
+				healthy = append(healthy, v)
+			case !v.available:
+				unhealthy = append(unhealthy, v)
+			}
+			// A stale pod is neither: it may be fine.
+		}
+		cleanup := pickDeletes(unhealthy, min(maxScaledDown, len(unhealthy)))
+		deletes = append(deletes, cleanup...)
+		if extra := available - minAvailable; extra > 0 {
+			deletes = append(deletes, pickDeletes(healthy, min(extra, maxScaledDown-len(cleanup), len(healthy)))...)
+		}
+	}
+	return scaleUp, deletes
+}
+
+// place puts the pending pods on nodes (or says why it cannot), then the
+// new ones the scaling asked for, through the scheduler.
+func (pl *planner) place(active []*podView, deleted map[string]bool, sc scaling) {
+	// The Deployment's own pods per node, for spreading.
+	for i := range pl.sched {
+		pl.sched[i].Group = 0
+	}
+	for _, v := range active {
+		if v.bound && !deleted[v.pod.Name] {
+			if i, ok := pl.schedIdx[v.pod.Spec.NodeName]; ok {
+				pl.sched[i].Group++
 			}
 		}
 	}
-	inGroup()
 	stamp := pl.now.UTC().Format(time.RFC3339)
 	for _, v := range active {
 		if v.bound || deleted[v.pod.Name] {
@@ -450,46 +478,50 @@ func (pl *planner) plan() (*SetResult, time.Time) {
 			}
 			continue
 		}
-		pl.bind(&p, placed[0], schedIdx, stamp)
+		pl.bind(&p, placed[0], stamp)
 		pl.set.Update = append(pl.set.Update, &p)
 	}
-	if scaleUp > 0 {
-		placed, why := scheduler.Place(podReq, pl.sched, scaleUp)
+	if sc.scaleUp > 0 {
+		podReq := scheduler.Pod{Requests: scheduler.Requests(&sc.template.Spec), NodeSelector: sc.template.Spec.NodeSelector}
+		placed, why := scheduler.Place(podReq, pl.sched, sc.scaleUp)
 		for _, node := range placed {
-			p := pl.newPod(createTemplate, createShort)
+			p := pl.newPod(sc.template, sc.short)
 			if node == "" {
 				setUnschedulable(p, why, pl.now)
 			} else {
-				pl.bind(p, node, schedIdx, stamp)
+				pl.bind(p, node, stamp)
 			}
 			pl.set.Create = append(pl.set.Create, p)
 		}
 	}
+}
 
-	// ready-at records for minReadySeconds.
-	if pl.minReady > 0 {
-		for _, v := range active {
-			if deleted[v.pod.Name] || !v.bound {
-				continue
-			}
-			ann := v.pod.Annotations
-			want := ann
-			switch {
-			case v.ready && ann[rollout.AnnotationReadyAt] == "":
-				want = withAnnotation(ann, rollout.AnnotationReadyAt, stamp)
-			case !v.ready:
-				want = withoutAnnotation(ann, rollout.AnnotationReadyAt)
-			}
-			if len(want) != len(ann) || want[rollout.AnnotationReadyAt] != ann[rollout.AnnotationReadyAt] {
-				p := *v.pod
-				p.Annotations = want
-				pl.set.Update = append(pl.set.Update, &p)
-			}
+// readyAtRecords keeps, with minReadySeconds, the record of when each
+// bound pod was first seen Ready: set when it is Ready and has none,
+// removed when it is not Ready.
+func (pl *planner) readyAtRecords(active []*podView, deleted map[string]bool) {
+	if pl.minReady <= 0 {
+		return
+	}
+	stamp := pl.now.UTC().Format(time.RFC3339)
+	for _, v := range active {
+		if deleted[v.pod.Name] || !v.bound {
+			continue
+		}
+		ann := v.pod.Annotations
+		want := ann
+		switch {
+		case v.ready && ann[rollout.AnnotationReadyAt] == "":
+			want = controller.WithAnnotation(ann, rollout.AnnotationReadyAt, stamp)
+		case !v.ready:
+			want = controller.WithoutAnnotation(ann, rollout.AnnotationReadyAt)
+		}
+		if !maps.Equal(want, ann) {
+			p := *v.pod
+			p.Annotations = want
+			pl.set.Update = append(pl.set.Update, &p)
 		}
 	}
-
-	pl.status(replicas, maxUnavailable, active, deleted, hist, budgetErr)
-	return pl.set, pl.wake
 }
 
 // evictAt says whether p must leave node because the node is not Ready,
@@ -570,7 +602,7 @@ func (pl *planner) newPod(t *api.PodTemplateSpec, short string) *api.Pod {
 		TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: api.KindPod},
 		ObjectMeta: api.ObjectMeta{
 			Name: name, Namespace: d.Namespace, UID: api.NewUID(), CreationTimestamp: pl.now,
-			Labels: map[string]string{},
+			Labels: maps.Clone(t.Labels),
 			OwnerReferences: []api.OwnerReference{{
 				APIVersion: "apps/v1", Kind: api.KindDeployment, Name: d.Name, UID: d.UID, Controller: &isController,
 			}},
@@ -578,22 +610,22 @@ func (pl *planner) newPod(t *api.PodTemplateSpec, short string) *api.Pod {
 		Spec:   t.Spec,
 		Status: api.PodStatus{Phase: api.PodPending},
 	}
-	for k, v := range t.Labels {
-		p.Labels[k] = v
+	if p.Labels == nil {
+		p.Labels = map[string]string{}
 	}
 	p.Labels[LabelPodTemplateHash] = short
-	for k, v := range t.Annotations {
-		p.Annotations = withAnnotation(p.Annotations, k, v)
+	if len(t.Annotations) > 0 {
+		p.Annotations = maps.Clone(t.Annotations)
 	}
 	return p
 }
 
 // bind puts p on node and counts it there for the next placements.
-func (pl *planner) bind(p *api.Pod, node string, schedIdx map[string]int, stamp string) {
+func (pl *planner) bind(p *api.Pod, node string, stamp string) {
 	p.Spec.NodeName = node
-	p.Annotations = withAnnotation(p.Annotations, rollout.AnnotationUpdatedAt, stamp)
+	p.Annotations = controller.WithAnnotation(p.Annotations, rollout.AnnotationUpdatedAt, stamp)
 	p.Status = api.PodStatus{Phase: api.PodPending}
-	if i, ok := schedIdx[node]; ok {
+	if i, ok := pl.schedIdx[node]; ok {
 		r := scheduler.Requests(&p.Spec)
 		pl.sched[i].Requested.MilliCPU += r.MilliCPU
 		pl.sched[i].Requested.Memory += r.Memory
@@ -662,12 +694,41 @@ func pickDeletes(pods []*podView, n int) []*podView {
 	return sorted[:min(n, len(sorted))]
 }
 
-// status computes the Deployment's status after this pass's writes.
-func (pl *planner) status(replicas, maxUnavailable int, active []*podView, deleted map[string]bool, hist rollout.History, budgetErr error) {
+// status computes the Deployment's status after this pass's writes: the
+// replica counts, Kubernetes' conditions, and Flotilla's rollout view of
+// the same. It is set on the plan only when it changed.
+func (pl *planner) status(maxUnavailable int, active []*podView, deleted map[string]bool, hist rollout.History, budgetErr error) {
 	d := pl.d
-	now := pl.now
-	st := api.DeploymentStatus{ObservedGeneration: d.Generation, CollisionCount: d.Status.CollisionCount}
-	var updating []string
+	pr := pl.measure(active, deleted)
+	pr.st.Conditions = pl.conditions(pr, maxUnavailable, hist.Current.Revision)
+	ro := pl.rolloutView(pr, hist, active, deleted, budgetErr)
+	pr.st.Rollout = &ro
+	if !controller.Equal(pr.st, d.Status) {
+		pl.set.Status = &pr.st
+	}
+}
+
+// progress is where the replicas stand after this pass's writes, against
+// the stored status: what the conditions and the rollout view are made
+// from.
+type progress struct {
+	// st holds the replica counts (and the observed generation).
+	st api.DeploymentStatus
+	// updating names the current pods not available yet, by name.
+	updating []string
+	// newRollout: the template changed since the stored status; complete:
+	// every replica is updated and available; progressed: a count moved
+	// the right way since the stored status.
+	newRollout, complete, progressed bool
+	deadline                         time.Duration // the progress deadline
+}
+
+// measure counts the replicas: the active pods not deleted and the pods
+// created.
+func (pl *planner) measure(active []*podView, deleted map[string]bool) progress {
+	d := pl.d
+	pr := progress{st: api.DeploymentStatus{ObservedGeneration: d.Generation, CollisionCount: d.Status.CollisionCount}}
+	st := &pr.st
 	for _, v := range active {
 		if deleted[v.pod.Name] {
 			continue
@@ -676,7 +737,7 @@ func (pl *planner) status(replicas, maxUnavailable int, active []*podView, delet
 		if v.current {
 			st.UpdatedReplicas++
 			if !v.available {
-				updating = append(updating, v.pod.Name)
+				pr.updating = append(pr.updating, v.pod.Name)
 			}
 		}
 		if v.ready {
@@ -690,116 +751,128 @@ func (pl *planner) status(replicas, maxUnavailable int, active []*podView, delet
 		st.Replicas++
 		if p.Labels[LabelPodTemplateHash] == pl.short {
 			st.UpdatedReplicas++
-			updating = append(updating, p.Name)
+			pr.updating = append(pr.updating, p.Name)
 		}
 	}
 	st.UnavailableReplicas = max(st.Replicas-st.AvailableReplicas, 0)
-	sort.Strings(updating)
+	sort.Strings(pr.updating)
 
-	prevRollout := d.Status.Rollout
-	newRollout := prevRollout == nil || prevRollout.TemplateHash != pl.hash
-	complete := int(st.UpdatedReplicas) == replicas && int(st.Replicas) == replicas && int(st.AvailableReplicas) == replicas
+	prev := d.Status
+	pr.newRollout = prev.Rollout == nil || prev.Rollout.TemplateHash != pl.hash
+	replicas := pl.replicas
+	pr.complete = int(st.UpdatedReplicas) == replicas && int(st.Replicas) == replicas && int(st.AvailableReplicas) == replicas
+	pr.progressed = st.UpdatedReplicas > prev.UpdatedReplicas || st.ReadyReplicas > prev.ReadyReplicas ||
+		st.AvailableReplicas > prev.AvailableReplicas ||
+		st.Replicas-st.UpdatedReplicas < prev.Replicas-prev.UpdatedReplicas
+	pr.deadline = rollout.DefaultProgressDeadline
+	if s := d.Spec.ProgressDeadlineSeconds; s != nil && *s > 0 {
+		pr.deadline = time.Duration(*s) * time.Second
+	}
+	return pr
+}
 
-	// Conditions, as Kubernetes keeps them.
+// conditions keeps Available and Progressing as Kubernetes does, and asks
+// for a pass at the progress deadline. revision is the one rolling out.
+func (pl *planner) conditions(pr progress, maxUnavailable int, revision int64) []api.DeploymentCondition {
+	d, now := pl.d, pl.now
 	conds := append([]api.DeploymentCondition(nil), d.Status.Conditions...)
-	if int(st.AvailableReplicas) >= replicas-maxUnavailable {
+	if int(pr.st.AvailableReplicas) >= pl.replicas-maxUnavailable {
 		setCondition(&conds, ConditionAvailable, api.ConditionTrue, ReasonMinimumReplicasAvailable, "Deployment has minimum availability.", now, false)
 	} else {
 		setCondition(&conds, ConditionAvailable, api.ConditionFalse, ReasonMinimumReplicasUnavailable, "Deployment does not have minimum availability.", now, false)
 	}
-	deadline := rollout.DefaultProgressDeadline
-	if s := d.Spec.ProgressDeadlineSeconds; s != nil && *s > 0 {
-		deadline = time.Duration(*s) * time.Second
-	}
 	prog := condition(d.Status.Conditions, ConditionProgressing)
-	prevSt := d.Status
-	progressed := st.UpdatedReplicas > prevSt.UpdatedReplicas || st.ReadyReplicas > prevSt.ReadyReplicas ||
-		st.AvailableReplicas > prevSt.AvailableReplicas ||
-		st.Replicas-st.UpdatedReplicas < prevSt.Replicas-prevSt.UpdatedReplicas
 	name := fmt.Sprintf("Deployment %q", d.Name)
 	switch {
 	case d.Spec.Paused:
 		setCondition(&conds, ConditionProgressing, api.ConditionUnknown, ReasonDeploymentPaused, "Deployment is paused", now, false)
-	case complete:
-		setCondition(&conds, ConditionProgressing, api.ConditionTrue, ReasonNewReplicaSetAvailable, name+" has successfully progressed.", now, newRollout || prog == nil || prog.Reason != ReasonNewReplicaSetAvailable)
-	case newRollout:
+	case pr.complete:
+		setCondition(&conds, ConditionProgressing, api.ConditionTrue, ReasonNewReplicaSetAvailable, name+" has successfully progressed.", now,
+			pr.newRollout || prog == nil || prog.Reason != ReasonNewReplicaSetAvailable)
+	case pr.newRollout:
 		setCondition(&conds, ConditionProgressing, api.ConditionTrue, ReasonNewReplicaSetCreated,
-			fmt.Sprintf("%s is rolling out revision %d.", name, hist.Current.Revision), now, true)
+			fmt.Sprintf("%s is rolling out revision %d.", name, revision), now, true)
 	case prog != nil && prog.Reason == ReasonDeploymentPaused:
 		setCondition(&conds, ConditionProgressing, api.ConditionUnknown, ReasonDeploymentResumed, "Deployment is resumed", now, true)
-	case progressed || prog == nil:
+	case pr.progressed || prog == nil:
 		setCondition(&conds, ConditionProgressing, api.ConditionTrue, ReasonReplicaSetUpdated, name+" is progressing.", now, true)
 	case prog.Reason == ReasonProgressDeadlineExceeded:
 	default:
-		if due := prog.LastUpdateTime.Add(deadline); !now.Before(due) {
+		if due := prog.LastUpdateTime.Add(pr.deadline); !now.Before(due) {
 			setCondition(&conds, ConditionProgressing, api.ConditionFalse, ReasonProgressDeadlineExceeded, name+" has timed out progressing.", now, false)
 		} else {
 			pl.wakeAt(due)
 		}
 	}
 	if c := condition(conds, ConditionProgressing); c != nil && c.Status == api.ConditionTrue && c.Reason != ReasonNewReplicaSetAvailable {
-		pl.wakeAt(c.LastUpdateTime.Add(deadline))
+		pl.wakeAt(c.LastUpdateTime.Add(pr.deadline))
 	}
 	sort.Slice(conds, func(i, j int) bool { return conds[i].Type < conds[j].Type })
-	st.Conditions = conds
+	return conds
+}
 
-	// Flotilla's rollout view of the same.
+// rolloutView is Flotilla's rollout status of the same (what `hub
+// rollout status` shows): revision, counts, phase and a message that
+// says what it waits for. pr.st.Conditions are the new conditions.
+func (pl *planner) rolloutView(pr progress, hist rollout.History, active []*podView, deleted map[string]bool, budgetErr error) api.RolloutStatus {
+	prev := pl.d.Status.Rollout
 	var ro api.RolloutStatus
-	if newRollout {
-		ro = api.RolloutStatus{TemplateHash: pl.hash, StartedAt: now, LastProgressTime: now}
-		if prevRollout != nil {
-			ro.LastGoodRevision = prevRollout.LastGoodRevision
+	if pr.newRollout {
+		ro = api.RolloutStatus{TemplateHash: pl.hash, StartedAt: pl.now, LastProgressTime: pl.now}
+		if prev != nil {
+			ro.LastGoodRevision = prev.LastGoodRevision
 		}
 	} else {
-		ro = *prevRollout
+		ro = *prev
 	}
 	if n, ok := hist.Renumbered[ro.LastGoodRevision]; ok {
 		ro.LastGoodRevision = n
 	}
 	ro.Revision = hist.Current.Revision
-	if progressed && !newRollout {
-		ro.LastProgressTime = now
+	if pr.progressed && !pr.newRollout {
+		ro.LastProgressTime = pl.now
 	}
-	ro.Updated, ro.Ready = st.UpdatedReplicas, 0
+	ro.Updated, ro.Ready = pr.st.UpdatedReplicas, 0
 	for _, v := range active {
 		if v.current && v.available && !deleted[v.pod.Name] {
 			ro.Ready++
 		}
 	}
-	ro.Unavailable, ro.Total = st.UnavailableReplicas, int32(replicas)
+	ro.Unavailable, ro.Total = pr.st.UnavailableReplicas, int32(pl.replicas)
 	ro.Failed, ro.OfflinePending, ro.FailedNodes = 0, 0, nil
-	if len(updating) > 10 {
-		updating = updating[:10]
+	ro.Updating = pr.updating[:min(len(pr.updating), 10)]
+	summary := rolloutSummary(ro.Ready, pl.replicas, pr.st.Replicas-pr.st.UpdatedReplicas, waitingPods(active, deleted), budgetErr)
+	prog := condition(pr.st.Conditions, ConditionProgressing)
+	switch {
+	case pl.d.Spec.Paused:
+		ro.Phase, ro.Message = api.RolloutPaused, "paused: "+summary
+	case pr.complete:
+		ro.Phase, ro.Message = api.RolloutComplete, summary
+		ro.LastGoodRevision = ro.Revision
+	case prog != nil && prog.Reason == ReasonProgressDeadlineExceeded:
+		ro.Phase, ro.Message = api.RolloutFailed, fmt.Sprintf("progress deadline exceeded (%s): %s", pr.deadline, summary)
+	default:
+		ro.Phase, ro.Message = api.RolloutProgressing, summary
 	}
-	ro.Updating = updating
-	summary := fmt.Sprintf("%d of %d updated replicas are available", ro.Ready, replicas)
-	if old := st.Replicas - st.UpdatedReplicas; old > 0 {
+	return ro
+}
+
+// rolloutSummary says how far a rollout is: ready of replicas updated
+// replicas available, the old ones left, what the pods wait for (the
+// agent's reason, a registry's error above all, not only a count), and a
+// budget that did not parse.
+func rolloutSummary(ready int32, replicas int, old int32, waiting []string, budgetErr error) string {
+	summary := fmt.Sprintf("%d of %d updated replicas are available", ready, replicas)
+	if old > 0 {
 		summary += fmt.Sprintf(", %d old replica(s) pending termination", old)
 	}
-	if waiting := waitingPods(active, deleted); len(waiting) > 0 {
-		// What `rollout status` shows while it waits: the agent's reason,
-		// a registry's error above all, not only a count.
+	if len(waiting) > 0 {
 		summary += "; waiting for " + strings.Join(waiting, ", ")
 	}
 	if budgetErr != nil {
 		summary += " (" + budgetErr.Error() + ")"
 	}
-	prog = condition(conds, ConditionProgressing)
-	switch {
-	case d.Spec.Paused:
-		ro.Phase, ro.Message = api.RolloutPaused, "paused: "+summary
-	case complete:
-		ro.Phase, ro.Message = api.RolloutComplete, summary
-		ro.LastGoodRevision = ro.Revision
-	case prog != nil && prog.Reason == ReasonProgressDeadlineExceeded:
-		ro.Phase, ro.Message = api.RolloutFailed, fmt.Sprintf("progress deadline exceeded (%s): %s", deadline, summary)
-	default:
-		ro.Phase, ro.Message = api.RolloutProgressing, summary
-	}
-	st.Rollout = &ro
-	if !jsonEqual(st, d.Status) {
-		pl.set.Status = &st
-	}
+	return summary
 }
 
 // waitingPods names (at most three of) the current pods that are not
@@ -869,38 +942,4 @@ func randomSuffix() string {
 		b[i] = suffixAlphabet[int(b[i])%len(suffixAlphabet)]
 	}
 	return string(b[:])
-}
-
-func withAnnotation(m map[string]string, k, v string) map[string]string {
-	if old, ok := m[k]; ok && old == v {
-		return m
-	}
-	out := make(map[string]string, len(m)+1)
-	for key, val := range m {
-		out[key] = val
-	}
-	out[k] = v
-	return out
-}
-
-func withoutAnnotation(m map[string]string, k string) map[string]string {
-	if _, ok := m[k]; !ok {
-		return m
-	}
-	out := make(map[string]string, len(m))
-	for key, val := range m {
-		if key != k {
-			out[key] = val
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}
-
-func jsonEqual(a, b any) bool {
-	ja, errA := json.Marshal(a)
-	jb, errB := json.Marshal(b)
-	return errA == nil && errB == nil && string(ja) == string(jb)
 }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/controller"
 	"github.com/flotilla-edge/flotilla/hub/internal/events"
 	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
@@ -45,7 +46,7 @@ type Options struct {
 // Controller watches node liveness.
 type Controller struct {
 	opts Options
-	log  *slog.Logger
+	loop *controller.Loop
 
 	mu sync.Mutex
 	// hearing is since when the hub has been able to hear nodes: its
@@ -59,19 +60,18 @@ type Controller struct {
 
 // New returns a controller; call Run to start it.
 func New(opts Options) *Controller {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
 	if opts.Grace <= 0 {
 		opts.Grace = 40 * time.Second
 	}
 	if opts.Period <= 0 {
 		opts.Period = 2 * time.Second
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	return &Controller{opts: opts, log: opts.Logger.With("component", "nodelifecycle"), hearing: opts.Now().UTC()}
+	c := &Controller{opts: opts}
+	// Periodic: what makes a node NotReady is that nothing changes.
+	c.loop = controller.New(controller.Options{Name: "nodelifecycle", Resync: opts.Period, Now: opts.Now, Logger: opts.Logger,
+		Pass: func(context.Context, controller.Cause) (time.Time, error) { return time.Time{}, c.Sync() }})
+	c.hearing = c.loop.Now().UTC()
+	return c
 }
 
 // BrokerLost tells the controller that the hub has lost its connection to
@@ -91,7 +91,7 @@ func (c *Controller) BrokerConnected() {
 	defer c.mu.Unlock()
 	if c.deaf {
 		c.deaf = false
-		c.hearing = c.opts.Now().UTC()
+		c.hearing = c.loop.Now().UTC()
 	}
 }
 
@@ -104,27 +104,14 @@ func (c *Controller) listening() (time.Time, bool) {
 }
 
 // Run checks nodes every period until ctx ends.
-func (c *Controller) Run(ctx context.Context) error {
-	t := time.NewTicker(c.opts.Period)
-	defer t.Stop()
-	for {
-		if err := c.Sync(); err != nil {
-			c.log.Error("sync", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
+func (c *Controller) Run(ctx context.Context) error { return c.loop.Run(ctx) }
 
 // Sync runs one pass. It looks for what to change in a read-only
 // transaction, so that the store's writers (ingest above all) wait only
 // while it writes the few changes, not while it reads the whole fleet;
 // the write re-reads each object and checks again.
 func (c *Controller) Sync() error {
-	now := c.opts.Now().UTC()
+	now := c.loop.Now().UTC()
 	hearing, ok := c.listening()
 	if !ok {
 		return nil
@@ -227,7 +214,7 @@ func (c *Controller) write(stale []string, lost []store.Key, now time.Time) erro
 			cond.Reason = ReasonNodeStatusUnknown
 			cond.Message = fmt.Sprintf("agent stopped posting heartbeats (last seen %s ago)", now.Sub(seen).Round(time.Second))
 			cond.LastTransitionTime = api.NewTime(now.Truncate(time.Second))
-			c.log.Warn("node not ready: no heartbeat", "node", n.Name, "lastSeen", seen)
+			c.loop.Logger().Warn("node not ready: no heartbeat", "node", n.Name, "lastSeen", seen)
 			if err := tx.Put(n); err != nil {
 				return err
 			}

@@ -1,7 +1,10 @@
 package nodelifecycle
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -245,4 +248,46 @@ func readiness(st store.Store) map[string]bool {
 		return nil
 	})
 	return out
+}
+
+// TestRunChecksEveryPeriod: Run checks on its own, every period, with no
+// change in the store to wake it (silence is nothing changing), and
+// returns when its context ends.
+func TestRunChecksEveryPeriod(t *testing.T) {
+	st := store.NewMemory()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	n := &api.Node{TypeMeta: api.TypeMeta{Kind: api.KindNode}, ObjectMeta: api.ObjectMeta{Name: "quiet"}}
+	n.Status.LastSeen = api.NewTime(t0)
+	n.Status.Conditions = []api.NodeCondition{{Type: api.NodeReady, Status: api.ConditionTrue}}
+	if err := st.Update(func(tx store.Tx) error { return tx.Put(n) }); err != nil {
+		t.Fatal(err)
+	}
+	var now atomic.Pointer[time.Time]
+	now.Store(&t0)
+	c := New(Options{Store: st, Grace: 40 * time.Second, Period: 5 * time.Millisecond, Now: func() time.Time { return *now.Load() },
+		Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changed := st.Watch(ctx, api.KindNode)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	later := t0.Add(time.Minute)
+	now.Store(&later) // the node has been silent past its grace period
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run never marked the silent node")
+	}
+	if readiness(st)["quiet"] {
+		t.Fatal("the silent node is still Ready")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
 }
