@@ -6,6 +6,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/controller"
 	"github.com/flotilla-edge/flotilla/hub/internal/desired"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
@@ -31,9 +33,11 @@ type Options struct {
 	Store     store.Store
 	Publisher Publisher
 	Logger    *slog.Logger
-	// Debounce gathers bursts of pod changes into one pass (default 20 ms).
+	// Debounce gathers bursts of pod changes into one pass (default
+	// controller.DefaultDebounce).
 	Debounce time.Duration
-	// Resync is the period of the full pass (default 30 s).
+	// Resync is the period of the pass that reads the store again
+	// (default controller.DefaultResync).
 	Resync time.Duration
 	// Parallel bounds concurrent publishes (default 32).
 	Parallel int
@@ -66,7 +70,11 @@ func HashKeyFrom(secret []byte) []byte {
 type Dispatcher struct {
 	opts Options
 	log  *slog.Logger
-	wake chan struct{}
+	loop *controller.Loop
+
+	// nextLagCheck is when a pass next looks for nodes that did not
+	// acknowledge their snapshot; only passes use it.
+	nextLagCheck time.Time
 
 	mu        sync.Mutex
 	republish bool // publish every snapshot again (after a reconnect)
@@ -87,15 +95,6 @@ const retryAfter = time.Second
 
 // New returns a Dispatcher; call Run to start it.
 func New(opts Options) *Dispatcher {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.Debounce <= 0 {
-		opts.Debounce = 20 * time.Millisecond
-	}
-	if opts.Resync <= 0 {
-		opts.Resync = 30 * time.Second
-	}
 	if opts.Parallel <= 0 {
 		opts.Parallel = 32
 	}
@@ -105,15 +104,27 @@ func New(opts Options) *Dispatcher {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Dispatcher{
-		opts: opts, log: opts.Logger.With("component", "dispatch"),
-		wake:       make(chan struct{}, 1),
+	d := &Dispatcher{
+		opts:       opts,
 		nodes:      map[string]*nodeState{},
 		queue:      map[string]*nodeState{},
 		pods:       map[store.Key]*cachedPod{},
 		secrets:    map[store.Key]*wire.SnapshotSecret{},
 		configMaps: map[store.Key]*wire.SnapshotConfigMap{},
 	}
+	// Dispatch gathers a burst for Debounce, however long its passes
+	// take: a node's snapshot waits for nothing else.
+	debounce := cmp.Or(opts.Debounce, controller.DefaultDebounce)
+	d.loop = controller.New(controller.Options{
+		Name: "dispatch", Store: opts.Store, Kinds: []string{api.KindPod, api.KindNode, api.KindSecret, api.KindConfigMap},
+		Init:     func(context.Context) error { return d.resync() },
+		Event:    d.handle,
+		Pass:     d.pass,
+		Debounce: debounce, MaxWindow: debounce,
+		Resync: opts.Resync, Now: opts.Now, Logger: opts.Logger,
+	})
+	d.log = d.loop.Logger()
+	return d
 }
 
 // Republish asks for every node's snapshot to be published again, as after
@@ -122,75 +133,37 @@ func (d *Dispatcher) Republish() {
 	d.mu.Lock()
 	d.republish = true
 	d.mu.Unlock()
-	d.poke()
+	d.loop.Poke()
 }
 
-func (d *Dispatcher) poke() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
-}
-
-// Run dispatches until ctx ends. Everything it starts has ended when it
-// returns.
+// Run dispatches until ctx ends, on the controller runtime: it reads the
+// store once (Init), keeps its cache by the store's events, and passes
+// after each burst of them, every Options.Resync (reading the store
+// again), when poked and when its last pass asked. Everything it starts
+// has ended when it returns.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	events := d.opts.Store.Watch(ctx, api.KindPod, api.KindNode, api.KindSecret, api.KindConfigMap)
-	if err := d.resync(); err != nil {
-		return err
-	}
-	resync := time.NewTicker(d.opts.Resync)
-	defer resync.Stop()
-	lag := time.NewTicker(d.opts.Resend / 2)
-	defer lag.Stop()
-	// retry runs while a failed publish waits for its next attempt.
-	retry := time.NewTimer(retryAfter)
-	retry.Stop()
-	defer retry.Stop()
-	retrying := false
-	for {
-		if failed := d.flush(ctx); failed && !retrying && ctx.Err() == nil {
-			retry.Reset(retryAfter)
-			retrying = true
-		}
-		select {
-		case <-lag.C:
-			d.resendLagging()
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				return nil
-			}
-			d.handle(ev)
-			d.gather(events)
-		case <-d.wake:
-		case <-retry.C:
-			retrying = false
-		case <-resync.C:
-			if err := d.resync(); err != nil {
-				d.log.Error("resync", "err", err)
-			}
-		}
-	}
+	return d.loop.Run(ctx)
 }
 
-// gather handles the rest of a burst of events, for Options.Debounce,
-// before the next pass.
-func (d *Dispatcher) gather(events <-chan store.Event) {
-	timer := time.NewTimer(d.opts.Debounce)
-	defer timer.Stop()
-	for {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			d.handle(ev)
-		case <-timer.C:
-			return
-		}
+// pass is one pass: after a resync period, the store read again; every
+// Resend/2, the nodes that did not acknowledge their snapshot queued
+// again; then the queue flushed. It asks to run again at the next lag
+// check, or retryAfter from now if a publish failed.
+func (d *Dispatcher) pass(ctx context.Context, why controller.Cause) (time.Time, error) {
+	var err error
+	if why == controller.Resynced {
+		err = d.resync()
 	}
+	now := d.opts.Now()
+	if !now.Before(d.nextLagCheck) {
+		d.resendLagging(now)
+		d.nextLagCheck = now.Add(d.opts.Resend / 2)
+	}
+	wake := d.nextLagCheck
+	if failed := d.flush(ctx); failed {
+		wake = controller.Sooner(wake, now.Add(retryAfter))
+	}
+	return wake, err
 }
 
 // resendLagging queues the snapshot again for every Ready node that has
@@ -198,8 +171,7 @@ func (d *Dispatcher) gather(events <-chan store.Event) {
 // (doubling per resend): a message lost between broker and agent (a
 // broker whose queue for the agent was full, a connection taken over)
 // is otherwise never sent again, since snapshots go out on change.
-func (d *Dispatcher) resendLagging() {
-	now := d.opts.Now()
+func (d *Dispatcher) resendLagging(now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, ns := range d.nodes {
@@ -271,7 +243,7 @@ func (d *Dispatcher) flush(ctx context.Context) (failed bool) {
 		}
 		if rec := ns.record; rec == nil || rec.Hash != b.hash {
 			d.markDirty(ns)
-			d.poke()
+			d.loop.Poke()
 			return
 		}
 		toPublish[ns] = b.snap
