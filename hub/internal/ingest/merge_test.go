@@ -46,6 +46,9 @@ func withAgentLabels(n *api.Node, raw string) *api.Node {
 
 func ptr[T any](v T) *T { return &v }
 
+// TestMergeNode: each step of the merge, one row per case, and the merge
+// pure (it changes neither the stored node nor the lease it is given).
+// It is long for its table: a row per case reads better than a test each.
 func TestMergeNode(t *testing.T) {
 	now := t0.Add(time.Hour)
 	seen := now.Add(-time.Second)
