@@ -2,6 +2,8 @@ package serve
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -42,7 +44,9 @@ func openTelemetry(cfg Config, log *slog.Logger, guard *diskguard.Guard) (*telem
 	t := &telemetry{cfg: cfg, log: log, series: series, registry: prometheus.NewRegistry()}
 	t.fleet = metrics.NewFleet(metrics.FleetOptions{Series: series, Retention: cfg.MetricsRetention, Logger: log})
 	if err := t.fleet.Load(); err != nil {
-		_ = series.Close()
+		if cerr := series.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close the metrics store: %w", cerr))
+		}
 		return nil, err
 	}
 	t.hub = metrics.NewHubMetrics(t.registry)
