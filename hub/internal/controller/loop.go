@@ -13,6 +13,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
@@ -169,8 +170,15 @@ func (l *Loop) Poke() {
 }
 
 // Run runs passes until ctx ends (or the watch closes, as when the store
-// closes); it returns nil then, or Init's error.
+// closes); it returns nil then, or Init's error, or at once an error that
+// names what the Options lack.
 func (l *Loop) Run(ctx context.Context) error {
+	if l.opts.Pass == nil {
+		return fmt.Errorf("controller %q: no Pass", l.opts.Name)
+	}
+	if len(l.opts.Kinds) > 0 && l.opts.Store == nil {
+		return fmt.Errorf("controller %q: kinds to watch (%v) but no Store", l.opts.Name, l.opts.Kinds)
+	}
 	var events <-chan store.Event // nil, which never delivers, without Kinds
 	if len(l.opts.Kinds) > 0 {
 		events = l.opts.Store.Watch(ctx, l.opts.Kinds...)

@@ -455,3 +455,25 @@ func TestDefaults(t *testing.T) {
 		t.Fatal("no logger or clock")
 	}
 }
+
+// TestIncompleteOptions: Run says what its Options lack instead of
+// panicking.
+func TestIncompleteOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"no pass", Options{Name: "x"}, `controller "x": no Pass`},
+		{"kinds and no store", Options{Name: "x", Kinds: []string{"Pod"}, Pass: func(context.Context, Cause) (time.Time, error) {
+			return time.Time{}, nil
+		}}, `controller "x": kinds to watch ([Pod]) but no Store`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := New(tc.opts).Run(context.Background())
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("Run = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
