@@ -19,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flotilla-edge/flotilla/hub/internal/dispatch"
+	"github.com/flotilla-edge/flotilla/hub/internal/desired"
 	"github.com/flotilla-edge/flotilla/hub/internal/ipam"
 	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
@@ -346,12 +346,12 @@ func (s *Server) get(w http.ResponseWriter, t target) error {
 // and serves with them: dispatch's record of the revision it published to
 // each, and each node's lease (when it was last heard from, its outbox).
 type nodeJoin struct {
-	snaps  map[string]*dispatch.NodeSnapshot
+	snaps  map[string]*desired.Record
 	leases map[string]*lease.Lease
 }
 
 func readNodeJoin(tx store.Tx) (nodeJoin, error) {
-	snaps, err := store.ListShared[dispatch.NodeSnapshot](tx, "")
+	snaps, err := store.ListShared[desired.Record](tx, "")
 	if err != nil {
 		return nodeJoin{}, err
 	}
@@ -359,7 +359,7 @@ func readNodeJoin(tx store.Tx) (nodeJoin, error) {
 	if err != nil {
 		return nodeJoin{}, err
 	}
-	nj := nodeJoin{snaps: make(map[string]*dispatch.NodeSnapshot, len(snaps)), leases: make(map[string]*lease.Lease, len(leases))}
+	nj := nodeJoin{snaps: make(map[string]*desired.Record, len(snaps)), leases: make(map[string]*lease.Lease, len(leases))}
 	for _, r := range snaps {
 		nj.snaps[r.Name] = r
 	}
@@ -375,9 +375,7 @@ func (nj nodeJoin) join(obj api.Object) {
 	if !ok {
 		return
 	}
-	if rec := nj.snaps[n.Name]; rec != nil {
-		n.Status.DesiredRevision = rec.Revision
-	}
+	desired.Join(n, nj.snaps[n.Name])
 	lease.Join(n, nj.leases[n.Name])
 }
 

@@ -171,7 +171,7 @@ func TestPlanConverges(t *testing.T) {
 	if len(s.Update) != 1 || s.Update[0].UID != uid || s.Update[0].Spec.Containers[0].Image != "reg/x:v2" || s.Update[0].Spec.NodeName != "a" {
 		t.Fatalf("plan = %+v", s)
 	}
-	if s.Update[0].Annotations[rollout.AnnotationProgressDeadline] != "600" || s.Update[0].Annotations[rollout.AnnotationUpdatedAt] == "" {
+	if s.Update[0].Annotations[api.AnnotationProgressDeadline] != "600" || s.Update[0].Annotations[rollout.AnnotationUpdatedAt] == "" {
 		t.Fatalf("moved pod annotations = %v", s.Update[0].Annotations)
 	}
 
@@ -810,7 +810,7 @@ func TestPrePull(t *testing.T) {
 	s.editDS("x", setImage("reg/x:v2"))
 	s.sync()
 	for _, p := range s.pods() {
-		if p.Annotations[rollout.AnnotationPrePull] != "reg/x:v2" || p.Spec.Containers[0].Image != "reg/x:v1" {
+		if p.Annotations[api.AnnotationPrePull] != "reg/x:v2" || p.Spec.Containers[0].Image != "reg/x:v1" {
 			t.Fatalf("pod %s: annotations %v, image %s", p.Name, p.Annotations, p.Spec.Containers[0].Image)
 		}
 	}
@@ -820,7 +820,7 @@ func TestPrePull(t *testing.T) {
 	// The agents stage the image.
 	s.agents(func(p *api.Pod) *api.PodStatus {
 		st := p.Status
-		st.PrePulled = p.Annotations[rollout.AnnotationPrePull] != ""
+		st.PrePulled = p.Annotations[api.AnnotationPrePull] != ""
 		return &st
 	})
 	s.sync()
@@ -828,7 +828,7 @@ func TestPrePull(t *testing.T) {
 	for _, p := range s.pods() {
 		if p.Spec.Containers[0].Image == "reg/x:v2" {
 			moved++
-			if p.Annotations[rollout.AnnotationPrePull] != "" {
+			if p.Annotations[api.AnnotationPrePull] != "" {
 				t.Fatalf("moved pod keeps its pre-pull annotation")
 			}
 		}

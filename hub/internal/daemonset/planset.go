@@ -423,16 +423,16 @@ func (sp *setPlanner) podActions(targets []target, plan rollout.Result, readyAt 
 		case move[name]:
 			p := updatedPod(ds, t.pod.pod, hash)
 			p.Annotations = controller.WithAnnotation(p.Annotations, rollout.AnnotationUpdatedAt, stamp)
-			p.Annotations = controller.WithAnnotation(p.Annotations, rollout.AnnotationProgressDeadline, strconv.Itoa(int(deadline/time.Second)))
+			p.Annotations = controller.WithAnnotation(p.Annotations, api.AnnotationProgressDeadline, strconv.Itoa(int(deadline/time.Second)))
 			update = append(update, p)
 			moved = append(moved, name)
 		default:
 			ann := t.pod.pod.Annotations
 			want := ann
 			if prePull[name] {
-				want = controller.WithAnnotation(want, rollout.AnnotationPrePull, images)
+				want = controller.WithAnnotation(want, api.AnnotationPrePull, images)
 			} else {
-				want = controller.WithoutAnnotation(want, rollout.AnnotationPrePull)
+				want = controller.WithoutAnnotation(want, api.AnnotationPrePull)
 			}
 			if at, ok := readyAt[name]; ok {
 				want = controller.WithAnnotation(want, rollout.AnnotationReadyAt, at.UTC().Format(time.RFC3339))

@@ -493,7 +493,7 @@ func TestStepPodActions(t *testing.T) {
 	old := withImage(d, "reg/x:v0")
 	stamp := now.UTC().Format(time.RFC3339)
 	staged := readyPod(old, "c")
-	staged.Annotations = map[string]string{rollout.AnnotationPrePull: "reg/x:v1"}
+	staged.Annotations = map[string]string{api.AnnotationPrePull: "reg/x:v1"}
 	readyRecorded := podOf(d, "e") // no longer Ready
 	readyRecorded.Annotations = map[string]string{rollout.AnnotationReadyAt: stamp}
 	pods := map[string]*api.Pod{"b": readyPod(old, "b"), "c": staged, "d": readyPod(old, "d"), "e": readyRecorded, "f": readyPod(d, "f"), "g": readyPod(d, "g")}
@@ -514,11 +514,11 @@ func TestStepPodActions(t *testing.T) {
 		got[p.Spec.NodeName] = p.Annotations
 	}
 	want := map[string]map[string]string{
-		"b": {rollout.AnnotationUpdatedAt: stamp, rollout.AnnotationProgressDeadline: "90"}, // moved
-		"c": nil,                                                                            // pre-pull no longer asked
-		"d": {rollout.AnnotationPrePull: "reg/x:v1"},                                        // pre-pull asked
-		"e": nil,                                                                            // not Ready: its record goes
-		"f": {rollout.AnnotationReadyAt: stamp},                                             // Ready now: recorded
+		"b": {rollout.AnnotationUpdatedAt: stamp, api.AnnotationProgressDeadline: "90"}, // moved
+		"c": nil,                                                                        // pre-pull no longer asked
+		"d": {api.AnnotationPrePull: "reg/x:v1"},                                        // pre-pull asked
+		"e": nil,                                                                        // not Ready: its record goes
+		"f": {rollout.AnnotationReadyAt: stamp},                                         // Ready now: recorded
 	}
 	if len(got) != len(want) {
 		t.Fatalf("updated %v, want %v", got, want)
@@ -533,7 +533,7 @@ func TestStepPodActions(t *testing.T) {
 			t.Fatalf("moved pod %+v: want the template, its status kept", p)
 		}
 	}
-	if pods["c"].Annotations[rollout.AnnotationPrePull] == "" {
+	if pods["c"].Annotations[api.AnnotationPrePull] == "" {
 		t.Fatal("the pod read was changed")
 	}
 

@@ -7,10 +7,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/hub/internal/desired"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
@@ -19,18 +22,21 @@ import (
 type message struct {
 	topic    string
 	retained bool
+	sentAt   time.Time // the envelope's time
 	snap     wire.Snapshot
 }
 
 type fakePublisher struct {
-	mu   sync.Mutex
-	msgs []message
-	fail bool
+	mu    sync.Mutex
+	msgs  []message
+	fail  bool
+	tries int
 }
 
 func (f *fakePublisher) Publish(ctx context.Context, topic string, qos byte, retained bool, payload []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.tries++
 	if f.fail {
 		return errors.New("broker down")
 	}
@@ -42,7 +48,7 @@ func (f *fakePublisher) Publish(ctx context.Context, topic string, qos byte, ret
 	if err := wire.DecodePayload(env, topic, &s); err != nil {
 		return err
 	}
-	f.msgs = append(f.msgs, message{topic: topic, retained: retained, snap: s})
+	f.msgs = append(f.msgs, message{topic: topic, retained: retained, sentAt: env.Time, snap: s})
 	return nil
 }
 
@@ -52,6 +58,12 @@ func (f *fakePublisher) take() []message {
 	m := f.msgs
 	f.msgs = nil
 	return m
+}
+
+func (f *fakePublisher) attempts() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.tries
 }
 
 func (f *fakePublisher) setFail(v bool) {
@@ -269,7 +281,7 @@ func TestContentHashIsTheHashOfTheContent(t *testing.T) {
 			d.setPod(store.KeyOf(&api.Pod{TypeMeta: api.TypeMeta{Kind: api.KindPod}, ObjectMeta: p.ObjectMeta}), p)
 		}
 		for _, node := range []string{"n1", "empty"} {
-			b := d.buildLocked(node)
+			b := d.buildLocked(d.node(node))
 			want, err := json.Marshal(struct {
 				Pods       []wire.SnapshotPod
 				Secrets    []wire.SnapshotSecret    `json:",omitempty"`
@@ -294,5 +306,107 @@ func TestContentHashIsTheHashOfTheContent(t *testing.T) {
 				t.Fatalf("snapshot %+v", b.snap)
 			}
 		}
+	}
+}
+
+// dispatcherGoroutines returns the stacks of the goroutines running a
+// Dispatcher's code.
+func dispatcherGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var found []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "dispatch.(*Dispatcher)") {
+			found = append(found, g)
+		}
+	}
+	return found
+}
+
+// TestRunJoinsWhatItStarts: when Run returns, nothing it started still
+// runs, the wait before a failed publish is retried included, and whether
+// Run ends by its context or by the store closing its watch.
+func TestRunJoinsWhatItStarts(t *testing.T) {
+	for _, end := range []string{"store closed", "context cancelled"} {
+		t.Run(end, func(t *testing.T) {
+			st := store.NewMemory()
+			pub := &fakePublisher{fail: true}
+			d := New(Options{Store: st, Publisher: pub, Debounce: time.Millisecond})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- d.Run(ctx) }()
+			putPod(t, st, "p1", "n1", "img:v1", false)
+			waitFor(t, "a failed publish", func() bool { return pub.attempts() > 0 })
+			if end == "store closed" {
+				_ = st.Close()
+			} else {
+				cancel()
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Run did not return")
+			}
+			if gs := dispatcherGoroutines(); len(gs) > 0 {
+				t.Fatalf("%d goroutines still run dispatch code after Run returned:\n%s", len(gs), strings.Join(gs, "\n\n"))
+			}
+		})
+	}
+}
+
+// TestUsesItsClock: the records' publish time and the envelopes' time
+// come from Options.Now, not the machine's clock.
+func TestUsesItsClock(t *testing.T) {
+	at := time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
+	st := store.NewMemory()
+	pub := &fakePublisher{}
+	d := New(Options{Store: st, Publisher: pub, Debounce: time.Millisecond, Now: func() time.Time { return at }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	putPod(t, st, "p1", "n1", "img:v1", false)
+	waitFor(t, "revision 1", func() bool { return d.PublishedRevision("n1") == 1 })
+	msgs := pub.take()
+	if len(msgs) != 1 || !msgs[0].sentAt.Equal(at) {
+		t.Fatalf("envelope time %v, want %v", msgs[0].sentAt, at)
+	}
+	var rec *desired.Record
+	if err := st.View(func(tx store.Tx) error {
+		var err error
+		rec, err = store.Get[desired.Record](tx, "", "n1")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !rec.Published.Equal(at) {
+		t.Fatalf("record published at %v, want %v", rec.Published, at)
+	}
+}
+
+// TestPodMovedToAnotherNode: a pod rebound to another node leaves its
+// old node's snapshot (a new, empty revision) and joins the new one's.
+func TestPodMovedToAnotherNode(t *testing.T) {
+	st := store.NewMemory()
+	pub := &fakePublisher{}
+	d, stop := start(t, st, pub)
+	defer stop()
+	putPod(t, st, "p1", "n1", "img:v1", false)
+	waitFor(t, "n1 revision 1", func() bool { return d.PublishedRevision("n1") == 1 })
+	pub.take()
+	putPod(t, st, "p1", "n2", "img:v1", false)
+	waitFor(t, "n1 revision 2 and n2 revision 1", func() bool {
+		return d.PublishedRevision("n1") == 2 && d.PublishedRevision("n2") == 1
+	})
+	got := map[string]int{}
+	for _, m := range pub.take() {
+		got[m.snap.Node] = len(m.snap.Pods)
+	}
+	if got["n1"] != 0 || got["n2"] != 1 {
+		t.Fatalf("pods per snapshot after the move: %v, want n1: 0, n2: 1", got)
 	}
 }

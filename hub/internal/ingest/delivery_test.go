@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -277,5 +278,30 @@ func TestAFailedWriteIsRetried(t *testing.T) {
 	}
 	if _, dropped := in.Stats(); dropped != 0 {
 		t.Fatalf("dropped %d", dropped)
+	}
+}
+
+// pace is a Limiter that makes every message wait a millisecond.
+type pace struct{}
+
+func (pace) Reserve(string) time.Duration { return time.Millisecond }
+
+// TestHeldNodesAreLoggedOncePerMinuteOfItsClock: a node held back by its
+// rate limit is logged at most once a minute, by ingest's clock.
+func TestHeldNodesAreLoggedOncePerMinuteOfItsClock(t *testing.T) {
+	logs := &syncBuffer{}
+	now := t0
+	in := New(Options{Store: store.NewMemory(), Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: func() time.Time { return now }, Limiter: pace{}})
+	topic := wire.NodeTopic("n1", wire.TopicStatus)
+	logged := func() int { return strings.Count(logs.String(), "over its ingest rate limit") }
+	for i, step := range []struct {
+		advance time.Duration
+		want    int
+	}{{0, 1}, {30 * time.Second, 1}, {31 * time.Second, 2}, {time.Second, 2}} {
+		now = now.Add(step.advance)
+		in.Handle(topic, msg(t, "n1", wire.TypeHeartbeat, uint64(i+1), wire.Heartbeat{}))
+		if got := logged(); got != step.want {
+			t.Fatalf("message %d, clock at %v: logged %d times, want %d", i+1, now.Sub(t0), got, step.want)
+		}
 	}
 }

@@ -321,7 +321,7 @@ func TestAsksForAMissedHello(t *testing.T) {
 	advance := func(d time.Duration) { clock.Add(int64(d)) }
 	asked := make(chan string, 16)
 	in := New(Options{Store: st, Logger: slog.New(slog.NewTextHandler(&syncBuffer{}, nil)), Now: func() time.Time { return time.Unix(0, clock.Load()).UTC() },
-		AskHello: func(node string) error { asked <- node; return nil }})
+		AskHello: func(_ context.Context, node string) error { asked <- node; return nil }})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go in.Run(ctx)
@@ -371,7 +371,7 @@ func TestAsksAgainAfterAFailedAsk(t *testing.T) {
 	var fail atomic.Bool
 	fail.Store(true)
 	in := New(Options{Store: store.NewMemory(), Logger: slog.New(slog.NewTextHandler(&syncBuffer{}, nil)), Now: func() time.Time { return t0 },
-		AskHello: func(node string) error {
+		AskHello: func(_ context.Context, node string) error {
 			asked <- node
 			if fail.Load() {
 				return errors.New("not connected to the broker")
@@ -407,7 +407,7 @@ func TestAsksANodeBackByHeartbeatForItsPods(t *testing.T) {
 	st := store.NewMemory()
 	asked := make(chan string, 16)
 	in := New(Options{Store: st, Logger: slog.New(slog.NewTextHandler(&syncBuffer{}, nil)), Now: func() time.Time { return t0 },
-		AskHello: func(node string) error { asked <- node; return nil }})
+		AskHello: func(_ context.Context, node string) error { asked <- node; return nil }})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go in.Run(ctx)
@@ -533,7 +533,7 @@ func TestAsksAgainForALostPodStatus(t *testing.T) {
 	now := t0
 	asked := make(chan string, 16)
 	in := New(Options{Store: st, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now },
-		AskHello: func(node string) error { asked <- node; return nil }})
+		AskHello: func(_ context.Context, node string) error { asked <- node; return nil }})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go in.Run(ctx)
@@ -580,7 +580,7 @@ func TestMetricsCarryTheHeartbeat(t *testing.T) {
 	st := store.NewMemory()
 	asked := make(chan string, 4)
 	in := New(Options{Store: st, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return t0 },
-		AskHello: func(node string) error { asked <- node; return nil }})
+		AskHello: func(_ context.Context, node string) error { asked <- node; return nil }})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go in.Run(ctx)
@@ -660,5 +660,77 @@ func TestRunWritesPodStatusWithoutWaitingForTheFlushInterval(t *testing.T) {
 	}
 	if !l.RenewTime.Equal(t0.Add(time.Minute)) {
 		t.Errorf("the heartbeat before the status report was not written with it: lease renewed at %v", l.RenewTime)
+	}
+}
+
+// TestRunJoinsTheHelloAsker: when Run returns, the goroutine that asks
+// nodes for their hello has returned too, an ask in flight included: it
+// is given Run's context and must end with it.
+func TestRunJoinsTheHelloAsker(t *testing.T) {
+	var returned atomic.Bool
+	entered := make(chan struct{})
+	in := New(Options{Store: store.NewMemory(), Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return t0 },
+		AskHello: func(ctx context.Context, node string) error {
+			close(entered)
+			<-ctx.Done() // a broker that never takes the request
+			time.Sleep(20 * time.Millisecond)
+			returned.Store(true)
+			return ctx.Err()
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	in.Handle(wire.NodeTopic("n1", wire.TopicStatus), msg(t, "n1", wire.TypeHeartbeat, 1, wire.Heartbeat{}))
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the node was not asked for its hello")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if !returned.Load() {
+		t.Fatal("Run returned while the hello asker was still asking")
+	}
+}
+
+// TestUndecodableAgentLabelsAreReported: the annotation that holds the
+// labels the agent asked for last time, edited into something that does
+// not decode, is reported with its node; the hello is still applied and
+// the annotation repaired.
+func TestUndecodableAgentLabelsAreReported(t *testing.T) {
+	st := store.NewMemory()
+	logs := &syncBuffer{}
+	in := newIngest(st, logs)
+	topic := wire.NodeTopic("n1", wire.TopicStatus)
+	hello := wire.Hello{Labels: map[string]string{"site": "lab"}}
+	in.Handle(topic, msg(t, "n1", wire.TypeHello, 1, hello))
+	in.Flush()
+	if err := st.Update(func(tx store.Tx) error {
+		n, err := store.Get[api.Node](tx, "", "n1")
+		if err != nil {
+			return err
+		}
+		n.Annotations[AnnotationAgentLabels] = `{"site":`
+		return tx.Put(n)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hello.Labels["zone"] = "a"
+	in.Handle(topic, msg(t, "n1", wire.TypeHello, 2, hello))
+	in.Flush()
+	out := logs.String()
+	if !strings.Contains(out, "do not decode") || !strings.Contains(out, "node=n1") || !strings.Contains(out, AnnotationAgentLabels) {
+		t.Fatalf("no warning naming the node and the annotation; logs:\n%s", out)
+	}
+	n := getNode(t, st, "n1")
+	if n.Labels["zone"] != "a" || n.Annotations[AnnotationAgentLabels] != `{"site":"lab","zone":"a"}` {
+		t.Fatalf("labels %v, annotations %v", n.Labels, n.Annotations)
 	}
 }

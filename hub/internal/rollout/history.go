@@ -149,8 +149,9 @@ func changeCause(ann map[string]string) map[string]string {
 	return nil
 }
 
-// Pod annotations the controllers set for dispatch to carry to the agent,
-// and for themselves to remember across hub restarts.
+// Pod annotations the controllers set for themselves, to remember across
+// hub restarts. (The ones they set for the agent, through dispatch, are
+// api.AnnotationPrePull and api.AnnotationProgressDeadline.)
 const (
 	// AnnotationUpdatedAt is when the pod was moved to its current
 	// template (RFC 3339), so the progress deadline survives a restart.
@@ -159,11 +160,4 @@ const (
 	// current template (RFC 3339), for minReadySeconds; only set when
 	// minReadySeconds is.
 	AnnotationReadyAt = "flotilla.io/ready-at"
-	// AnnotationPrePull lists, comma-separated, the images of the coming
-	// revision that the node should pull while the pod keeps running.
-	AnnotationPrePull = "flotilla.io/prepull"
-	// AnnotationProgressDeadline is the rollout's progress deadline in
-	// seconds, so the agent can revert a pod that does not become Ready in
-	// time, even while it cannot reach the hub.
-	AnnotationProgressDeadline = "flotilla.io/progress-deadline-seconds"
 )

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/flotilla-edge/flotilla/pkg/wire"
@@ -13,15 +14,19 @@ type publisher interface {
 }
 
 // helloAsker returns what ingest calls to ask a node for its hello again,
-// on the node's requests topic.
-func helloAsker(pub publisher) func(node string) error {
-	return func(node string) error {
+// on the node's requests topic; a request the broker has not taken in 10 s
+// (or by the end of ctx) fails.
+func helloAsker(pub publisher) func(ctx context.Context, node string) error {
+	return func(ctx context.Context, node string) error {
 		b, err := wire.Encode(wire.TypeHelloRequest, node, 0, time.Now(), wire.HelloRequest{})
 		if err != nil {
-			return err
+			return fmt.Errorf("encode a hello request for node %s: %w", node, err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		return pub.Publish(ctx, wire.NodeTopic(node, wire.TopicRequests), 1, false, b)
+		if err := pub.Publish(ctx, wire.NodeTopic(node, wire.TopicRequests), 1, false, b); err != nil {
+			return fmt.Errorf("publish a hello request for node %s: %w", node, err)
+		}
+		return nil
 	}
 }

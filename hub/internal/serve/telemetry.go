@@ -2,6 +2,8 @@ package serve
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -42,7 +44,9 @@ func openTelemetry(cfg Config, log *slog.Logger, guard *diskguard.Guard) (*telem
 	t := &telemetry{cfg: cfg, log: log, series: series, registry: prometheus.NewRegistry()}
 	t.fleet = metrics.NewFleet(metrics.FleetOptions{Series: series, Retention: cfg.MetricsRetention, Logger: log})
 	if err := t.fleet.Load(); err != nil {
-		_ = series.Close()
+		if cerr := series.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close the metrics store: %w", cerr))
+		}
 		return nil, err
 	}
 	t.hub = metrics.NewHubMetrics(t.registry)
@@ -66,22 +70,25 @@ func (t *telemetry) attach(session hubSession, in *ingest.Ingest) {
 	session.Subscribe(wire.AllNodesTopic(wire.TopicReplies), 1, t.hub.Incoming(t.logs.HandleReply))
 }
 
-// start runs the fleet's writer, the pressure conditions and the series
-// store's GC, and registers the collector that reads the hub's state.
-func (t *telemetry) start(run func(string, func(context.Context) error), st store.Store, in *ingest.Ingest) {
+// components registers the collector that reads the hub's state, and
+// returns the fleet's writer, the pressure conditions and the series
+// store's GC and space check, to run.
+func (t *telemetry) components(st store.Store, in *ingest.Ingest) []component {
 	t.registry.MustRegister(metrics.NewStateCollector(metrics.StateOptions{
 		Store: st, Fleet: t.fleet,
 		Dirs:   map[string]string{"objects": filepath.Join(t.cfg.DataDir, "store"), "metrics": filepath.Join(t.cfg.DataDir, "metrics")},
 		Ingest: in.Stats,
 	}))
-	run("metrics", t.fleet.Run)
-	run("pressure", metrics.NewPressure(metrics.PressureOptions{
-		Store: t.hub.Store("pressure", st), Fleet: t.fleet,
-		MemoryThreshold: t.cfg.MemoryPressureThreshold, DiskThreshold: t.cfg.DiskPressureThreshold,
-		EventTTL: t.cfg.EventTTL, Logger: t.log,
-	}).Run)
-	run("metrics-gc", func(ctx context.Context) error { return t.series.RunGC(ctx, 10*time.Minute) })
-	run("metrics-space", func(ctx context.Context) error { return t.series.RunSpaceCheck(ctx, 5*time.Second) })
+	return []component{
+		{"metrics", t.fleet.Run},
+		{"pressure", metrics.NewPressure(metrics.PressureOptions{
+			Store: t.hub.Store("pressure", st), Fleet: t.fleet,
+			MemoryThreshold: t.cfg.MemoryPressureThreshold, DiskThreshold: t.cfg.DiskPressureThreshold,
+			EventTTL: t.cfg.EventTTL, Logger: t.log,
+		}).Run},
+		{"metrics-gc", func(ctx context.Context) error { return t.series.RunGC(ctx, 10*time.Minute) }},
+		{"metrics-space", func(ctx context.Context) error { return t.series.RunSpaceCheck(ctx, 5*time.Second) }},
+	}
 }
 
 // api is what the HTTP API serves from telemetry.
