@@ -97,10 +97,15 @@ func TestAcknowledgedBacklogIsAllStored(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tok := c.Publish(wire.NodeTopic(node, wire.TopicStatus), 1, false, hello); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-				t.Fatalf("hello: %v", tok.Error())
-			}
+			// The hub's health check can answer before its shared
+			// subscription on an external broker exists, and a broker
+			// keeps nothing for a subscription that is not there yet:
+			// say hello again until the hub has heard it, as an agent
+			// answers the hub's HelloRequest.
 			eventually(t, 20*time.Second, "node registered", func() error {
+				if tok := c.Publish(wire.NodeTopic(node, wire.TopicStatus), 1, false, hello); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+					return fmt.Errorf("hello: %v", tok.Error())
+				}
 				if h.node(node).Name != node {
 					return fmt.Errorf("no node %s", node)
 				}
