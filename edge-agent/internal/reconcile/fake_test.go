@@ -271,6 +271,8 @@ type memHistory struct {
 	mu    sync.Mutex
 	recs  map[string]RestartRecord
 	saves int // SaveRestarts calls: each is a synced write on a board
+	// readErr, if set, fails Restarts.
+	readErr error
 }
 
 func newMemHistory() *memHistory { return &memHistory{recs: map[string]RestartRecord{}} }
@@ -278,7 +280,16 @@ func newMemHistory() *memHistory { return &memHistory{recs: map[string]RestartRe
 func (h *memHistory) Restarts(id string) (RestartRecord, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.readErr != nil {
+		return RestartRecord{}, h.readErr
+	}
 	return h.recs[id], nil
+}
+
+func (h *memHistory) failReads(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.readErr = err
 }
 
 func (h *memHistory) SaveRestarts(id string, rec RestartRecord) error {
