@@ -116,51 +116,50 @@ type blockAfter struct {
 	gate atomic.Pointer[chan struct{}]
 }
 
-func (b *blockAfter) Handle(ctx context.Context, r slog.Record) error {
-	if g := b.gate.Load(); g != nil {
-		t := time.NewTimer(10 * time.Second)
-		defer t.Stop()
-		select {
-		case <-*g:
-		case <-t.C:
-		}
+func (b *blockAfter) hold() {
+	g := b.gate.Load()
+	if g == nil {
+		return
 	}
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case <-*g:
+	case <-t.C:
+	}
+}
+
+func (b *blockAfter) Handle(ctx context.Context, r slog.Record) error {
+	b.hold()
 	return b.Handler.Handle(ctx, r)
 }
 
 func (b *blockAfter) WithAttrs(as []slog.Attr) slog.Handler {
-	return &forward{b, b.Handler.WithAttrs(as)}
+	return &derived{b, b.Handler.WithAttrs(as)}
 }
 
 func (b *blockAfter) WithGroup(name string) slog.Handler {
-	return &forward{b, b.Handler.WithGroup(name)}
+	return &derived{b, b.Handler.WithGroup(name)}
 }
 
-// forward is a derived logger of a blockAfter: its own attributes, the
+// derived is a logger derived from a blockAfter: its own attributes, the
 // root's gate.
-type forward struct {
+type derived struct {
 	root *blockAfter
 	slog.Handler
 }
 
-func (f *forward) Handle(ctx context.Context, r slog.Record) error {
-	if g := f.root.gate.Load(); g != nil {
-		t := time.NewTimer(10 * time.Second)
-		defer t.Stop()
-		select {
-		case <-*g:
-		case <-t.C:
-		}
-	}
-	return f.Handler.Handle(ctx, r)
+func (d *derived) Handle(ctx context.Context, r slog.Record) error {
+	d.root.hold()
+	return d.Handler.Handle(ctx, r)
 }
 
-func (f *forward) WithAttrs(as []slog.Attr) slog.Handler {
-	return &forward{f.root, f.Handler.WithAttrs(as)}
+func (d *derived) WithAttrs(as []slog.Attr) slog.Handler {
+	return &derived{d.root, d.Handler.WithAttrs(as)}
 }
 
-func (f *forward) WithGroup(name string) slog.Handler {
-	return &forward{f.root, f.Handler.WithGroup(name)}
+func (d *derived) WithGroup(name string) slog.Handler {
+	return &derived{d.root, d.Handler.WithGroup(name)}
 }
 
 // rig is a broker, a simulated runtime and an agent.Run on them.
@@ -282,6 +281,9 @@ func TestRunWiring(t *testing.T) {
 	})
 	r.publish(t, wire.TopicDesired, wire.TypeSnapshot, wire.Snapshot{Node: node, Revision: 1, Pods: []wire.SnapshotPod{webPod()}})
 	r.heard.waitUntil(t, "the pod Running at revision 1", func(s []wire.PodStatusReport, _ []wire.Event) bool {
+		if len(s) == 0 {
+			return false
+		}
 		last := s[len(s)-1]
 		return last.ObservedRevision == 1 && len(last.Pods) == 1 && last.Pods[0].Status.Phase == api.PodRunning
 	})
