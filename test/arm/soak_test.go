@@ -59,7 +59,7 @@ const (
 
 // TestBadgerSoak32 runs the agent's state store through a week under
 // qemu-arm-static, as a GOARCH=arm GOARM=7 program
-// (edge-agent/internal/state/statesoak): desired snapshots every 10
+// (edge-agent/cmd/statesoak): desired snapshots every 10
 // minutes, restart records of three crash-looping containers, report
 // sequence numbers, and the outbox's metric samples, status reports and
 // events, with two days offline while the outbox fills and a drain after;
@@ -68,7 +68,7 @@ const (
 // shows as the guest's), must stay bounded and not grow with time.
 func TestBadgerSoak32(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "statesoak-armv7")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./edge-agent/internal/state/statesoak")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./edge-agent/cmd/statesoak")
 	build.Dir = env.root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm", "GOARM=7")
 	if out, err := build.CombinedOutput(); err != nil {

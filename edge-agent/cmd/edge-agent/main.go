@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/agent"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
@@ -45,9 +46,26 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 	}
-	hostname, _ := os.Hostname()
 	f := cmd.Flags()
 	f.StringVar(&configFile, "config", "", "YAML file with settings (keys are the flag names)")
+	addAgentFlags(f)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, configFile) }
+	cmd.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "Print the agent's version, commit, build date and platform",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprint(cmd.OutOrStdout(), versionText())
+		},
+	})
+	cmd.AddCommand(newCheckCommand(f))
+	return cmd
+}
+
+// addAgentFlags defines the agent's settings; each is also a key of the
+// --config file and a FLOTILLA_* variable.
+func addAgentFlags(f *pflag.FlagSet) {
+	hostname, _ := os.Hostname()
 	f.String("broker", "tcp://127.0.0.1:1883", "MQTT broker URL of the hub")
 	f.String("node-name", hostname, "name of this node")
 	f.StringSlice("label", nil, "node label key=value (repeatable)")
@@ -72,100 +90,92 @@ func newRootCommand() *cobra.Command {
 	f.String("token-file", "", "file holding the bootstrap token (mode 0600), instead of --token")
 	f.String("ca-fingerprint", "", "the hub CA's fingerprint, sha256:…, as \"hub token create\" prints it")
 	f.Bool("insecure", false, "connect in plaintext without an identity and accept unsigned snapshots (implied by a tcp:// --broker on a node that is not enrolled)")
+}
 
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		v, err := config.Load(cmd.Flags(), configFile)
-		if err != nil {
-			return err
-		}
-		logger, err := newLogger(v.GetString("log-level"))
-		if err != nil {
-			return err
-		}
-		// containerd's client logs through logrus; its lines join the
-		// agent's, in its format, at debug level.
-		ctrruntime.RouteClientLogs(logger.With("component", "containerd-client"))
-		if _, err := config.ApplyMemoryLimit(v.GetString("memory-limit")); err != nil {
-			return err
-		}
-		if _, err := config.ApplyGCPercent(v.GetInt("gc-percent")); err != nil {
-			return err
-		}
-		labels, err := config.Labels(config.StringList(v, "label"))
-		if err != nil {
-			return err
-		}
-		for k, val := range labels {
-			if err := api.ValidateLabelKey(k); err != nil {
-				return fmt.Errorf("--label: %w", err)
-			}
-			if err := api.ValidateLabelValue(val); err != nil {
-				return fmt.Errorf("--label %s: %w", k, err)
-			}
-		}
-		nodeName := v.GetString("node-name")
-		if err := api.ValidateDNSSubdomain(nodeName); err != nil {
-			return fmt.Errorf("--node-name: %w", err)
-		}
-		// containerd needs absolute paths for log files and mounts.
-		stateDir, err := filepath.Abs(v.GetString("state-dir"))
-		if err != nil {
-			return fmt.Errorf("--state-dir: %w", err)
-		}
-		if err := agent.EnsureDirs(stateDir); err != nil {
-			return err
-		}
-		logMax := api.Quantity(v.GetString("container-log-max-size"))
-		if err := logMax.Validate(); err != nil || logMax.Value() < 4096 {
-			return fmt.Errorf("--container-log-max-size %q: want a size of at least 4Ki, like 10Mi", logMax)
-		}
-		rtOpts := ctrruntime.Options{
-			Socket:             v.GetString("containerd-socket"),
-			Namespace:          v.GetString("containerd-namespace"),
-			Snapshotter:        v.GetString("snapshotter"),
-			InsecureRegistries: config.StringList(v, "insecure-registry"),
-			Platform:           agentPlatform(),
-			Logger:             logger,
-		}
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		sec, err := setUpIdentity(ctx, v, config.Given(v, cmd.Flags(), "broker"), nodeName, stateDir, logger)
-		if err != nil {
-			return err
-		}
-		logger.Info("starting edge agent", "node", nodeName, "version", version, "broker", sec.broker, "tls", sec.tls != nil)
-		return agent.Run(ctx, agent.Config{
-			NodeName:          nodeName,
-			Labels:            labels,
-			Broker:            sec.broker,
-			TLS:               sec.tls,
-			Verifier:          sec.verifier,
-			StateDir:          stateDir,
-			HeartbeatInterval: v.GetDuration("heartbeat-interval"),
-			KeepAlive:         v.GetDuration("mqtt-keepalive"),
-			Outbox:            outbox.Limits{MaxEntries: v.GetInt("outbox-max-entries"), MaxBytes: v.GetInt64("outbox-max-bytes")},
-			Resync:            v.GetDuration("resync-interval"),
-			Version:           version,
-			Logger:            logger,
-			ConnectRuntime: func(ctx context.Context) (agent.Runtime, error) {
-				return ctrruntime.New(ctx, rtOpts)
-			},
-			// Metrics and container logs.
-			MetricsInterval:          v.GetDuration("metrics-interval"),
-			MetricsOfflineResolution: v.GetDuration("metrics-offline-resolution"),
-			ContainerLogMaxSize:      logMax.Value(),
-		})
+// runAgent checks the settings, sets up the node's identity and runs the
+// agent until SIGINT or SIGTERM.
+func runAgent(cmd *cobra.Command, configFile string) error {
+	v, err := config.Load(cmd.Flags(), configFile)
+	if err != nil {
+		return err
 	}
-	cmd.AddCommand(&cobra.Command{
-		Use:   "version",
-		Short: "Print the agent's version, commit, build date and platform",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprint(cmd.OutOrStdout(), versionText())
+	logger, err := newLogger(v.GetString("log-level"))
+	if err != nil {
+		return err
+	}
+	// containerd's client logs through logrus; its lines join the
+	// agent's, in its format, at debug level.
+	ctrruntime.RouteClientLogs(logger.With("component", "containerd-client"))
+	if _, err := config.ApplyMemoryLimit(v.GetString("memory-limit")); err != nil {
+		return err
+	}
+	if _, err := config.ApplyGCPercent(v.GetInt("gc-percent")); err != nil {
+		return err
+	}
+	labels, err := config.Labels(config.StringList(v, "label"))
+	if err != nil {
+		return err
+	}
+	for k, val := range labels {
+		if err := api.ValidateLabelKey(k); err != nil {
+			return fmt.Errorf("--label: %w", err)
+		}
+		if err := api.ValidateLabelValue(val); err != nil {
+			return fmt.Errorf("--label %s: %w", k, err)
+		}
+	}
+	nodeName := v.GetString("node-name")
+	if err := api.ValidateDNSSubdomain(nodeName); err != nil {
+		return fmt.Errorf("--node-name: %w", err)
+	}
+	// containerd needs absolute paths for log files and mounts.
+	stateDir, err := filepath.Abs(v.GetString("state-dir"))
+	if err != nil {
+		return fmt.Errorf("--state-dir: %w", err)
+	}
+	if err := agent.EnsureDirs(stateDir); err != nil {
+		return err
+	}
+	logMax := api.Quantity(v.GetString("container-log-max-size"))
+	if err := logMax.Validate(); err != nil || logMax.Value() < 4096 {
+		return fmt.Errorf("--container-log-max-size %q: want a size of at least 4Ki, like 10Mi", logMax)
+	}
+	rtOpts := ctrruntime.Options{
+		Socket:             v.GetString("containerd-socket"),
+		Namespace:          v.GetString("containerd-namespace"),
+		Snapshotter:        v.GetString("snapshotter"),
+		InsecureRegistries: config.StringList(v, "insecure-registry"),
+		Platform:           agentPlatform(),
+		Logger:             logger,
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sec, err := setUpIdentity(ctx, v, config.Given(v, cmd.Flags(), "broker"), nodeName, stateDir, logger)
+	if err != nil {
+		return err
+	}
+	logger.Info("starting edge agent", "node", nodeName, "version", version, "broker", sec.broker, "tls", sec.tls != nil)
+	return agent.Run(ctx, agent.Config{
+		NodeName:          nodeName,
+		Labels:            labels,
+		Broker:            sec.broker,
+		TLS:               sec.tls,
+		Verifier:          sec.verifier,
+		StateDir:          stateDir,
+		HeartbeatInterval: v.GetDuration("heartbeat-interval"),
+		KeepAlive:         v.GetDuration("mqtt-keepalive"),
+		Outbox:            outbox.Limits{MaxEntries: v.GetInt("outbox-max-entries"), MaxBytes: v.GetInt64("outbox-max-bytes")},
+		Resync:            v.GetDuration("resync-interval"),
+		Version:           version,
+		Logger:            logger,
+		ConnectRuntime: func(ctx context.Context) (agent.Runtime, error) {
+			return ctrruntime.New(ctx, rtOpts)
 		},
+		// Metrics and container logs.
+		MetricsInterval:          v.GetDuration("metrics-interval"),
+		MetricsOfflineResolution: v.GetDuration("metrics-offline-resolution"),
+		ContainerLogMaxSize:      logMax.Value(),
 	})
-	cmd.AddCommand(newCheckCommand(f))
-	return cmd
 }
 
 func newLogger(level string) (*slog.Logger, error) {

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/metrics"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/probe"
@@ -73,6 +75,8 @@ type Config struct {
 	// revision before the agent keeps or acts on it. Without one
 	// (--insecure, the fleet simulator) unsigned snapshots are accepted.
 	Verifier *wire.Verifier
+	// Now is the clock of the agent and its reconciler (default time.Now).
+	Now func() time.Time
 }
 
 // localState is what the agent keeps on the board: the newest snapshot,
@@ -135,6 +139,8 @@ type Agent struct {
 
 	// helloAgain is when a HelloRequest was last answered (UnixNano).
 	helloAgain atomic.Int64
+	// helloAsked wakes answerHellos: the hub asked for the node's hello.
+	helloAsked chan struct{}
 	// beatQueued is when a metrics batch carrying the heartbeat was last
 	// queued (UnixNano; 0: never).
 	beatQueued atomic.Int64
@@ -143,7 +149,9 @@ type Agent struct {
 	diskFull func() bool
 }
 
-// Run runs the agent until ctx ends.
+// Run runs the agent until ctx ends, and returns once every goroutine it
+// started has stopped (with the error of the first that failed, if one
+// did: the others are then stopped).
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = 10 * time.Second
@@ -151,58 +159,104 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName), connected: make(chan struct{}, 1)}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName),
+		connected: make(chan struct{}, 1), helloAsked: make(chan struct{}, 1)}
 	if cfg.Verifier == nil && !cfg.InMemory {
 		a.log.Warn("no pinned hub signing key: accepting unsigned snapshots (insecure mode)")
 	}
+	gc, closeState, err := a.openState()
+	if err != nil {
+		return err
+	}
+	defer closeState()
+	a.link = a.newLink()
 
-	var (
-		st        localState
-		recovered bool
-		gc        func(ctx context.Context)
-	)
-	if cfg.InMemory {
-		st, a.outbox = state.NewMemory(), outbox.NewMemory(cfg.Outbox)
+	g, ctx := errgroup.WithContext(ctx)
+	if gc != nil {
+		g.Go(func() error { gc(ctx); return nil })
+	}
+	// Reporting runs from the first second, so a board that boots without
+	// the hub queues what happens for later.
+	a.setFacts(gatherFacts(ctx, cfg))
+	a.startTelemetry(ctx, g)
+	g.Go(func() error { return a.link.Run(ctx) })
+	g.Go(func() error { a.drain(ctx); return nil })
+	g.Go(func() error { a.heartbeats(ctx); return nil })
+	g.Go(func() error { a.answerHellos(ctx); return nil })
+
+	rt, err := a.connectRuntime(ctx)
+	if err != nil {
+		return g.Wait() // ctx ended while waiting for the runtime
+	}
+	// Closed once nothing uses it any more: after g.Wait.
+	defer rt.Close()
+	a.startPods(ctx, g, rt)
+	return g.Wait()
+}
+
+// openState opens the local state and the outbox (in StateDir, or in
+// memory). It returns the store's space and garbage-collection loop (nil
+// in memory) and what closes the store.
+func (a *Agent) openState() (gc func(ctx context.Context), closeState func(), err error) {
+	var recovered bool
+	closeState = func() {}
+	if a.cfg.InMemory {
+		a.state, a.outbox = state.NewMemory(), outbox.NewMemory(a.cfg.Outbox)
 	} else {
-		release, err := state.Lock(cfg.StateDir)
+		release, err := state.Lock(a.cfg.StateDir)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		defer release()
-		disk, rec, err := state.OpenOrRecover(filepath.Join(cfg.StateDir, "state"), a.log)
+		disk, rec, err := state.OpenOrRecover(filepath.Join(a.cfg.StateDir, "state"), a.log)
 		if err != nil {
-			return err
+			release()
+			return nil, nil, err
 		}
-		defer disk.Close()
-		if a.outbox, err = outbox.Open(disk, cfg.Outbox); err != nil {
-			return err
+		closeState = func() {
+			if err := disk.Close(); err != nil {
+				a.log.Error("close local state", "err", err)
+			}
+			release()
 		}
-		st, recovered = disk, rec
+		if a.outbox, err = outbox.Open(disk, a.cfg.Outbox); err != nil {
+			closeState()
+			return nil, nil, err
+		}
+		a.state, recovered = disk, rec
 		a.diskFull = disk.Full
 		gc = func(ctx context.Context) { disk.Run(ctx, 5*time.Second, 10*time.Minute) }
 	}
-	a.state = st
-	if snap, _ := st.Snapshot(); snap.Revision > 0 {
+	if snap, err := a.state.Snapshot(); err != nil {
+		a.log.Error("read desired snapshot from local state", "err", err)
+	} else if snap.Revision > 0 {
 		queued, _ := a.outbox.Len()
 		a.log.Info("loaded desired snapshot from local state", "revision", snap.Revision, "pods", len(snap.Pods), "queuedReports", queued)
 	}
 	// The agent is offline until its first connect.
-	a.offlineSince = time.Now()
+	a.offlineSince = a.now()
 	a.started = a.offlineSince
 	if recovered {
 		a.nodeEvent(api.EventWarning, "StateRecovered", "the agent's local state was damaged and has been rebuilt; restart counts were reset")
 	}
+	return gc, closeState, nil
+}
 
-	a.link = link.New(link.Options{
-		Broker:   cfg.Broker,
-		TLS:      cfg.TLS,
-		ClientID: wire.AgentClientID(cfg.NodeName),
+// newLink makes the MQTT session to the hub's broker, subscribed to the
+// node's desired snapshot and requests.
+func (a *Agent) newLink() *link.Session {
+	l := link.New(link.Options{
+		Broker:   a.cfg.Broker,
+		TLS:      a.cfg.TLS,
+		ClientID: wire.AgentClientID(a.cfg.NodeName),
 		Will: &link.Will{
-			Topic:    wire.NodeTopic(cfg.NodeName, wire.TopicOnline),
+			Topic:    wire.NodeTopic(a.cfg.NodeName, wire.TopicOnline),
 			Payload:  a.mustEncodeOnline(false),
 			Retained: true,
 		},
-		KeepAlive: cfg.KeepAlive,
+		KeepAlive: a.cfg.KeepAlive,
 		// Reconnects spread over at most 10 s: a fleet returning after a
 		// broker outage arrives at about a thousand agents a second per
 		// 10,000 rather than all at once, and a site back from a long
@@ -217,33 +271,14 @@ func Run(ctx context.Context, cfg Config) error {
 		OnDisconnect:      a.onDisconnect,
 		Logger:            a.log,
 	})
-	a.link.Subscribe(wire.NodeTopic(cfg.NodeName, wire.TopicDesired), 1, a.onDesired)
-	a.link.Subscribe(wire.NodeTopic(cfg.NodeName, wire.TopicRequests), 1, a.onRequest)
+	l.Subscribe(wire.NodeTopic(a.cfg.NodeName, wire.TopicDesired), 1, a.onDesired)
+	l.Subscribe(wire.NodeTopic(a.cfg.NodeName, wire.TopicRequests), 1, a.onRequest)
+	return l
+}
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	run := func(f func(ctx context.Context)) {
-		wg.Add(1)
-		go func() { defer wg.Done(); f(ctx) }()
-	}
-	if gc != nil {
-		run(gc)
-	}
-	// Reporting runs from the first second, so a board that boots without
-	// the hub queues what happens for later.
-	a.setFacts(gatherFacts(ctx, cfg))
-	a.startTelemetry(run)
-	run(func(ctx context.Context) { _ = a.link.Run(ctx) })
-	run(a.drain)
-	run(a.heartbeats)
-
-	rt, err := a.connectRuntime(ctx)
-	if err != nil {
-		return nil // ctx ended while waiting for the runtime
-	}
-	defer rt.Close()
+// startPods starts the prober and the reconciler on the runtime, which is
+// now reachable, in g.
+func (a *Agent) startPods(ctx context.Context, g *errgroup.Group, rt Runtime) {
 	a.tel.collector.SetRuntime(rt)
 	if v, err := rt.Version(ctx); err == nil {
 		a.mu.Lock()
@@ -252,31 +287,39 @@ func Run(ctx context.Context, cfg Config) error {
 		if a.link.Connected() {
 			a.sendHello(ctx)
 		}
+	} else if ctx.Err() == nil {
+		a.log.Warn("read the container runtime's version", "err", err)
 	}
-
 	prober := probe.New(probe.Options{Exec: rt, OnChange: func(string) {
 		if rec := a.rec.Load(); rec != nil {
 			rec.Wake()
 		}
 	}})
-	run(func(ctx context.Context) { _ = prober.Run(ctx) })
+	g.Go(func() error { return prober.Run(ctx) })
 	rec := reconcile.New(reconcile.Config{
 		Runtime:   rt,
-		History:   st,
+		History:   a.state,
 		Desired:   a.desired,
 		Report:    a.queueReport,
 		Event:     a.queueEvent,
 		Prober:    prober,
-		Rollbacks: st,
-		DataDir:   cfg.StateDir,
+		Rollbacks: a.state,
+		DataDir:   a.cfg.StateDir,
 		HostIP:    a.getFacts().InternalIP,
-		Resync:    cfg.Resync,
+		Resync:    a.cfg.Resync,
 		Logger:    a.log,
+		Now:       a.cfg.Now,
 	})
 	a.rec.Store(rec)
-	run(func(ctx context.Context) { _ = rec.Run(ctx) })
-	<-ctx.Done()
-	return nil
+	g.Go(func() error { return rec.Run(ctx) })
+}
+
+// now is the agent's clock (Config.Now).
+func (a *Agent) now() time.Time {
+	if a.cfg.Now != nil {
+		return a.cfg.Now()
+	}
+	return time.Now()
 }
 
 // connectRuntime retries the runtime connection with back-off until it
@@ -405,11 +448,11 @@ func (a *Agent) onConnect(ctx context.Context) {
 	a.mu.Unlock()
 	switch {
 	case first:
-		a.nodeEvent(api.EventNormal, "Online", fmt.Sprintf("agent %s connected to the hub, %s after it started", a.cfg.Version, time.Since(a.started).Round(time.Millisecond)))
+		a.nodeEvent(api.EventNormal, "Online", fmt.Sprintf("agent %s connected to the hub, %s after it started", a.cfg.Version, a.now().Sub(a.started).Round(time.Millisecond)))
 	case !since.IsZero():
 		// The outage counts from the last report that got through, not
 		// from when the keep-alive noticed the link gone.
-		a.nodeEvent(api.EventNormal, "Online", fmt.Sprintf("reconnected to the hub after %s offline", time.Since(since).Round(time.Second)))
+		a.nodeEvent(api.EventNormal, "Online", fmt.Sprintf("reconnected to the hub after %s offline", a.now().Sub(since).Round(time.Second)))
 	}
 	a.resendStatus()
 	select {
@@ -433,7 +476,10 @@ func (a *Agent) getFacts() Facts {
 // sendHello announces the node's labels and facts.
 func (a *Agent) sendHello(ctx context.Context) {
 	f := a.getFacts()
-	snap, _ := a.state.Snapshot()
+	snap, err := a.state.Snapshot()
+	if err != nil {
+		a.log.Error("read desired snapshot for the hello", "err", err)
+	}
 	hello := wire.Hello{
 		Labels:           f.Labels,
 		Info:             f.Info,
@@ -442,7 +488,7 @@ func (a *Agent) sendHello(ctx context.Context) {
 		ObservedRevision: snap.Revision,
 		Outbox:           a.outboxState(),
 	}
-	if err := a.publishNow(ctx, wire.TopicStatus, wire.TypeHello, hello, false); err != nil {
+	if err := a.publishNow(ctx, wire.TopicStatus, wire.TypeHello, hello, false); err != nil && ctx.Err() == nil {
 		a.log.Warn("publish hello", "err", err)
 	}
 }
@@ -452,7 +498,7 @@ func (a *Agent) sendHello(ctx context.Context) {
 // (up to 1.5 keep-alives): the outage is counted from the last report the
 // broker acknowledged.
 func (a *Agent) onDisconnect(err error) {
-	now := time.Now()
+	now := a.now()
 	since := now
 	if last := a.lastAck.Load(); last != 0 && time.Unix(0, last).Before(now) {
 		since = time.Unix(0, last)
@@ -466,7 +512,7 @@ func (a *Agent) onDisconnect(err error) {
 }
 
 // acked notes that the broker acknowledged a publish now.
-func (a *Agent) acked() { a.lastAck.Store(time.Now().UnixNano()) }
+func (a *Agent) acked() { a.lastAck.Store(a.now().UnixNano()) }
 
 // queueReport sets the node's pod status to deliver; it is called by the
 // reconciler whenever the status changes.
@@ -505,7 +551,7 @@ func (a *Agent) setStatus(r any) {
 		a.log.Error("set pod status", "err", err)
 		return
 	}
-	b, err := wire.Encode(wire.TypePodStatus, a.cfg.NodeName, seq, time.Now(), r)
+	b, err := wire.Encode(wire.TypePodStatus, a.cfg.NodeName, seq, a.now(), r)
 	if err != nil {
 		a.log.Error("set pod status", "err", err)
 		return
@@ -524,30 +570,17 @@ func (a *Agent) queueEvent(e wire.Event) {
 func (a *Agent) nodeEvent(typ api.EventType, reason, message string) {
 	a.queueEvent(wire.Event{
 		Object: api.ObjectReference{Kind: api.KindNode, Name: a.cfg.NodeName},
-		Type:   typ, Reason: reason, Message: message, Time: time.Now().UTC(),
+		Type:   typ, Reason: reason, Message: message, Time: a.now().UTC(),
 	})
 }
 
 // enqueue puts one report in the outbox and returns its sequence number.
 // A report that cannot be queued (the disk failed) is logged; the agent
-// goes on keeping its node right.
+// goes on keeping its node right. (Pod status does not come here: it
+// takes the outbox's status slot, which no bound drops.)
 func (a *Agent) enqueue(topic, typ string, class outbox.Class, payload any) (uint64, bool) {
 	seq, err := a.enqueueErr(topic, typ, class, payload)
 	switch {
-	case errors.Is(err, outbox.ErrDropped) && class == outbox.Status && a.link.Connected():
-		// Counted as dropped from the outbox (it is full, or its disk),
-		// but the pods' status must still reach the hub (it shows them
-		// Unknown after an outage until it has it), and a later one
-		// supersedes it: send it now.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		seq, err := a.publishNowSeq(ctx, topic, typ, payload, false)
-		if err != nil {
-			a.log.Warn("send pod status past the full outbox", "err", err)
-			return 0, false
-		}
-		a.noteStatusSeq(seq)
-		return seq, true
 	case errors.Is(err, outbox.ErrDropped):
 		// Counted as dropped; the heartbeat says so, and DiskPressure when
 		// the disk is why.
@@ -564,7 +597,7 @@ func (a *Agent) enqueueErr(topic, typ string, class outbox.Class, payload any) (
 	if err != nil {
 		return 0, err
 	}
-	b, err := wire.Encode(typ, a.cfg.NodeName, seq, time.Now(), payload)
+	b, err := wire.Encode(typ, a.cfg.NodeName, seq, a.now(), payload)
 	if err != nil {
 		return 0, err
 	}
@@ -678,7 +711,10 @@ func (a *Agent) outboxState() wire.OutboxState {
 // the revision it runs, its outbox, and the newest pod status report the
 // broker acknowledged.
 func (a *Agent) heartbeat() wire.Heartbeat {
-	snap, _ := a.state.Snapshot()
+	snap, err := a.state.Snapshot()
+	if err != nil {
+		a.log.Error("read desired snapshot for the heartbeat", "err", err)
+	}
 	return wire.Heartbeat{ObservedRevision: snap.Revision, Outbox: a.outboxState(), StatusSeq: a.statusSeq.Load()}
 }
 
@@ -711,7 +747,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 		if !a.link.Connected() {
 			continue
 		}
-		if !a.beatDue(time.Now()) {
+		if !a.beatDue(a.now()) {
 			continue
 		}
 		if err := a.publishNow(ctx, wire.TopicStatus, wire.TypeHeartbeat, a.heartbeat(), false); err != nil &&
@@ -734,7 +770,7 @@ func (a *Agent) publishNowSeq(ctx context.Context, kind, typ string, payload any
 	if err != nil {
 		return 0, err
 	}
-	b, err := wire.Encode(typ, a.cfg.NodeName, seq, time.Now(), payload)
+	b, err := wire.Encode(typ, a.cfg.NodeName, seq, a.now(), payload)
 	if err != nil {
 		return 0, err
 	}
@@ -748,7 +784,7 @@ func (a *Agent) publishNowSeq(ctx context.Context, kind, typ string, payload any
 func (a *Agent) mustEncodeOnline(online bool) []byte {
 	// The will's sequence number is 0: it is the broker speaking for the
 	// agent, and the hub orders online flags by their arrival.
-	b, err := wire.Encode(wire.TypeOnline, a.cfg.NodeName, 0, time.Now(), wire.Online{Online: online})
+	b, err := wire.Encode(wire.TypeOnline, a.cfg.NodeName, 0, a.now(), wire.Online{Online: online})
 	if err != nil {
 		panic(fmt.Sprintf("encode online flag: %v", err)) // a fixed struct always encodes
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/logs"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/metrics"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
@@ -23,10 +25,10 @@ type telemetry struct {
 }
 
 // startTelemetry makes the collector and the log server and starts them
-// with run. Samples go through the outbox as telemetry (dropped first when
-// it is full); log replies go straight to the broker, since a late one is
-// worthless.
-func (a *Agent) startTelemetry(run func(func(ctx context.Context))) {
+// in g, on ctx. Samples go through the outbox as telemetry (dropped first
+// when it is full); log replies go straight to the broker, since a late
+// one is worthless.
+func (a *Agent) startTelemetry(ctx context.Context, g *errgroup.Group) {
 	a.tel.collector = metrics.New(metrics.Config{
 		Interval:          a.cfg.MetricsInterval,
 		OfflineResolution: a.cfg.MetricsOfflineResolution,
@@ -39,15 +41,16 @@ func (a *Agent) startTelemetry(run func(func(ctx context.Context))) {
 			_, err := a.enqueueErr(wire.TopicMetrics, wire.TypeMetrics, outbox.Telemetry, b)
 			switch {
 			case err == nil:
-				a.beatQueued.Store(time.Now().UnixNano())
+				a.beatQueued.Store(a.now().UnixNano())
 			case errors.Is(err, outbox.ErrDropped) && a.link.Connected():
 				// The outbox dropped it (counted): send it now, so that the
 				// hub still gets the heartbeat it carries, the node's usage
-				// and its DiskPressure.
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				// and its DiskPressure. Send is called from the collector's
+				// Run, on ctx.
+				ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				defer cancel()
 				if err := a.publishNow(ctx, wire.TopicMetrics, wire.TypeMetrics, b, false); err == nil {
-					a.beatQueued.Store(time.Now().UnixNano())
+					a.beatQueued.Store(a.now().UnixNano())
 				}
 			case !errors.Is(err, outbox.ErrDropped):
 				a.log.Error("queue metrics", "err", err)
@@ -67,15 +70,16 @@ func (a *Agent) startTelemetry(run func(func(ctx context.Context))) {
 		Reply:         a.sendLogReply,
 		Logger:        a.log,
 	})
-	run(func(ctx context.Context) { _ = a.tel.collector.Run(ctx) })
-	run(func(ctx context.Context) { _ = a.tel.logs.Run(ctx) })
+	g.Go(func() error { return a.tel.collector.Run(ctx) })
+	g.Go(func() error { return a.tel.logs.Run(ctx) })
 }
 
 // helloAgainEvery bounds how often a HelloRequest is answered.
 const helloAgainEvery = 5 * time.Second
 
 // onRequest takes a request from the hub. It runs on the MQTT receive
-// path, so it only queues the work.
+// path, so it only hands the work on: a hello to answerHellos, a log
+// request to the log server.
 func (a *Agent) onRequest(topic string, payload []byte) {
 	env, err := wire.Decode(topic, payload)
 	if err != nil {
@@ -87,19 +91,15 @@ func (a *Agent) onRequest(topic string, payload []byte) {
 		// broker when the agent connected) or thinks its pods lost: say
 		// it again, with the pods' status, at most every few seconds
 		// whoever asks.
-		now := time.Now().UnixNano()
+		now := a.now().UnixNano()
 		last := a.helloAgain.Load()
 		if now-last < int64(helloAgainEvery) || !a.helloAgain.CompareAndSwap(last, now) {
 			return
 		}
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			a.sendHello(ctx)
-			// And the pods' status: the hub may have marked them lost
-			// while it did not hear from this node, or lost a report.
-			a.resendStatus()
-		}()
+		select {
+		case a.helloAsked <- struct{}{}:
+		default: // one is asked already
+		}
 		return
 	}
 	var req wire.LogRequest
@@ -109,6 +109,23 @@ func (a *Agent) onRequest(topic string, payload []byte) {
 	}
 	if a.tel.logs == nil || !a.tel.logs.Submit(req) {
 		a.log.Warn("too many log requests at once; dropping one", "id", req.ID, "pod", req.Namespace+"/"+req.Pod)
+	}
+}
+
+// answerHellos answers the hub's HelloRequests (onRequest hands them on)
+// until ctx ends: the node's hello again, and its pods' status, which the
+// hub may have marked lost while it did not hear from this node, or lost.
+func (a *Agent) answerHellos(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.helloAsked:
+		}
+		hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		a.sendHello(hctx)
+		cancel()
+		a.resendStatus()
 	}
 }
 

@@ -27,6 +27,10 @@ type fakeRuntime struct {
 	createGate chan struct{}
 	calls      []string
 	exits      chan Exit
+	// ran holds the containers whose task has started at least once;
+	// madeFrom, each run that CreateNextRun made, and the run it copied.
+	ran      map[string]bool
+	madeFrom map[string]string
 }
 
 func newFakeRuntime(now func() time.Time) *fakeRuntime {
@@ -38,6 +42,8 @@ func newFakeRuntime(now func() time.Time) *fakeRuntime {
 		images:     map[string]bool{},
 		pullErr:    map[string]error{},
 		exits:      make(chan Exit, 16),
+		ran:        map[string]bool{},
+		madeFrom:   map[string]string{},
 	}
 }
 
@@ -133,13 +139,26 @@ func (f *fakeRuntime) CreateNextRun(ctx context.Context, from, id string, labels
 		return fmt.Errorf("create %s: %w", id, ErrAlreadyExists)
 	}
 	f.containers[id] = &Container{ID: id, Labels: labels, Image: old.Image, State: TaskNone}
+	f.madeFrom[id] = from
 	spec := f.specs[from]
 	spec.ID, spec.Labels, spec.ShimGroup = id, labels, shimGroup
 	f.specs[id] = spec
 	return nil
 }
 
+// Start takes the real runtime's three steps: a new task (the exited one
+// deleted), the start-time label, the task's start.
 func (f *fakeRuntime) Start(ctx context.Context, id, logPath string) error {
+	if err := f.newTask(id, logPath); err != nil {
+		return err
+	}
+	f.labelStart(id)
+	f.startTask(id)
+	return nil
+}
+
+// newTask is Start's first step: the container gets a created task.
+func (f *fakeRuntime) newTask(id, logPath string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, ok := f.containers[id]
@@ -151,11 +170,30 @@ func (f *fakeRuntime) Start(ctx context.Context, id, logPath string) error {
 		return f.startErr
 	}
 	f.logs[id] = logPath
-	c.State = TaskRunning
-	c.StartedAt = f.now()
+	c.State = TaskCreated
 	c.ExitCode = 0
 	c.FinishedAt = time.Time{}
 	return nil
+}
+
+// labelStart is Start's second step: the start time is recorded on the
+// container (LabelStartedAt).
+func (f *fakeRuntime) labelStart(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.containers[id]; ok {
+		c.StartedAt = f.now()
+	}
+}
+
+// startTask is Start's last step: the task runs.
+func (f *fakeRuntime) startTask(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.containers[id]; ok {
+		c.State = TaskRunning
+		f.ran[id] = true
+	}
 }
 
 func (f *fakeRuntime) Stop(ctx context.Context, id string, grace time.Duration) error {
@@ -233,6 +271,8 @@ type memHistory struct {
 	mu    sync.Mutex
 	recs  map[string]RestartRecord
 	saves int // SaveRestarts calls: each is a synced write on a board
+	// readErr, if set, fails Restarts.
+	readErr error
 }
 
 func newMemHistory() *memHistory { return &memHistory{recs: map[string]RestartRecord{}} }
@@ -240,7 +280,16 @@ func newMemHistory() *memHistory { return &memHistory{recs: map[string]RestartRe
 func (h *memHistory) Restarts(id string) (RestartRecord, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.readErr != nil {
+		return RestartRecord{}, h.readErr
+	}
 	return h.recs[id], nil
+}
+
+func (h *memHistory) failReads(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.readErr = err
 }
 
 func (h *memHistory) SaveRestarts(id string, rec RestartRecord) error {

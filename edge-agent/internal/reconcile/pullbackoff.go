@@ -195,32 +195,19 @@ func (r *Reconciler) pullHeld(pod *wire.SnapshotPod, spec *api.Container) time.T
 		return time.Time{}
 	}
 	key := ContainerID(pod, spec.Name)
-	r.holdPull(key, spec.Image, f)
-	r.announceBackOff(pod, spec.Name, key, spec.Image, f)
+	r.holdPull(pod.UID, key, spec.Image, f)
+	r.emitAll(r.announcement(pod, spec.Name, key, spec.Image, f))
 	return f.Next
 }
 
-// holdPull makes key (a container, or a pod's pre-pull) wait for image's
-// pull back-off f.
-func (r *Reconciler) holdPull(key, image string, f pullFailure) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	p := r.retries[key]
-	p.next = f.Next
-	r.retries[key] = p
-	r.waiting[key] = waitState{reason: reasonErrImagePull, message: f.Message, image: image}
-}
-
-// announceBackOff reports, once per back-off step of image, that key's
-// pull waits for it (kubelet's BackOff event).
-func (r *Reconciler) announceBackOff(pod *wire.SnapshotPod, container, key, image string, f pullFailure) {
-	r.mu.Lock()
-	done := r.announced[key].Equal(f.Next)
-	r.announced[key] = f.Next
-	r.mu.Unlock()
-	if !done {
-		r.emit(pod, container, api.EventNormal, "BackOff", fmt.Sprintf("Back-off pulling image %q", image))
+// announcement is the report, once per back-off step of image, that the
+// pull of a container of pod (key; "" for the pod's pre-pull) waits for
+// it (kubelet's BackOff event); nil if that step was reported already.
+func (r *Reconciler) announcement(pod *wire.SnapshotPod, container, key, image string, f pullFailure) *podEvent {
+	if !r.announce(pod.UID, key, f.Next) {
+		return nil
 	}
+	return newEvent(pod, container, api.EventNormal, "BackOff", fmt.Sprintf("Back-off pulling image %q", image))
 }
 
 // pullWaiting returns the waiting state of a container (or pre-pull) that

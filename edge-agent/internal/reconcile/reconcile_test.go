@@ -807,7 +807,11 @@ func TestStartingARunningContainerIsNotAFailure(t *testing.T) {
 	if err := h.hist.SaveRestarts(id, counted); err != nil {
 		t.Fatal(err)
 	}
-	h.rec.runTask(context.Background(), &p, id, id, counted, true, nil)
+	ok, ev := h.rec.runTask(context.Background(), &p, id, id, counted, true)
+	h.rec.emitAll(ev)
+	if !ok {
+		t.Fatal("a start that found its task running reported it not running")
+	}
 	if got := h.eventReasons(); len(got) != 0 {
 		t.Fatalf("events %v, want none", got)
 	}
@@ -1023,5 +1027,66 @@ func TestRestartFallsBackToThePodSpec(t *testing.T) {
 	}
 	if st := h.lastStatus("web").ContainerStatuses[0]; st.RestartCount != 1 || st.State.Running == nil {
 		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestUnreadableHistoryKeepsTheLastStatus: while the restart history
+// cannot be read, the pod's status is not reported with its restarts
+// forgotten: the last report stands, and the right one goes out once the
+// history reads again.
+func TestUnreadableHistoryKeepsTheLastStatus(t *testing.T) {
+	h := newHarness(t)
+	p := pod("web", "reg/web:v1", api.RestartAlways)
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{p}})
+	h.sync()
+	h.clock.Advance(time.Second)
+	h.rt.exit(h.rt.current(&p, "main"), 1)
+	h.sync()
+	if rc := h.lastStatus("web").ContainerStatuses[0].RestartCount; rc != 1 {
+		t.Fatalf("restartCount = %d, want 1", rc)
+	}
+	h.hist.failReads(errors.New("badger: read failed"))
+	h.desired.set(wire.Snapshot{Revision: 2, Pods: []wire.SnapshotPod{p}}) // a new revision to report
+	if next := h.sync(); next.IsZero() || next.After(h.clock.Now().Add(time.Second)) {
+		t.Errorf("next pass at %v, want within a second to report the status", next)
+	}
+	last := h.reports[len(h.reports)-1]
+	if rc := last.Pods[0].Status.ContainerStatuses[0].RestartCount; rc != 1 || last.ObservedRevision != 1 {
+		t.Fatalf("reported revision %d with restartCount %d while the history could not be read; want the last report (1, 1)",
+			last.ObservedRevision, rc)
+	}
+	h.hist.failReads(nil)
+	h.sync()
+	if last := h.reports[len(h.reports)-1]; last.ObservedRevision != 2 || last.Pods[0].Status.ContainerStatuses[0].RestartCount != 1 {
+		t.Fatalf("after the history reads again: %+v", last)
+	}
+}
+
+// TestStateGoesWithItsPod: what the reconciler remembers of a pod (its
+// waits, back-offs, workers) goes once the pod is neither desired nor on
+// the board.
+func TestStateGoesWithItsPod(t *testing.T) {
+	h := newHarness(t)
+	h.rt.pullErr["reg/missing:v1"] = fmt.Errorf("pull reg/missing:v1: %w", ErrImagePull)
+	missing := pod("missing", "reg/missing:v1", api.RestartAlways)
+	web := pod("web", "reg/web:v1", api.RestartAlways)
+	web.PrePull = []string{"reg/missing:v1"}
+	h.desired.set(wire.Snapshot{Revision: 1, Pods: []wire.SnapshotPod{missing, web}})
+	h.syncs(2)
+	h.rec.mu.Lock()
+	n := len(h.rec.pods)
+	h.rec.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("state of %d pods, want 2 (a container waiting for its pull, a pre-pull waiting)", n)
+	}
+	h.desired.set(wire.Snapshot{Revision: 2})
+	h.syncs(2)
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
+	if len(h.rec.pods) != 0 {
+		for uid, s := range h.rec.pods {
+			t.Errorf("pod %s: %+v", uid, *s)
+		}
+		t.Fatal("state left of pods that are gone")
 	}
 }

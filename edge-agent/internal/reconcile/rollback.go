@@ -88,64 +88,83 @@ func (r *Reconciler) judge(plans map[string]*podPlan, reverts map[string]*wire.R
 	if r.cfg.Rollbacks == nil {
 		return
 	}
+	r.forgetJudgements(plans)
 	now := r.now()
-	for uid := range r.goodHash {
-		if plans[uid] == nil {
-			delete(r.goodHash, uid)
-			delete(r.trials, uid)
-		}
-	}
 	for uid, plan := range plans {
-		pod := plan.pod
-		if reverts[uid] != nil {
-			delete(r.trials, uid)
-			continue
+		switch {
+		case reverts[uid] != nil:
+			r.withPod(uid, func(s *podState) { s.trial = trial{} })
+		case r.podReady(plan):
+			r.withPod(uid, func(s *podState) { s.trial = trial{} })
+			r.maybeSaveGood(plan)
+		case plan.pod.ProgressDeadlineSeconds > 0:
+			r.judgeTrial(plan, now)
 		}
-		if r.podReady(plan) {
-			delete(r.trials, uid)
-			if r.goodHash[uid] != pod.SpecHash && r.readyFor(plan) >= goodAfter {
-				if err := r.cfg.Rollbacks.SaveGood(*pod); err != nil {
-					r.log.Warn("remember good spec", "pod", pod.Namespace+"/"+pod.Name, "err", err)
-					continue
-				}
-				r.goodHash[uid] = pod.SpecHash
-			}
-			continue
-		}
-		if pod.ProgressDeadlineSeconds <= 0 {
-			continue
-		}
-		good, ok, err := r.cfg.Rollbacks.LastGood(uid)
-		if err != nil || !ok || good.SpecHash == pod.SpecHash {
-			continue // nothing to go back to
-		}
-		t, ok := r.trials[uid]
-		if !ok || t.hash != pod.SpecHash {
-			t = trial{hash: pod.SpecHash, since: now}
-			r.trials[uid] = t
-		}
-		reason := ""
-		for i := range pod.Spec.Containers {
-			name := pod.Spec.Containers[i].Name
-			if rec, err := r.cfg.History.Restarts(ContainerID(pod, name)); err == nil && rec.Restarts >= crashLoopRestarts {
-				reason = fmt.Sprintf("container %s crash-looped (%d restarts)", name, rec.Restarts)
-			}
-		}
-		if deadline := time.Duration(pod.ProgressDeadlineSeconds) * time.Second; reason == "" && now.Sub(t.since) > deadline {
-			reason = fmt.Sprintf("not Ready within the progress deadline of %s", deadline)
-		}
-		if reason == "" {
-			continue
-		}
-		if err := r.cfg.Rollbacks.SaveRejection(uid, Rejection{SpecHash: pod.SpecHash, Reason: reason, At: now}); err != nil {
-			r.log.Error("record rejected spec", "pod", pod.Namespace+"/"+pod.Name, "err", err)
-			continue
-		}
-		delete(r.trials, uid)
-		r.log.Warn("reverting pod to its last good spec", "pod", pod.Namespace+"/"+pod.Name, "from", pod.SpecHash, "to", good.SpecHash, "reason", reason)
-		r.emit(pod, "", api.EventWarning, "RolledBack", fmt.Sprintf("Reverted to the last good spec (%s): new spec %s %s", good.SpecHash, pod.SpecHash, reason))
-		r.Wake()
 	}
+}
+
+// maybeSaveGood saves the spec of a Ready pod as its last good one, once
+// it has been Ready for goodAfter.
+func (r *Reconciler) maybeSaveGood(plan *podPlan) {
+	pod := plan.pod
+	var saved string
+	r.withPod(pod.UID, func(s *podState) { saved = s.goodHash })
+	if saved == pod.SpecHash || r.readyFor(plan) < goodAfter {
+		return
+	}
+	if err := r.cfg.Rollbacks.SaveGood(*pod); err != nil {
+		r.log.Warn("remember good spec", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+		return
+	}
+	r.withPod(pod.UID, func(s *podState) { s.goodHash = pod.SpecHash })
+}
+
+// judgeTrial follows a pod that is not Ready under a progress deadline
+// and has a good spec to go back to: it rejects the pod's spec when a
+// container crash-loops, or the deadline passes.
+func (r *Reconciler) judgeTrial(plan *podPlan, now time.Time) {
+	pod := plan.pod
+	good, ok, err := r.cfg.Rollbacks.LastGood(pod.UID)
+	if err != nil {
+		r.log.Error("read the pod's last good spec", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+		return
+	}
+	if !ok || good.SpecHash == pod.SpecHash {
+		return // nothing to go back to
+	}
+	var t trial
+	r.withPod(pod.UID, func(s *podState) {
+		if s.trial.hash != pod.SpecHash {
+			s.trial = trial{hash: pod.SpecHash, since: now}
+		}
+		t = s.trial
+	})
+	reason := ""
+	for i := range pod.Spec.Containers {
+		name := pod.Spec.Containers[i].Name
+		rec, err := r.cfg.History.Restarts(ContainerID(pod, name))
+		if err != nil {
+			r.log.Error("read restart history", "pod", pod.Namespace+"/"+pod.Name, "container", name, "err", err)
+			continue
+		}
+		if rec.Restarts >= crashLoopRestarts {
+			reason = fmt.Sprintf("container %s crash-looped (%d restarts)", name, rec.Restarts)
+		}
+	}
+	if deadline := time.Duration(pod.ProgressDeadlineSeconds) * time.Second; reason == "" && now.Sub(t.since) > deadline {
+		reason = fmt.Sprintf("not Ready within the progress deadline of %s", deadline)
+	}
+	if reason == "" {
+		return
+	}
+	if err := r.cfg.Rollbacks.SaveRejection(pod.UID, Rejection{SpecHash: pod.SpecHash, Reason: reason, At: now}); err != nil {
+		r.log.Error("record rejected spec", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+		return
+	}
+	r.withPod(pod.UID, func(s *podState) { s.trial = trial{} })
+	r.log.Warn("reverting pod to its last good spec", "pod", pod.Namespace+"/"+pod.Name, "from", pod.SpecHash, "to", good.SpecHash, "reason", reason)
+	r.emit(pod, "", api.EventWarning, "RolledBack", fmt.Sprintf("Reverted to the last good spec (%s): new spec %s %s", good.SpecHash, pod.SpecHash, reason))
+	r.Wake()
 }
 
 // readyFor is how long every container of the plan's pod has been
@@ -179,59 +198,58 @@ func (r *Reconciler) prePull(ctx context.Context, pod *wire.SnapshotPod) time.Ti
 	if len(pod.PrePull) == 0 {
 		return time.Time{}
 	}
-	key := "prepull:" + pod.UID
 	want := strings.Join(pod.PrePull, ",")
-	r.mu.Lock()
-	done := r.prepulled[pod.UID] == want
-	r.mu.Unlock()
+	var done bool
+	r.withPod(pod.UID, func(s *podState) { done = s.prepulled == want })
 	if done {
 		return time.Time{}
 	}
 	// The images' pull back-off holds a pre-pull as it holds a start.
 	for _, img := range pod.PrePull {
 		if f, held := r.pulls.holding(img, api.PullIfNotPresent, r.now()); held {
-			r.holdPull(key, img, f)
-			r.announceBackOff(pod, "", key, img, f)
+			r.holdPull(pod.UID, "", img, f)
+			r.emitAll(r.announcement(pod, "", "", img, f))
 			return f.Next
 		}
 	}
-	images := append([]string(nil), pod.PrePull...)
-	r.spawn(ctx, key, func(ctx context.Context) {
-		for _, img := range images {
-			present, f, tried := r.fetch(ctx, img, api.PullIfNotPresent)
-			if present {
-				continue
-			}
-			if f.Attempts == 0 {
-				return // ctx ended
-			}
-			r.holdPull(key, img, f)
-			if tried {
-				r.log.Warn("pre-pull image failed; backing off", "pod", pod.Namespace+"/"+pod.Name, "image", img,
-					"attempt", f.Attempts, "permanent", f.Permanent, "retryIn", f.Next.Sub(r.now()).Round(time.Second), "err", f.Message)
-				r.emit(pod, "", api.EventWarning, "Failed", fmt.Sprintf("Failed to pre-pull image %q: %s", img, f.Message))
-			} else {
-				r.announceBackOff(pod, "", key, img, f)
-			}
-			return
-		}
-		r.mu.Lock()
-		r.prepulled[pod.UID] = want
-		delete(r.retries, key)
-		delete(r.waiting, key)
-		r.mu.Unlock()
-		r.emit(pod, "", api.EventNormal, "PrePulled", fmt.Sprintf("Staged %d image(s) for the coming rollout", len(images)))
-	})
+	images := slices.Clone(pod.PrePull)
+	r.spawn(ctx, pod.UID, prePullWorker, func(ctx context.Context) { r.prePullImages(ctx, pod, images, want) })
 	return time.Time{}
+}
+
+// prePullImages is the pre-pull's worker: it pulls images in turn, and
+// records them staged once all are.
+func (r *Reconciler) prePullImages(ctx context.Context, pod *wire.SnapshotPod, images []string, want string) {
+	for _, img := range images {
+		present, f, tried := r.fetch(ctx, img, api.PullIfNotPresent)
+		if present {
+			continue
+		}
+		if f.Attempts == 0 {
+			return // ctx ended
+		}
+		r.holdPull(pod.UID, "", img, f)
+		if tried {
+			r.log.Warn("pre-pull image failed; backing off", "pod", pod.Namespace+"/"+pod.Name, "image", img,
+				"attempt", f.Attempts, "permanent", f.Permanent, "retryIn", f.Next.Sub(r.now()).Round(time.Second), "err", f.Message)
+			r.emit(pod, "", api.EventWarning, "Failed", fmt.Sprintf("Failed to pre-pull image %q: %s", img, f.Message))
+		} else {
+			r.emitAll(r.announcement(pod, "", "", img, f))
+		}
+		return
+	}
+	r.withPod(pod.UID, func(s *podState) {
+		s.prepulled = want
+		s.prePull.wait, s.prePull.retry = waitState{}, retryState{}
+	})
+	r.emit(pod, "", api.EventNormal, "PrePulled", fmt.Sprintf("Staged %d image(s) for the coming rollout", len(images)))
 }
 
 // prePullFailure returns the failure of the pre-pull of raw (the pod as
 // the snapshot has it) while a pull of it fails; runs is the spec the pod
 // runs.
 func (r *Reconciler) prePullFailure(raw, runs *wire.SnapshotPod) *api.ImagePullFailure {
-	r.mu.Lock()
-	w, ok := r.waiting["prepull:"+raw.UID]
-	r.mu.Unlock()
+	w, ok := r.waiting(raw.UID, "")
 	if !ok || w.reason != reasonErrImagePull || !slices.Contains(raw.PrePull, w.image) {
 		return nil
 	}
@@ -247,7 +265,7 @@ func (r *Reconciler) isPrePulled(pod *wire.SnapshotPod) bool {
 	if len(pod.PrePull) == 0 {
 		return false
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.prepulled[pod.UID] == strings.Join(pod.PrePull, ",")
+	var staged string
+	r.withPod(pod.UID, func(s *podState) { staged = s.prepulled })
+	return staged == strings.Join(pod.PrePull, ",")
 }

@@ -30,7 +30,11 @@ type Runtime interface {
 	CreateNextRun(ctx context.Context, from, id string, labels map[string]string, shimGroup string) error
 	// Start starts a new task for the container, first deleting an exited
 	// one. Its stdout and stderr go to logPath. It records the start time
-	// on the container, so List reports it after an agent restart.
+	// on the container (LabelStartedAt), so List reports it after an agent
+	// restart, and only once the task exists: a container with a start
+	// time and no task is one whose task was created and went, which the
+	// reconciler counts as an exit; one whose task could not be created
+	// (or an agent killed meanwhile) must not count as a restart.
 	Start(ctx context.Context, id, logPath string) error
 	// Stop sends SIGTERM, waits up to grace, then SIGKILL, and returns once
 	// the task has exited (it is then deleted). Stopping a container with no

@@ -219,6 +219,19 @@ func queuedSeqs(st *state.Store) ([]uint64, error) {
 	return out, err
 }
 
+// soakRun is one soak under way: the store (reopened every day), what it
+// must hold, and the simulated clock.
+type soakRun struct {
+	p          params
+	dir        string
+	st         *state.Store
+	ob         *outbox.Outbox
+	stopGC     func()
+	exp        expected
+	clock      time.Time
+	generation int
+}
+
 func soak(p params) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -231,142 +244,28 @@ func soak(p params) error {
 	go func() { defer wg.Done(); sampler.run(ctx, p.sampleEvery) }()
 
 	start := time.Now()
-	exp := expected{restarts: map[string]reconcile.RestartRecord{}}
-	st, ob, stopGC, err := open(ctx, storeDir, p.gcEvery)
-	if err != nil {
+	s := &soakRun{p: p, dir: storeDir, exp: expected{restarts: map[string]reconcile.RestartRecord{}},
+		clock: time.Date(2025, 1, 6, 0, 0, 0, 0, time.UTC)}
+	var err error
+	if s.st, s.ob, s.stopGC, err = open(ctx, storeDir, p.gcEvery); err != nil {
 		return err
 	}
-	defer func() { stopGC(); st.Close() }()
+	defer func() { s.stopGC(); s.st.Close() }()
 
 	sum := Summary{Summary: true, GOARCH: goruntime.GOARCH, Days: p.days}
-	clock := time.Date(2025, 1, 6, 0, 0, 0, 0, time.UTC)
-	generation := 0
 	for day := 1; day <= p.days; day++ {
 		dayStart := time.Now()
 		offline := p.offlineFrom > 0 && day >= p.offlineFrom && day < p.offlineFrom+p.offlineDays
 		d := Day{Day: day, Offline: offline}
 		for minute := 0; minute < 24*60; minute++ {
-			clock = clock.Add(time.Minute)
-			for range p.heartbeatPerMin {
-				if exp.seq, err = st.NextSeq(); err != nil {
-					return fmt.Errorf("day %d: %w", day, err)
-				}
-			}
-			var appended []uint64
-			appendEntry := func(class outbox.Class, topic string, payload []byte) error {
-				seq, err := st.NextSeq()
-				if err != nil {
-					return err
-				}
-				exp.seq = seq
-				if err := ob.Append(outbox.Entry{Seq: seq, Class: class, Topic: topic, Payload: payload}); err != nil {
-					return err
-				}
-				appended = append(appended, seq)
-				d.Appended++
-				return nil
-			}
-			for range p.metricsPerMin {
-				if err := appendEntry(outbox.Telemetry, wire.TopicMetrics, metricSample(clock, p.metricBytes)); err != nil {
-					return fmt.Errorf("day %d: metric: %w", day, err)
-				}
-			}
-			if minute%p.snapshotEvery == 0 {
-				generation++
-				snap := snapshot(exp.snapshot.Revision+1, p.pods, generation)
-				ok, err := st.AcceptSnapshot(snap)
-				if err != nil || !ok {
-					return fmt.Errorf("day %d: accept snapshot %d: %v %w", day, snap.Revision, ok, err)
-				}
-				exp.snapshot = snap
-				d.Snapshots++
-				// The new generation replaces the crash-loopers'
-				// containers: their records go, new ones start.
-				for id := range exp.restarts {
-					if err := st.DeleteRestarts(id); err != nil {
-						return fmt.Errorf("day %d: %w", day, err)
-					}
-					delete(exp.restarts, id)
-				}
-				if err := appendEntry(outbox.Status, wire.TopicStatus, statusReport(snap, clock)); err != nil {
-					return fmt.Errorf("day %d: status: %w", day, err)
-				}
-				if err := appendEntry(outbox.Event, wire.TopicEvents, event(clock, generation)); err != nil {
-					return fmt.Errorf("day %d: event: %w", day, err)
-				}
-			}
-			if minute%p.restartEvery == 0 {
-				for i := range p.crashLoopers {
-					id := fmt.Sprintf("default_crasher-%d_main_%06d", i, generation)
-					rec := exp.restarts[id]
-					rec.Restarts++
-					rec.Backoffs++
-					rec.NextRestart = clock.Add(5 * time.Minute)
-					rec.Last = &reconcile.Termination{ExitCode: 1, StartedAt: clock.Add(-time.Minute), FinishedAt: clock}
-					if err := st.SaveRestarts(id, rec); err != nil {
-						return fmt.Errorf("day %d: %w", day, err)
-					}
-					exp.restarts[id] = rec
-					d.Restarts++
-				}
-			}
-			exp.queued = append(exp.queued, appended...)
-			if !offline && len(exp.queued) > 0 {
-				// The link is up: drain, oldest first, as the agent does.
-				if err := syncQueue(st, ob, &exp); err != nil {
-					return fmt.Errorf("day %d: %w", day, err)
-				}
-				for len(exp.queued) > 0 {
-					batch, err := ob.Peek(256)
-					if err != nil {
-						return fmt.Errorf("day %d: %w", day, err)
-					}
-					seqs := make([]uint64, len(batch))
-					for i, e := range batch {
-						seqs[i] = e.Seq
-					}
-					if !slices.Equal(seqs, exp.queued[:len(seqs)]) {
-						return fmt.Errorf("day %d: outbox order: peeked %v, want %v", day, seqs[:min(5, len(seqs))], exp.queued[:min(5, len(exp.queued))])
-					}
-					if err := ob.Ack(seqs...); err != nil {
-						return fmt.Errorf("day %d: %w", day, err)
-					}
-					exp.queued = exp.queued[len(seqs):]
-					d.Acked += len(seqs)
-				}
+			if err := s.minute(minute, offline, &d); err != nil {
+				return fmt.Errorf("day %d: %w", day, err)
 			}
 		}
-		d.Queued, d.QueuedKiB = ob.Len()
-		d.Dropped = ob.Dropped()
-		d.QueuedKiB >>= 10
-		d.Seq = exp.seq
-		d.Mapped = sampler.now()
-		var ms goruntime.MemStats
-		goruntime.GC()
-		goruntime.ReadMemStats(&ms)
-		d.HeapSysMiB = mib(ms.HeapSys)
-		d.HeapLiveMiB = mib(ms.HeapInuse)
-		d.PeakRSSMiB = peakRSS()
-		if p.heapProfile != "" {
-			if err := writeHeapProfile(fmt.Sprintf("%s.day%d", p.heapProfile, day)); err != nil {
-				return err
-			}
+		if err := s.endOfDay(ctx, &d, sampler); err != nil {
+			return fmt.Errorf("day %d: %w", day, err)
 		}
 		sum.Writes += d.Snapshots*2 + d.Restarts + d.Appended + d.Acked
-
-		// The agent restarts: close, reopen, read everything back.
-		stopGC()
-		if err := st.Close(); err != nil {
-			return fmt.Errorf("day %d: close: %w", day, err)
-		}
-		if st, ob, stopGC, err = open(ctx, storeDir, p.gcEvery); err != nil {
-			return fmt.Errorf("day %d: reopen: %w", day, err)
-		}
-		if err := verify(st, ob, &exp); err != nil {
-			return fmt.Errorf("day %d: after reopen: %w", day, err)
-		}
-		d.Reopened = sampler.now()
-		d.DiskKiB = diskUsage(storeDir) >> 10
 		d.Seconds = time.Since(dayStart).Seconds()
 		if day == 1 {
 			sum.First = d.Mapped
@@ -383,6 +282,165 @@ func soak(p params) error {
 	sum.PeakRSSMiB = peakRSS()
 	sum.Seconds = time.Since(start).Seconds()
 	return json.NewEncoder(os.Stdout).Encode(sum)
+}
+
+// minute plays one minute of the agent's life: heartbeats, metric
+// samples, a snapshot (with its status report and event) and restarts when
+// they are due, and the drain while online.
+func (s *soakRun) minute(minute int, offline bool, d *Day) error {
+	s.clock = s.clock.Add(time.Minute)
+	for range s.p.heartbeatPerMin {
+		seq, err := s.st.NextSeq()
+		if err != nil {
+			return err
+		}
+		s.exp.seq = seq
+	}
+	var appended []uint64
+	for range s.p.metricsPerMin {
+		if err := s.append(d, &appended, outbox.Telemetry, wire.TopicMetrics, metricSample(s.clock, s.p.metricBytes)); err != nil {
+			return fmt.Errorf("metric: %w", err)
+		}
+	}
+	if minute%s.p.snapshotEvery == 0 {
+		if err := s.newSnapshot(d, &appended); err != nil {
+			return err
+		}
+	}
+	if minute%s.p.restartEvery == 0 {
+		if err := s.crashLoop(d); err != nil {
+			return err
+		}
+	}
+	s.exp.queued = append(s.exp.queued, appended...)
+	if !offline && len(s.exp.queued) > 0 {
+		return s.drain(d)
+	}
+	return nil
+}
+
+// append queues one report in the outbox.
+func (s *soakRun) append(d *Day, appended *[]uint64, class outbox.Class, topic string, payload []byte) error {
+	seq, err := s.st.NextSeq()
+	if err != nil {
+		return err
+	}
+	s.exp.seq = seq
+	if err := s.ob.Append(outbox.Entry{Seq: seq, Class: class, Topic: topic, Payload: payload}); err != nil {
+		return err
+	}
+	*appended = append(*appended, seq)
+	d.Appended++
+	return nil
+}
+
+// newSnapshot accepts the next desired snapshot, whose new generation
+// replaces the crash-loopers' containers, and queues its status report
+// and an event.
+func (s *soakRun) newSnapshot(d *Day, appended *[]uint64) error {
+	s.generation++
+	snap := snapshot(s.exp.snapshot.Revision+1, s.p.pods, s.generation)
+	ok, err := s.st.AcceptSnapshot(snap)
+	if err != nil || !ok {
+		return fmt.Errorf("accept snapshot %d: %v %w", snap.Revision, ok, err)
+	}
+	s.exp.snapshot = snap
+	d.Snapshots++
+	// The new generation replaces the crash-loopers' containers: their
+	// records go, new ones start.
+	for id := range s.exp.restarts {
+		if err := s.st.DeleteRestarts(id); err != nil {
+			return err
+		}
+		delete(s.exp.restarts, id)
+	}
+	if err := s.append(d, appended, outbox.Status, wire.TopicStatus, statusReport(snap, s.clock)); err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	if err := s.append(d, appended, outbox.Event, wire.TopicEvents, event(s.clock, s.generation)); err != nil {
+		return fmt.Errorf("event: %w", err)
+	}
+	return nil
+}
+
+// crashLoop records one more restart of each crash-looping container.
+func (s *soakRun) crashLoop(d *Day) error {
+	for i := range s.p.crashLoopers {
+		id := fmt.Sprintf("default_crasher-%d_main_%06d", i, s.generation)
+		rec := s.exp.restarts[id]
+		rec.Restarts++
+		rec.Backoffs++
+		rec.NextRestart = s.clock.Add(5 * time.Minute)
+		rec.Last = &reconcile.Termination{ExitCode: 1, StartedAt: s.clock.Add(-time.Minute), FinishedAt: s.clock}
+		if err := s.st.SaveRestarts(id, rec); err != nil {
+			return err
+		}
+		s.exp.restarts[id] = rec
+		d.Restarts++
+	}
+	return nil
+}
+
+// drain delivers the outbox, oldest first, as the agent does while the
+// link is up.
+func (s *soakRun) drain(d *Day) error {
+	if err := syncQueue(s.st, s.ob, &s.exp); err != nil {
+		return err
+	}
+	for len(s.exp.queued) > 0 {
+		batch, err := s.ob.Peek(256)
+		if err != nil {
+			return err
+		}
+		seqs := make([]uint64, len(batch))
+		for i, e := range batch {
+			seqs[i] = e.Seq
+		}
+		if !slices.Equal(seqs, s.exp.queued[:len(seqs)]) {
+			return fmt.Errorf("outbox order: peeked %v, want %v", seqs[:min(5, len(seqs))], s.exp.queued[:min(5, len(s.exp.queued))])
+		}
+		if err := s.ob.Ack(seqs...); err != nil {
+			return err
+		}
+		s.exp.queued = s.exp.queued[len(seqs):]
+		d.Acked += len(seqs)
+	}
+	return nil
+}
+
+// endOfDay takes the day's figures, then restarts the agent: closes the
+// store, reopens it and reads everything back.
+func (s *soakRun) endOfDay(ctx context.Context, d *Day, sampler *sampler) error {
+	d.Queued, d.QueuedKiB = s.ob.Len()
+	d.Dropped = s.ob.Dropped()
+	d.QueuedKiB >>= 10
+	d.Seq = s.exp.seq
+	d.Mapped = sampler.now()
+	var ms goruntime.MemStats
+	goruntime.GC()
+	goruntime.ReadMemStats(&ms)
+	d.HeapSysMiB = mib(ms.HeapSys)
+	d.HeapLiveMiB = mib(ms.HeapInuse)
+	d.PeakRSSMiB = peakRSS()
+	if s.p.heapProfile != "" {
+		if err := writeHeapProfile(fmt.Sprintf("%s.day%d", s.p.heapProfile, d.Day)); err != nil {
+			return err
+		}
+	}
+	s.stopGC()
+	if err := s.st.Close(); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	var err error
+	if s.st, s.ob, s.stopGC, err = open(ctx, s.dir, s.p.gcEvery); err != nil {
+		return fmt.Errorf("reopen: %w", err)
+	}
+	if err := verify(s.st, s.ob, &s.exp); err != nil {
+		return fmt.Errorf("after reopen: %w", err)
+	}
+	d.Reopened = sampler.now()
+	d.DiskKiB = diskUsage(s.dir) >> 10
+	return nil
 }
 
 // open opens the store and the outbox as the agent does, and runs the
