@@ -288,6 +288,10 @@ var (
 // type are deleted, and list items of the wrong type become null (so that
 // the items after them keep their indexes and paths). It returns false when
 // v itself is of the wrong type, for the caller to take out.
+//
+// It is one switch over the kinds of Go type a manifest can hold, each
+// case short; cut apart, every piece would need the collector, the path
+// and the taking-out rule again.
 func walkValue(c *collector, v any, t reflect.Type, path string) bool {
 	if v == nil {
 		return true

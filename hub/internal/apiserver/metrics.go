@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -274,75 +275,9 @@ func (s *Server) podLog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	query := logs.Query{Namespace: ns, Pod: name, UID: pod.UID, Container: q.Get("container")}
-	if query.Container == "" {
-		if len(pod.Spec.Containers) != 1 {
-			var names []string
-			for _, c := range pod.Spec.Containers {
-				names = append(names, c.Name)
-			}
-			return errorf(http.StatusBadRequest, api.ReasonBadRequest, "a container name must be specified for pod %s, choose one of: [%s]", name, strings.Join(names, " "))
-		}
-		query.Container = pod.Spec.Containers[0].Name
-	} else if !hasContainer(pod, query.Container) {
-		return errorf(http.StatusBadRequest, api.ReasonBadRequest, "container %s is not valid for pod %s", query.Container, name)
-	}
-	if pod.Spec.NodeName == "" {
-		return errorf(http.StatusBadRequest, api.ReasonBadRequest, "pod %s is not on a node yet", name)
-	}
-	boolParam := func(key string) (bool, error) {
-		v := q.Get(key)
-		if v == "" {
-			return false, nil
-		}
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return false, errorf(http.StatusBadRequest, api.ReasonBadRequest, "%s %q: want true or false", key, v)
-		}
-		return b, nil
-	}
-	intParam := func(key string) (*int64, error) {
-		v := q.Get(key)
-		if v == "" {
-			return nil, nil
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return nil, errorf(http.StatusBadRequest, api.ReasonBadRequest, "%s %q: want a non-negative integer", key, v)
-		}
-		return &n, nil
-	}
-	if query.Follow, err = boolParam("follow"); err != nil {
-		return err
-	}
-	if query.Previous, err = boolParam("previous"); err != nil {
-		return err
-	}
-	if query.TailLines, err = intParam("tailLines"); err != nil {
-		return err
-	}
-	limit, err := intParam("limitBytes")
+	query, err := s.logQuery(pod, r.URL.Query())
 	if err != nil {
 		return err
-	}
-	if limit != nil {
-		query.LimitBytes = *limit
-	}
-	secs, err := intParam("sinceSeconds")
-	if err != nil {
-		return err
-	}
-	if secs != nil {
-		t := s.now().Add(-time.Duration(*secs) * time.Second)
-		query.SinceTime = &t
-	}
-	if v := q.Get("sinceTime"); v != "" {
-		t, err := time.Parse(time.RFC3339, v)
-		if err != nil {
-			return errorf(http.StatusBadRequest, api.ReasonBadRequest, "sinceTime %q: want RFC 3339", v)
-		}
-		query.SinceTime = &t
 	}
 	lw := &lazyWriter{w: w}
 	flush := func() {
@@ -370,6 +305,86 @@ func (s *Server) podLog(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "%v", err)
 	}
 	return fmt.Errorf("logs of pod %s/%s: %w", ns, name, err)
+}
+
+// logQuery reads a pod log request's parameters, as Kubernetes names
+// them, into the query for the pod's node.
+func (s *Server) logQuery(pod *api.Pod, q url.Values) (logs.Query, error) {
+	query := logs.Query{Namespace: pod.Namespace, Pod: pod.Name, UID: pod.UID, Container: q.Get("container")}
+	if query.Container == "" {
+		if len(pod.Spec.Containers) != 1 {
+			var names []string
+			for _, c := range pod.Spec.Containers {
+				names = append(names, c.Name)
+			}
+			return query, errorf(http.StatusBadRequest, api.ReasonBadRequest, "a container name must be specified for pod %s, choose one of: [%s]", pod.Name, strings.Join(names, " "))
+		}
+		query.Container = pod.Spec.Containers[0].Name
+	} else if !hasContainer(pod, query.Container) {
+		return query, errorf(http.StatusBadRequest, api.ReasonBadRequest, "container %s is not valid for pod %s", query.Container, pod.Name)
+	}
+	if pod.Spec.NodeName == "" {
+		return query, errorf(http.StatusBadRequest, api.ReasonBadRequest, "pod %s is not on a node yet", pod.Name)
+	}
+	var err error
+	if query.Follow, err = boolParam(q, "follow"); err != nil {
+		return query, err
+	}
+	if query.Previous, err = boolParam(q, "previous"); err != nil {
+		return query, err
+	}
+	if query.TailLines, err = intParam(q, "tailLines"); err != nil {
+		return query, err
+	}
+	limit, err := intParam(q, "limitBytes")
+	if err != nil {
+		return query, err
+	}
+	if limit != nil {
+		query.LimitBytes = *limit
+	}
+	secs, err := intParam(q, "sinceSeconds")
+	if err != nil {
+		return query, err
+	}
+	if secs != nil {
+		t := s.now().Add(-time.Duration(*secs) * time.Second)
+		query.SinceTime = &t
+	}
+	if v := q.Get("sinceTime"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return query, errorf(http.StatusBadRequest, api.ReasonBadRequest, "sinceTime %q: want RFC 3339", v)
+		}
+		query.SinceTime = &t
+	}
+	return query, nil
+}
+
+// boolParam reads a true/false query parameter; absent is false.
+func boolParam(q url.Values, key string) (bool, error) {
+	v := q.Get(key)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, errorf(http.StatusBadRequest, api.ReasonBadRequest, "%s %q: want true or false", key, v)
+	}
+	return b, nil
+}
+
+// intParam reads a non-negative integer query parameter; absent is nil.
+func intParam(q url.Values, key string) (*int64, error) {
+	v := q.Get(key)
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return nil, errorf(http.StatusBadRequest, api.ReasonBadRequest, "%s %q: want a non-negative integer", key, v)
+	}
+	return &n, nil
 }
 
 func hasContainer(p *api.Pod, name string) bool {

@@ -13,6 +13,8 @@ import (
 	"github.com/flotilla-edge/flotilla/pkg/config"
 )
 
+// newServeCommand is long because it is the hub's list of flags, one
+// line each with its help; cut into parts, the list would read worse.
 func newServeCommand(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
