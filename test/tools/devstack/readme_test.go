@@ -50,7 +50,7 @@ func TestReadmeMetricsURLIsTheHubs(t *testing.T) {
 // it: without them its DaemonSet runs nowhere, silently (issue 13, item
 // 13).
 func TestReadmeNamesTheLabelsTheExamplesNeed(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("..", "..", "manifests", "examples", "*.yaml"))
+	files, err := filepath.Glob(filepath.Join("..", "..", "..", "manifests", "examples", "*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("examples: %v %v", files, err)
 	}
