@@ -35,6 +35,7 @@ import (
 	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/nodelifecycle"
 	"github.com/flotilla-edge/flotilla/hub/internal/pki"
+	"github.com/flotilla-edge/flotilla/hub/internal/podcidr"
 	"github.com/flotilla-edge/flotilla/hub/internal/ratelimit"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
@@ -282,6 +283,8 @@ func (h *hub) wire(httpLn net.Listener) (*wiring, error) {
 		component{"daemonset", daemonset.New(daemonset.Options{Store: tel.store("daemonset", st), Logger: log, OnSync: tel.hub.SyncObserver("daemonset")}).Run},
 		component{"deployment", deployment.New(deployment.Options{Store: tel.store("deployment", st), Logger: log, OnSync: tel.hub.SyncObserver("deployment")}).Run},
 		component{"nodelifecycle", lifecycle.Run},
+		component{"podcidr", podcidr.New(podcidr.Options{Store: tel.store("podcidr", st), Network: cfg.Network, Logger: log, EventTTL: cfg.EventTTL,
+			OnSync: tel.hub.SyncObserver("podcidr")}).Run},
 	)
 	w.components = append(w.components, tel.components(st, in)...)
 	w.components = append(w.components,
