@@ -30,6 +30,7 @@ import (
 	"github.com/flotilla-edge/flotilla/hub/internal/deployment"
 	"github.com/flotilla-edge/flotilla/hub/internal/desired"
 	"github.com/flotilla-edge/flotilla/hub/internal/dispatch"
+	"github.com/flotilla-edge/flotilla/hub/internal/endpoints"
 	"github.com/flotilla-edge/flotilla/hub/internal/ingest"
 	"github.com/flotilla-edge/flotilla/hub/internal/ipam"
 	"github.com/flotilla-edge/flotilla/hub/internal/lease"
@@ -283,6 +284,7 @@ func (h *hub) wire(httpLn net.Listener) (*wiring, error) {
 		component{"daemonset", daemonset.New(daemonset.Options{Store: tel.store("daemonset", st), Logger: log, OnSync: tel.hub.SyncObserver("daemonset")}).Run},
 		component{"deployment", deployment.New(deployment.Options{Store: tel.store("deployment", st), Logger: log, OnSync: tel.hub.SyncObserver("deployment")}).Run},
 		component{"nodelifecycle", lifecycle.Run},
+		component{"endpoints", endpoints.New(endpoints.Options{Store: tel.store("endpoints", st), Logger: log, OnSync: tel.hub.SyncObserver("endpoints")}).Run},
 		component{"podcidr", podcidr.New(podcidr.Options{Store: tel.store("podcidr", st), Network: cfg.Network, Logger: log, EventTTL: cfg.EventTTL,
 			OnSync: tel.hub.SyncObserver("podcidr")}).Run},
 	)
