@@ -274,7 +274,7 @@ func (h *hub) wire(httpLn net.Listener) (*wiring, error) {
 	tel.attach(session, in)
 	askHello = helloAsker(tel.hub.Outgoing(session))
 	disp = dispatch.New(dispatch.Options{Store: tel.store("dispatch", st), Publisher: tel.hub.Outgoing(session), Logger: log,
-		Signer: h.signer, HashKey: dispatch.HashKeyFrom(h.creds.SigningKey.Seed())})
+		Signer: h.signer, HashKey: dispatch.HashKeyFrom(h.creds.SigningKey.Seed()), Network: cfg.Network})
 
 	w := &wiring{components: m.components, httpAddr: httpLn.Addr().String(), brokerURL: m.url}
 	w.components = append(w.components,
