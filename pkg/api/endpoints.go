@@ -21,6 +21,9 @@ type EndpointSubset struct {
 // EndpointAddress is one pod's address.
 type EndpointAddress struct {
 	IP string `json:"ip"`
+	// Hostname is the pod's spec.hostname when its spec.subdomain names
+	// the Service.
+	Hostname string `json:"hostname,omitempty"`
 	// NodeName is the node that runs the pod.
 	NodeName string `json:"nodeName,omitempty"`
 	// TargetRef points at the pod.

@@ -178,6 +178,13 @@ type PodSpec struct {
 	// DNSPolicy and DNSConfig make the pod's resolv.conf (network.go).
 	DNSPolicy DNSPolicy     `json:"dnsPolicy,omitempty"`
 	DNSConfig *PodDNSConfig `json:"dnsConfig,omitempty"`
+	// Hostname and Subdomain name the pod in cluster DNS, as in
+	// Kubernetes: when Subdomain names a headless Service of the pod's
+	// namespace that selects it, the pod's endpoint is named Hostname
+	// (HOSTNAME.SUBDOMAIN.NAMESPACE.svc.DOMAIN) instead of by its dashed
+	// address.
+	Hostname  string `json:"hostname,omitempty"`
+	Subdomain string `json:"subdomain,omitempty"`
 }
 
 // Toleration lets a pod stay on (or be scheduled to) a node with a matching

@@ -390,6 +390,15 @@ func checkCIDR(c *collector, s, path string) (netip.Prefix, bool) {
 // nameserver addresses, at most 32 search domains of at most 2048
 // characters in all, and named options.
 func validatePodDNS(c *collector, spec *api.PodSpec, path string) {
+	// The pod's name in DNS: each a DNS label, as in Kubernetes.
+	for _, f := range []struct{ name, value string }{{"hostname", spec.Hostname}, {"subdomain", spec.Subdomain}} {
+		if f.value == "" {
+			continue
+		}
+		if err := api.ValidateDNSLabel(f.value); err != nil {
+			c.add(field(path, f.name), errText(err))
+		}
+	}
 	dnsPolicies := []api.DNSPolicy{api.DNSClusterFirst, api.DNSClusterFirstWithHostNet, api.DNSDefault, api.DNSNone}
 	if p := spec.DNSPolicy; p != "" && !oneOf(p, dnsPolicies) {
 		c.add(field(path, "dnsPolicy"), notOneOf(p, dnsPolicies))

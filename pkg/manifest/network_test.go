@@ -269,6 +269,10 @@ func TestPodDNS(t *testing.T) {
 				"spec.template.spec.dnsConfig.options[0].name: required"}},
 		{"too many searches", "      dnsConfig: {searches: [" + strings.Repeat("a.example,", 33) + "]}\n",
 			[]string{"spec.template.spec.dnsConfig.searches: must have at most 32 search domains, not 33"}},
+		{"hostname and subdomain", "      hostname: web-0\n      subdomain: web\n", nil},
+		{"bad hostname and subdomain", "      hostname: Web_0\n      subdomain: web.default\n",
+			[]string{`spec.template.spec.hostname: "Web_0" is not a valid name: use lower-case letters, digits and '-', starting and ending with a letter or digit`,
+				`spec.template.spec.subdomain: "web.default" is not a valid name: use lower-case letters, digits and '-', starting and ending with a letter or digit`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load("ds.yaml", []byte(ds(tc.dns)), LoadOptions{Apply: true})

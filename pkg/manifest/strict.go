@@ -221,8 +221,8 @@ var unsupported = map[reflect.Type][]string{
 	reflect.TypeOf(api.PodSpec{}): {
 		"affinity", "securityContext", "initContainers", "ephemeralContainers",
 		"serviceAccountName", "serviceAccount", "automountServiceAccountToken",
-		"imagePullSecrets", "hostPID", "hostIPC", "hostUsers", "hostname",
-		"subdomain", "hostAliases", "priorityClassName", "priority", "preemptionPolicy",
+		"imagePullSecrets", "hostPID", "hostIPC", "hostUsers",
+		"hostAliases", "priorityClassName", "priority", "preemptionPolicy",
 		"schedulerName", "activeDeadlineSeconds", "shareProcessNamespace", "readinessGates",
 		"runtimeClassName", "enableServiceLinks", "overhead", "topologySpreadConstraints",
 		"setHostnameAsFQDN", "os", "schedulingGates", "resourceClaims", "resources",
@@ -250,9 +250,8 @@ var unsupported = map[reflect.Type][]string{
 		"healthCheckNodePort", "allocateLoadBalancerNodePorts", "publishNotReadyAddresses",
 		"trafficDistribution",
 	},
-	reflect.TypeOf(api.ServicePort{}):     {"appProtocol"},
-	reflect.TypeOf(api.EndpointAddress{}): {"hostname"},
-	reflect.TypeOf(api.EndpointPort{}):    {"appProtocol"},
+	reflect.TypeOf(api.ServicePort{}):  {"appProtocol"},
+	reflect.TypeOf(api.EndpointPort{}): {"appProtocol"},
 	reflect.TypeOf(api.Volume{}): {
 		"persistentVolumeClaim", "downwardAPI", "projected", "nfs",
 		"iscsi", "csi", "ephemeral", "image", "gitRepo", "awsElasticBlockStore",

@@ -31,6 +31,11 @@ type nodeState struct {
 	published uint64
 	sentAt    time.Time
 	resends   int
+	// site is the key of the node's site; exists, that it has a Node
+	// object; ip and podCIDR, its InternalIP and pod subnet (network.go).
+	site        string
+	exists      bool
+	ip, podCIDR string
 	// dirty: the node's content may have changed, so its snapshot must be
 	// built and compared with its record. unpublished: its last publish
 	// failed, or a resend is due, so its recorded revision must be sent
@@ -58,6 +63,7 @@ func (d *Dispatcher) node(name string) *nodeState {
 	if ns == nil {
 		ns = &nodeState{name: name, pods: map[store.Key]*cachedPod{}}
 		d.nodes[name] = ns
+		d.moveToSite(ns, siteKey(name, nil))
 	}
 	return ns
 }
@@ -91,6 +97,38 @@ func (d *Dispatcher) handle(ev store.Event) {
 		d.handleNode(ev)
 	case api.KindSecret, api.KindConfigMap:
 		d.handleConfig(ev)
+	case api.KindService, api.KindEndpoints:
+		d.handleNetwork(ev)
+	}
+}
+
+// handleNetwork updates a cached Service or Endpoints object and marks
+// the nodes whose snapshots it changes.
+func (d *Dispatcher) handleNetwork(ev store.Event) {
+	var svc *api.Service
+	var ep *api.Endpoints
+	if ev.Type == store.Put {
+		err := d.opts.Store.View(func(tx store.Tx) error {
+			var err error
+			// Read only: the cache keeps what it builds from them.
+			if ev.Key.Kind == api.KindService {
+				svc, err = store.GetShared[api.Service](tx, ev.Key.Namespace, ev.Key.Name)
+			} else {
+				ep, err = store.GetShared[api.Endpoints](tx, ev.Key.Namespace, ev.Key.Name)
+			}
+			return err
+		})
+		if err != nil && !store.IsNotFound(err) {
+			d.log.Error("read "+ev.Key.Kind, "key", ev.Key, "err", err)
+			return
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ev.Key.Kind == api.KindService {
+		d.setService(ev.Key, svc)
+	} else {
+		d.setEndpoints(ev.Key, ep)
 	}
 }
 
@@ -213,23 +251,26 @@ func sameSnapshotPod(a, b *wire.SnapshotPod) bool {
 }
 
 func (d *Dispatcher) handleNode(ev store.Event) {
-	if ev.Type != store.Put {
-		return
-	}
 	var node *api.Node
-	err := d.opts.Store.View(func(tx store.Tx) error {
-		var err error
-		node, err = store.GetShared[api.Node](tx, "", ev.Key.Name)
-		return err
-	})
-	if err != nil {
-		if !store.IsNotFound(err) {
+	if ev.Type == store.Put {
+		err := d.opts.Store.View(func(tx store.Tx) error {
+			var err error
+			node, err = store.GetShared[api.Node](tx, "", ev.Key.Name)
+			return err
+		})
+		if err != nil && !store.IsNotFound(err) {
 			d.log.Error("read node", "node", ev.Key.Name, "err", err)
+			return
 		}
-		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if node == nil {
+		if ns := d.nodes[ev.Key.Name]; ns != nil {
+			d.setNodeNetwork(ns, nil) // gone: it leaves its site
+		}
+		return
+	}
 	d.setNode(node)
 }
 
@@ -245,6 +286,7 @@ func (d *Dispatcher) setNode(node *api.Node) {
 		d.markDirty(ns)
 	}
 	ns.ready = node.IsReady() && node.Status.Online
+	d.setNodeNetwork(ns, node)
 }
 
 // resync rebuilds the cache from the store.
@@ -254,8 +296,16 @@ func (d *Dispatcher) resync() error {
 	var recs []*desired.Record
 	var secs []*api.Secret
 	var cms []*api.ConfigMap
+	var svcs []*api.Service
+	var eps []*api.Endpoints
 	err := d.opts.Store.View(func(tx store.Tx) error {
 		var err error
+		if svcs, err = store.ListShared[api.Service](tx, ""); err != nil {
+			return err
+		}
+		if eps, err = store.ListShared[api.Endpoints](tx, ""); err != nil {
+			return err
+		}
 		if pods, err = store.ListShared[api.Pod](tx, ""); err != nil {
 			return err
 		}
@@ -298,8 +348,38 @@ func (d *Dispatcher) resync() error {
 			d.setPod(k, nil)
 		}
 	}
+	known := make(map[string]bool, len(nodes))
 	for _, n := range nodes {
+		known[n.Name] = true
 		d.setNode(n)
+	}
+	for name, ns := range d.nodes {
+		if !known[name] {
+			d.setNodeNetwork(ns, nil)
+		}
+	}
+	// Services and Endpoints: the same object as cached is the same
+	// version, so only what changed marks sites.
+	seen = make(map[store.Key]bool, len(svcs)+len(eps))
+	for _, svc := range svcs {
+		k := store.KeyOf(svc)
+		seen[k] = true
+		d.setService(k, svc)
+	}
+	for k := range d.services {
+		if !seen[k] {
+			d.setService(k, nil)
+		}
+	}
+	for _, ep := range eps {
+		k := store.KeyOf(ep)
+		seen[k] = true
+		d.setEndpoints(k, ep)
+	}
+	for k := range d.endpoints {
+		if !seen[k] {
+			d.setEndpoints(k, nil)
+		}
 	}
 	// Compare every known node's content with its record; flush skips the
 	// ones that did not change.

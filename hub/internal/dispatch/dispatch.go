@@ -18,6 +18,7 @@ import (
 
 	"github.com/flotilla-edge/flotilla/hub/internal/controller"
 	"github.com/flotilla-edge/flotilla/hub/internal/desired"
+	"github.com/flotilla-edge/flotilla/hub/internal/ipam"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
@@ -55,6 +56,10 @@ type Options struct {
 	// Now is the clock (default time.Now): of resends, of the records'
 	// published time and of the snapshots' envelopes.
 	Now func() time.Time
+	// Network is the cluster's address plan, which a node's snapshot
+	// carries with its pod subnet (network.go); zero: the hub runs no
+	// pod network, and snapshots carry none.
+	Network ipam.Config
 }
 
 // HashKeyFrom derives Options.HashKey from a secret the hub keeps (its
@@ -88,6 +93,13 @@ type Dispatcher struct {
 	// snapshot carries them to the nodes whose pods use them.
 	secrets    map[store.Key]*wire.SnapshotSecret
 	configMaps map[store.Key]*wire.SnapshotConfigMap
+	// sites are the nodes by site; services and endpoints, every Service
+	// and Endpoints object as snapshots carry them; serviceOrder, the
+	// Services' keys in order (nil: to be sorted again). See network.go.
+	sites        map[string]*siteState
+	services     map[store.Key]*cachedService
+	endpoints    map[store.Key]*cachedEndpoints
+	serviceOrder []store.Key
 }
 
 // retryAfter is how long a failed publish waits for the next attempt.
@@ -111,12 +123,15 @@ func New(opts Options) *Dispatcher {
 		pods:       map[store.Key]*cachedPod{},
 		secrets:    map[store.Key]*wire.SnapshotSecret{},
 		configMaps: map[store.Key]*wire.SnapshotConfigMap{},
+		sites:      map[string]*siteState{},
+		services:   map[store.Key]*cachedService{},
+		endpoints:  map[store.Key]*cachedEndpoints{},
 	}
 	// Dispatch gathers a burst for Debounce, however long its passes
 	// take: a node's snapshot waits for nothing else.
 	debounce := cmp.Or(opts.Debounce, controller.DefaultDebounce)
 	d.loop = controller.New(controller.Options{
-		Name: "dispatch", Store: opts.Store, Kinds: []string{api.KindPod, api.KindNode, api.KindSecret, api.KindConfigMap},
+		Name: "dispatch", Store: opts.Store, Kinds: []string{api.KindPod, api.KindNode, api.KindSecret, api.KindConfigMap, api.KindService, api.KindEndpoints},
 		Init:     func(context.Context) error { return d.resync() },
 		Event:    d.handle,
 		Pass:     d.pass,
@@ -278,8 +293,8 @@ func (d *Dispatcher) commit(snaps map[*nodeState]built) (map[*nodeState]*wire.Sn
 		if rec != nil && rec.Hash == hash && rec.Revision >= obs {
 			continue
 		}
-		if rec == nil && len(snap.Pods) == 0 && obs == 0 {
-			continue // a node that never ran anything needs no empty snapshot
+		if rec == nil && len(snap.Pods) == 0 && !b.services && obs == 0 {
+			continue // a node that never ran anything, and has no Services to serve, needs no empty snapshot
 		}
 		revision := obs + 1
 		if rec != nil && rec.Revision+1 > revision {
@@ -325,6 +340,13 @@ func (d *Dispatcher) publish(ctx context.Context, snaps map[*nodeState]*wire.Sna
 			continue
 		}
 		g.Go(func() error {
+			d.mu.Lock()
+			if d.getsServices(ns) {
+				// Built now, not kept: the cache does not change while a
+				// pass publishes (events and passes take turns on the loop).
+				snap.Services = d.servicesFor(ns)
+			}
+			d.mu.Unlock()
 			err := d.publishOne(ctx, snap)
 			d.mu.Lock()
 			defer d.mu.Unlock()

@@ -14,10 +14,13 @@ import (
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
 
-// built is a node's snapshot and the hash of its content.
+// built is a node's snapshot and the hash of its content. services: the
+// snapshot carries Services, which are filled in when it is published
+// (Dispatcher.servicesFor); its hash counts them already.
 type built struct {
-	snap *wire.Snapshot
-	hash string
+	snap     *wire.Snapshot
+	hash     string
+	services bool
 }
 
 // buildLocked assembles ns's snapshot from the cache, numbered with its
@@ -65,7 +68,13 @@ func (d *Dispatcher) buildLocked(ns *nodeState) built {
 	if ns.record != nil {
 		snap.Revision = ns.record.Revision
 	}
-	return built{snap: snap, hash: d.contentHash(pods, snap)}
+	snap.Network = d.networkOf(ns)
+	var digest string
+	services := d.getsServices(ns)
+	if services {
+		digest = d.siteDigest(d.sites[ns.site])
+	}
+	return built{snap: snap, hash: d.contentHash(pods, snap, digest), services: services}
 }
 
 // snapshotPod is a pod as its node receives it. The controllers' hints
@@ -86,15 +95,19 @@ func snapshotPod(p *api.Pod) wire.SnapshotPod {
 }
 
 // contentHash identifies a snapshot's content, ignoring its revision:
-// its pods, Secrets and ConfigMaps, keyed with Options.HashKey if set. It
-// hashes the JSON of
+// its pods, Secrets and ConfigMaps, its Network and its Services (by
+// their site's digest), keyed with Options.HashKey if set. It hashes the
+// JSON of
 //
-//	struct{ Pods; Secrets, ConfigMaps `json:",omitempty"` }
+//	struct{ Pods; Secrets, ConfigMaps, Network, Services `json:",omitempty"` }
 //
-// written from each pod's JSON as the cache keeps it, so hashing a node
-// costs no marshalling of its pods. pods is snap.Pods' cache entries, in
-// order.
-func (d *Dispatcher) contentHash(pods []*cachedPod, s *wire.Snapshot) string {
+// with Services standing for the digest string, written from each pod's
+// JSON as the cache keeps it, so hashing a node costs no marshalling of
+// its pods or its Services; a snapshot without Network and Services
+// hashes as it did before they existed, so a hub upgraded with no pod
+// network in use gives no node a new revision. pods is snap.Pods' cache
+// entries, in order.
+func (d *Dispatcher) contentHash(pods []*cachedPod, s *wire.Snapshot, services string) string {
 	var h hash.Hash
 	if len(d.opts.HashKey) > 0 {
 		h = hmac.New(sha256.New, d.opts.HashKey)
@@ -116,6 +129,14 @@ func (d *Dispatcher) contentHash(pods []*cachedPod, s *wire.Snapshot) string {
 	if len(s.ConfigMaps) > 0 {
 		h.Write([]byte(`,"ConfigMaps":`))
 		h.Write(mustJSON(s.ConfigMaps))
+	}
+	if s.Network != nil {
+		h.Write([]byte(`,"Network":`))
+		h.Write(mustJSON(s.Network))
+	}
+	if services != "" {
+		h.Write([]byte(`,"Services":`))
+		h.Write(mustJSON(services))
 	}
 	h.Write([]byte{'}'})
 	return hex.EncodeToString(h.Sum(nil)[:16])

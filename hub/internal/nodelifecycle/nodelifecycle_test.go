@@ -26,7 +26,8 @@ func TestSilentNodeBecomesNotReadyAndItsPodsUnknown(t *testing.T) {
 		return &api.Pod{TypeMeta: api.TypeMeta{Kind: api.KindPod}, ObjectMeta: api.ObjectMeta{Name: name, Namespace: "default"},
 			Spec: api.PodSpec{NodeName: nodeName},
 			Status: api.PodStatus{Phase: api.PodRunning, Conditions: []api.PodCondition{{Type: api.PodReady, Status: api.ConditionTrue}},
-				ContainerStatuses: []api.ContainerStatus{{Name: "c", Ready: true}}}}
+				ContainerStatuses: []api.ContainerStatus{{Name: "c", Ready: true}},
+				HostIP:            "192.168.7.10", PodIP: "10.42.0.5", PodIPs: []api.PodIP{{IP: "10.42.0.5"}}}}
 	}
 	if err := st.Update(func(tx store.Tx) error {
 		for _, o := range []api.Object{node("quiet", t0.Add(-time.Minute)), node("chatty", t0.Add(-time.Second)), pod("p1", "quiet"), pod("p2", "chatty")} {
@@ -59,6 +60,11 @@ func TestSilentNodeBecomesNotReadyAndItsPodsUnknown(t *testing.T) {
 	}
 	if p1.Status.Phase != api.PodUnknown || p1.Status.Reason != ReasonNodeLost || p1.Status.ContainerStatuses[0].Ready {
 		t.Fatalf("pod on a lost node = %+v", p1.Status)
+	}
+	// Its addresses stay: the endpoints controller lists it, not ready,
+	// and it serves again as it was when its node comes back.
+	if p1.Status.PodIP != "10.42.0.5" || len(p1.Status.PodIPs) != 1 || p1.Status.PodIPs[0].IP != "10.42.0.5" || p1.Status.HostIP != "192.168.7.10" {
+		t.Fatalf("marking a pod lost changed its addresses: %+v", p1.Status)
 	}
 	if p2.Status.Phase != api.PodRunning {
 		t.Fatalf("pod on a live node changed: %+v", p2.Status)

@@ -30,11 +30,13 @@ import (
 	"github.com/flotilla-edge/flotilla/hub/internal/deployment"
 	"github.com/flotilla-edge/flotilla/hub/internal/desired"
 	"github.com/flotilla-edge/flotilla/hub/internal/dispatch"
+	"github.com/flotilla-edge/flotilla/hub/internal/endpoints"
 	"github.com/flotilla-edge/flotilla/hub/internal/ingest"
 	"github.com/flotilla-edge/flotilla/hub/internal/ipam"
 	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/nodelifecycle"
 	"github.com/flotilla-edge/flotilla/hub/internal/pki"
+	"github.com/flotilla-edge/flotilla/hub/internal/podcidr"
 	"github.com/flotilla-edge/flotilla/hub/internal/ratelimit"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
 	"github.com/flotilla-edge/flotilla/pkg/api"
@@ -272,7 +274,7 @@ func (h *hub) wire(httpLn net.Listener) (*wiring, error) {
 	tel.attach(session, in)
 	askHello = helloAsker(tel.hub.Outgoing(session))
 	disp = dispatch.New(dispatch.Options{Store: tel.store("dispatch", st), Publisher: tel.hub.Outgoing(session), Logger: log,
-		Signer: h.signer, HashKey: dispatch.HashKeyFrom(h.creds.SigningKey.Seed())})
+		Signer: h.signer, HashKey: dispatch.HashKeyFrom(h.creds.SigningKey.Seed()), Network: cfg.Network})
 
 	w := &wiring{components: m.components, httpAddr: httpLn.Addr().String(), brokerURL: m.url}
 	w.components = append(w.components,
@@ -282,6 +284,9 @@ func (h *hub) wire(httpLn net.Listener) (*wiring, error) {
 		component{"daemonset", daemonset.New(daemonset.Options{Store: tel.store("daemonset", st), Logger: log, OnSync: tel.hub.SyncObserver("daemonset")}).Run},
 		component{"deployment", deployment.New(deployment.Options{Store: tel.store("deployment", st), Logger: log, OnSync: tel.hub.SyncObserver("deployment")}).Run},
 		component{"nodelifecycle", lifecycle.Run},
+		component{"endpoints", endpoints.New(endpoints.Options{Store: tel.store("endpoints", st), Logger: log, OnSync: tel.hub.SyncObserver("endpoints")}).Run},
+		component{"podcidr", podcidr.New(podcidr.Options{Store: tel.store("podcidr", st), Network: cfg.Network, Logger: log, EventTTL: cfg.EventTTL,
+			OnSync: tel.hub.SyncObserver("podcidr")}).Run},
 	)
 	w.components = append(w.components, tel.components(st, in)...)
 	w.components = append(w.components,
