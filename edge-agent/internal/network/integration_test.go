@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -281,5 +282,140 @@ func releaseAll(t testing.TB, n *Node) {
 		if err := n.Detach(context.Background(), uid); err != nil {
 			t.Errorf("detach %s: %v", uid, err)
 		}
+	}
+}
+
+// TestRebootRebuildsFromLocalState: the bind mounts are gone (a reboot),
+// host-local's files, libcni's cache and the records are not. A new agent
+// makes the pod's namespace again, with the address it had, and releases
+// the stale attachment first (one address for the pod, not two).
+func TestRebootRebuildsFromLocalState(t *testing.T) {
+	b := newBoard(t)
+	ctx := context.Background()
+	nw := b.network(t)
+	if err := nw.Configure(ctx, wireNetwork()); err != nil {
+		t.Fatal(err)
+	}
+	pod := Pod{UID: "uid-r", Namespace: "default", Name: "r"}
+	first, err := nw.Attach(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reboot: the namespace goes with its mount, the file stays.
+	if err := unix.Unmount(first.NetNS, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if namespaceLive(first.NetNS) {
+		t.Fatal("namespace still live after its unmount")
+	}
+	again := b.network(t) // the agent after the reboot
+	if att, ok := again.Attachment(pod.UID); !ok || att.IP != first.IP {
+		t.Fatalf("the new agent's record: %+v, %v; want %s", att, ok, first.IP)
+	}
+	if err := again.Configure(ctx, wireNetwork()); err != nil {
+		t.Fatal(err)
+	}
+	att, err := again.Attach(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if att.IP != first.IP || !namespaceLive(att.NetNS) {
+		t.Fatalf("rebuilt: %+v, want a live namespace at %s", att, first.IP)
+	}
+	ids, _ := allocatedIDs(again.ipamDir())
+	if len(ids) != 1 || len(ids[pod.UID]) != 1 {
+		t.Fatalf("host-local holds %v, want one address for the pod", ids)
+	}
+	serveTCP(t, att.NetNS, "0.0.0.0:8080", "r")
+	if got, err := ask(t, nsEnter(b.node), att.IP.String()+":8080"); err != nil || !strings.HasPrefix(got, "r ") {
+		t.Fatalf("node to the rebuilt pod: %q, %v", got, err)
+	}
+}
+
+// TestKilledMidAttachLeavesNothingBehind: an agent killed after the
+// plugins ran and before the record was written leaves a namespace, an
+// address and libcni's cache. A new agent lists the pod, and either
+// attaches it again (one address) or releases everything.
+func TestKilledMidAttachLeavesNothingBehind(t *testing.T) {
+	b := newBoard(t)
+	ctx := context.Background()
+	nw := b.network(t)
+	if err := nw.Configure(ctx, wireNetwork()); err != nil {
+		t.Fatal(err)
+	}
+	for _, uid := range []string{"uid-k1", "uid-k2"} {
+		if _, err := nw.Attach(ctx, Pod{UID: uid, Namespace: "default", Name: uid}); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(filepath.Join(nw.recordDir(), uid+".json")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again := b.network(t)
+	if err := again.Configure(ctx, wireNetwork()); err != nil {
+		t.Fatal(err)
+	}
+	uids, err := again.Pods()
+	if err != nil || !slices.Equal(uids, []string{"uid-k1", "uid-k2"}) {
+		t.Fatalf("pods the new agent finds: %v, %v", uids, err)
+	}
+	// k1 is still wanted, k2 is not.
+	att, err := again.Attach(ctx, Pod{UID: "uid-k1", Namespace: "default", Name: "k1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Detach(ctx, "uid-k2"); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := allocatedIDs(again.ipamDir())
+	if len(ids) != 1 || !slices.Equal(ids["uid-k1"], []netip.Addr{att.IP}) {
+		t.Fatalf("host-local holds %v, want only %s for uid-k1", ids, att.IP)
+	}
+	if _, err := os.Stat(again.NamespacePath("uid-k2")); !os.IsNotExist(err) {
+		t.Fatalf("uid-k2's namespace file: %v", err)
+	}
+	if uids, err := again.Pods(); err != nil || !slices.Equal(uids, []string{"uid-k1"}) {
+		t.Fatalf("pods left: %v, %v", uids, err)
+	}
+}
+
+// TestHostPortsFollowThePod: a pod's hostPorts changed move its portmap
+// rules; the pod keeps its address and its containers' next runs join
+// the namespace at the same path.
+func TestHostPortsFollowThePod(t *testing.T) {
+	b := newBoard(t)
+	ctx := context.Background()
+	nw := b.network(t)
+	if err := nw.Configure(ctx, wireNetwork()); err != nil {
+		t.Fatal(err)
+	}
+	pod := Pod{UID: "uid-h", Namespace: "default", Name: "h", Ports: []PortMapping{{HostPort: 18080, ContainerPort: 8080, Protocol: "tcp"}}}
+	att, err := nw.Attach(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveTCP(t, att.NetNS, "0.0.0.0:8080", "h")
+	if got, err := ask(t, nsEnter(b.peer), tNodeIP+":18080"); err != nil || !strings.HasPrefix(got, "h ") {
+		t.Fatalf("LAN to hostPort 18080: %q, %v", got, err)
+	}
+	// The same ports again: nothing changes (same namespace).
+	if again, err := nw.UpdatePorts(ctx, pod); err != nil || again != att {
+		t.Fatalf("UpdatePorts with the same ports: %+v, %v", again, err)
+	}
+	// The caller's slice changed in place must still count as a change.
+	pod.Ports[0].HostPort = 18081
+	moved, err := nw.UpdatePorts(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if moved.IP != att.IP {
+		t.Fatalf("the pod's address changed with its hostPorts: %s, was %s", moved.IP, att.IP)
+	}
+	serveTCP(t, moved.NetNS, "0.0.0.0:8080", "h2")
+	if got, err := ask(t, nsEnter(b.peer), tNodeIP+":18081"); err != nil || !strings.HasPrefix(got, "h2 ") {
+		t.Fatalf("LAN to hostPort 18081: %q, %v", got, err)
+	}
+	if got, err := ask(t, nsEnter(b.peer), tNodeIP+":18080"); err == nil {
+		t.Fatalf("the old hostPort 18080 still answers: %q", got)
 	}
 }

@@ -431,7 +431,7 @@ func (n *Node) attach(ctx context.Context, pod Pod, p *parsed, list *libcni.Netw
 		}
 		return Attachment{}, fmt.Errorf("attach pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
-	rec := record{UID: pod.UID, Namespace: pod.Namespace, Name: pod.Name, IP: ip, PodCIDR: p.podCIDR, Ports: pod.Ports}
+	rec := record{UID: pod.UID, Namespace: pod.Namespace, Name: pod.Name, IP: ip, PodCIDR: p.podCIDR, Ports: slices.Clone(pod.Ports)}
 	if err := writeRecord(n.recordDir(), rec); err != nil {
 		return Attachment{}, fmt.Errorf("attach pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
