@@ -123,6 +123,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ $skip_checks = 1 ] && say "warning: $msg" || die "$msg"
 fi
 
+# The pod network's CNI plugins (Debian's containernetworking-plugins puts
+# bridge, host-local, portmap and loopback in /usr/lib/cni; portmap runs
+# iptables): installed on a live Debian board, required in a root
+# filesystem.
+cni_missing=()
+for p in bridge host-local portmap loopback; do
+  [ -x "$DESTDIR/usr/lib/cni/$p" ] || cni_missing+=("$p")
+done
+if [ ${#cni_missing[@]} -gt 0 ]; then
+  if [ -z "$DESTDIR" ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing containernetworking-plugins and iptables (the pod network)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containernetworking-plugins iptables \
+      || die "apt-get install containernetworking-plugins iptables failed"
+  else
+    msg="missing the CNI plugins ${cni_missing[*]} in $DESTDIR/usr/lib/cni: apt-get install containernetworking-plugins iptables (pods off the host network need them)"
+    [ $skip_checks = 1 ] && say "warning: $msg" || die "$msg"
+  fi
+fi
+
 install -d -m 0755 "$DESTDIR/usr/local/bin" "$DESTDIR/etc/systemd/system" "$DESTDIR/etc/flotilla"
 install -d -m 0700 "$DESTDIR/var/lib/flotilla-agent"
 install -m 0755 "$binary" "$DESTDIR/usr/local/bin/edge-agent"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build a Flotilla device root filesystem: Debian (bookworm) from Debian's
-# packages with containerd, runc, systemd-timesyncd and the edge agent,
+# packages with containerd, runc, the CNI plugins
+# (containernetworking-plugins, with iptables for portmap),
+# systemd-timesyncd and the edge agent,
 # its systemd unit enabled and its config filled from a provisioning
 # file, packed as a tarball to extract onto a board's root partition.
 #
@@ -22,7 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 SUITE=${SUITE:-bookworm}
 CACHE=${CACHE:-/var/cache/flotilla-debootstrap}
-PACKAGES=systemd-sysv,systemd-timesyncd,containerd,runc,ca-certificates,iproute2,netbase,kmod
+PACKAGES=systemd-sysv,systemd-timesyncd,containerd,runc,containernetworking-plugins,iptables,ca-certificates,iproute2,netbase,kmod
 [ -z "${EXTRA_PACKAGES:-}" ] || PACKAGES="$PACKAGES,$EXTRA_PACKAGES"
 
 die() { echo "build.sh: $*" >&2; exit 1; }

@@ -17,7 +17,7 @@ import (
 // and checks what a board would get: the binary for its architecture, the
 // unit (which systemd-analyze verifies), the config (which the agent
 // accepts), the state directory and the enablement symlink. It also
-// checks that the script refuses a missing containerd, a binary for the
+// checks that the script refuses a missing containerd or CNI plugin, a binary for the
 // wrong architecture and one that does not match SHA256SUMS.
 func TestInstallScript(t *testing.T) {
 	script := filepath.Join(env.root, "arm", "install.sh")
@@ -31,7 +31,8 @@ func TestInstallScript(t *testing.T) {
 	}
 	fakeRoot := func(t *testing.T) string {
 		root := t.TempDir()
-		for _, p := range []string{"usr/bin/containerd", "usr/sbin/runc"} {
+		for _, p := range []string{"usr/bin/containerd", "usr/sbin/runc",
+			"usr/lib/cni/bridge", "usr/lib/cni/host-local", "usr/lib/cni/portmap", "usr/lib/cni/loopback"} {
 			os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
 			if err := os.WriteFile(filepath.Join(root, p), []byte("#!/bin/sh\n"), 0o755); err != nil {
 				t.Fatal(err)
@@ -155,6 +156,11 @@ func TestInstallScript(t *testing.T) {
 			want string
 		}{
 			"no containerd": {func(t *testing.T) string { return t.TempDir() }, append([]string{"--arch", "armv7"}, args...), "missing containerd runc: apt-get install containerd runc"},
+			"no CNI plugins": {func(t *testing.T) string {
+				root := fakeRoot(t)
+				os.Remove(filepath.Join(root, "usr/lib/cni/portmap"))
+				return root
+			}, append([]string{"--arch", "arm64"}, args...), "missing the CNI plugins portmap in"},
 			"wrong binary":  {fakeRoot, []string{"--arch", "armv7", "--binary", filepath.Join(env.dist, "edge-agent-linux-arm64"), "--broker", "tcp://h:1883"}, "is an arm64 binary, this board needs arm (armv7)"},
 			"no broker":     {fakeRoot, []string{"--arch", "armv6", "--dist", env.dist}, "or --broker is required"},
 			"hub, no token": {fakeRoot, []string{"--arch", "armv6", "--dist", env.dist, "--hub", "https://h:8443"}, "--hub needs --token and --ca-fingerprint"},

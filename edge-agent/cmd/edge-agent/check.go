@@ -30,11 +30,12 @@ var errCheckFailed = errors.New("a required check failed")
 func newCheckCommand(agentFlags *pflag.FlagSet) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "check",
-		Short: "Check that this board can run the agent (kernel, cgroups, overlayfs, containerd, runc, disk, clock)",
+		Short: "Check that this board can run the agent (kernel, cgroups, overlayfs, containerd, runc, pod network, disk, clock)",
 		Long: `Check that this board can run the agent: cgroups (v1 or v2) with the cpu and
 memory controllers, overlayfs (or the snapshotter configured), namespaces,
-the kernel version, containerd's socket and version, runc, the state
-directory's free space and the clock. One PASS, WARN or FAIL line per check;
+the kernel version, containerd's socket and version, runc, the pod network's
+needs (the CNI plugins in --cni-bin-dir, br_netfilter, IPv4 forwarding,
+iptables for hostPorts), the state directory's free space and the clock. One PASS, WARN or FAIL line per check;
 the exit status is non-zero when a required check FAILs.
 
 It takes the agent's flags and --config file, so it checks what the agent
@@ -60,6 +61,7 @@ would use.`,
 			ContainerdSocket: v.GetString("containerd-socket"),
 			Snapshotter:      v.GetString("snapshotter"),
 			Platform:         platforms.Format(agentPlatform()),
+			CNIBinDir:        v.GetString("cni-bin-dir"),
 			Timeout:          v.GetDuration("check-timeout"),
 		}, preflight.RealHost("/var/lib/containerd"))
 		if err := report.Write(cmd.OutOrStdout()); err != nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/agent"
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/network"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
 	ctrruntime "github.com/flotilla-edge/flotilla/edge-agent/internal/runtime"
 	"github.com/flotilla-edge/flotilla/pkg/api"
@@ -74,6 +76,10 @@ func addAgentFlags(f *pflag.FlagSet) {
 	f.String("snapshotter", "overlayfs", "containerd snapshotter")
 	f.String("state-dir", "/var/lib/flotilla-agent", "directory for local state, logs and volumes")
 	f.StringSlice("insecure-registry", nil, "registry host:port to pull from over plain HTTP (repeatable)")
+	f.String("node-ip", "", "this node's IPv4 address on its site's LAN, which the site's other nodes route its pods' addresses through (default: the first IPv4 address of an interface that is up)")
+	f.String("cni-bin-dir", network.DefaultBinDir, "directory of the CNI plugins (bridge, host-local, portmap, loopback: Debian's containernetworking-plugins)")
+	f.String("cni-conf-dir", "", "where the agent writes its CNI network configuration (default STATE-DIR/network/conf)")
+	f.String("cni-cache-dir", "", "libcni's cache of the pods' attachments (default STATE-DIR/network/cache)")
 	f.Duration("heartbeat-interval", 10*time.Second, "how often to tell the hub the node is alive")
 	f.Duration("mqtt-keepalive", 30*time.Second, "MQTT keep-alive: how fast a dead link to the broker is noticed")
 	f.Int("outbox-max-entries", outbox.DefaultLimits.MaxEntries, "most reports kept while the hub is unreachable")
@@ -148,6 +154,21 @@ func runAgent(cmd *cobra.Command, configFile string) error {
 		Platform:           agentPlatform(),
 		Logger:             logger,
 	}
+	nodeIP, err := parseNodeIP(v.GetString("node-ip"))
+	if err != nil {
+		return err
+	}
+	podNet, err := network.New(network.Config{
+		Dir:      filepath.Join(stateDir, "network"),
+		ConfDir:  absOrEmpty(v.GetString("cni-conf-dir")),
+		CacheDir: absOrEmpty(v.GetString("cni-cache-dir")),
+		BinDir:   v.GetString("cni-bin-dir"),
+		NodeIP:   nodeIP,
+		Logger:   logger,
+	})
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	sec, err := setUpIdentity(ctx, v, config.Given(v, cmd.Flags(), "broker"), nodeName, stateDir, logger)
@@ -166,6 +187,8 @@ func runAgent(cmd *cobra.Command, configFile string) error {
 		KeepAlive:         v.GetDuration("mqtt-keepalive"),
 		Outbox:            outbox.Limits{MaxEntries: v.GetInt("outbox-max-entries"), MaxBytes: v.GetInt64("outbox-max-bytes")},
 		Resync:            v.GetDuration("resync-interval"),
+		NodeIP:            v.GetString("node-ip"),
+		Network:           podNet,
 		Version:           version,
 		Logger:            logger,
 		ConnectRuntime: func(ctx context.Context) (agent.Runtime, error) {
@@ -176,6 +199,30 @@ func runAgent(cmd *cobra.Command, configFile string) error {
 		MetricsOfflineResolution: v.GetDuration("metrics-offline-resolution"),
 		ContainerLogMaxSize:      logMax.Value(),
 	})
+}
+
+// parseNodeIP checks --node-ip: empty, or an IPv4 address.
+func parseNodeIP(s string) (netip.Addr, error) {
+	if s == "" {
+		return netip.Addr{}, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() {
+		return netip.Addr{}, fmt.Errorf("--node-ip %q: want this node's unicast IPv4 address on its site's LAN, such as 192.168.1.20", s)
+	}
+	return a, nil
+}
+
+// absOrEmpty makes a directory flag absolute; empty stays empty (the
+// default).
+func absOrEmpty(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
 }
 
 func newLogger(level string) (*slog.Logger, error) {

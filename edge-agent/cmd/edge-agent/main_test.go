@@ -100,3 +100,17 @@ func TestTokenFile(t *testing.T) {
 		t.Errorf("a file others can read: %v, log %q", err, logs.String())
 	}
 }
+
+func TestParseNodeIP(t *testing.T) {
+	if a, err := parseNodeIP("192.168.1.20"); err != nil || a.String() != "192.168.1.20" {
+		t.Fatalf("parseNodeIP(192.168.1.20) = %v, %v", a, err)
+	}
+	if a, err := parseNodeIP(""); err != nil || a.IsValid() {
+		t.Fatalf("parseNodeIP(\"\") = %v, %v; want none", a, err)
+	}
+	for _, bad := range []string{"board-1", "fe80::1", "127.0.0.1", "0.0.0.0", "239.1.1.1", "10.0.0.1/24"} {
+		if _, err := parseNodeIP(bad); err == nil || !strings.Contains(err.Error(), "--node-ip") {
+			t.Errorf("parseNodeIP(%q) = %v, want an error naming --node-ip", bad, err)
+		}
+	}
+}

@@ -77,6 +77,14 @@ type Config struct {
 	Verifier *wire.Verifier
 	// Now is the clock of the agent and its reconciler (default time.Now).
 	Now func() time.Time
+	// NodeIP is the node's address on its site's LAN (--node-ip): its
+	// InternalIP, which the hub routes the node's pod CIDR through; empty
+	// takes the first IPv4 address of an interface that is up.
+	NodeIP string
+	// Network gives pods off the host network their own namespaces and
+	// addresses (package network); nil keeps every pod on the host's
+	// network (the fleet simulator).
+	Network reconcile.PodNetwork
 }
 
 // localState is what the agent keeps on the board: the newest snapshot,
@@ -305,6 +313,7 @@ func (a *Agent) startPods(ctx context.Context, g *errgroup.Group, rt Runtime) {
 		Prober:    prober,
 		Rollbacks: a.state,
 		DataDir:   a.cfg.StateDir,
+		Network:   a.cfg.Network,
 		HostIP:    a.getFacts().InternalIP,
 		Resync:    a.cfg.Resync,
 		Logger:    a.log,

@@ -12,6 +12,7 @@ import (
 	"github.com/shirou/gopsutil/v3/host"
 	"github.com/shirou/gopsutil/v3/mem"
 
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/network"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 )
 
@@ -60,7 +61,11 @@ func gatherFacts(ctx context.Context, cfg Config) Facts {
 		f.Capacity[api.ResourceMemory] = api.Quantity(strconv.FormatUint(vm.Total/1024, 10) + "Ki")
 	}
 
-	if ip := primaryIP(); ip != "" {
+	ip := cfg.NodeIP
+	if ip == "" {
+		ip = primaryIP()
+	}
+	if ip != "" {
 		f.InternalIP = ip
 		f.Addresses = append(f.Addresses, api.NodeAddress{Type: "InternalIP", Address: ip})
 	}
@@ -101,7 +106,8 @@ func osImage() string {
 }
 
 // primaryIP returns the first IPv4 address of an up, non-loopback
-// interface.
+// interface (the node's address when --node-ip is not given: on a board
+// with several, give it).
 func primaryIP() string {
 	ifaces, err := net.Interfaces()
 	if err != nil {
@@ -110,6 +116,9 @@ func primaryIP() string {
 	for _, iface := range ifaces {
 		if iface.Flags&net.FlagUp == 0 || iface.Flags&net.FlagLoopback != 0 {
 			continue
+		}
+		if iface.Name == network.BridgeName || strings.HasPrefix(iface.Name, "veth") {
+			continue // the pods' own
 		}
 		addrs, err := iface.Addrs()
 		if err != nil {

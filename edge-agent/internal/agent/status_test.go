@@ -204,3 +204,10 @@ func TestOutageCountsFromTheLastReportThatGotThrough(t *testing.T) {
 		t.Fatalf("Offline event: %+v", ev)
 	}
 }
+
+func TestNodeIPIsTheInternalIP(t *testing.T) {
+	f := gatherFacts(context.Background(), Config{NodeName: "n1", NodeIP: "198.51.100.7"})
+	if f.InternalIP != "198.51.100.7" || len(f.Addresses) == 0 || f.Addresses[0] != (api.NodeAddress{Type: "InternalIP", Address: "198.51.100.7"}) {
+		t.Fatalf("facts with --node-ip: InternalIP %q, addresses %v", f.InternalIP, f.Addresses)
+	}
+}

@@ -1,7 +1,8 @@
 // Package preflight checks that a board can run the edge agent, the way
 // `k3s check-config` does: kernel features and mounts (cgroups, overlayfs,
-// namespaces), containerd and runc, the state directory's free space and
-// the clock. Each check gives one PASS, WARN or FAIL line; a FAIL means the
+// namespaces), containerd and runc, what the pod network needs (the CNI
+// plugins, br_netfilter, IPv4 forwarding, iptables for hostPorts), the
+// state directory's free space and the clock. Each check gives one PASS, WARN or FAIL line; a FAIL means the
 // agent cannot work there. Every check reads the machine through a Host, so
 // tests run them against a fake filesystem root and fake daemons.
 package preflight
@@ -72,6 +73,8 @@ type Config struct {
 	Snapshotter string
 	// Platform is what the agent pulls images for, "linux/arm/v7".
 	Platform string
+	// CNIBinDir is the agent's --cni-bin-dir (default /usr/lib/cni).
+	CNIBinDir string
 	// Timeout bounds each check that waits on something (default
 	// DefaultTimeout).
 	Timeout time.Duration
@@ -85,6 +88,9 @@ func Run(ctx context.Context, cfg Config, h Host) Report {
 	if cfg.Snapshotter == "" {
 		cfg.Snapshotter = "overlayfs"
 	}
+	if cfg.CNIBinDir == "" {
+		cfg.CNIBinDir = "/usr/lib/cni"
+	}
 	h = h.withDefaults()
 	c := checker{cfg: cfg, h: h}
 	var r Report
@@ -96,6 +102,7 @@ func Run(ctx context.Context, cfg Config, h Host) Report {
 	r.add(c.namespaces())
 	r.add(c.containerd(ctx))
 	r.add(c.runc(ctx))
+	r.add(c.networkChecks()...)
 	r.add(c.stateDir())
 	r.add(c.clock())
 	return r

@@ -25,21 +25,27 @@ type board struct {
 // cgroup v2, everything in place.
 func healthyFiles() map[string]string {
 	return map[string]string{
-		"proc/self/cgroup":                    "0::/system.slice/flotilla-agent.service\n",
-		"sys/fs/cgroup/cgroup.controllers":    "cpuset cpu io memory pids\n",
-		"proc/cgroups":                        "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpuset\t0\t60\t1\ncpu\t0\t60\t1\nmemory\t0\t60\t1\n",
-		"proc/filesystems":                    "nodev\tsysfs\nnodev\ttmpfs\n\text4\nnodev\toverlay\n",
-		"proc/sys/kernel/osrelease":           "6.1.0-rpi7-rpi-v8\n",
-		"proc/cmdline":                        "console=serial0,115200 root=PARTUUID=1 rootwait cgroup_enable=memory cgroup_memory=1\n",
-		"proc/cpuinfo":                        "processor\t: 0\nBogoMIPS\t: 108.00\nCPU architecture: 8\n",
-		"proc/self/ns/mnt":                    "",
-		"proc/self/ns/uts":                    "",
-		"proc/self/ns/ipc":                    "",
-		"proc/self/ns/pid":                    "",
-		"proc/self/ns/net":                    "",
-		"proc/self/ns/cgroup":                 "",
-		"proc/self/ns/user":                   "",
-		"lib/modules/6.1.0-rpi7-rpi-v8/.keep": "",
+		"proc/self/cgroup":                            "0::/system.slice/flotilla-agent.service\n",
+		"sys/fs/cgroup/cgroup.controllers":            "cpuset cpu io memory pids\n",
+		"proc/cgroups":                                "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpuset\t0\t60\t1\ncpu\t0\t60\t1\nmemory\t0\t60\t1\n",
+		"proc/filesystems":                            "nodev\tsysfs\nnodev\ttmpfs\n\text4\nnodev\toverlay\n",
+		"proc/sys/kernel/osrelease":                   "6.1.0-rpi7-rpi-v8\n",
+		"proc/cmdline":                                "console=serial0,115200 root=PARTUUID=1 rootwait cgroup_enable=memory cgroup_memory=1\n",
+		"proc/cpuinfo":                                "processor\t: 0\nBogoMIPS\t: 108.00\nCPU architecture: 8\n",
+		"proc/self/ns/mnt":                            "",
+		"proc/self/ns/uts":                            "",
+		"proc/self/ns/ipc":                            "",
+		"proc/self/ns/pid":                            "",
+		"proc/self/ns/net":                            "",
+		"proc/self/ns/cgroup":                         "",
+		"proc/self/ns/user":                           "",
+		"lib/modules/6.1.0-rpi7-rpi-v8/.keep":         "",
+		"proc/sys/net/bridge/bridge-nf-call-iptables": "1\n",
+		"proc/sys/net/ipv4/ip_forward":                "1\n",
+		"usr/lib/cni/bridge":                          "#!",
+		"usr/lib/cni/host-local":                      "#!",
+		"usr/lib/cni/portmap":                         "#!",
+		"usr/lib/cni/loopback":                        "#!",
 	}
 }
 
@@ -55,7 +61,11 @@ func newBoard(t *testing.T, edit func(files map[string]string)) *board {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		mode := os.FileMode(0o644)
+		if strings.HasPrefix(name, "usr/lib/cni/") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -328,4 +338,44 @@ func TestNotRootWarns(t *testing.T) {
 	b := newBoard(t, nil)
 	b.host.Euid = func() int { return 1000 }
 	b.expect(CheckPrivileges, Warn, "uid 1000")
+}
+
+func TestPodNetworkChecks(t *testing.T) {
+	// A plugin missing: pods off the host network cannot start.
+	b := newBoard(t, func(f map[string]string) { delete(f, "usr/lib/cni/portmap") })
+	b.expect(CheckCNIPlugins, Fail, "portmap missing from /usr/lib/cni", "apt-get install containernetworking-plugins")
+	// Another directory, as --cni-bin-dir gives it.
+	b = newBoard(t, nil)
+	b.cfg.CNIBinDir = "/opt/cni/bin"
+	b.expect(CheckCNIPlugins, Fail, "bridge, host-local, portmap, loopback missing from /opt/cni/bin")
+
+	// br_netfilter not loaded: a pass if the module is there (the agent
+	// loads it), a failure if the kernel has none.
+	noBr := func(f map[string]string) { delete(f, "proc/sys/net/bridge/bridge-nf-call-iptables") }
+	b = newBoard(t, func(f map[string]string) {
+		noBr(f)
+		f["lib/modules/6.1.0-rpi7-rpi-v8/kernel/net/bridge/br_netfilter.ko.xz"] = ""
+	})
+	b.expect(CheckBrNetfilter, Pass, "the agent loads it")
+	b = newBoard(t, noBr)
+	b.expect(CheckBrNetfilter, Fail, "CONFIG_BRIDGE_NETFILTER")
+	b = newBoard(t, func(f map[string]string) {
+		noBr(f)
+		f["lib/modules/6.1.0-rpi7-rpi-v8/modules.builtin"] = "kernel/net/bridge/bridge.ko\nkernel/net/bridge/br_netfilter.ko\n"
+	})
+	b.expect(CheckBrNetfilter, Pass, "built into the kernel")
+
+	// Forwarding off: the agent turns it on, a warning.
+	b = newBoard(t, func(f map[string]string) { f["proc/sys/net/ipv4/ip_forward"] = "0\n" })
+	b.expect(CheckIPForward, Warn, "the agent turns it on")
+
+	// No iptables: hostPorts cannot work.
+	b = newBoard(t, nil)
+	b.host.LookPath = func(name string) (string, error) {
+		if name == "iptables" {
+			return "", exec.ErrNotFound
+		}
+		return "/usr/sbin/" + name, nil
+	}
+	b.expect(CheckIptables, Warn, "hostPort cannot work")
 }

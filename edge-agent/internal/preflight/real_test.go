@@ -59,6 +59,8 @@ func TestRealMachine(t *testing.T) {
 		CheckCgroupCPU:    "",
 		CheckCgroupMemory: "",
 		CheckClock:        "",
+		CheckCNIPlugins:   "bridge, host-local, portmap, loopback in /usr/lib/cni",
+		CheckBrNetfilter:  "",
 	} {
 		res, ok := r.Get(name)
 		if !ok || res.Status != Pass || !strings.Contains(res.Detail, want) {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flotilla-edge/flotilla/pkg/api"
@@ -87,6 +88,9 @@ func (r *Reconciler) createRun(ctx context.Context, pod *wire.SnapshotPod, spec 
 	key := ContainerID(pod, spec.Name)
 	log := r.log.With("pod", pod.Namespace+"/"+pod.Name, "container", spec.Name)
 	r.setWaiting(pod.UID, key, reasonCreating, "")
+	if _, ok := r.ensureNetwork(ctx, pod, key); !ok {
+		return nil, errNetwork
+	}
 	cs, err := r.containerSpec(pod, spec, run)
 	if err != nil {
 		log.Warn("container config", "err", err)
@@ -104,9 +108,16 @@ func (r *Reconciler) createRun(ctx context.Context, pod *wire.SnapshotPod, spec 
 	return nil, nil
 }
 
+// errNetwork: the pod's network could not be set up (ensureNetwork
+// recorded why).
+var errNetwork = errors.New("the pod's network is not set up")
+
 // start starts the task of container id, a run of the container key that
 // has no task running, and reports it.
 func (r *Reconciler) start(ctx context.Context, pod *wire.SnapshotPod, key, id string) {
+	if _, ok := r.ensureNetwork(ctx, pod, key); !ok {
+		return
+	}
 	rec, err := r.cfg.History.Restarts(key)
 	if err != nil {
 		r.log.Error("read restart history", "pod", pod.Namespace+"/"+pod.Name, "container", key, "err", err)
@@ -129,6 +140,11 @@ func (r *Reconciler) restart(ctx context.Context, pod *wire.SnapshotPod, spec *a
 	key := ContainerID(pod, spec.Name)
 	if exit != nil {
 		defer r.setRestarting(pod.UID, key, false)
+	}
+	// The pod's namespace is there (no CNI call), unless the node
+	// rebooted: then it is made again, before the restart is counted.
+	if _, ok := r.ensureNetwork(ctx, pod, key); !ok {
+		return
 	}
 	rec, ok := r.countRestart(pod, key, exit)
 	if !ok {
@@ -296,6 +312,14 @@ func (r *Reconciler) replacePod(ctx context.Context, pod *wire.SnapshotPod, stal
 	}
 	r.log.Info("replacing pod with new spec", "pod", pod.Namespace+"/"+pod.Name, "specHash", pod.SpecHash, "old", len(stale))
 	r.stopAndRemove(ctx, stale, true)
+	if r.onPodNetwork(pod) {
+		// portmap takes hostPorts only when a pod is attached: a changed
+		// set attaches it again, now that no container of it runs.
+		if _, err := r.cfg.Network.UpdatePorts(ctx, podRef(pod)); err != nil && ctx.Err() == nil {
+			r.log.Warn("update the pod's hostPorts", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+			r.emit(pod, "", api.EventWarning, reasonSandboxFailed, "Failed to update the pod's hostPorts: "+err.Error())
+		}
+	}
 	for i := range pod.Spec.Containers {
 		key := ContainerID(pod, pod.Spec.Containers[i].Name)
 		r.start(ctx, pod, key, key)
@@ -323,11 +347,18 @@ func (r *Reconciler) stillDesired(pod *wire.SnapshotPod) bool {
 // removePod stops and removes the containers of a pod that is no longer
 // desired, then its volumes and history.
 func (r *Reconciler) removePod(ctx context.Context, cs []Container) {
-	r.stopAndRemove(ctx, cs, true)
-	if ctx.Err() != nil {
-		return
+	if !r.stopAndRemove(ctx, cs, true) || ctx.Err() != nil {
+		return // the next pass tries again
 	}
 	if uid := cs[0].Labels[LabelPodUID]; uid != "" {
+		if r.cfg.Network != nil {
+			if err := r.cfg.Network.Detach(ctx, uid); err != nil {
+				// Its directory stays with the network; the collection of
+				// pods' networks tries again.
+				r.log.Warn("release the pod's network", "uid", uid, "err", err)
+				return
+			}
+		}
 		if err := removePodVolumes(r.podDir(uid)); err != nil {
 			r.log.Warn("remove pod volumes", "uid", uid, "err", err)
 		}
@@ -341,21 +372,25 @@ func (r *Reconciler) removePod(ctx context.Context, cs []Container) {
 }
 
 // stopAndRemove stops (gracefully) and removes containers, and with
-// forget their restart history too.
-func (r *Reconciler) stopAndRemove(ctx context.Context, cs []Container, forget bool) {
+// forget their restart history too. It says whether all went.
+func (r *Reconciler) stopAndRemove(ctx context.Context, cs []Container, forget bool) bool {
 	var wg sync.WaitGroup
+	var failed atomic.Bool
 	for _, c := range cs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.stopAndRemoveOne(ctx, c, forget)
+			if !r.stopAndRemoveOne(ctx, c, forget) {
+				failed.Store(true)
+			}
 		}()
 	}
 	wg.Wait()
+	return !failed.Load()
 }
 
 // stopAndRemoveOne is stopAndRemove for one container.
-func (r *Reconciler) stopAndRemoveOne(ctx context.Context, c Container, forget bool) {
+func (r *Reconciler) stopAndRemoveOne(ctx context.Context, c Container, forget bool) bool {
 	log := r.log.With("container", c.ID, "pod", c.Labels[LabelPodNamespace]+"/"+c.Labels[LabelPodName])
 	grace := defaultGracePeriod
 	if s, err := strconv.ParseInt(c.Labels[labelGracePeriodSecs], 10, 64); err == nil && s >= 0 {
@@ -365,12 +400,12 @@ func (r *Reconciler) stopAndRemoveOne(ctx context.Context, c Container, forget b
 		r.emitFor(c, api.EventNormal, "Killing", fmt.Sprintf("Stopping container %s (grace period %s)", c.Labels[LabelContainer], grace))
 		if err := r.cfg.Runtime.Stop(ctx, c.ID, grace); err != nil {
 			log.Warn("stop container", "err", err)
-			return
+			return false
 		}
 	}
 	if err := r.cfg.Runtime.Remove(ctx, c.ID); err != nil {
 		log.Warn("remove container", "err", err)
-		return
+		return false
 	}
 	if uid := c.Labels[LabelPodUID]; forget && uid != "" {
 		key := containerKey(c)
@@ -380,6 +415,7 @@ func (r *Reconciler) stopAndRemoveOne(ctx context.Context, c Container, forget b
 		r.clearWaiting(uid, key)
 	}
 	log.Info("removed container")
+	return true
 }
 
 // containerSpec turns a pod container into a runtime ContainerSpec.
@@ -404,8 +440,6 @@ func (r *Reconciler) containerSpec(pod *wire.SnapshotPod, c *api.Container, run 
 		Command:    c.Command,
 		Args:       c.Args,
 		WorkingDir: c.WorkingDir,
-		// Pods share the board's network until pod networking lands.
-		HostNetwork: true,
 		// One shim process serves the pod: a restart's new run joins the
 		// shim that the exited run keeps alive, and needs no new one.
 		ShimGroup: pod.UID,
@@ -437,6 +471,9 @@ func (r *Reconciler) containerSpec(pod *wire.SnapshotPod, c *api.Container, run 
 		return ContainerSpec{}, err
 	}
 	cs.Mounts = mounts
+	if err := r.networkSpec(pod, &snap, &cs); err != nil {
+		return ContainerSpec{}, err
+	}
 	return cs, nil
 }
 

@@ -32,6 +32,7 @@ func (r *Reconciler) Sync(ctx context.Context) time.Time {
 	}
 	snap, reverts := r.effective(raw)
 	r.setRevision(snap.Revision)
+	r.configureNetwork(ctx, snap)
 	containers, err := r.cfg.Runtime.List(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -50,6 +51,7 @@ func (r *Reconciler) Sync(ctx context.Context) time.Time {
 	for owner, cs := range orphans {
 		r.spawn(ctx, owner, removeWorker, func(ctx context.Context) { r.removePod(ctx, cs) })
 	}
+	r.collectNetworks(ctx, plans, orphans)
 	r.updateProbes(plans)
 	for _, plan := range plans {
 		next = earliest(next, r.planPod(ctx, plan))
@@ -238,6 +240,11 @@ func (r *Reconciler) planContainer(pod *wire.SnapshotPod, spec *api.Container, c
 	case !exists:
 		if wait := latest(r.retryWait(pod.UID, key), r.pullHeld(pod, spec)); !wait.IsZero() {
 			return nil, wait
+		}
+		if !r.networkReady(pod) {
+			// A new snapshot with the node's pod CIDR wakes the loop.
+			r.setWaiting(pod.UID, key, reasonCreating, msgNoPodCIDR)
+			return nil, time.Time{}
 		}
 		return func(ctx context.Context) { r.createAndStart(ctx, pod, spec) }, time.Time{}
 	case c.State == TaskNone || c.State == TaskCreated:

@@ -53,6 +53,12 @@ type Config struct {
 	Rollbacks Rollbacks
 	// DataDir holds container logs (logs/) and pod volumes (pods/).
 	DataDir string
+	// Network gives pods that are not on the host network their network
+	// namespaces (package network); nil runs every pod on the host's.
+	Network PodNetwork
+	// ResolvConf is the node's resolv.conf, which pods' are made from
+	// (default /etc/resolv.conf).
+	ResolvConf string
 	// HostIP is reported as each pod's hostIP.
 	HostIP string
 	// Resync is the period of the full resync (default 10 s).
@@ -91,6 +97,12 @@ type Reconciler struct {
 	revision uint64
 	// lastReport is the pod status last handed on.
 	lastReport *wire.PodStatusReport
+	// netOn: the snapshot the current pass works from has a network;
+	// netErr is the last error configuring it, logged when it changes;
+	// nextNetGC is when collectNetworks looks next.
+	netOn     bool
+	netErr    string
+	nextNetGC time.Time
 }
 
 // Waiting reasons, as kubelet reports them.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -29,6 +31,8 @@ type harness struct {
 	reports []wire.PodStatusReport
 	mu      sync.Mutex
 	events  []wire.Event
+	// net, if set before newReconciler, is the pod network.
+	net PodNetwork
 }
 
 func (h *harness) eventReasons() []string {
@@ -59,7 +63,17 @@ func (h *harness) newReconciler() *Reconciler {
 			h.mu.Unlock()
 		},
 		DataDir: h.t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: h.clock.Now,
+		Network: h.net, ResolvConf: h.resolvConf(),
 	})
+}
+
+// resolvConf is the node's resolv.conf the harness's pods' are made from.
+func (h *harness) resolvConf() string {
+	path := filepath.Join(h.t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(path, []byte("search lan\nnameserver 192.0.2.53\n"), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	return path
 }
 
 // sync runs one pass and waits for the workers it started, then one more
@@ -402,7 +416,7 @@ func TestContainerSpecFromPod(t *testing.T) {
 	if cs.CPULimitMilli != 500 || cs.CPURequestMilli != 100 || cs.MemoryLimitBytes != 64<<20 {
 		t.Errorf("resources = %d/%d/%d", cs.CPULimitMilli, cs.CPURequestMilli, cs.MemoryLimitBytes)
 	}
-	if !slices.Equal(cs.Env, []string{"A=1"}) || cs.WorkingDir != "/work" || !cs.HostNetwork {
+	if !slices.Equal(cs.Env, []string{"A=1"}) || cs.WorkingDir != "/work" || cs.NetworkNamespace != "" {
 		t.Errorf("spec = %+v", cs)
 	}
 	if len(cs.Mounts) != 2 || cs.Mounts[0].Source != hostDir || !cs.Mounts[0].ReadOnly ||

@@ -116,9 +116,15 @@ type ContainerSpec struct {
 	Args       []string
 	Env        []string // KEY=VALUE, applied over the image's environment
 	WorkingDir string
-	// HostNetwork shares the board's network namespace (the default for now).
-	HostNetwork bool
-	Mounts      []Mount
+	// NetworkNamespace is the path of the pod's network namespace, which
+	// every container of the pod joins; "" runs the container in the
+	// board's (hostNetwork), with the board's hostname, /etc/hosts and
+	// /etc/resolv.conf unless Mounts bring others.
+	NetworkNamespace string
+	// Hostname is the container's hostname on a pod network (the pod's
+	// name); on the board's network it is the board's.
+	Hostname string
+	Mounts   []Mount
 	// ShimGroup, when set, puts the container's tasks in the one shim
 	// process that serves every container of the same group (a pod), so a
 	// task created while another of the group exists needs no new shim.

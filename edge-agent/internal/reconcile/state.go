@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"net/netip"
 	"reflect"
 	"time"
 
@@ -51,6 +52,8 @@ type podState struct {
 	// containers are the pod's containers, by container key
 	// (ContainerID).
 	containers map[string]*containerState
+	// etcIP is the address the pod's hosts file was last written for.
+	etcIP netip.Addr
 }
 
 // containerState is what the reconciler remembers of one container.
@@ -95,7 +98,7 @@ type retryState struct {
 // empty reports whether s remembers nothing, so it can go.
 func (s *podState) empty() bool {
 	return s.workers == [workerKinds]bool{} && s.prePull == (hold{}) && s.prepulled == "" &&
-		s.trial == (trial{}) && s.goodHash == "" && len(s.containers) == 0
+		s.trial == (trial{}) && s.goodHash == "" && len(s.containers) == 0 && !s.etcIP.IsValid()
 }
 
 // hold returns the hold of container key, or with key "" the pre-pull's.
@@ -296,7 +299,7 @@ func (r *Reconciler) forgetJudgements(plans map[string]*podPlan) {
 	defer r.mu.Unlock()
 	for uid, s := range r.pods {
 		if plans[uid] == nil {
-			s.goodHash, s.trial = "", trial{}
+			s.goodHash, s.trial, s.etcIP = "", trial{}, netip.Addr{}
 		}
 	}
 }

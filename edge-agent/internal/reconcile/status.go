@@ -64,6 +64,7 @@ func (n tally) phase(started bool) api.PodPhase {
 // podStatus derives a pod's status, as kubelet would show it.
 func (r *Reconciler) podStatus(pod *wire.SnapshotPod, plan *podPlan) (api.PodStatus, error) {
 	st := api.PodStatus{HostIP: r.cfg.HostIP, SpecHash: pod.SpecHash}
+	st.PodIP, st.PodIPs = r.podIPs(pod)
 	n := tally{containers: len(pod.Spec.Containers)}
 	for i := range pod.Spec.Containers {
 		spec := &pod.Spec.Containers[i]

@@ -223,13 +223,23 @@ func specOptions(img containerd.Image, cfg ocispec.ImageConfig, spec reconcile.C
 	if spec.WorkingDir != "" {
 		opts = append(opts, oci.WithProcessCwd(spec.WorkingDir))
 	}
-	if spec.HostNetwork {
-		opts = append(opts,
-			oci.WithHostNamespace(specs.NetworkNamespace),
-			oci.WithHostHostsFile,
-			oci.WithHostResolvconf)
+	if spec.NetworkNamespace == "" {
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace))
+		if !mounts(spec, "/etc/hosts") {
+			opts = append(opts, oci.WithHostHostsFile)
+		}
+		if !mounts(spec, "/etc/resolv.conf") {
+			opts = append(opts, oci.WithHostResolvconf)
+		}
 		if h, err := os.Hostname(); err == nil {
 			opts = append(opts, oci.WithHostname(h))
+		}
+	} else {
+		// The pod's namespace, held by the agent; /etc/hosts,
+		// /etc/hostname and /etc/resolv.conf come as mounts.
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: spec.NetworkNamespace}))
+		if spec.Hostname != "" {
+			opts = append(opts, oci.WithHostname(spec.Hostname))
 		}
 	}
 	if len(spec.Mounts) > 0 {
@@ -258,6 +268,16 @@ func specOptions(img containerd.Image, cfg ocispec.ImageConfig, spec reconcile.C
 		opts = append(opts, oci.WithMemoryLimit(uint64(spec.MemoryLimitBytes)))
 	}
 	return opts, nil
+}
+
+// mounts says whether spec mounts something on dest.
+func mounts(spec reconcile.ContainerSpec, dest string) bool {
+	for _, m := range spec.Mounts {
+		if m.Destination == dest {
+			return true
+		}
+	}
+	return false
 }
 
 // Remove deletes the container and its snapshot, killing and deleting its

@@ -44,12 +44,11 @@ func runSleeper(t *testing.T, rt *Containerd, prefix string, env ...string) stri
 	t.Helper()
 	id := uniqueID(prefix)
 	run(t, rt, reconcile.ContainerSpec{
-		ID:          id,
-		Labels:      map[string]string{reconcile.LabelPodUID: "uid-" + id},
-		Command:     []string{"sleep", "1000"},
-		Env:         env,
-		WorkingDir:  "/tmp",
-		HostNetwork: true,
+		ID:         id,
+		Labels:     map[string]string{reconcile.LabelPodUID: "uid-" + id},
+		Command:    []string{"sleep", "1000"},
+		Env:        env,
+		WorkingDir: "/tmp",
 	})
 	waitState(t, rt, id, reconcile.TaskRunning)
 	return id

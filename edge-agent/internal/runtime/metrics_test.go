@@ -26,17 +26,17 @@ func TestContainerStats(t *testing.T) {
 	}
 	burn := uniqueID("burn")
 	run(t, rt, reconcile.ContainerSpec{ID: burn, Labels: labels("burn", "main"),
-		Command: []string{"sh", "-c", "while :; do :; done"}, HostNetwork: true})
+		Command: []string{"sh", "-c", "while :; do :; done"}})
 	hold := uniqueID("hold")
 	// 24 MB of 'a' held in a shell variable. The loop keeps the shell:
 	// busybox sh would exec a last simple command in its place.
 	run(t, rt, reconcile.ContainerSpec{ID: hold, Labels: labels("hold", "mem"),
-		Command: []string{"sh", "-c", `x=$(head -c 24000000 /dev/zero | tr '\0' a); echo ready; while :; do sleep 1000; done`}, HostNetwork: true})
+		Command: []string{"sh", "-c", `x=$(head -c 24000000 /dev/zero | tr '\0' a); echo ready; while :; do sleep 1000; done`}})
 
 	// An exited task not yet deleted (a crashed run beside its
 	// replacement) is not a running container.
 	exited := uniqueID("exited")
-	run(t, rt, reconcile.ContainerSpec{ID: exited, Labels: labels("burn", "main"), Command: []string{"true"}, HostNetwork: true})
+	run(t, rt, reconcile.ContainerSpec{ID: exited, Labels: labels("burn", "main"), Command: []string{"true"}})
 	waitState(t, rt, exited, reconcile.TaskExited)
 
 	find := func(stats []metrics.ContainerStats, id string) (metrics.ContainerStats, bool) {
@@ -97,7 +97,7 @@ func BenchmarkContainerStats(b *testing.B) {
 	}
 	for i := range 5 {
 		id := uniqueID(fmt.Sprintf("bench%d", i))
-		spec := reconcile.ContainerSpec{ID: id, Image: env.busybox, HostNetwork: true, Command: []string{"sleep", "1000"},
+		spec := reconcile.ContainerSpec{ID: id, Image: env.busybox, Command: []string{"sleep", "1000"},
 			Labels: map[string]string{reconcile.LabelPodUID: id, reconcile.LabelPodName: id, reconcile.LabelPodNamespace: "default", reconcile.LabelContainer: "main"}}
 		if err := rt.Create(ctx, spec); err != nil {
 			b.Fatal(err)

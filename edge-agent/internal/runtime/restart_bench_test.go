@@ -43,7 +43,7 @@ func benchRestart(b *testing.B, newRun bool) {
 	base := uniqueID("restart-bench")
 	spec := func(run int) reconcile.ContainerSpec {
 		s := reconcile.ContainerSpec{ID: base, Image: env.busybox, Labels: map[string]string{reconcile.LabelPodUID: "uid-" + base},
-			Command: []string{"sleep", "1000"}, HostNetwork: true}
+			Command: []string{"sleep", "1000"}}
 		if newRun {
 			s.ID, s.ShimGroup = fmt.Sprintf("%s-%d", base, run), base
 		}

@@ -152,10 +152,9 @@ func TestRunListAndLogs(t *testing.T) {
 	}
 	before := time.Now()
 	logPath := run(t, rt, reconcile.ContainerSpec{
-		ID:          id,
-		Labels:      labels,
-		Command:     []string{"sh", "-c", "echo hello; sleep 1000"},
-		HostNetwork: true,
+		ID:      id,
+		Labels:  labels,
+		Command: []string{"sh", "-c", "echo hello; sleep 1000"},
 	})
 	t.Logf("create+start took %s", time.Since(before).Round(time.Millisecond))
 	c := waitState(t, rt, id, reconcile.TaskRunning)
@@ -586,7 +585,7 @@ func TestCreateAfterAStaleSnapshot(t *testing.T) {
 		t.Fatalf("prepare the stale snapshot: %v", err)
 	}
 
-	run(t, rt, reconcile.ContainerSpec{ID: id, Image: env.busybox, Command: []string{"sleep", "1000"}, HostNetwork: true})
+	run(t, rt, reconcile.ContainerSpec{ID: id, Image: env.busybox, Command: []string{"sleep", "1000"}})
 	waitState(t, rt, id, reconcile.TaskRunning)
 	if err := rt.Remove(ctx, id); err != nil {
 		t.Fatal(err)

@@ -23,11 +23,10 @@ func TestStartTimeOnlyOnceATaskExists(t *testing.T) {
 	ensure(t, rt, env.busybox)
 	id := uniqueID("never-ran")
 	spec := reconcile.ContainerSpec{
-		ID:          id,
-		Image:       env.busybox,
-		Labels:      map[string]string{reconcile.LabelPodUID: "uid-never", reconcile.LabelContainer: "main"},
-		Command:     []string{"/no/such/command"},
-		HostNetwork: true,
+		ID:      id,
+		Image:   env.busybox,
+		Labels:  map[string]string{reconcile.LabelPodUID: "uid-never", reconcile.LabelContainer: "main"},
+		Command: []string{"/no/such/command"},
 	}
 	if err := rt.Create(ctx, spec); err != nil {
 		t.Fatalf("Create: %v", err)
