@@ -128,8 +128,13 @@ func (n *node) config() Config {
 		},
 		Resync:          time.Hour,
 		FirstReportWait: time.Hour,
-		Logger:          slog.New(slog.NewTextHandler(testWriter{n.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:          testLogger(n.t),
 	}
+}
+
+// testLogger logs to the test's log, shown if it fails.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // testWriter writes a test's log lines to its log, shown if it fails.
