@@ -350,3 +350,45 @@ func TestABadPodCIDRChangesNothing(t *testing.T) {
 		t.Errorf("events %v, want one naming network.podCIDR", got.events)
 	}
 }
+
+// TestStoppingIsNoProblem: when Run's context ends, the DNS server stops
+// because of it; that is no problem to report. (When the context ended
+// during a pass, the next select could take the server's end before the
+// context's: a ClusterDNSFailed event then said "stopped answering:
+// <nil>", one time in two.)
+func TestStoppingIsNoProblem(t *testing.T) {
+	for i := range 20 {
+		n := newNode(t)
+		n.set(func(n *node) {
+			n.snap = wire.Snapshot{Node: self, Network: network(), Services: []wire.Service{web()}}
+			n.bridge = true
+		})
+		p, err := New(n.config())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		programmed(t, p, p.SetReport(wire.PodStatusReport{}))
+		wait(t, n.served, "DNS serving")
+		// Run is in a pass (held in Sync) when its context ends, and
+		// the DNS server stops before the pass does.
+		gate := make(chan struct{})
+		n.set(func(n *node) {
+			n.gate = gate
+			n.snap.Services = []wire.Service{web(hubEP("r1", "10.42.1.5", "board-b", true))}
+		})
+		p.Changed()
+		wait(t, n.entered, "the second Sync")
+		cancel()
+		wait(t, n.unserved, "DNS stopped")
+		close(gate)
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if got := n.get(); len(got.events) != 0 || got.serving != 0 {
+			t.Fatalf("stop %d: events %v and %d DNS serving after Run returned, want none", i, got.events, got.serving)
+		}
+	}
+}

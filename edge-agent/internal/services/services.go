@@ -284,6 +284,9 @@ func (p *Programmer) Run(ctx context.Context) error {
 		case <-retry:
 		case err := <-r.serveEnded:
 			r.serving = false
+			if ctx.Err() != nil {
+				return nil // it stopped because Run is stopping
+			}
 			p.problem(r, ReasonDNSFailed, fmt.Sprintf("cluster DNS stopped answering: %v", err))
 		}
 		select {
