@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -102,7 +103,7 @@ func newSite(t testing.TB) *site {
 
 // backends are the real rules, DNS server and node preparation, in the
 // node's namespace.
-func (s *site) backends(t *testing.T) Backends {
+func (s *site) backends(log *slog.Logger) Backends {
 	return Backends{
 		NewRules: func(cfg proxy.Config) (Rules, error) {
 			p, err := proxy.New(cfg, proxy.WithNetNS(s.node.FD))
@@ -112,7 +113,7 @@ func (s *site) backends(t *testing.T) Backends {
 			return p, nil
 		},
 		NewDNS: func(addr string) (Resolver, error) {
-			srv, err := dns.New(dns.Config{Addr: addr, CacheSize: -1, Logger: testLogger(t)})
+			srv, err := dns.New(dns.Config{Addr: addr, CacheSize: -1, Logger: log})
 			if err != nil {
 				return nil, err
 			}
@@ -281,7 +282,7 @@ func TestOfflineSite(t *testing.T) {
 		NodeName: itNode,
 		NodeIPs:  []netip.Addr{netip.MustParseAddr(itNodeIP)},
 		Snapshot: func() (wire.Snapshot, error) { return snap, nil },
-		Backends: s.backends(t),
+		Backends: s.backends(testLogger(t)),
 		Event: func(typ api.EventType, reason, message string) {
 			t.Errorf("event %s %s: %s", typ, reason, message)
 		},
