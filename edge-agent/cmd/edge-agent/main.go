@@ -95,6 +95,9 @@ func addAgentFlags(f *pflag.FlagSet) {
 	f.String("token", "", "bootstrap token for enrolment, as \"hub token create\" prints it (a command line is visible to every user in ps: prefer --token-file or FLOTILLA_TOKEN)")
 	f.String("token-file", "", "file holding the bootstrap token (mode 0600), instead of --token")
 	f.String("ca-fingerprint", "", "the hub CA's fingerprint, sha256:…, as \"hub token create\" prints it")
+	f.Bool("service-proxy", true, "program the node's Services into the kernel (nftables table inet flotilla) from the hub's snapshot and the node's own pods")
+	f.Bool("cluster-dns", true, "answer cluster DNS for the node's pods on the pod bridge's address, port 53")
+	f.String("resolv-conf", "/etc/resolv.conf", "the node's resolv.conf, whose resolvers cluster DNS forwards other names to")
 	f.Bool("insecure", false, "connect in plaintext without an identity and accept unsigned snapshots (implied by a tcp:// --broker on a node that is not enrolled)")
 }
 
@@ -198,6 +201,10 @@ func runAgent(cmd *cobra.Command, configFile string) error {
 		MetricsInterval:          v.GetDuration("metrics-interval"),
 		MetricsOfflineResolution: v.GetDuration("metrics-offline-resolution"),
 		ContainerLogMaxSize:      logMax.Value(),
+		// Services and cluster DNS.
+		ServiceProxy: v.GetBool("service-proxy"),
+		ClusterDNS:   v.GetBool("cluster-dns"),
+		ResolvConf:   v.GetString("resolv-conf"),
 	})
 }
 

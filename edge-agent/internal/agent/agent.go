@@ -7,11 +7,13 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -24,6 +26,7 @@ import (
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/probe"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/services"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/state"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/link"
@@ -85,6 +88,19 @@ type Config struct {
 	// addresses (package network); nil keeps every pod on the host's
 	// network (the fleet simulator).
 	Network reconcile.PodNetwork
+	// ServiceProxy and ClusterDNS turn on the node's Service rules (the
+	// kernel's nftables table inet flotilla) and its cluster DNS server on
+	// the pod bridge, programmed from the snapshot's Network and Services
+	// and the node's own pods (package services). main turns both on; the
+	// fleet simulator, whose agents share one host, leaves them off.
+	ServiceProxy, ClusterDNS bool
+	// ServiceBackends, if set, replaces the kernel's rules, the DNS server
+	// and the node's preparation (tests); its NewRules and NewDNS are used
+	// only where ServiceProxy and ClusterDNS say.
+	ServiceBackends *services.Backends
+	// ResolvConf is the node's resolv.conf, whose resolvers the cluster
+	// DNS server forwards other names to (default /etc/resolv.conf).
+	ResolvConf string
 }
 
 // localState is what the agent keeps on the board: the newest snapshot,
@@ -117,6 +133,8 @@ type Agent struct {
 	link   *link.Session
 	// rec is set once the runtime is reachable; snapshots may arrive before.
 	rec atomic.Pointer[reconcile.Reconciler]
+	// services programs the node's Services and DNS (nil: both off).
+	services *services.Programmer
 
 	mu    sync.Mutex
 	facts Facts
@@ -180,15 +198,21 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer closeState()
+	a.setFacts(gatherFacts(ctx, cfg))
+	if a.services, err = a.newServices(); err != nil {
+		return err
+	}
 	a.link = a.newLink()
 
 	g, ctx := errgroup.WithContext(ctx)
 	if gc != nil {
 		g.Go(func() error { gc(ctx); return nil })
 	}
+	if a.services != nil {
+		g.Go(func() error { return a.services.Run(ctx) })
+	}
 	// Reporting runs from the first second, so a board that boots without
 	// the hub queues what happens for later.
-	a.setFacts(gatherFacts(ctx, cfg))
 	a.startTelemetry(ctx, g)
 	g.Go(func() error { return a.link.Run(ctx) })
 	g.Go(func() error { a.drain(ctx); return nil })
@@ -203,6 +227,49 @@ func Run(ctx context.Context, cfg Config) error {
 	defer rt.Close()
 	a.startPods(ctx, g, rt)
 	return g.Wait()
+}
+
+// newServices makes what programs the node's Services and cluster DNS,
+// if either is on (nil otherwise). NodePorts answer on the node's
+// InternalIP, the address its hello reports.
+func (a *Agent) newServices() (*services.Programmer, error) {
+	if !a.cfg.ServiceProxy && !a.cfg.ClusterDNS {
+		return nil, nil
+	}
+	b := services.Backends{
+		NewRules: services.KernelRules(a.log.With("component", "proxy")),
+		NewDNS:   services.ClusterDNS(cmp.Or(a.cfg.ResolvConf, "/etc/resolv.conf"), a.log),
+		Prepare:  services.PrepareNode,
+	}
+	if a.cfg.ServiceBackends != nil {
+		b = *a.cfg.ServiceBackends
+	}
+	if !a.cfg.ServiceProxy {
+		b.NewRules, b.Prepare = nil, nil
+	}
+	if !a.cfg.ClusterDNS {
+		b.NewDNS = nil
+	}
+	var nodeIPs []netip.Addr
+	for _, addr := range a.getFacts().Addresses {
+		if ip, err := netip.ParseAddr(addr.Address); err == nil && addr.Type == "InternalIP" {
+			nodeIPs = append(nodeIPs, ip)
+		}
+	}
+	p, err := services.New(services.Config{
+		NodeName: a.cfg.NodeName,
+		NodeIPs:  nodeIPs,
+		Snapshot: a.state.Snapshot,
+		Backends: b,
+		Event: func(typ api.EventType, reason, message string) {
+			a.nodeEvent(typ, reason, message)
+		},
+		Logger: a.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("services: %w", err)
+	}
+	return p, nil
 }
 
 // openState opens the local state and the outbox (in StateDir, or in
@@ -408,6 +475,9 @@ func (a *Agent) onDesired(topic string, payload []byte) {
 	if rec := a.rec.Load(); rec != nil {
 		rec.Wake()
 	}
+	if a.services != nil {
+		a.services.Changed()
+	}
 }
 
 // rejectSnapshot logs a snapshot the agent will not act on and reports it.
@@ -526,6 +596,10 @@ func (a *Agent) acked() { a.lastAck.Store(a.now().UnixNano()) }
 // queueReport sets the node's pod status to deliver; it is called by the
 // reconciler whenever the status changes.
 func (a *Agent) queueReport(r wire.PodStatusReport) {
+	if a.services != nil {
+		// The node's own endpoints follow its pods at once, hub or not.
+		a.services.SetReport(r)
+	}
 	a.reportMu.Lock()
 	defer a.reportMu.Unlock()
 	a.mu.Lock()

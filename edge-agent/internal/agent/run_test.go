@@ -169,6 +169,7 @@ type rig struct {
 	heard *heard
 	rt    *sim.Runtime
 	logs  *blockAfter
+	svc   *fakeServices
 
 	cancel context.CancelFunc
 	done   chan error
@@ -183,6 +184,7 @@ func newRig(t *testing.T) *rig {
 		heard: &heard{changed: make(chan struct{}, 1)},
 		rt:    sim.NewRuntime(sim.RuntimeOptions{}),
 		logs:  &blockAfter{Handler: slog.NewTextHandler(io.Discard, nil)},
+		svc:   newFakeServices(),
 		done:  make(chan error, 1),
 	}
 	if err := r.srv.AddHook(new(auth.AllowHook), nil); err != nil {
@@ -230,6 +232,10 @@ func newRig(t *testing.T) *rig {
 		ConnectRuntime: func(context.Context) (agent.Runtime, error) {
 			return r.rt, nil
 		},
+		// Services and DNS on, on fakes: no kernel is touched.
+		ServiceProxy:    true,
+		ClusterDNS:      true,
+		ServiceBackends: r.svc.backends(),
 	}
 	go func() { r.done <- agent.Run(ctx, cfg) }()
 	return r
