@@ -325,7 +325,10 @@ func startAgentWith(t *testing.T, h *hubProc, target string, environ []string, e
 		"--broker", h.MQTT, "--node-name", a.node,
 		"--label", "flotilla.test/board=" + target,
 		"--containerd-socket", env.ctd.Socket, "--containerd-namespace", a.ns,
-		"--state-dir", a.stateDir, "--insecure-registry", env.reg.Addr}, extra...)...)
+		"--state-dir", a.stateDir, "--insecure-registry", env.reg.Addr,
+		// The boards of this rig share the host's network namespace, so
+		// their pods do too (one bridge, one rule table per namespace).
+		"--pod-network=false", "--service-proxy=false", "--cluster-dns=false"}, extra...)...)
 	p, err := harness.StartProcessEnv("edge-agent-"+target, filepath.Join(filepath.Dir(a.stateDir), "agent.log"), environ, argv[0], argv[1:]...)
 	if err != nil {
 		t.Fatal(err)

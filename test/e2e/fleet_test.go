@@ -222,6 +222,13 @@ type agentProc struct {
 	logPath  string
 }
 
+// hostNetworkFlags run an agent's pods on the host's network: the agents
+// these tests start in the host's network namespace share it (with each
+// other and with other packages' tests), and a namespace has one pod
+// bridge and one Service rule table. The network tests give each board a
+// namespace of its own instead.
+var hostNetworkFlags = []string{"--pod-network=false", "--service-proxy=false", "--cluster-dns=false"}
+
 func startAgent(t *testing.T, h *hubProc, labels ...string) *agentProc {
 	t.Helper()
 	node := uniq("node-")
@@ -233,6 +240,7 @@ func startAgent(t *testing.T, h *hubProc, labels ...string) *agentProc {
 		"--state-dir", a.stateDir, "--insecure-registry", env.reg.Addr,
 		"--heartbeat-interval", "1s", "--resync-interval", "2s",
 	}
+	a.args = append(a.args, hostNetworkFlags...)
 	for _, l := range labels {
 		a.args = append(a.args, "--label", l)
 	}

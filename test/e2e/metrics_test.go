@@ -36,7 +36,7 @@ func startMetricsAgent(t *testing.T, h *hubProc, extra ...string) *agentProc {
 		"--state-dir", a.stateDir, "--insecure-registry", env.reg.Addr,
 		"--heartbeat-interval", "1s", "--resync-interval", "2s",
 		"--metrics-interval", metricsInterval.String(),
-	}, extra...)
+	}, append(hostNetworkFlags, extra...)...)
 	a.start()
 	t.Cleanup(func() {
 		if t.Failed() {

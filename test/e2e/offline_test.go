@@ -65,7 +65,7 @@ func startSiteAgentOn(t *testing.T, h *hubProc, site *harness.Site, stateTmpfs i
 		"--containerd-socket", env.ctd.Socket, "--containerd-namespace", a.ns,
 		"--state-dir", a.stateDir, "--insecure-registry", siteRegistry(site),
 		"--heartbeat-interval", "1s", "--resync-interval", "2s", "--mqtt-keepalive", "2s",
-	}, extra...)
+	}, append(hostNetworkFlags, extra...)...)
 	bin, wrapped := site.Wrap(env.agentBin, args...)
 	a.bin, a.args = bin, wrapped
 	a.start()

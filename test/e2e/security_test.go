@@ -73,6 +73,7 @@ func startEnrolledAgent(t *testing.T, h *hubProc, labels ...string) *agentProc {
 		"--state-dir", a.stateDir, "--insecure-registry", env.reg.Addr,
 		"--heartbeat-interval", "1s", "--resync-interval", "2s",
 	}
+	a.args = append(a.args, hostNetworkFlags...)
 	for _, l := range labels {
 		a.args = append(a.args, "--label", l)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/agent"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/network"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
 	ctrruntime "github.com/flotilla-edge/flotilla/edge-agent/internal/runtime"
 	"github.com/flotilla-edge/flotilla/pkg/api"
 	"github.com/flotilla-edge/flotilla/pkg/config"
@@ -77,6 +78,7 @@ func addAgentFlags(f *pflag.FlagSet) {
 	f.String("state-dir", "/var/lib/flotilla-agent", "directory for local state, logs and volumes")
 	f.StringSlice("insecure-registry", nil, "registry host:port to pull from over plain HTTP (repeatable)")
 	f.String("node-ip", "", "this node's IPv4 address on its site's LAN, which the site's other nodes route its pods' addresses through (default: the first IPv4 address of an interface that is up)")
+	f.Bool("pod-network", true, "give each pod that is not hostNetwork a network namespace and an address of its own through CNI (false: every pod on the host's network, as before pod networking; for several agents sharing one network namespace, as test rigs do)")
 	f.String("cni-bin-dir", network.DefaultBinDir, "directory of the CNI plugins (bridge, host-local, portmap, loopback: Debian's containernetworking-plugins)")
 	f.String("cni-conf-dir", "", "where the agent writes its CNI network configuration (default STATE-DIR/network/conf)")
 	f.String("cni-cache-dir", "", "libcni's cache of the pods' attachments (default STATE-DIR/network/cache)")
@@ -161,16 +163,20 @@ func runAgent(cmd *cobra.Command, configFile string) error {
 	if err != nil {
 		return err
 	}
-	podNet, err := network.New(network.Config{
-		Dir:      filepath.Join(stateDir, "network"),
-		ConfDir:  absOrEmpty(v.GetString("cni-conf-dir")),
-		CacheDir: absOrEmpty(v.GetString("cni-cache-dir")),
-		BinDir:   v.GetString("cni-bin-dir"),
-		NodeIP:   nodeIP,
-		Logger:   logger,
-	})
-	if err != nil {
-		return err
+	var podNet reconcile.PodNetwork // nil: every pod on the host's network
+	if v.GetBool("pod-network") {
+		n, err := network.New(network.Config{
+			Dir:      filepath.Join(stateDir, "network"),
+			ConfDir:  absOrEmpty(v.GetString("cni-conf-dir")),
+			CacheDir: absOrEmpty(v.GetString("cni-cache-dir")),
+			BinDir:   v.GetString("cni-bin-dir"),
+			NodeIP:   nodeIP,
+			Logger:   logger,
+		})
+		if err != nil {
+			return err
+		}
+		podNet = n
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
