@@ -63,6 +63,9 @@ type Options struct {
 	// for; zero means platforms.DefaultSpec(), which on ARM reads the
 	// variant from /proc/cpuinfo, wrong under qemu-user.
 	Platform ocispec.Platform
+	// SeccompProfileRoot is the directory Localhost seccomp profiles are
+	// read from (default DefaultSeccompProfileRoot).
+	SeccompProfileRoot string
 }
 
 // Containerd drives one containerd namespace. Its methods are safe for
