@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flotilla-edge/flotilla/pkg/api"
+	"github.com/flotilla-edge/flotilla/test/harness"
 )
 
 // probeScript prints what confines the container, from inside it, then
@@ -252,4 +253,39 @@ func TestRestrictedNamespaceRefusesAPrivilegedPod(t *testing.T) {
 	if _, _, err := h.cli("", "get", "daemonset", ds, "-n", ns); err == nil {
 		t.Error("the refused DaemonSet was stored")
 	}
+}
+
+// TestRestrictedExampleRuns applies manifests/examples/restricted-namespace.yaml
+// (with the test registry's image): the restricted namespace admits its
+// DaemonSet, and its pod runs as user 1000.
+func TestRestrictedExampleRuns(t *testing.T) {
+	root, err := harness.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "manifests", "examples", "restricted-namespace.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	example := strings.ReplaceAll(string(b), "127.0.0.1:5000/flotilla/hello:1.0", env.image)
+	h := startHub(t, hubOptions{})
+	a := startMetricsAgent(t, h, "--metrics-interval", "0s", "--label", "site=lab")
+	h.applyYAML(example)
+	var pod string
+	eventually(t, 30*time.Second, "the example's pod running", func() error {
+		for _, p := range h.pods() {
+			if p.Namespace == "locked" && p.Spec.NodeName == a.node && p.Status.Phase == api.PodRunning {
+				pod = p.Name
+				return nil
+			}
+		}
+		return fmt.Errorf("not running")
+	})
+	eventually(t, 30*time.Second, "the pod's output", func() error {
+		out, errOut, err := h.cli("", "logs", pod, "-n", "locked")
+		if err != nil || !strings.Contains(out, "uid=1000") {
+			return fmt.Errorf("%v %q %s", err, out, errOut)
+		}
+		return nil
+	})
 }
