@@ -46,15 +46,22 @@ const DefaultSeccompProfileRoot = "/var/lib/flotilla-agent/seccomp"
 // securityOptions returns the spec options for spec's securityContext,
 // given the image's configuration, or a reconcile.ConfigError.
 func (c *Containerd) securityOptions(cfg ocispec.ImageConfig, spec reconcile.ContainerSpec) ([]oci.SpecOpts, error) {
-	root := c.opts.SeccompProfileRoot
-	if root == "" {
-		root = DefaultSeccompProfileRoot
+	p := seccompPolicy{root: c.opts.SeccompProfileRoot, unconfinedByDefault: c.opts.UnconfinedByDefault}
+	if p.root == "" {
+		p.root = DefaultSeccompProfileRoot
 	}
-	return securityOptions(cfg, spec, root)
+	return securityOptions(cfg, spec, p)
 }
 
-// securityOptions is the method's work, with the profile directory given.
-func securityOptions(cfg ocispec.ImageConfig, spec reconcile.ContainerSpec, profileRoot string) ([]oci.SpecOpts, error) {
+// seccompPolicy is the node's side of seccomp: where Localhost profiles
+// are, and what a container that names no profile gets.
+type seccompPolicy struct {
+	root                string
+	unconfinedByDefault bool
+}
+
+// securityOptions is the method's work, with the node's policy given.
+func securityOptions(cfg ocispec.ImageConfig, spec reconcile.ContainerSpec, policy seccompPolicy) ([]oci.SpecOpts, error) {
 	sc := spec.Security.Context
 	if err := checkRunAsNonRoot(cfg, spec); err != nil {
 		return nil, err
@@ -76,7 +83,7 @@ func securityOptions(cfg ocispec.ImageConfig, spec reconcile.ContainerSpec, prof
 	}
 	// After the capabilities: the default profile allows the system
 	// calls that the container's capabilities need.
-	sp, err := seccompOption(sc.SeccompProfile, profileRoot)
+	sp, err := seccompOption(sc.SeccompProfile, policy)
 	if err != nil {
 		return nil, err
 	}
@@ -218,15 +225,24 @@ func capabilityOptions(caps *api.Capabilities) []oci.SpecOpts {
 
 // seccompOption is the container's seccomp filter: containerd's default
 // profile unless the manifest asks for none or for a profile file of the
-// board's.
-func seccompOption(sp *api.SeccompProfile, root string) (oci.SpecOpts, error) {
+// board's, or names none on a node whose agent runs with
+// --seccomp-default=false.
+//
+// containerd builds its default profile for the architecture the agent
+// was built for, which is the kernel's except where the agent itself runs
+// under qemu-user (the emulated test rig): there the profile would refuse
+// the host's own system calls (qemu's arch_prctl first), and the agent
+// runs with --seccomp-default=false.
+func seccompOption(sp *api.SeccompProfile, policy seccompPolicy) (oci.SpecOpts, error) {
 	switch {
+	case sp == nil && policy.unconfinedByDefault:
+		return oci.WithSeccompUnconfined, nil
 	case sp == nil || sp.Type == api.SeccompProfileTypeRuntimeDefault:
 		return seccomp.WithDefaultProfile(), nil
 	case sp.Type == api.SeccompProfileTypeUnconfined:
 		return oci.WithSeccompUnconfined, nil
 	case sp.Type == api.SeccompProfileTypeLocalhost && sp.LocalhostProfile != nil:
-		profile, err := loadProfile(root, *sp.LocalhostProfile)
+		profile, err := loadProfile(policy.root, *sp.LocalhostProfile)
 		if err != nil {
 			return nil, err
 		}

@@ -32,6 +32,11 @@ var defaultCaps = []string{
 // security options give, without containerd: the root filesystem is a
 // directory with an /etc/passwd and /etc/group, as an image's would be.
 func secSpec(t *testing.T, cfg ocispec.ImageConfig, sec reconcile.Security, profileRoot string) (*oci.Spec, error) {
+	return secSpecWith(t, cfg, sec, seccompPolicy{root: profileRoot})
+}
+
+// secSpecWith is secSpec with the node's seccomp policy given.
+func secSpecWith(t *testing.T, cfg ocispec.ImageConfig, sec reconcile.Security, policy seccompPolicy) (*oci.Spec, error) {
 	t.Helper()
 	rootfs := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(rootfs, "etc"), 0o755); err != nil {
@@ -50,7 +55,7 @@ func secSpec(t *testing.T, cfg ocispec.ImageConfig, sec reconcile.Security, prof
 		ID: "c1", Security: sec,
 		Labels: map[string]string{reconcile.LabelPodNamespace: "default", reconcile.LabelPodName: "web", reconcile.LabelContainer: "main"},
 	}
-	opts, err := securityOptions(cfg, spec, profileRoot)
+	opts, err := securityOptions(cfg, spec, policy)
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +96,28 @@ func TestConfinedByDefault(t *testing.T) {
 	rd := mustSpec(t, ocispec.ImageConfig{}, reconcile.Security{Context: api.SecurityContext{SeccompProfile: &api.SeccompProfile{Type: api.SeccompProfileTypeRuntimeDefault}}})
 	if rd.Linux.Seccomp == nil || len(rd.Linux.Seccomp.Syscalls) != len(s.Linux.Seccomp.Syscalls) {
 		t.Error("RuntimeDefault differs from the default")
+	}
+}
+
+// TestSeccompDefaultOff: with --seccomp-default=false, a container that
+// names no profile runs without one; one that names RuntimeDefault still
+// gets it.
+func TestSeccompDefaultOff(t *testing.T) {
+	off := seccompPolicy{root: t.TempDir(), unconfinedByDefault: true}
+	s, err := secSpecWith(t, ocispec.ImageConfig{}, reconcile.Security{}, off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Linux.Seccomp != nil || !s.Process.NoNewPrivileges {
+		t.Errorf("seccomp %v, no_new_privs %v: want none and set", s.Linux.Seccomp != nil, s.Process.NoNewPrivileges)
+	}
+	s, err = secSpecWith(t, ocispec.ImageConfig{}, reconcile.Security{Context: api.SecurityContext{
+		SeccompProfile: &api.SeccompProfile{Type: api.SeccompProfileTypeRuntimeDefault}}}, off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Linux.Seccomp == nil {
+		t.Error("RuntimeDefault named, no profile")
 	}
 }
 
