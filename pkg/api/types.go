@@ -185,6 +185,9 @@ type PodSpec struct {
 	// address.
 	Hostname  string `json:"hostname,omitempty"`
 	Subdomain string `json:"subdomain,omitempty"`
+	// SecurityContext is what the pod's containers run as and how they
+	// are confined, unless a container's own says otherwise (security.go).
+	SecurityContext *PodSecurityContext `json:"securityContext,omitempty"`
 }
 
 // Toleration lets a pod stay on (or be scheduled to) a node with a matching
@@ -234,6 +237,8 @@ type Container struct {
 	LivenessProbe   *Probe               `json:"livenessProbe,omitempty"`
 	ReadinessProbe  *Probe               `json:"readinessProbe,omitempty"`
 	StartupProbe    *Probe               `json:"startupProbe,omitempty"`
+	// SecurityContext confines the container (security.go).
+	SecurityContext *SecurityContext `json:"securityContext,omitempty"`
 }
 
 // Probe is a health check of a container, with Kubernetes' timing fields.

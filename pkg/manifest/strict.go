@@ -219,7 +219,7 @@ var unsupported = map[reflect.Type][]string{
 	reflect.TypeOf(api.DaemonSetStatus{}):  {"conditions"},
 	reflect.TypeOf(api.DeploymentStatus{}): {"terminatingReplicas"},
 	reflect.TypeOf(api.PodSpec{}): {
-		"affinity", "securityContext", "initContainers", "ephemeralContainers",
+		"affinity", "initContainers", "ephemeralContainers",
 		"serviceAccountName", "serviceAccount", "automountServiceAccountToken",
 		"imagePullSecrets", "hostPID", "hostIPC", "hostUsers",
 		"hostAliases", "priorityClassName", "priority", "preemptionPolicy",
@@ -228,10 +228,15 @@ var unsupported = map[reflect.Type][]string{
 		"setHostnameAsFQDN", "os", "schedulingGates", "resourceClaims", "resources",
 	},
 	reflect.TypeOf(api.Container{}): {
-		"lifecycle", "securityContext",
+		"lifecycle",
 		"stdin", "stdinOnce", "tty", "terminationMessagePath",
 		"terminationMessagePolicy", "volumeDevices", "resizePolicy", "restartPolicy",
 	},
+	reflect.TypeOf(api.PodSecurityContext{}): {
+		"seLinuxOptions", "windowsOptions", "fsGroupChangePolicy", "sysctls",
+		"appArmorProfile", "supplementalGroupsPolicy", "seLinuxChangePolicy",
+	},
+	reflect.TypeOf(api.SecurityContext{}): {"seLinuxOptions", "windowsOptions", "appArmorProfile"},
 	// A probe's handler fields are promoted from the inlined ProbeHandler,
 	// so they are checked against Probe.
 	reflect.TypeOf(api.Probe{}): {"grpc", "terminationGracePeriodSeconds"},

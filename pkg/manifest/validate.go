@@ -490,6 +490,7 @@ func validatePodSpec(c *collector, spec *api.PodSpec, path string) {
 	validateLabels(c, spec.NodeSelector, field(path, "nodeSelector"))
 	validateTolerations(c, spec.Tolerations, field(path, "tolerations"))
 	validatePodDNS(c, spec, path)
+	validatePodSecurityContext(c, spec.SecurityContext, field(path, "securityContext"))
 	if spec.NodeName != "" {
 		if err := api.ValidateDNSSubdomain(spec.NodeName); err != nil {
 			c.add(field(path, "nodeName"), errText(err))
@@ -588,6 +589,7 @@ func validateContainer(c *collector, ct *api.Container, path string, volumes, ho
 	validateProbe(c, ct.LivenessProbe, field(path, "livenessProbe"), "a liveness probe", ct.Ports)
 	validateProbe(c, ct.ReadinessProbe, field(path, "readinessProbe"), "", ct.Ports)
 	validateProbe(c, ct.StartupProbe, field(path, "startupProbe"), "a startup probe", ct.Ports)
+	validateSecurityContext(c, ct.SecurityContext, field(path, "securityContext"))
 
 	mountPaths := map[string]bool{}
 	for i, m := range ct.VolumeMounts {

@@ -328,7 +328,7 @@ func startAgentWith(t *testing.T, h *hubProc, target string, environ []string, e
 		"--state-dir", a.stateDir, "--insecure-registry", env.reg.Addr,
 		// The boards of this rig share the host's network namespace, so
 		// their pods do too (one bridge, one rule table per namespace).
-		"--pod-network=false", "--service-proxy=false", "--cluster-dns=false"}, extra...)...)
+		"--pod-network=false", "--service-proxy=false", "--cluster-dns=false"}, append(seccompFlags(target), extra...)...)...)
 	p, err := harness.StartProcessEnv("edge-agent-"+target, filepath.Join(filepath.Dir(a.stateDir), "agent.log"), environ, argv[0], argv[1:]...)
 	if err != nil {
 		t.Fatal(err)
@@ -347,6 +347,18 @@ func startAgentWith(t *testing.T, h *hubProc, target string, environ []string, e
 		}
 	})
 	return a
+}
+
+// seccompFlags are the flags an agent of target needs for seccomp: one
+// run under qemu-user would build containerd's default seccomp profile
+// for its own architecture, not the host kernel's, and the profile would
+// refuse the host's system calls to the emulator in every container
+// (qemu's arch_prctl first); so its containers name no default profile.
+func seccompFlags(target string) []string {
+	if target == "amd64" {
+		return nil
+	}
+	return []string{"--seccomp-default=false"}
 }
 
 // containerLogs returns the newest log of the first container of ds's

@@ -32,7 +32,7 @@ func newCheckCommand(agentFlags *pflag.FlagSet) *cobra.Command {
 		Use:   "check",
 		Short: "Check that this board can run the agent (kernel, cgroups, overlayfs, containerd, runc, pod network, disk, clock)",
 		Long: `Check that this board can run the agent: cgroups (v1 or v2) with the cpu and
-memory controllers, overlayfs (or the snapshotter configured), namespaces,
+memory controllers, overlayfs (or the snapshotter configured), namespaces, seccomp filters,
 the kernel version, containerd's socket and version, runc, the pod network's
 needs (the CNI plugins in --cni-bin-dir, br_netfilter, IPv4 forwarding,
 iptables for hostPorts), the state directory's free space and the clock. One PASS, WARN or FAIL line per check;

@@ -77,6 +77,8 @@ func addAgentFlags(f *pflag.FlagSet) {
 	f.String("snapshotter", "overlayfs", "containerd snapshotter")
 	f.String("state-dir", "/var/lib/flotilla-agent", "directory for local state, logs and volumes")
 	f.StringSlice("insecure-registry", nil, "registry host:port to pull from over plain HTTP (repeatable)")
+	f.String("seccomp-profile-root", "", "directory the Localhost seccomp profiles of pods' securityContext are read from (default STATE-DIR/seccomp)")
+	f.Bool("seccomp-default", true, "run containers whose securityContext names no seccomp profile under the runtime's default profile (false: without a filter, as earlier agents ran them; for a kernel without seccomp filters, or an agent run under qemu-user, for which the profile would be built for the wrong architecture)")
 	f.String("node-ip", "", "this node's IPv4 address on its site's LAN, which the site's other nodes route its pods' addresses through (default: the first IPv4 address of an interface that is up)")
 	f.Bool("pod-network", true, "give each pod that is not hostNetwork a network namespace and an address of its own through CNI (false: every pod on the host's network, as before pod networking; for several agents sharing one network namespace, as test rigs do)")
 	f.String("cni-bin-dir", network.DefaultBinDir, "directory of the CNI plugins (bridge, host-local, portmap, loopback: Debian's containernetworking-plugins)")
@@ -152,12 +154,17 @@ func runAgent(cmd *cobra.Command, configFile string) error {
 		return fmt.Errorf("--container-log-max-size %q: want a size of at least 4Ki, like 10Mi", logMax)
 	}
 	rtOpts := ctrruntime.Options{
-		Socket:             v.GetString("containerd-socket"),
-		Namespace:          v.GetString("containerd-namespace"),
-		Snapshotter:        v.GetString("snapshotter"),
-		InsecureRegistries: config.StringList(v, "insecure-registry"),
-		Platform:           agentPlatform(),
-		Logger:             logger,
+		Socket:              v.GetString("containerd-socket"),
+		Namespace:           v.GetString("containerd-namespace"),
+		Snapshotter:         v.GetString("snapshotter"),
+		InsecureRegistries:  config.StringList(v, "insecure-registry"),
+		Platform:            agentPlatform(),
+		Logger:              logger,
+		SeccompProfileRoot:  absOrEmpty(v.GetString("seccomp-profile-root")),
+		UnconfinedByDefault: !v.GetBool("seccomp-default"),
+	}
+	if rtOpts.SeccompProfileRoot == "" {
+		rtOpts.SeccompProfileRoot = filepath.Join(stateDir, "seccomp")
 	}
 	nodeIP, err := parseNodeIP(v.GetString("node-ip"))
 	if err != nil {

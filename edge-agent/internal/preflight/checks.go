@@ -21,6 +21,7 @@ const (
 	CheckCgroupMemory = "cgroup memory"
 	CheckSnapshotter  = "snapshotter"
 	CheckNamespaces   = "namespaces"
+	CheckSeccomp      = "seccomp"
 	CheckContainerd   = "containerd"
 	CheckRunc         = "runc"
 	CheckStateDir     = "state dir"
@@ -322,6 +323,20 @@ func (c checker) namespaces() Result {
 		return warn(CheckNamespaces, "%s; missing %s (optional)", strings.Join(present, " "), strings.Join(optionalMissing, " "))
 	}
 	return pass(CheckNamespaces, "%s", strings.Join(present, " "))
+}
+
+// seccomp checks that the kernel filters system calls: every container
+// runs under the runtime's default seccomp profile unless its manifest
+// says Unconfined, and runc cannot start one without the kernel's
+// support (CONFIG_SECCOMP_FILTER, whose actions Linux 4.14 and later
+// list).
+func (c checker) seccomp() Result {
+	b, err := c.h.readFile("/proc/sys/kernel/seccomp/actions_avail")
+	if err != nil {
+		return fail(CheckSeccomp, "the kernel does not list seccomp filter actions (%v): containers are confined by a seccomp filter by default, "+
+			"which needs CONFIG_SECCOMP_FILTER (Linux 4.14 or later); without it only pods whose securityContext sets seccompProfile type Unconfined can run", err)
+	}
+	return pass(CheckSeccomp, "filter actions: %s", strings.TrimSpace(string(b)))
 }
 
 func (c checker) containerd(ctx context.Context) Result {

@@ -100,6 +100,7 @@ func Run(ctx context.Context, cfg Config, h Host) Report {
 	r.add(c.cgroups()...)
 	r.add(c.snapshotter())
 	r.add(c.namespaces())
+	r.add(c.seccomp())
 	r.add(c.containerd(ctx))
 	r.add(c.runc(ctx))
 	r.add(c.networkChecks()...)

@@ -39,6 +39,7 @@ func healthyFiles() map[string]string {
 		"proc/self/ns/net":                            "",
 		"proc/self/ns/cgroup":                         "",
 		"proc/self/ns/user":                           "",
+		"proc/sys/kernel/seccomp/actions_avail":       "kill_process kill_thread trap errno user_notif trace log allow\n",
 		"lib/modules/6.1.0-rpi7-rpi-v8/.keep":         "",
 		"proc/sys/net/bridge/bridge-nf-call-iptables": "1\n",
 		"proc/sys/net/ipv4/ip_forward":                "1\n",
@@ -228,6 +229,12 @@ func TestOverlay(t *testing.T) {
 func TestNamespaces(t *testing.T) {
 	newBoard(t, func(f map[string]string) { delete(f, "proc/self/ns/pid") }).expect(CheckNamespaces, Fail, "missing pid")
 	newBoard(t, func(f map[string]string) { delete(f, "proc/self/ns/user") }).expect(CheckNamespaces, Warn, "missing user (optional)")
+}
+
+func TestSeccomp(t *testing.T) {
+	newBoard(t, nil).expect(CheckSeccomp, Pass, "errno")
+	newBoard(t, func(f map[string]string) { delete(f, "proc/sys/kernel/seccomp/actions_avail") }).
+		expect(CheckSeccomp, Fail, "CONFIG_SECCOMP_FILTER", "seccompProfile type Unconfined")
 }
 
 func TestKernelVersion(t *testing.T) {

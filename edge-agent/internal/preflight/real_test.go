@@ -59,6 +59,7 @@ func TestRealMachine(t *testing.T) {
 		CheckCgroupCPU:    "",
 		CheckCgroupMemory: "",
 		CheckClock:        "",
+		CheckSeccomp:      "errno",
 		CheckCNIPlugins:   "bridge, host-local, portmap, loopback in /usr/lib/cni",
 		CheckBrNetfilter:  "",
 	} {

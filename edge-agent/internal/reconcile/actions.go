@@ -101,6 +101,11 @@ func (r *Reconciler) createRun(ctx context.Context, pod *wire.SnapshotPod, spec 
 		if ctx.Err() != nil {
 			return nil, err
 		}
+		if ce := (*ConfigError)(nil); errors.As(err, &ce) {
+			log.Warn("container config", "err", err)
+			r.failed(pod.UID, key, reasonConfigError, ce)
+			return newEvent(pod, spec.Name, api.EventWarning, "Failed", "Error: "+ce.Error()), err
+		}
 		log.Warn("create container", "err", err)
 		r.failed(pod.UID, key, reasonCreateError, err)
 		return newEvent(pod, spec.Name, api.EventWarning, "Failed", fmt.Sprintf("Error creating container %s: %v", spec.Name, err)), err
@@ -443,6 +448,7 @@ func (r *Reconciler) containerSpec(pod *wire.SnapshotPod, c *api.Container, run 
 		// One shim process serves the pod: a restart's new run joins the
 		// shim that the exited run keeps alive, and needs no new one.
 		ShimGroup: pod.UID,
+		Security:  EffectiveSecurity(&pod.Spec, c),
 	}
 	// Secrets and ConfigMaps come from the newest snapshot.
 	snap, err := r.cfg.Desired()

@@ -22,6 +22,8 @@ type fakeRuntime struct {
 	pullErr    map[string]error
 	startErr   error
 	nextErr    error // CreateNextRun's failure
+	// createErr fails Create for a container, by its name in the pod.
+	createErr map[string]error
 	// createGate, if set, holds every Create and CreateNextRun until it
 	// is closed.
 	createGate chan struct{}
@@ -115,6 +117,9 @@ func (f *fakeRuntime) Create(ctx context.Context, spec ContainerSpec) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("create %s", spec.Labels[LabelContainer])
+	if err := f.createErr[spec.Labels[LabelContainer]]; err != nil {
+		return err
+	}
 	if _, ok := f.containers[spec.ID]; ok {
 		return fmt.Errorf("create %s: %w", spec.ID, ErrAlreadyExists)
 	}

@@ -135,6 +135,10 @@ type ContainerSpec struct {
 	CPULimitMilli    int64
 	CPURequestMilli  int64
 	MemoryLimitBytes int64
+	// Security is who the container runs as and how it is confined
+	// (security.go). Its zero value is a container that says nothing:
+	// the runtime still confines it by default.
+	Security Security
 }
 
 // Mount binds a board path into a container.

@@ -57,8 +57,13 @@ func (r *Reconciler) mounts(pod *wire.SnapshotPod, c *api.Container, src ConfigS
 				}
 			}
 			// World-writable like kubelet's emptyDir, so non-root images can use it.
-			if err := os.Chmod(source, 0o777); err != nil {
+			if err := os.Chmod(source, 0o777|setgidFor(&pod.Spec)); err != nil {
 				return nil, fmt.Errorf("volume %q: %w", v.Name, err)
+			}
+			if g := fsGroupOf(&pod.Spec); g != nil {
+				if err := applyFSGroup(source, *g, false); err != nil {
+					return nil, fmt.Errorf("volume %q: %w", v.Name, err)
+				}
 			}
 		case v.Secret != nil || v.ConfigMap != nil:
 			var err error
@@ -115,6 +120,11 @@ func (r *Reconciler) configVolume(pod *wire.SnapshotPod, v *api.Volume, src Conf
 	}
 	if err := WriteConfigVolume(dir, data, items, defaultMode); err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	if g := fsGroupOf(&pod.Spec); g != nil {
+		if err := applyFSGroup(dir, *g, true); err != nil {
+			return "", fmt.Errorf("%s: %w", what, err)
+		}
 	}
 	return dir, nil
 }

@@ -57,6 +57,11 @@ func (c *Containerd) Create(ctx context.Context, spec reconcile.ContainerSpec) e
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", spec.ID, err)
 	}
+	secOpts, err := c.securityOptions(imgConfig, spec) // security.go
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", spec.ID, err)
+	}
+	specOpts = append(specOpts, secOpts...)
 	err = c.newContainer(ctx, spec.ID, c.opts.Snapshotter, func() error {
 		_, err := c.client.NewContainer(ctx, spec.ID,
 			containerd.WithContainerLabels(spec.Labels),

@@ -63,6 +63,13 @@ type Options struct {
 	// for; zero means platforms.DefaultSpec(), which on ARM reads the
 	// variant from /proc/cpuinfo, wrong under qemu-user.
 	Platform ocispec.Platform
+	// SeccompProfileRoot is the directory Localhost seccomp profiles are
+	// read from (default DefaultSeccompProfileRoot).
+	SeccompProfileRoot string
+	// UnconfinedByDefault runs the containers whose securityContext names
+	// no seccomp profile without one, instead of under the runtime's
+	// default (the agent's --seccomp-default=false).
+	UnconfinedByDefault bool
 }
 
 // Containerd drives one containerd namespace. Its methods are safe for

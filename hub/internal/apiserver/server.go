@@ -527,6 +527,9 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, t target) error {
 		if err := json.Unmarshal(rec.Value, existing); err != nil {
 			return err
 		}
+		if err := admitPodSecurity(tx, existing, obj); err != nil {
+			return writeProblems(err, docs[0], nil)
+		}
 		if err := s.addresses(tx).prepare(existing, obj); err != nil {
 			return writeProblems(err, docs[0], nil)
 		}
@@ -655,6 +658,9 @@ func (s *Server) applyOne(tx store.Tx, d manifest.Document, addrs *addresses) (a
 		if ns, ok := obj.(*api.Namespace); ok {
 			ns.Status.Phase = "Active"
 		}
+		if err := admitPodSecurity(tx, nil, obj); err != nil {
+			return res, err
+		}
 		if err := addrs.prepare(nil, obj); err != nil {
 			return res, err
 		}
@@ -668,6 +674,9 @@ func (s *Server) applyOne(tx store.Tx, d manifest.Document, addrs *addresses) (a
 		return res, err
 	}
 	keepAgentFacts(existing, obj)
+	if err := admitPodSecurity(tx, existing, obj); err != nil {
+		return res, err
+	}
 	if err := addrs.prepare(existing, obj); err != nil {
 		return res, err
 	}
