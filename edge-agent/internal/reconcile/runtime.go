@@ -135,6 +135,22 @@ type ContainerSpec struct {
 	CPULimitMilli    int64
 	CPURequestMilli  int64
 	MemoryLimitBytes int64
+
+	// Devices are the board's device nodes the container is given
+	// (package devices): each at its path under the container's /dev,
+	// with the device cgroup rule that lets it use it.
+	Devices []DeviceNode
+}
+
+// DeviceNode is one device node of the board given to a container.
+type DeviceNode struct {
+	// HostPath is the node on the board (a symlink leads to it);
+	// ContainerPath, where the container sees it (/dev/...).
+	HostPath, ContainerPath string
+	// Type ("c" or "b"), Major and Minor are the node's, for the cgroup
+	// rule.
+	Type         string
+	Major, Minor int64
 }
 
 // Mount binds a board path into a container.
