@@ -45,7 +45,9 @@ func plugTTY(t *testing.T, root string) {
 	}
 }
 
-func waitingOf(st api.PodStatus) *api.ContainerStateWaiting { return st.ContainerStatuses[0].State.Waiting }
+func waitingOf(st api.PodStatus) *api.ContainerStateWaiting {
+	return st.ContainerStatuses[0].State.Waiting
+}
 
 func (h *harness) takeEvents() []wire.Event {
 	h.mu.Lock()
