@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -13,6 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	containerd "github.com/containerd/containerd"
+	"github.com/containerd/containerd/namespaces"
 
 	"github.com/flotilla-edge/flotilla/pkg/api"
 )
@@ -177,7 +181,8 @@ func (p *serialPort) waitFor(t *testing.T, want string, mark int, timeout time.D
 }
 
 // deviceDeployment renders a Deployment whose pod asks for one serial
-// device and writes to it every half second.
+// device and writes line to it every half second, at whatever path under
+// /dev the board gave it.
 func deviceDeployment(name, line string) string {
 	return fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
@@ -195,7 +200,7 @@ spec:
       containers:
         - name: gateway
           image: %s
-          command: ["sh", "-c", "while true; do echo %s > /dev/ttyUSB0 || echo write failed; sleep 0.5; done"]
+          command: ["sh", "-c", "while true; do for d in /dev/ttyUSB*; do echo %s > $d || echo write failed; done; sleep 0.5; done"]
           resources:
             limits:
               %s: 1
@@ -458,4 +463,112 @@ func spread(samples []time.Duration) string {
 	slices.Sort(s)
 	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 	return fmt.Sprintf("median %s (min %s, max %s) over %d", r(s[len(s)/2]), r(s[0]), r(s[len(s)-1]), len(s))
+}
+
+// deviceMounts returns, per container running in ns, the device paths
+// bound under its /dev, as containerd has its spec.
+func deviceMounts(t *testing.T, ns string) [][]string {
+	t.Helper()
+	client, err := containerd.New(env.ctd.Socket, containerd.WithTimeout(5*time.Second), containerd.WithDefaultRuntime("io.containerd.runc.v2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), 10*time.Second)
+	defer cancel()
+	var out [][]string
+	for _, c := range running(t, ns) {
+		ctr, err := client.LoadContainer(ctx, c.ID)
+		if err != nil {
+			continue
+		}
+		spec, err := ctr.Spec(ctx)
+		if err != nil {
+			continue
+		}
+		var devs []string
+		for _, m := range spec.Mounts {
+			if strings.HasPrefix(m.Destination, "/dev/tty") {
+				devs = append(devs, m.Source)
+			}
+		}
+		out = append(out, devs)
+	}
+	return out
+}
+
+// TestDevicesAcrossAnOfflineReboot: a pod keeps the device it holds when
+// the board reboots while the hub is away, even where a fresh choice
+// would differ: it got ttyUSB1 (the only port then), ttyUSB0 came later;
+// after the reboot, without the hub, it runs again on ttyUSB1, and the
+// hub, back, shows the same.
+func TestDevicesAcrossAnOfflineReboot(t *testing.T) {
+	h := startHub(t, hubOptions{})
+	devRoot := filepath.Join(env.dir, uniq("devroot-"))
+	if err := os.MkdirAll(devRoot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a := startDeviceAgent(t, h, devRoot)
+	port1 := newSerialPort(t, filepath.Join(devRoot, "ttyUSB1"), filepath.Join(env.dir, uniq("board-tty-")))
+	waitSerialCount(t, h, a.node, "1")
+	h.applyYAML(deviceDeployment("gw", "from-gw"))
+	eventually(t, 60*time.Second, "gw Running", func() error {
+		if ok, err := podRunning(h, "gw"); !ok {
+			return fmt.Errorf("not running (%v)", err)
+		}
+		return nil
+	})
+	port1.waitFor(t, "from-gw", 0, 30*time.Second)
+	port0 := newSerialPort(t, filepath.Join(devRoot, "ttyUSB0"), filepath.Join(env.dir, uniq("board-tty-")))
+	waitSerialCount(t, h, a.node, "2")
+	gw := appPod(h.pods(), "gw")
+
+	// The hub goes away; the board loses power: the agent dies, and with
+	// it every container's process.
+	if err := h.proc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	a.kill9()
+	for _, c := range running(t, a.ns) {
+		killTask(t, a.ns, c.ID)
+	}
+	eventually(t, 30*time.Second, "the board's containers dead", func() error {
+		if n := len(running(t, a.ns)); n != 0 {
+			return fmt.Errorf("%d running", n)
+		}
+		return nil
+	})
+	mark1, mark0 := port1.quiet(t), port0.mark()
+
+	// It boots without the hub.
+	a.start()
+	eventually(t, 60*time.Second, "gw running again, without the hub", func() error {
+		mounts := deviceMounts(t, a.ns)
+		if len(mounts) != 1 || len(mounts[0]) != 1 || mounts[0][0] != port1.dev {
+			return fmt.Errorf("running containers' devices %v, want [[%s]]", mounts, port1.dev)
+		}
+		return nil
+	})
+	port1.waitFor(t, "from-gw", mark1, 30*time.Second)
+	if port0.mark() != mark0 {
+		t.Fatalf("something wrote to ttyUSB0, which nobody holds")
+	}
+
+	// The hub is back: the node says the same.
+	h.start()
+	eventually(t, 60*time.Second, "the hub shows ttyUSB1 still gw's", func() error {
+		var n api.Node
+		if err := h.apiGet("/api/v1/nodes/"+a.node, &n); err != nil {
+			return err
+		}
+		want := map[string]string{"ttyUSB0": "", "ttyUSB1": "default/" + gw.Name}
+		got := map[string]string{}
+		for _, d := range n.Status.Devices {
+			got[d.Path] = d.Pod
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("devices %v, want %v", got, want)
+		}
+		return nil
+	})
 }
