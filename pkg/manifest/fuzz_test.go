@@ -38,6 +38,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("apiVersion: v1\nkind: Node\nmetadata: {name: a}\nspec: {podCIDR: 10.42.3.0/24, podCIDRs: [10.42.3.0/24]}\n"))
 	f.Add([]byte(strings.Replace(minimalDS, "    spec:\n", "    spec:\n      dnsPolicy: None\n      dnsConfig: {nameservers: [192.0.2.53], searches: [a.example], options: [{name: ndots, value: \"2\"}]}\n", 1)))
 	f.Add([]byte(ns("a") + "---\n" + ns("b")))
+	// Device resources: limits, requests, the two disagreeing.
+	f.Add([]byte(strings.Replace(minimalDS, "        ports:\n", "        resources: {limits: {devices.flotilla.io/serial: 1, devices.flotilla.io/video: 2}, requests: {devices.flotilla.io/video: 1}}\n        ports:\n", 1)))
 	// Small alias bombs: a scalar, lists of lists, merge keys, an anchor
 	// containing its own alias.
 	f.Add([]byte(aliasBomb(64, 8)))

@@ -130,6 +130,11 @@ func LoadProfile(file string) ([]Class, error) {
 	if err != nil {
 		return nil, fmt.Errorf("board profile: %w", err)
 	}
+	return parseProfile(file, raw)
+}
+
+// parseProfile is LoadProfile on the content raw of file.
+func parseProfile(file string, raw []byte) ([]Class, error) {
 	js, err := yaml.YAMLToJSON(raw)
 	if err != nil {
 		return nil, fmt.Errorf("board profile %s: %w", file, err)

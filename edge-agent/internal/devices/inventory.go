@@ -141,19 +141,7 @@ func (inv *Inventory) load() error {
 	if err != nil {
 		return fmt.Errorf("read device holdings: %w", err)
 	}
-	var st stateFile
-	err = json.Unmarshal(raw, &st)
-	if err == nil && st.Version != stateVersion {
-		err = fmt.Errorf("version %d, want %d", st.Version, stateVersion)
-	}
-	if err == nil {
-		for _, h := range st.Holds {
-			if h.Device.Path == "" || h.PodUID == "" || api.ValidateDeviceClass(h.Device.Class) != nil {
-				err = fmt.Errorf("a holding without a device, a class or a pod: %+v", h)
-				break
-			}
-		}
-	}
+	holds, err := parseState(raw)
 	if err != nil {
 		aside := fmt.Sprintf("%s.broken-%d", inv.cfg.StateFile, time.Now().Unix())
 		if rerr := os.Rename(inv.cfg.StateFile, aside); rerr != nil {
@@ -162,10 +150,30 @@ func (inv *Inventory) load() error {
 		inv.log.Warn("device holdings do not decode; moved aside, every device is free", "file", aside, "err", err)
 		return nil
 	}
-	for _, h := range st.Holds {
-		inv.holds[h.Device.Path] = h
-	}
+	inv.holds = holds
 	return nil
+}
+
+// parseState decodes StateFile's content: holdings by device path.
+func parseState(raw []byte) (map[string]holding, error) {
+	var st stateFile
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return nil, err
+	}
+	if st.Version != stateVersion {
+		return nil, fmt.Errorf("version %d, want %d", st.Version, stateVersion)
+	}
+	holds := make(map[string]holding, len(st.Holds))
+	for _, h := range st.Holds {
+		if h.Device.Path == "" || h.PodUID == "" || api.ValidateDeviceClass(h.Device.Class) != nil {
+			return nil, fmt.Errorf("a holding without a device, a class or a pod: %+v", h)
+		}
+		if _, twice := holds[h.Device.Path]; twice {
+			return nil, fmt.Errorf("device %s held twice", h.Device.Path)
+		}
+		holds[h.Device.Path] = h
+	}
+	return holds, nil
 }
 
 // save writes holds to StateFile, replacing it whole (a new file synced,
