@@ -10,7 +10,8 @@
 // (which container needs what); actions.go holds what workers do (pull,
 // create, start, restart, replace, remove); restarts.go the restart
 // decision and back-off; status.go the pod status reported; state.go what
-// the reconciler remembers between passes, and its one locking rule.
+// the reconciler remembers between passes, and its one locking rule;
+// devices.go the board's devices its containers hold.
 package reconcile
 
 import (
