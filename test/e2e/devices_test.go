@@ -572,3 +572,40 @@ func TestDevicesAcrossAnOfflineReboot(t *testing.T) {
 		return nil
 	})
 }
+
+// TestDeviceDaemonSet: a DaemonSet whose pod asks for a serial port makes
+// no pod on a board without one (the DaemonSet gets a FailedPlacement
+// event naming the node), and one as soon as the board has one.
+func TestDeviceDaemonSet(t *testing.T) {
+	h := startHub(t, hubOptions{})
+	devRoot := filepath.Join(env.dir, uniq("devroot-"))
+	if err := os.MkdirAll(devRoot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a := startDeviceAgent(t, h, devRoot)
+	waitSerialCount(t, h, a.node, "0")
+	ds := strings.Replace(strings.Replace(deviceDeployment("gateways", "from-ds"), "kind: Deployment", "kind: DaemonSet", 1), "  replicas: 1\n", "", 1)
+	h.applyYAML(ds)
+	want := fmt.Sprintf("failed to place pod on %q: Insufficient devices.flotilla.io/serial", a.node)
+	eventually(t, 30*time.Second, "a FailedPlacement event", func() error {
+		var list struct{ Items []api.Event }
+		h.getJSON(&list, "get", "events", "-A", "-o", "json")
+		for _, e := range list.Items {
+			if e.InvolvedObject.Kind == api.KindDaemonSet && e.InvolvedObject.Name == "gateways" && e.Reason == "FailedPlacement" && e.Message == want {
+				return nil
+			}
+		}
+		return fmt.Errorf("events %+v", list.Items)
+	})
+	if p := appPod(h.pods(), "gateways"); p != nil {
+		t.Fatalf("pod %s made for a node without the device", p.Name)
+	}
+	port := newSerialPort(t, filepath.Join(devRoot, "ttyUSB0"), filepath.Join(env.dir, uniq("board-tty-")))
+	eventually(t, 60*time.Second, "the DaemonSet's pod Running", func() error {
+		if ok, err := podRunning(h, "gateways"); !ok {
+			return fmt.Errorf("not running (%v)", err)
+		}
+		return nil
+	})
+	port.waitFor(t, "from-ds", 0, 30*time.Second)
+}
