@@ -12,14 +12,14 @@ TAGS      ?= grpcnotrace
 .PHONY: help deps build up down status test test-unit test-e2e fuzz lint clean cross check-nocgo firmware-image bench bench-smoke
 
 # Debian packages the quick start and the tests run.
-DEB_PACKAGES := containerd runc containernetworking-plugins nftables iptables kmod docker-registry mosquitto mosquitto-clients busybox-static qemu-user-static iproute2
+DEB_PACKAGES := containerd runc containernetworking-plugins nftables iptables kmod docker-registry mosquitto mosquitto-clients busybox-static socat qemu-user-static iproute2
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 deps: ## Install the Debian packages the quick start and tests need, if any is missing
 	@missing=""; \
-	for b in containerd runc docker-registry mosquitto busybox nft iptables; do \
+	for b in containerd runc docker-registry mosquitto busybox nft iptables socat; do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || [ -x /sbin/$$b ] || missing="$$missing $$b"; \
 	done; \
 	[ -x /usr/lib/cni/bridge ] || missing="$$missing containernetworking-plugins"; \

@@ -75,6 +75,9 @@ type NodeStatus struct {
 	// Metrics is the node's latest usage sample. The hub fills it in when
 	// it serves the node; it is not stored with it.
 	Metrics *NodeUsage `json:"metrics,omitempty"`
+	// Devices are the board's device nodes (devices.go) and the pods
+	// holding them, as the agent last said (Flotilla extension).
+	Devices []NodeDevice `json:"devices,omitempty"`
 }
 
 // NodeOutbox is the state of a node's store-and-forward queue.

@@ -219,6 +219,7 @@ func defaultPodSpec(spec *api.PodSpec) {
 				ct.Ports[j].Protocol = api.ProtocolTCP
 			}
 		}
+		defaultDeviceRequests(&ct.Resources)
 		defaultProbe(ct.LivenessProbe)
 		defaultProbe(ct.ReadinessProbe)
 		defaultProbe(ct.StartupProbe)

@@ -41,6 +41,8 @@ func FuzzDecode(f *testing.F) {
 	// Security contexts: every field, and the rules that tie them.
 	f.Add([]byte(secureDS))
 	f.Add([]byte(strings.Replace(secureDS, "privileged: false", "privileged: true", 1)))
+	// Device resources: limits, requests, the two disagreeing.
+	f.Add([]byte(strings.Replace(minimalDS, "        ports:\n", "        resources: {limits: {devices.flotilla.io/serial: 1, devices.flotilla.io/video: 2}, requests: {devices.flotilla.io/video: 1}}\n        ports:\n", 1)))
 	// Small alias bombs: a scalar, lists of lists, merge keys, an anchor
 	// containing its own alias.
 	f.Add([]byte(aliasBomb(64, 8)))

@@ -674,9 +674,10 @@ func validatePortName(n string) error {
 func validateResources(c *collector, r *api.ResourceRequirements, path string) {
 	limitsOK := validateResourceList(c, r.Limits, field(path, "limits"))
 	requestsOK := validateResourceList(c, r.Requests, field(path, "requests"))
+	validateDeviceRequests(c, r, func(name string) bool { return requestsOK[name] && (limitsOK[name] || r.Limits[name] == "") }, path)
 	for _, name := range sortedKeys(r.Requests) {
 		limit, ok := r.Limits[name]
-		if !ok || !limitsOK[name] || !requestsOK[name] {
+		if _, device := api.DeviceClassOf(name); device || !ok || !limitsOK[name] || !requestsOK[name] {
 			continue
 		}
 		if r.Requests[name].MilliValue() > limit.MilliValue() {
@@ -691,8 +692,12 @@ func validateResourceList(c *collector, list api.ResourceList, path string) map[
 	valid := map[string]bool{}
 	for _, name := range sortedKeys(list) {
 		p := key(path, name)
+		if class, device := api.DeviceClassOf(name); device {
+			valid[name] = validateDeviceQuantity(c, class, list[name], p)
+			continue
+		}
 		if !oneOf(name, resourceNames) {
-			c.addf(p, "unsupported resource %q: Flotilla supports only cpu and memory", clip(name, 64))
+			c.addf(p, "unsupported resource %q: Flotilla supports only cpu, memory and %sCLASS", clip(name, 64), api.ResourceDevicePrefix)
 			continue
 		}
 		if err := list[name].Validate(); err != nil {

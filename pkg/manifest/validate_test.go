@@ -228,10 +228,10 @@ func TestValidateDaemonSet(t *testing.T) {
 		{"host ports unique in the pod", func(ds *api.DaemonSet) {
 			ds.Spec.Template.Spec.Containers[1].Ports = []api.ContainerPort{{ContainerPort: 9100, HostPort: 9100}}
 		}, "spec.template.spec.containers[1].ports[0].hostPort", "duplicate host port 9100/TCP"},
-		{"resource name", func(ds *api.DaemonSet) { ds.Spec.Template.Spec.Containers[0].Resources.Limits["nvidia.com/gpu"] = "1" }, c0 + ".resources.limits[nvidia.com/gpu]", "only cpu and memory"},
+		{"resource name", func(ds *api.DaemonSet) { ds.Spec.Template.Spec.Containers[0].Resources.Limits["nvidia.com/gpu"] = "1" }, c0 + ".resources.limits[nvidia.com/gpu]", "only cpu, memory and devices.flotilla.io/CLASS"},
 		{"resource ephemeral-storage", func(ds *api.DaemonSet) {
 			ds.Spec.Template.Spec.Containers[0].Resources.Requests["ephemeral-storage"] = "1Gi"
-		}, c0 + ".resources.requests.ephemeral-storage", "only cpu and memory"},
+		}, c0 + ".resources.requests.ephemeral-storage", "only cpu, memory and devices.flotilla.io/CLASS"},
 		{"bad quantity", func(ds *api.DaemonSet) { ds.Spec.Template.Spec.Containers[0].Resources.Limits["cpu"] = "lots" }, c0 + ".resources.limits.cpu", "must start with a number"},
 		{"bad suffix", func(ds *api.DaemonSet) { ds.Spec.Template.Spec.Containers[0].Resources.Limits["memory"] = "128MB" }, c0 + ".resources.limits.memory", "unknown suffix"},
 		{"negative quantity", func(ds *api.DaemonSet) { ds.Spec.Template.Spec.Containers[0].Resources.Requests["memory"] = "-1Mi" }, c0 + ".resources.requests.memory", "must not be negative"},

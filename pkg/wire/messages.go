@@ -54,6 +54,10 @@ type Hello struct {
 	Addresses        []api.NodeAddress  `json:"addresses,omitempty"`
 	ObservedRevision uint64             `json:"observedRevision"`
 	Outbox           OutboxState        `json:"outbox"`
+
+	// Devices are the board's device nodes and who holds each; their
+	// counts by class are in Capacity (devices.flotilla.io/CLASS).
+	Devices []api.NodeDevice `json:"devices,omitempty"`
 }
 
 // Heartbeat says the agent is alive and which snapshot it runs.

@@ -29,6 +29,9 @@ type boardProfile struct {
 	} `json:"containerd"`
 	Images  string   `json:"images"`
 	Gotchas []string `json:"gotchas"`
+	// Devices are the agent's device classes on the board (edge-agent
+	// --board-profile); edge-agent/internal/devices checks them.
+	Devices map[string][]string `json:"devices,omitempty"`
 }
 
 // TestBoardProfiles checks every board profile: strictly shaped, complete,

@@ -2,7 +2,8 @@
 // binaries, a real containerd with runc, a real OCI registry and, for
 // interop, a real Mosquitto, all started by TestMain. They need root and
 // Debian's containerd, runc, docker-registry, mosquitto and busybox-static
-// packages; a missing part fails the run, it does not skip it.
+// packages, and socat (a serial port for the device tests); a missing part
+// fails the run, it does not skip it.
 package e2e
 
 import (

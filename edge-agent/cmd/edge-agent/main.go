@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/agent"
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/devices"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/network"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/reconcile"
@@ -102,6 +103,10 @@ func addAgentFlags(f *pflag.FlagSet) {
 	f.Bool("service-proxy", true, "program the node's Services into the kernel (nftables table inet flotilla) from the hub's snapshot and the node's own pods")
 	f.Bool("cluster-dns", true, "answer cluster DNS for the node's pods on the pod bridge's address, port 53")
 	f.String("resolv-conf", "/etc/resolv.conf", "the node's resolv.conf, whose resolvers cluster DNS forwards other names to")
+	f.String("dev-root", "/dev", "where the board's device nodes are looked for")
+	f.StringArray("device-class", nil, "a device class and the globs under --dev-root that find its nodes, NAME=GLOB[,GLOB...] (repeatable; replaces the default or profile class of that name; NAME= turns it off); its devices are the node's devices.flotilla.io/NAME")
+	f.String("board-profile", "", "a board profile (arm/boards/*.yaml) whose devices map adds or replaces device classes")
+	f.Duration("device-rescan-interval", devices.DefaultRescan, "how often the dev root is scanned again besides inotify's changes")
 	f.Bool("insecure", false, "connect in plaintext without an identity and accept unsigned snapshots (implied by a tcp:// --broker on a node that is not enrolled)")
 }
 
@@ -185,6 +190,10 @@ func runAgent(cmd *cobra.Command, configFile string) error {
 		}
 		podNet = n
 	}
+	devs, err := deviceConfig(v)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	sec, err := setUpIdentity(ctx, v, config.Given(v, cmd.Flags(), "broker"), nodeName, stateDir, logger)
@@ -205,6 +214,7 @@ func runAgent(cmd *cobra.Command, configFile string) error {
 		Resync:            v.GetDuration("resync-interval"),
 		NodeIP:            v.GetString("node-ip"),
 		Network:           podNet,
+		Devices:           devs,
 		Version:           version,
 		Logger:            logger,
 		ConnectRuntime: func(ctx context.Context) (agent.Runtime, error) {

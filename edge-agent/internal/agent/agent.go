@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/devices"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/metrics"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/probe"
@@ -101,6 +102,11 @@ type Config struct {
 	// ResolvConf is the node's resolv.conf, whose resolvers the cluster
 	// DNS server forwards other names to (default /etc/resolv.conf).
 	ResolvConf string
+	// Devices, if set, are the board's device classes and dev root: the
+	// agent counts the devices in the node's capacity and gives pods
+	// theirs (devices.go). Its StateFile defaults to
+	// STATE-DIR/devices.json; its Changed and Logger are the agent's.
+	Devices *devices.Config
 }
 
 // localState is what the agent keeps on the board: the newest snapshot,
@@ -173,6 +179,10 @@ type Agent struct {
 	// diskFull reports whether the local state refuses writes for a full
 	// disk (nil: it never does, in memory).
 	diskFull func() bool
+	// devices are the board's device nodes (nil: none handed out);
+	// devicesMoved wakes announceDevices (devices.go).
+	devices      *devices.Inventory
+	devicesMoved chan struct{}
 }
 
 // Run runs the agent until ctx ends, and returns once every goroutine it
@@ -189,7 +199,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Now = time.Now
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName),
-		connected: make(chan struct{}, 1), helloAsked: make(chan struct{}, 1)}
+		connected: make(chan struct{}, 1), helloAsked: make(chan struct{}, 1), devicesMoved: make(chan struct{}, 1)}
 	if cfg.Verifier == nil && !cfg.InMemory {
 		a.log.Warn("no pinned hub signing key: accepting unsigned snapshots (insecure mode)")
 	}
@@ -198,7 +208,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer closeState()
+	if a.devices, err = a.openDevices(); err != nil {
+		return err
+	}
 	a.setFacts(gatherFacts(ctx, cfg))
+	a.setDeviceFacts()
 	if a.services, err = a.newServices(); err != nil {
 		return err
 	}
@@ -218,6 +232,7 @@ func Run(ctx context.Context, cfg Config) error {
 	g.Go(func() error { a.drain(ctx); return nil })
 	g.Go(func() error { a.heartbeats(ctx); return nil })
 	g.Go(func() error { a.answerHellos(ctx); return nil })
+	a.startDevices(ctx, g)
 
 	rt, err := a.connectRuntime(ctx)
 	if err != nil {
@@ -381,6 +396,7 @@ func (a *Agent) startPods(ctx context.Context, g *errgroup.Group, rt Runtime) {
 		Rollbacks: a.state,
 		DataDir:   a.cfg.StateDir,
 		Network:   a.cfg.Network,
+		Devices:   a.reconcileDevices(),
 		HostIP:    a.getFacts().InternalIP,
 		Resync:    a.cfg.Resync,
 		Logger:    a.log,
@@ -566,6 +582,7 @@ func (a *Agent) sendHello(ctx context.Context) {
 		Addresses:        f.Addresses,
 		ObservedRevision: snap.Revision,
 		Outbox:           a.outboxState(),
+		Devices:          f.Devices,
 	}
 	if err := a.publishNow(ctx, wire.TopicStatus, wire.TypeHello, hello, false); err != nil && ctx.Err() == nil {
 		a.log.Warn("publish hello", "err", err)

@@ -23,6 +23,9 @@ type Facts struct {
 	Capacity   api.ResourceList
 	Addresses  []api.NodeAddress
 	InternalIP string
+	// Devices are the board's devices and their holders (devices.go);
+	// their counts are in Capacity.
+	Devices []api.NodeDevice
 }
 
 // gatherFacts reads the board's facts. Anything it cannot read is left

@@ -175,7 +175,7 @@ type rig struct {
 	done   chan error
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T, options ...func(*agent.Config)) *rig {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	r := &rig{
@@ -236,6 +236,9 @@ func newRig(t *testing.T) *rig {
 		ServiceProxy:    true,
 		ClusterDNS:      true,
 		ServiceBackends: r.svc.backends(),
+	}
+	for _, o := range options {
+		o(&cfg)
 	}
 	go func() { r.done <- agent.Run(ctx, cfg) }()
 	return r

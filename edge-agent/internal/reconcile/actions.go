@@ -92,6 +92,10 @@ func (r *Reconciler) createRun(ctx context.Context, pod *wire.SnapshotPod, spec 
 		return nil, errNetwork
 	}
 	cs, err := r.containerSpec(pod, spec, run)
+	if errors.Is(err, errDeviceUnavailable) {
+		r.setWaiting(pod.UID, key, reasonDeviceUnavailable, err.Error())
+		return nil, err // the next pass says why, once
+	}
 	if err != nil {
 		log.Warn("container config", "err", err)
 		r.failed(pod.UID, key, reasonConfigError, err)
@@ -214,6 +218,10 @@ func (r *Reconciler) countRestart(pod *wire.SnapshotPod, key string, exit *Resta
 // returns the run's ID, and a failure with the event that reports it.
 func (r *Reconciler) nextRun(ctx context.Context, pod *wire.SnapshotPod, spec *api.Container, old Container, run int32) (string, *podEvent, error) {
 	id := RunID(pod, spec.Name, run)
+	if r.holdsDevices(pod, spec) {
+		ev, err := r.createRun(ctx, pod, spec, run)
+		return id, ev, err
+	}
 	labels := maps.Clone(old.Labels)
 	delete(labels, LabelStartedAt)
 	labels[LabelRun] = strconv.FormatInt(int64(run), 10)
@@ -477,6 +485,9 @@ func (r *Reconciler) containerSpec(pod *wire.SnapshotPod, c *api.Container, run 
 		return ContainerSpec{}, err
 	}
 	cs.Mounts = mounts
+	if cs.Devices, err = r.containerDevices(pod, c); err != nil {
+		return ContainerSpec{}, err
+	}
 	if err := r.networkSpec(pod, &snap, &cs); err != nil {
 		return ContainerSpec{}, err
 	}

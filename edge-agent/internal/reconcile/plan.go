@@ -47,7 +47,7 @@ func (r *Reconciler) Sync(ctx context.Context) time.Time {
 	r.pulls.gc(r.now())
 	r.forget(raw, snap, containers)
 
-	var next time.Time
+	next := r.assignDevices(snap, orphans)
 	for owner, cs := range orphans {
 		r.spawn(ctx, owner, removeWorker, func(ctx context.Context) { r.removePod(ctx, cs) })
 	}
@@ -246,15 +246,24 @@ func (r *Reconciler) planContainer(pod *wire.SnapshotPod, spec *api.Container, c
 			r.setWaiting(pod.UID, key, reasonCreating, msgNoPodCIDR)
 			return nil, time.Time{}
 		}
+		if !r.devicesReady(pod, spec) {
+			return nil, time.Time{} // a device plugged in wakes the loop
+		}
 		return func(ctx context.Context) { r.createAndStart(ctx, pod, spec) }, time.Time{}
 	case c.State == TaskNone || c.State == TaskCreated:
 		if wait := r.retryWait(pod.UID, key); !wait.IsZero() {
 			return nil, wait
 		}
+		if !r.devicesReady(pod, spec) {
+			return nil, time.Time{}
+		}
 		return func(ctx context.Context) { r.start(ctx, pod, key, c.ID) }, time.Time{}
 	case c.State == TaskExited:
 		return r.planExited(pod, spec, c)
 	case c.State == TaskRunning:
+		if why := r.devicesGone(pod, spec); why != "" {
+			return func(ctx context.Context) { r.stopForDevices(ctx, pod, c, why) }, time.Time{}
+		}
 		if st := r.probeStatus(c.ID); st.LivenessFailed {
 			// As kubelet: kill it; the exit is then handled (and the
 			// container restarted) per restartPolicy, with back-off.
@@ -289,6 +298,14 @@ func (r *Reconciler) planExited(pod *wire.SnapshotPod, spec *api.Container, c Co
 	}
 	now := r.now()
 	d := restartTracker{policy: pod.Spec.RestartPolicy, history: rec, retry: r.retryWait(pod.UID, key)}.decide(c, now)
+	if d.restart && !r.devicesReady(pod, spec) {
+		// It restarts once its devices are back, which wakes the loop;
+		// until then it waits, out of the crash loop.
+		if d.newExit {
+			r.recordExit(pod, key, c, d)
+		}
+		return nil, time.Time{}
+	}
 	if d.newExit {
 		if d.due(now) && !busy {
 			r.setRestarting(pod.UID, key, true)

@@ -10,7 +10,8 @@
 // (which container needs what); actions.go holds what workers do (pull,
 // create, start, restart, replace, remove); restarts.go the restart
 // decision and back-off; status.go the pod status reported; state.go what
-// the reconciler remembers between passes, and its one locking rule.
+// the reconciler remembers between passes, and its one locking rule;
+// devices.go the board's devices its containers hold.
 package reconcile
 
 import (
@@ -19,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/devices"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/probe"
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
@@ -59,6 +61,9 @@ type Config struct {
 	// ResolvConf is the node's resolv.conf, which pods' are made from
 	// (default /etc/resolv.conf).
 	ResolvConf string
+	// Devices hands containers the board's device nodes (devices.go);
+	// nil: a container that asks for devices waits.
+	Devices Devices
 	// HostIP is reported as each pod's hostIP.
 	HostIP string
 	// Resync is the period of the full resync (default 10 s).
@@ -103,6 +108,9 @@ type Reconciler struct {
 	netOn     bool
 	netErr    string
 	nextNetGC time.Time
+	// grants are this pass's devices of the containers that ask for
+	// some, by container key (devices.go).
+	grants map[string]devices.Grant
 }
 
 // Waiting reasons, as kubelet reports them.

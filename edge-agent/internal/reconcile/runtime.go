@@ -139,6 +139,22 @@ type ContainerSpec struct {
 	// (security.go). Its zero value is a container that says nothing:
 	// the runtime still confines it by default.
 	Security Security
+
+	// Devices are the board's device nodes the container is given
+	// (package devices): each at its path under the container's /dev,
+	// with the device cgroup rule that lets it use it.
+	Devices []DeviceNode
+}
+
+// DeviceNode is one device node of the board given to a container.
+type DeviceNode struct {
+	// HostPath is the node on the board (a symlink leads to it);
+	// ContainerPath, where the container sees it (/dev/...).
+	HostPath, ContainerPath string
+	// Type ("c" or "b"), Major and Minor are the node's, for the cgroup
+	// rule.
+	Type         string
+	Major, Minor int64
 }
 
 // Mount binds a board path into a container.

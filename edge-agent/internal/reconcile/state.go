@@ -67,6 +67,9 @@ type containerState struct {
 	// its changes as events.
 	healthRun string
 	health    probe.Status
+	// deviceWait is why the container last waited for its devices, as
+	// reported (devices.go); "" once it has them.
+	deviceWait string
 }
 
 // hold is why a container (or a pod's pre-pull) is not running and when
@@ -267,7 +270,7 @@ func (r *Reconciler) forget(raw, snap wire.Snapshot, containers []Container) {
 		}
 		for key, c := range s.containers {
 			if !keep[key] {
-				c.hold = hold{}
+				c.hold, c.deviceWait = hold{}, ""
 			}
 			if *c == (containerState{}) {
 				delete(s.containers, key)

@@ -272,6 +272,7 @@ func specOptions(img containerd.Image, cfg ocispec.ImageConfig, spec reconcile.C
 	if spec.MemoryLimitBytes > 0 {
 		opts = append(opts, oci.WithMemoryLimit(uint64(spec.MemoryLimitBytes)))
 	}
+	opts = append(opts, withDevices(spec.Devices)) // devices.go
 	return opts, nil
 }
 

@@ -33,6 +33,8 @@ type Options struct {
 	// OnSync, if set, is told how long each reconcile pass took (the
 	// hub's /metrics histogram of controller latencies).
 	OnSync func(time.Duration)
+	// EventTTL is how long its events are kept (default events.DefaultTTL).
+	EventTTL time.Duration
 }
 
 // Controller runs DaemonSets.
@@ -48,11 +50,16 @@ type Controller struct {
 	// store says of them is from before, possibly from before a crash,
 	// and a rollout must not act on it.
 	unheard controller.Unheard
+	// unplaced holds the nodes last recorded as left without a pod for
+	// want of devices, by DaemonSet UID/node, with the reason
+	// (devices.go); eventTTL is how long those events are kept.
+	unplaced map[string]string
+	eventTTL time.Duration
 }
 
 // New returns a controller; call Run to start it.
 func New(opts Options) *Controller {
-	c := &Controller{store: opts.Store}
+	c := &Controller{store: opts.Store, eventTTL: opts.EventTTL}
 	c.steps = controller.Steps[Input, *Result]{Store: opts.Store, Read: c.read, Plan: c.plan, Write: c.writePlan}
 	c.loop = controller.New(controller.Options{
 		Name: "daemonset", Store: opts.Store, Kinds: []string{api.KindDaemonSet, api.KindNode, api.KindPod},
@@ -122,10 +129,13 @@ func (c *Controller) plan(in Input) (*Result, time.Time) {
 // writePlan stores what a pass decided: it collects orphans, then writes
 // each DaemonSet's changes.
 func (c *Controller) writePlan(res *Result) error {
-	if res.Empty() {
-		return nil
-	}
 	var errs []error
+	if err := c.recordUnplaced(res); err != nil {
+		errs = append(errs, err)
+	}
+	if res.Empty() {
+		return errors.Join(errs...)
+	}
 	if len(res.Orphans) > 0 {
 		c.loop.Logger().Info("delete what deleted DaemonSets left", "objects", len(res.Orphans))
 		if err := controller.DeleteAll(c.store, res.Orphans); err != nil {

@@ -68,6 +68,9 @@ type SetResult struct {
 	Pause    bool
 	// Moved names the nodes moved to the template in this pass.
 	Moved []string
+	// Unplaced are the nodes the node selector matches that get no pod
+	// for want of devices, and why (devices.go).
+	Unplaced []api.NodeReason
 }
 
 // Empty reports whether the set has nothing to write.
@@ -136,8 +139,11 @@ func Plan(in Input) *Result {
 		// heartbeats alone, do not.
 		res.Wake = in.Now.Add(controller.UnheardRecheck)
 	}
+	fit := newDeviceFit(in.DaemonSets, nodes, in.Pods)
 	for _, ds := range in.DaemonSets {
-		set, wake := newSetPlanner(ds, in.Now, specHash, in.Unheard, names).plan(nodes, owned[ds.UID], revs[ds.UID])
+		sp := newSetPlanner(ds, in.Now, specHash, in.Unheard, names)
+		sp.fit = fit
+		set, wake := sp.plan(nodes, owned[ds.UID], revs[ds.UID])
 		res.Sets = append(res.Sets, set)
 		res.Wake = controller.Sooner(res.Wake, wake)
 	}

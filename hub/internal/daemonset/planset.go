@@ -28,6 +28,11 @@ type setPlanner struct {
 
 	hash     string // of ds's template
 	minReady time.Duration
+	// fit holds the devices free on each node (devices.go); nil when no
+	// DaemonSet asks for devices; unplaced, the nodes targets left out
+	// for want of them.
+	fit      *deviceFit
+	unplaced []api.NodeReason
 }
 
 func newSetPlanner(ds *api.DaemonSet, now api.Time, specHash func(*api.Pod) string, unheard map[string]bool, names func() map[string]bool) *setPlanner {
@@ -46,6 +51,7 @@ func (sp *setPlanner) plan(nodes []*api.Node, mine map[string][]*api.Pod, revs [
 
 	targets, misplaced, status := sp.targets(nodes, mine)
 	set.Delete = misplaced
+	set.Unplaced = sp.unplaced
 	hist, byNumber := sp.history(targets, revs)
 	set.CreateRevisions, set.UpdateRevisions = hist.Create, hist.Update
 	for _, cr := range hist.Delete {
@@ -108,6 +114,9 @@ func (sp *setPlanner) targets(nodes []*api.Node, mine map[string][]*api.Pod) ([]
 			if len(have) > 0 {
 				status.NumberMisscheduled++
 			}
+			continue
+		}
+		if len(have) == 0 && !sp.placeable(node) {
 			continue
 		}
 		status.DesiredNumberScheduled++

@@ -251,6 +251,7 @@ func (pl *planner) remove(p *api.Pod) {
 		pl.sched[i].Requested.MilliCPU -= r.MilliCPU
 		pl.sched[i].Requested.Memory -= r.Memory
 		pl.sched[i].Requested.Pods--
+		pl.sched[i].Requested.Devices = scheduler.AddDevices(pl.sched[i].Requested.Devices, r.Devices, -1)
 	}
 }
 
@@ -630,6 +631,7 @@ func (pl *planner) bind(p *api.Pod, node string, stamp string) {
 		pl.sched[i].Requested.MilliCPU += r.MilliCPU
 		pl.sched[i].Requested.Memory += r.Memory
 		pl.sched[i].Requested.Pods++
+		pl.sched[i].Requested.Devices = scheduler.AddDevices(pl.sched[i].Requested.Devices, r.Devices, 1)
 		pl.sched[i].Group++
 	}
 }

@@ -287,6 +287,7 @@ func applyHello(node *api.Node, h *wire.Hello) error {
 	node.Status.Capacity = h.Capacity
 	node.Status.Allocatable = h.Capacity
 	node.Status.Addresses = h.Addresses
+	node.Status.Devices = h.Devices
 	return bad
 }
 
@@ -305,7 +306,8 @@ func agentLabelsAnnotation(labels map[string]string) string {
 func sameHelloFacts(a, b *api.Node) bool {
 	return maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations) &&
 		a.Status.NodeInfo == b.Status.NodeInfo && maps.Equal(a.Status.Capacity, b.Status.Capacity) &&
-		maps.Equal(a.Status.Allocatable, b.Status.Allocatable) && slices.Equal(a.Status.Addresses, b.Status.Addresses)
+		maps.Equal(a.Status.Allocatable, b.Status.Allocatable) && slices.Equal(a.Status.Addresses, b.Status.Addresses) &&
+		slices.Equal(a.Status.Devices, b.Status.Devices)
 }
 
 func isWellKnown(k string) bool {

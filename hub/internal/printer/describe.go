@@ -372,6 +372,7 @@ func describeNode(d *describer, n *api.Node, rel Related, now time.Time) {
 	}
 	describeResourceList(d, "Capacity", n.Status.Capacity)
 	describeResourceList(d, "Allocatable", n.Status.Allocatable)
+	describeNodeDevices(d, n)
 
 	info := n.Status.NodeInfo
 	d.line(0, "System Info:")
@@ -470,6 +471,7 @@ func describeNodePods(d *describer, n *api.Node, pods []*api.Pod, now time.Time)
 	d.line(1, "--------\t--------\t------")
 	d.line(1, "cpu\t%s\t%s", total.cpuReq.percentOf(cpuAlloc), total.cpuLim.percentOf(cpuAlloc))
 	d.line(1, "memory\t%s\t%s", total.memReq.percentOf(memAlloc), total.memLim.percentOf(memAlloc))
+	describeDeviceAllocation(d, alloc, running)
 }
 
 // amount is a sum of quantities of one resource: its value (millicores for

@@ -1,8 +1,9 @@
 // Package scheduler chooses nodes for Deployment pods. A node is feasible
 // when it is Ready, schedulable (not cordoned), free of memory and disk
 // pressure, matches the pod's nodeSelector and has room for the pod's cpu
-// and memory requests beside the requests of the pods already on it,
-// against what its agent reports as allocatable. Among feasible nodes it
+// and memory requests and its devices (devices.flotilla.io/CLASS) beside
+// the requests of the pods already on it, against what its agent reports
+// as allocatable. Among feasible nodes it
 // spreads a group's replicas (fewest pods of the group first), then
 // prefers the least requested node. Place is a pure function.
 package scheduler
@@ -18,11 +19,15 @@ import (
 // Unknown marks an allocatable amount the node did not report: no limit.
 const Unknown = -1
 
-// Resources are amounts of cpu (millicores), memory (bytes) and pods.
+// Resources are amounts of cpu (millicores), memory (bytes) and pods,
+// and counts of devices by resource name (devices.go).
 type Resources struct {
 	MilliCPU int64
 	Memory   int64
 	Pods     int64
+	// Devices, never Unknown: a node that reports none of a class has
+	// none.
+	Devices map[string]int64
 }
 
 // Node is a node as the scheduler sees it.
@@ -89,6 +94,7 @@ func Place(pod Pod, nodes []Node, n int) (placements []string, reason string) {
 		nd.Requested.MilliCPU += pod.Requests.MilliCPU
 		nd.Requested.Memory += pod.Requests.Memory
 		nd.Requested.Pods++
+		nd.Requested.Devices = AddDevices(nd.Requested.Devices, pod.Requests.Devices, 1)
 		nd.Group++
 		placements = append(placements, nd.Name)
 	}
@@ -115,7 +121,7 @@ func unfit(nd *Node, pod Pod, sel api.Selector) string {
 	case exceeds(nd.Allocatable.Memory, nd.Requested.Memory, pod.Requests.Memory):
 		return "Insufficient memory"
 	}
-	return ""
+	return InsufficientDevices(nd.Allocatable.Devices, nd.Requested.Devices, pod.Requests.Devices)
 }
 
 func exceeds(allocatable, requested, more int64) bool {
@@ -178,6 +184,7 @@ func Requests(spec *api.PodSpec) Resources {
 		if q, ok := request(c, api.ResourceMemory); ok {
 			r.Memory += q.Value()
 		}
+		r.Devices = deviceRequests(r.Devices, &c)
 	}
 	r.Pods = 1
 	return r
@@ -215,6 +222,7 @@ func NodesFrom(nodes []*api.Node, pods []*api.Pod, inGroup func(*api.Pod) bool) 
 		out[i].Requested.MilliCPU += r.MilliCPU
 		out[i].Requested.Memory += r.Memory
 		out[i].Requested.Pods++
+		out[i].Requested.Devices = AddDevices(out[i].Requested.Devices, r.Devices, 1)
 		if inGroup != nil && inGroup(p) {
 			out[i].Group++
 		}
@@ -242,5 +250,6 @@ func allocatable(n *api.Node) Resources {
 	if q, ok := alloc[api.ResourcePods]; ok {
 		r.Pods = q.Value()
 	}
+	r.Devices = allocatableDevices(alloc)
 	return r
 }

@@ -281,7 +281,7 @@ func (h *hub) wire(httpLn net.Listener) (*wiring, error) {
 		component{"link", session.Run},
 		component{"ingest", in.Run},
 		component{"dispatch", disp.Run},
-		component{"daemonset", daemonset.New(daemonset.Options{Store: tel.store("daemonset", st), Logger: log, OnSync: tel.hub.SyncObserver("daemonset")}).Run},
+		component{"daemonset", daemonset.New(daemonset.Options{Store: tel.store("daemonset", st), Logger: log, OnSync: tel.hub.SyncObserver("daemonset"), EventTTL: cfg.EventTTL}).Run},
 		component{"deployment", deployment.New(deployment.Options{Store: tel.store("deployment", st), Logger: log, OnSync: tel.hub.SyncObserver("deployment")}).Run},
 		component{"nodelifecycle", lifecycle.Run},
 		component{"endpoints", endpoints.New(endpoints.Options{Store: tel.store("endpoints", st), Logger: log, OnSync: tel.hub.SyncObserver("endpoints")}).Run},
