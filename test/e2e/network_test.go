@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -121,4 +125,204 @@ func TestSitePodNetworkAndServices(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("readiness", func(t *testing.T) { testReadinessGatesTraffic(t, s) })
+	t.Run("ready to reachable from another board", func(t *testing.T) { measureReadyToReachable(t, s) })
+}
+
+// gatePair is a Deployment of two pods whose readiness the test sets by
+// a file per pod in ctl, a hostPath directory: a pod is ready while no
+// file has its name. Its Service is a NodePort.
+func gatePair(image, ctl string, period int) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: gate}
+spec:
+  selector: {matchLabels: {app: gate}}
+  replicas: 2
+  template:
+    metadata: {labels: {app: gate}}
+    spec:
+      volumes: [{name: ctl, hostPath: {path: %s}}]
+      containers:
+        - name: web
+          image: %s
+          ports: [{containerPort: 80}]
+          volumeMounts: [{name: ctl, mountPath: /ctl}]
+          readinessProbe:
+            exec: {command: [sh, -c, 'test ! -e /ctl/$(hostname)']}
+            periodSeconds: %d
+            failureThreshold: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: gate}
+spec:
+  type: NodePort
+  ports: [{port: 8099, targetPort: 80}]
+  selector: {app: gate}
+`, ctl, image, period)
+}
+
+// testReadinessGatesTraffic: a pod that fails its readiness probe leaves
+// the Service's Endpoints (the hub's API) about one probe period after it
+// starts failing, and then gets none of the Service's traffic, through
+// either board's NodePort; once it passes again it is back in the
+// Endpoints and gets traffic again.
+func testReadinessGatesTraffic(t *testing.T, s *netSite) {
+	const period = 2
+	ctl := hostPathDir(t)
+	s.hub.applyYAML(gatePair(s.image, ctl, period))
+	pods := s.waitPods("gate", 2, 60*time.Second)
+	if pods[0].Node == pods[1].Node {
+		t.Fatalf("the gate pods are not spread over the boards: %+v", pods)
+	}
+	nodePort := s.service("gate").Spec.Ports[0].NodePort
+	out, in := pods[0], pods[1]
+	inRules := func() []string {
+		var on []string
+		for _, b := range s.boards {
+			if strings.Contains(b.rules(t), out.IP+":80") {
+				on = append(on, b.name)
+			}
+		}
+		return on
+	}
+
+	failing := time.Now()
+	if err := os.WriteFile(filepath.Join(ctl, out.Name), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, out.Name+" out of the Endpoints", func() error {
+		ready, notReady, err := s.endpoints("gate")
+		if err != nil {
+			return err
+		}
+		if slices.Contains(ready, out.IP) || !slices.Contains(notReady, out.IP) || !slices.Contains(ready, in.IP) {
+			return fmt.Errorf("ready %v, not ready %v", ready, notReady)
+		}
+		return nil
+	})
+	t.Logf("%s left the Endpoints %s after its probe began failing (probe period %ds)", out.Name, time.Since(failing).Round(time.Millisecond), period)
+	eventually(t, 15*time.Second, out.Name+" out of both boards' rules", func() error {
+		if on := inRules(); len(on) > 0 {
+			return fmt.Errorf("still in the rules of %v", on)
+		}
+		return nil
+	})
+	for _, b := range s.boards {
+		url := fmt.Sprintf("http://%s:%d/", b.host.IP, nodePort)
+		counts, errs := tally(s.laptop.Dial, url, 50)
+		if counts[out.Name] > 0 || counts[in.Name] != 50 || len(errs) > 0 {
+			t.Errorf("with %s not ready, %s answered %v, %d failed %v", out.Name, url, counts, len(errs), errs)
+		}
+	}
+
+	passing := time.Now()
+	if err := os.Remove(filepath.Join(ctl, out.Name)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, out.Name+" back in the Endpoints", func() error {
+		ready, _, err := s.endpoints("gate")
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(ready, out.IP) || !slices.Contains(ready, in.IP) {
+			return fmt.Errorf("ready %v", ready)
+		}
+		return nil
+	})
+	t.Logf("%s back in the Endpoints %s after its probe passed again (probe period %ds)", out.Name, time.Since(passing).Round(time.Millisecond), period)
+	for _, b := range s.boards {
+		url := fmt.Sprintf("http://%s:%d/", b.host.IP, nodePort)
+		eventually(t, 15*time.Second, out.Name+" answering through "+url+" again", func() error {
+			counts, errs := tally(s.laptop.Dial, url, 20)
+			if counts[out.Name] == 0 || len(errs) > 0 {
+				return fmt.Errorf("%v, %d failed %v", counts, len(errs), errs)
+			}
+			return nil
+		})
+	}
+}
+
+// measureReadyToReachable prints how long a pod of one board takes, from
+// the start of its container (a pod without a readiness probe is Ready
+// once it runs), to answer through its Service's ClusterIP from the other
+// board, the hub online: the agent reports the pod, the hub updates the
+// Endpoints and sends the site's snapshots, the other board's agent
+// programs its rules. The Service has no other endpoint, so every
+// request before that is refused at once.
+func measureReadyToReachable(t *testing.T, s *netSite) {
+	on, from := s.boards[0], s.boards[1]
+	s.hub.applyYAML(`apiVersion: v1
+kind: Service
+metadata: {name: solo}
+spec:
+  ports: [{port: 8099, targetPort: 80}]
+  selector: {app: solo}
+`)
+	url := fmt.Sprintf("http://%s:8099/", s.service("solo").Spec.ClusterIP)
+	deployment := fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: solo}
+spec:
+  selector: {matchLabels: {app: solo}}
+  replicas: 1
+  template:
+    metadata: {labels: {app: solo}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: %s}
+      containers:
+        - name: web
+          image: %s
+          ports: [{containerPort: 80}]
+`, on.name, s.image)
+	started, stop := taskStarts(t, on.agent.ns)
+	defer stop()
+	var samples []time.Duration
+	for i := range 3 {
+		if _, err := fetch(from.host.Dial, url, time.Second); err == nil {
+			t.Fatalf("sample %d: %s answers before its pod exists", i, url)
+		}
+		s.hub.applyYAML(deployment)
+		var page string
+		var reached time.Time
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			p, err := fetch(from.host.Dial, url, time.Second)
+			if err == nil {
+				page, reached = p, time.Now()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("sample %d: %s from %s: %v", i, url, from.name, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		pods := s.podsOf("solo")
+		if len(pods) != 1 || pods[0].Name != page || pods[0].Node != on.name {
+			t.Fatalf("sample %d: %s answered %q; solo pods %+v", i, url, page, pods)
+		}
+		start := started(pods[0].UID)
+		if start.IsZero() {
+			t.Fatalf("sample %d: no start of %s's container seen", i, page)
+		}
+		samples = append(samples, reached.Sub(start))
+		s.hub.mustCLI("delete", "deployment", "solo")
+		eventually(t, 60*time.Second, "solo gone", func() error {
+			if _, err := fetch(from.host.Dial, url, time.Second); err == nil {
+				return fmt.Errorf("%s still answers", url)
+			}
+			if len(running(t, on.agent.ns)) > 0 && slices.ContainsFunc(running(t, on.agent.ns), func(c container) bool {
+				return c.Labels["io.flotilla.pod.uid"] == pods[0].UID
+			}) {
+				return fmt.Errorf("its container still runs")
+			}
+			return nil
+		})
+	}
+	slices.Sort(samples)
+	t.Logf("pod Ready (its container started) on %s to reachable through its ClusterIP from %s, hub online: %v (median %s)",
+		on.name, from.name, samples, samples[len(samples)/2].Round(time.Millisecond))
+	figure("ready to reachable from another board, hub online: median %s of %v", samples[len(samples)/2].Round(time.Millisecond), samples)
 }

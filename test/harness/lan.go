@@ -122,6 +122,11 @@ func (h *LANHost) plug() error {
 // packet rules, kernel settings) is gone, as after a power cycle.
 // Nothing may still hold the namespace (a process running in it).
 func (h *LANHost) Reboot() error {
+	// The router's end first: the kernel destroys a deleted namespace's
+	// interfaces later, and the new link takes the same name.
+	if err := run("ip", "-n", h.lan.Site.Name, "link", "del", h.port); err != nil {
+		return fmt.Errorf("reboot %s: %w", h.Name, err)
+	}
 	if err := run("ip", "netns", "del", h.Name); err != nil {
 		return fmt.Errorf("reboot %s: %w", h.Name, err)
 	}
@@ -229,14 +234,20 @@ func DialIn(ctx context.Context, nsPath, network, addr string) (net.Conn, error)
 	return r.conn, r.err
 }
 
-// UnmountUnder detaches every mount below dir (a pod network
+// UnmountUnder detaches every mount at or below dir (a pod network
 // namespace's bind mount), deepest first, so that dir can be removed.
 func UnmountUnder(dir string) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
-	return unmountUnder(dir)
+	if err := unmountUnder(dir); err != nil {
+		return err
+	}
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", dir, err)
+	}
+	return nil
 }
 
 // runInput is run with stdin.
