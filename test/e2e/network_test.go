@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -325,4 +326,146 @@ spec:
 	t.Logf("pod Ready (its container started) on %s to reachable through its ClusterIP from %s, hub online: %v (median %s)",
 		on.name, from.name, samples, samples[len(samples)/2].Round(time.Millisecond))
 	figure("ready to reachable from another board, hub online: median %s of %v", samples[len(samples)/2].Round(time.Millisecond), samples)
+}
+
+// churnPair is a Deployment of n pods over the site's boards behind a
+// ClusterIP Service.
+func churnPair(image string, n int) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: churn}
+spec:
+  selector: {matchLabels: {app: churn}}
+  replicas: %d
+  template:
+    metadata: {labels: {app: churn}}
+    spec:
+      containers:
+        - name: web
+          image: %s
+          ports: [{containerPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: churn}
+spec:
+  ports: [{port: 8099, targetPort: 80}]
+  selector: {app: churn}
+`, n, image)
+}
+
+// TestPodChurnLeavesNoTrace: 200 pods created and deleted through the
+// hub, 20 at a time over two boards, one board's agent killed with
+// SIGKILL and restarted while a round starts, leave no address allocated
+// in host-local's store, no pod namespace or network record, and no
+// endpoint in either board's Service rules; once the Service is deleted
+// too, no rule of it is left.
+func TestPodChurnLeavesNoTrace(t *testing.T) {
+	const perRound, rounds = 20, 10
+	s := startNetSite(t, 2)
+	s.hub.applyYAML(churnPair(s.image, 0))
+	clusterIP := s.service("churn").Spec.ClusterIP
+	seen := map[string]bool{} // pod UIDs
+	for round := range rounds {
+		s.hub.applyYAML(churnPair(s.image, perRound))
+		if round == rounds/2 {
+			b := s.boards[0]
+			b.agent.kill9()
+			b.agent.start()
+		}
+		pods := s.waitPods("churn", perRound, 90*time.Second)
+		for _, p := range pods {
+			seen[p.UID] = true
+		}
+		if round == 0 {
+			// The rules hold every pod: their absence at the end means
+			// something.
+			eventually(t, 15*time.Second, "every churn pod in both boards' rules", func() error {
+				for _, b := range s.boards {
+					r := b.rules(t)
+					for _, p := range pods {
+						if !strings.Contains(r, "dnat ip to "+p.IP+":80") {
+							return fmt.Errorf("%s's rules lack %s", b.name, p.IP)
+						}
+					}
+				}
+				return nil
+			})
+			for _, b := range s.boards {
+				if err := leftovers(b, clusterIP, t); err == nil {
+					t.Fatalf("the check of what is left sees nothing on %s while pods run there", b.name)
+				}
+			}
+		}
+		s.hub.applyYAML(churnPair(s.image, 0))
+		eventually(t, 90*time.Second, fmt.Sprintf("round %d's pods gone", round), func() error {
+			for _, p := range s.hub.pods() {
+				if p.Labels["app"] == "churn" {
+					return fmt.Errorf("pod %s is still there (%s)", p.Name, p.Status.Phase)
+				}
+			}
+			for _, b := range s.boards {
+				if n := len(containers(t, b.agent.ns)); n > 0 {
+					return fmt.Errorf("%d containers still on %s", n, b.name)
+				}
+			}
+			return nil
+		})
+	}
+	if len(seen) != perRound*rounds {
+		t.Fatalf("%d pods were created, want %d", len(seen), perRound*rounds)
+	}
+	for _, b := range s.boards {
+		eventually(t, 30*time.Second, b.name+" holds nothing of the churned pods", func() error {
+			return leftovers(b, clusterIP, t)
+		})
+	}
+	s.hub.mustCLI("delete", "service", "churn")
+	for _, b := range s.boards {
+		eventually(t, 30*time.Second, b.name+"'s rules without the deleted Service", func() error {
+			if r := b.rules(t); strings.Contains(r, clusterIP) || strings.Contains(r, "default/churn") {
+				return fmt.Errorf("table inet flotilla still has it:\n%s", r)
+			}
+			return nil
+		})
+	}
+}
+
+// leftovers lists what a board still holds of pods that are gone: an
+// address in host-local's store, a pod namespace or network record, an
+// endpoint of the Service at clusterIP in its rules.
+func leftovers(b *board, clusterIP string, t *testing.T) error {
+	var left []string
+	netDir := filepath.Join(b.agent.stateDir, "network")
+	entries, err := os.ReadDir(filepath.Join(netDir, "ipam", "flotilla"))
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if _, err := netip.ParseAddr(e.Name()); err == nil {
+			left = append(left, "address "+e.Name())
+		}
+	}
+	for _, dir := range []string{"netns", "pods"} {
+		entries, err := os.ReadDir(filepath.Join(netDir, dir))
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			left = append(left, dir+"/"+e.Name())
+		}
+	}
+	r := b.rules(t)
+	if !strings.Contains(r, clusterIP) {
+		left = append(left, "no rule for the Service's "+clusterIP+" (it still exists)")
+	}
+	for _, line := range strings.Split(r, "\n") {
+		if strings.Contains(line, "dnat") || strings.Contains(line, "chain ep-") {
+			left = append(left, "rule "+strings.TrimSpace(line))
+		}
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("%d left: %v", len(left), left)
+	}
+	return nil
 }
