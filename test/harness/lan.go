@@ -60,7 +60,11 @@ func NewLAN(site *Site, prefix string) (*LAN, error) {
 	l := &LAN{Site: site, Prefix: p, Gateway: p.Addr().Next()}
 	r := site.Name
 	steps := [][]string{
-		{"ip", "-n", r, "link", "add", lanBridge, "type", "bridge"},
+		// A fixed address: a bridge that takes its ports' would change it
+		// whenever a host's link goes and comes (Reboot), and the hosts
+		// would keep sending to the old one, which the bridge then
+		// forwards instead of routing.
+		{"ip", "-n", r, "link", "add", lanBridge, "address", "02:00:5e:10:00:01", "type", "bridge"},
 		{"ip", "-n", r, "addr", "add", netip.PrefixFrom(l.Gateway, p.Bits()).String(), "dev", lanBridge},
 		{"ip", "-n", r, "link", "set", lanBridge, "up"},
 		{"nsenter", "--net=" + NetNSPath(r), "--", "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"},

@@ -19,7 +19,8 @@ import (
 // client on the other through DialIn, many times, and the server, a
 // process tied to the test (killed if the thread that started it ends),
 // outlives every dial; with the uplink cut the hosts still reach each
-// other.
+// other and not the host, and once it is back they reach the host again;
+// and a host's reboot does not cut the other off the host.
 func TestLAN(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: network namespaces")
@@ -131,5 +132,27 @@ func TestLAN(t *testing.T) {
 	}
 	if err := reachHost(); err == nil {
 		t.Fatal("the host is reachable from the LAN with the uplink cut")
+	}
+	if err := site.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if err := reachHost(); err != nil {
+		t.Fatalf("the host is not reachable from the LAN once the uplink is back: %v", err)
+	}
+
+	// A host's reboot (its link to the bridge deleted and made again)
+	// must not change the router's address on the LAN: the other hosts'
+	// neighbour tables hold it, and would send the router frames it then
+	// bridges instead of routing.
+	for i := range 3 {
+		if err := reachHost(); err != nil {
+			t.Fatal(err)
+		}
+		if err := server.Reboot(); err != nil {
+			t.Fatal(err)
+		}
+		if err := reachHost(); err != nil {
+			t.Fatalf("after the other host's reboot %d, the client does not reach the host: %v", i+1, err)
+		}
 	}
 }
