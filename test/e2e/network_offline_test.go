@@ -233,9 +233,16 @@ func TestSiteOfflineServices(t *testing.T) {
 		// What a power cycle loses: the agent, every container's process,
 		// the pods' namespaces (their bind mounts) and the board's whole
 		// network state (bridge, routes, packet rules, kernel settings),
-		// while the state directory and containerd's records stay.
+		// while the state directory and containerd's records stay; and
+		// containerd starts again (the other board's containers, in
+		// their shims, go on).
 		a.agent.kill9()
 		deleteTasks(t, a.agent.ns)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := env.ctd.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
 		if err := harness.UnmountUnder(filepath.Join(a.agent.stateDir, "network", "netns")); err != nil {
 			t.Fatal(err)
 		}
@@ -269,6 +276,23 @@ func TestSiteOfflineServices(t *testing.T) {
 				t.Errorf("pod %s had %s before the reboot, %s after", uid, ip, got)
 			}
 		}
+		// The other board still reaches the rebooted board's pods at the
+		// addresses it knows, and they reach it back.
+		other := s.boards[1]
+		url = fmt.Sprintf("http://%s:%d/", other.host.IP, webNodePort)
+		if counts, errs := tally(s.laptop.Dial, url, 30); len(errs) > 0 || len(counts) != 3 {
+			t.Errorf("after %s's reboot, %s answered %v, %d failed %v", a.name, url, counts, len(errs), errs)
+		}
+		// Cluster names resolve on the rebooted board with no hub.
+		for _, p := range web {
+			if p.Node != a.name {
+				continue
+			}
+			if out, code := a.exec(t, p.UID, "timeout", "5", "wget", "-q", "-O", "-", "http://web:8099"); code != 0 || !strings.HasPrefix(out, "web-") {
+				t.Errorf("wget http://web:8099 in %s after the reboot: exit %d, %q", p.Name, code, out)
+			}
+			break
+		}
 		if s.hub.node(a.name).IsReady() {
 			t.Fatal("the hub reaches the board: the uplink was not cut")
 		}
@@ -285,6 +309,21 @@ func TestSiteOfflineServices(t *testing.T) {
 	if err != nil || !slices.Equal(ready, ips) {
 		t.Errorf("after the link came back: endpoints %v (%v), pods %v", ready, err, ips)
 	}
+	// solo's address changed while the hub was away: the hub learns it,
+	// and the other board, which kept the old one meanwhile, reaches solo
+	// through its own NodePort again.
+	now := s.waitPods("solo", 1, 30*time.Second)[0]
+	if got := a.podIP(t, solo.UID); now.IP != got {
+		t.Errorf("the hub shows solo at %s, it has %s", now.IP, got)
+	}
+	url := fmt.Sprintf("http://%s:%d/", s.boards[1].host.IP, s.service("solo").Spec.Ports[0].NodePort)
+	eventually(t, 30*time.Second, "solo through the other board's NodePort", func() error {
+		if page, err := fetch(s.laptop.Dial, url, 2*time.Second); err != nil || page != solo.Name {
+			return fmt.Errorf("%q, %v", page, err)
+		}
+		return nil
+	})
+	t.Logf("hub get pods -o wide:\n%s", s.hub.mustCLI("get", "pods", "-o", "wide"))
 }
 
 // deleteTasks kills and deletes the task of every container in ns,

@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -262,7 +264,14 @@ spec:
   ports: [{port: 8099, targetPort: 80}]
   selector: {app: solo}
 `)
-	url := fmt.Sprintf("http://%s:8099/", s.service("solo").Spec.ClusterIP)
+	clusterIP := s.service("solo").Spec.ClusterIP
+	url := fmt.Sprintf("http://%s:8099/", clusterIP)
+	eventually(t, 15*time.Second, "the Service in "+from.name+"'s rules", func() error {
+		if !strings.Contains(from.rules(t), clusterIP) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
 	deployment := fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata: {name: solo}
@@ -282,8 +291,9 @@ spec:
 	defer stop()
 	var samples []time.Duration
 	for i := range 3 {
-		if _, err := fetch(from.host.Dial, url, time.Second); err == nil {
-			t.Fatalf("sample %d: %s answers before its pod exists", i, url)
+		// No endpoint: refused at once, not left to time out.
+		if _, err := fetch(from.host.Dial, url, time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("sample %d: %s before its pod exists: %v, want the connection refused", i, url, err)
 		}
 		s.hub.applyYAML(deployment)
 		var page string
