@@ -165,6 +165,11 @@ func TestSiteOfflineServices(t *testing.T) {
 		t.Fatalf("%s: %q, %v", soloURL, page, err)
 	}
 
+	ctl := hostPathDir(t)
+	s.hub.applyYAML(gatePair(s.image, ctl, 1))
+	gates := s.waitPods("gate", 2, 60*time.Second)
+	gateURL := fmt.Sprintf("http://%s:%d/", a.host.IP, s.service("gate").Spec.Ports[0].NodePort)
+
 	t.Run("agent kill -9 during a stream, hub online", func(t *testing.T) {
 		killAndRestartDuringStream(t, s, a, "hub online")
 	})
@@ -217,6 +222,45 @@ func TestSiteOfflineServices(t *testing.T) {
 		if s.hub.node(a.name).IsReady() {
 			t.Fatal("the hub reaches the board: the uplink was not cut")
 		}
+	})
+
+	t.Run("a local pod failing readiness", func(t *testing.T) {
+		var out, in sitePod
+		for _, p := range gates {
+			if p.Node == a.name {
+				out = p
+			} else {
+				in = p
+			}
+		}
+		if out.Name == "" || in.Name == "" {
+			t.Fatalf("the gate pods are not spread over the boards: %+v", gates)
+		}
+		failing := time.Now()
+		if err := os.WriteFile(filepath.Join(ctl, out.Name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 15*time.Second, out.Name+" out of "+a.name+"'s rules", func() error {
+			if strings.Contains(a.rules(t), out.IP+":80") {
+				return fmt.Errorf("still there")
+			}
+			return nil
+		})
+		t.Logf("hub cut off: %s, failing its readiness probe (period 1s), left its board's rules %s after it began failing",
+			out.Name, time.Since(failing).Round(time.Millisecond))
+		if counts, errs := tally(s.laptop.Dial, gateURL, 40); counts[out.Name] > 0 || counts[in.Name] != 40 || len(errs) > 0 {
+			t.Errorf("with %s not ready, %s answered %v, %d failed %v", out.Name, gateURL, counts, len(errs), errs)
+		}
+		if err := os.Remove(filepath.Join(ctl, out.Name)); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 15*time.Second, out.Name+" answering through "+gateURL+" again", func() error {
+			counts, errs := tally(s.laptop.Dial, gateURL, 20)
+			if counts[out.Name] == 0 || len(errs) > 0 {
+				return fmt.Errorf("%v, %d failed %v", counts, len(errs), errs)
+			}
+			return nil
+		})
 	})
 
 	t.Run("agent kill -9 during a stream, hub offline", func(t *testing.T) {
