@@ -178,13 +178,21 @@ func TestSiteOfflineServices(t *testing.T) {
 
 	t.Run("a local pod back with a new address", func(t *testing.T) {
 		// Its restart must get another address: its namespace is gone
-		// (unmounted) and the address it asks for again is someone
-		// else's in host-local's store.
-		ipamFile := filepath.Join(a.agent.stateDir, "network", "ipam", "flotilla", solo.IP)
-		if _, err := os.Stat(ipamFile); err != nil {
-			t.Fatalf("host-local holds no %s: %v", solo.IP, err)
+		// (unmounted) and the address it asks for again is held, in
+		// host-local's store, by another pod of the board (a web pod,
+		// which the agent keeps, where it would give back an address
+		// that no pod of its holds; the web pod's release frees both).
+		var holder string
+		for _, p := range web {
+			if p.Node == a.name {
+				holder = p.UID
+			}
 		}
-		if err := os.WriteFile(ipamFile, []byte("e2e-squatter\r\neth0"), 0o644); err != nil {
+		ipamFile := filepath.Join(a.agent.stateDir, "network", "ipam", "flotilla", solo.IP)
+		if _, err := os.Stat(ipamFile); err != nil || holder == "" {
+			t.Fatalf("host-local holds no %s (%v), or no web pod runs on %s", solo.IP, err, a.name)
+		}
+		if err := os.WriteFile(ipamFile, []byte(holder+"\r\neth0"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if err := harness.UnmountUnder(filepath.Join(a.agent.stateDir, "network", "netns", solo.UID)); err != nil {
