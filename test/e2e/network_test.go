@@ -61,7 +61,10 @@ func (s *netSite) startWeb() []sitePod {
 // its LAN, the hub online. The manifest pair runs three pods over
 // both boards; pods reach each other across boards by pod IP; the laptop
 // reaches pods of both boards through every board's NodePort; a pod
-// reaches the Service by its full and its short name.
+// reaches the Service by its full and its short name; a pod failing its
+// readiness probe leaves the Endpoints and the traffic, and comes back.
+// It prints how long a pod takes from Ready to reachable from the other
+// board.
 func TestSitePodNetworkAndServices(t *testing.T) {
 	s := startNetSite(t, 2)
 	pods := s.startWeb()
