@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -62,7 +63,8 @@ func (s *netSite) startWeb() []sitePod {
 // both boards; pods reach each other across boards by pod IP; the laptop
 // reaches pods of both boards through every board's NodePort; a pod
 // reaches the Service by its full and its short name; a pod failing its
-// readiness probe leaves the Endpoints and the traffic, and comes back.
+// readiness probe leaves the Endpoints and the traffic, and comes back;
+// ClientIP affinity, a headless Service's name and a hostPort work.
 // It prints how long a pod takes from Ready to reachable from the other
 // board.
 func TestSitePodNetworkAndServices(t *testing.T) {
@@ -132,6 +134,61 @@ func TestSitePodNetworkAndServices(t *testing.T) {
 		}
 	})
 
+	t.Run("session affinity", func(t *testing.T) {
+		s.hub.applyYAML(`apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  type: NodePort
+  sessionAffinity: ClientIP
+  ports: [{port: 8099, targetPort: 80}]
+  selector: {app: web}
+`)
+		nodePort := s.service("sticky").Spec.Ports[0].NodePort
+		for _, b := range s.boards {
+			url := fmt.Sprintf("http://%s:%d/", b.host.IP, nodePort)
+			eventually(t, 15*time.Second, url+" answering", func() error {
+				_, err := fetch(s.laptop.Dial, url, 2*time.Second)
+				return err
+			})
+			if counts, errs := tally(s.laptop.Dial, url, 30); len(counts) != 1 || len(errs) > 0 {
+				t.Errorf("ClientIP affinity: the laptop's 30 requests to %s went to %v, %d failed %v", url, counts, len(errs), errs)
+			}
+		}
+	})
+
+	t.Run("headless Service by name from a pod", func(t *testing.T) {
+		s.hub.applyYAML(`apiVersion: v1
+kind: Service
+metadata: {name: peers}
+spec:
+  clusterIP: None
+  ports: [{port: 80}]
+  selector: {app: web}
+`)
+		var want []string
+		for _, p := range pods {
+			want = append(want, p.IP)
+		}
+		slices.Sort(want)
+		p := pods[0]
+		eventually(t, 15*time.Second, "peers.default.svc.cluster.local naming every web pod", func() error {
+			out, code := s.boardOf(p.Node).exec(t, p.UID, "nslookup", "-type=a", "peers.default.svc.cluster.local")
+			var got []string
+			for _, line := range strings.Split(out, "\n") {
+				if a, ok := strings.CutPrefix(strings.TrimSpace(line), "Address: "); ok {
+					got = append(got, strings.TrimSpace(a))
+				}
+			}
+			slices.Sort(got)
+			if code != 0 || !slices.Equal(got, want) {
+				return fmt.Errorf("exit %d, addresses %v, want %v:\n%s", code, got, want, out)
+			}
+			return nil
+		})
+	})
+
+	t.Run("hostPort", func(t *testing.T) { testHostPort(t, s) })
 	t.Run("readiness", func(t *testing.T) { testReadinessGatesTraffic(t, s) })
 	t.Run("ready to reachable from another board", func(t *testing.T) { measureReadyToReachable(t, s) })
 }
@@ -481,4 +538,73 @@ func leftovers(b *board, clusterIP string, t *testing.T) error {
 		return fmt.Errorf("%d left: %v", len(left), left)
 	}
 	return nil
+}
+
+// testHostPort: a DaemonSet's pods with a hostPort answer on that port of
+// their own board, from the laptop, through portmap; once they are gone,
+// no rule of portmap's names the port.
+func testHostPort(t *testing.T, s *netSite) {
+	s.hub.applyYAML(fmt.Sprintf(`apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: edge}
+spec:
+  selector: {matchLabels: {app: edge}}
+  template:
+    metadata: {labels: {app: edge}}
+    spec:
+      containers:
+        - name: web
+          image: %s
+          ports: [{containerPort: 80, hostPort: 8080}]
+`, s.image))
+	pods := s.waitPods("edge", len(s.boards), 60*time.Second)
+	for _, b := range s.boards {
+		i := slices.IndexFunc(pods, func(p sitePod) bool { return p.Node == b.name })
+		if i < 0 {
+			t.Fatalf("no edge pod on %s: %+v", b.name, pods)
+		}
+		url := fmt.Sprintf("http://%s:8080/", b.host.IP)
+		if page, err := fetch(s.laptop.Dial, url, 5*time.Second); err != nil || page != pods[i].Name {
+			t.Errorf("%s: %q, %v; want %s", url, page, err, pods[i].Name)
+		}
+	}
+	portRules := func(b *board) ([]string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := b.host.Output(ctx, "iptables-save")
+		if err != nil {
+			return nil, err
+		}
+		var rules []string
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "8080") {
+				rules = append(rules, line)
+			}
+		}
+		return rules, nil
+	}
+	for _, b := range s.boards {
+		// The check below would see nothing if the rules were elsewhere.
+		if rules, err := portRules(b); err != nil || len(rules) == 0 {
+			t.Fatalf("%s: iptables-save shows no rule of hostPort 8080 while its pod runs (%v)", b.name, err)
+		}
+	}
+	s.hub.mustCLI("delete", "ds", "edge")
+	for _, b := range s.boards {
+		eventually(t, 30*time.Second, b.name+" without the edge pod and its port's rules", func() error {
+			for _, c := range containers(t, b.agent.ns) {
+				if slices.ContainsFunc(pods, func(p sitePod) bool { return p.UID == c.Labels["io.flotilla.pod.uid"] }) {
+					return fmt.Errorf("container %s still there", c.ID)
+				}
+			}
+			rules, err := portRules(b)
+			if err != nil {
+				return err
+			}
+			if len(rules) > 0 {
+				return fmt.Errorf("rules left: %v", rules)
+			}
+			return nil
+		})
+	}
 }
