@@ -64,7 +64,9 @@ func (s *netSite) startWeb() []sitePod {
 // reaches pods of both boards through every board's NodePort; a pod
 // reaches the Service by its full and its short name; a pod failing its
 // readiness probe leaves the Endpoints and the traffic, and comes back;
-// ClientIP affinity, a headless Service's name and a hostPort work.
+// ClientIP affinity, externalTrafficPolicy Local (the board's own pods,
+// the client's address kept), a headless Service's name and a hostPort
+// work.
 // It prints how long a pod takes from Ready to reachable from the other
 // board.
 func TestSitePodNetworkAndServices(t *testing.T) {
@@ -186,6 +188,41 @@ spec:
 			}
 			return nil
 		})
+	})
+
+	t.Run("externalTrafficPolicy Local", func(t *testing.T) {
+		s.hub.applyYAML(`apiVersion: v1
+kind: Service
+metadata: {name: local}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  ports: [{port: 8099, targetPort: 80}]
+  selector: {app: web}
+`)
+		nodePort := s.service("local").Spec.Ports[0].NodePort
+		for _, b := range s.boards {
+			base := fmt.Sprintf("http://%s:%d/", b.host.IP, nodePort)
+			eventually(t, 15*time.Second, base+" answering", func() error {
+				_, err := fetch(s.laptop.Dial, base, 2*time.Second)
+				return err
+			})
+			counts, errs := tally(s.laptop.Dial, base, 30)
+			for name := range counts {
+				if i := slices.IndexFunc(pods, func(p sitePod) bool { return p.Name == name }); i < 0 || pods[i].Node != b.name {
+					t.Errorf("%s answered by %s, not a pod of %s", base, name, b.name)
+				}
+			}
+			if len(errs) > 0 {
+				t.Errorf("%s: %d failed %v", base, len(errs), errs)
+			}
+			// busybox httpd listens on IPv6 and IPv4 and names an IPv4
+			// client as [::ffff:A.B.C.D].
+			client, err := fetch(s.laptop.Dial, base+"cgi-bin/client", 5*time.Second)
+			if a, perr := netip.ParseAddr(strings.Trim(client, "[]")); err != nil || perr != nil || a.Unmap() != s.laptop.IP {
+				t.Errorf("%scgi-bin/client: the pod saw the client as %q (%v), want the laptop's %s", base, client, err, s.laptop.IP)
+			}
+		}
 	})
 
 	t.Run("hostPort", func(t *testing.T) { testHostPort(t, s) })

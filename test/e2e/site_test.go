@@ -175,7 +175,8 @@ var webImageOnce struct {
 }
 
 // webImage is the test image that serves HTTP on port 80 as the manifest
-// pair's pods do (busybox httpd), its page the pod's hostname: the
+// pair's pods do (busybox httpd), its page the pod's hostname and
+// /cgi-bin/client the client's address as the pod sees it: the
 // busybox image with another command, so that a manifest needs nothing
 // but its image swapped. It leaves on SIGTERM (busybox httpd as a
 // container's first process would not).
@@ -194,7 +195,9 @@ func webImage(t *testing.T, site *harness.Site) string {
 		}
 		cfg = cfg.DeepCopy()
 		cfg.Config.Cmd = []string{"sh", "-c",
-			"mkdir -p /tmp/www && hostname > /tmp/www/index.html && trap 'exit 0' TERM; httpd -f -p 80 -h /tmp/www & wait"}
+			"mkdir -p /tmp/www/cgi-bin && hostname > /tmp/www/index.html && " +
+				`printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho "$REMOTE_ADDR"\n' > /tmp/www/cgi-bin/client && ` +
+				"chmod +x /tmp/www/cgi-bin/client && trap 'exit 0' TERM; httpd -f -p 80 -h /tmp/www & wait"}
 		if img, err = mutate.ConfigFile(img, cfg); err != nil {
 			webImageOnce.err = err
 			return
