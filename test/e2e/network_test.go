@@ -65,8 +65,9 @@ func (s *netSite) startWeb() []sitePod {
 // reaches the Service by its full and its short name; a pod failing its
 // readiness probe leaves the Endpoints and the traffic, and comes back;
 // ClientIP affinity, externalTrafficPolicy Local (the board's own pods,
-// the client's address kept), a headless Service's name and a hostPort
-// work.
+// the client's address kept), internalTrafficPolicy Local, a headless
+// Service's name, a hostPort and a pod reaching itself through its
+// Service work.
 // It prints how long a pod takes from Ready to reachable from the other
 // board.
 func TestSitePodNetworkAndServices(t *testing.T) {
@@ -221,6 +222,33 @@ spec:
 			client, err := fetch(s.laptop.Dial, base+"cgi-bin/client", 5*time.Second)
 			if a, perr := netip.ParseAddr(strings.Trim(client, "[]")); err != nil || perr != nil || a.Unmap() != s.laptop.IP {
 				t.Errorf("%scgi-bin/client: the pod saw the client as %q (%v), want the laptop's %s", base, client, err, s.laptop.IP)
+			}
+		}
+	})
+
+	t.Run("internalTrafficPolicy Local", func(t *testing.T) {
+		s.hub.applyYAML(`apiVersion: v1
+kind: Service
+metadata: {name: internal}
+spec:
+  internalTrafficPolicy: Local
+  ports: [{port: 8099, targetPort: 80}]
+  selector: {app: web}
+`)
+		url := fmt.Sprintf("http://%s:8099/", s.service("internal").Spec.ClusterIP)
+		for _, b := range s.boards {
+			eventually(t, 15*time.Second, url+" answering on "+b.name, func() error {
+				_, err := fetch(b.host.Dial, url, 2*time.Second)
+				return err
+			})
+			counts, errs := tally(b.host.Dial, url, 30)
+			for name := range counts {
+				if i := slices.IndexFunc(pods, func(p sitePod) bool { return p.Name == name }); i < 0 || pods[i].Node != b.name {
+					t.Errorf("%s from %s answered by %s, not a pod of the board", url, b.name, name)
+				}
+			}
+			if len(errs) > 0 {
+				t.Errorf("%s from %s: %d failed %v", url, b.name, len(errs), errs)
 			}
 		}
 	})
@@ -416,6 +444,12 @@ spec:
 			t.Fatalf("sample %d: no start of %s's container seen", i, page)
 		}
 		samples = append(samples, reached.Sub(start))
+		if i == 0 {
+			// The pod reaches itself through its own Service (hairpin).
+			if out, code := on.exec(t, pods[0].UID, "timeout", "5", "wget", "-q", "-O", "-", "http://solo:8099"); code != 0 || out != page {
+				t.Errorf("%s through its own Service: exit %d, %q", page, code, out)
+			}
+		}
 		s.hub.mustCLI("delete", "deployment", "solo")
 		eventually(t, 60*time.Second, "solo gone", func() error {
 			if _, err := fetch(from.host.Dial, url, time.Second); err == nil {
