@@ -46,6 +46,10 @@ func aptPackage(name string) string {
 		return "busybox-static"
 	case "ip":
 		return "iproute2"
+	case "nft":
+		return "nftables"
+	case "nsenter":
+		return "util-linux"
 	}
 	return name // runc, docker-registry, mosquitto
 }
