@@ -70,7 +70,11 @@ func nmStartAgent(t *testing.T, h *hubProc, site *harness.Site, bin string, envi
 	a.args = []string{"--net=/run/netns/" + site.Name, "--"}
 	if len(environ) > 0 {
 		// env execs the agent, as nsenter does: the pid is the agent's.
-		a.args = append(append(a.args, "/usr/bin/env"), environ...)
+		envBin, err := harness.FindBinary("env")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.args = append(append(a.args, envBin), environ...)
 	}
 	a.args = append(a.args, bin,
 		"--broker", "tcp://"+site.HostIP+":"+port, "--node-name", node, "--label", "nmnode="+node,
@@ -340,14 +344,14 @@ type nmStartSample struct {
 //     subscriber of the hub's broker (as it reaches the agent), to
 //     containerd's TaskStart of its container, and to the hub's API
 //     showing the pod Running (polled every 10 ms);
-//   - restart: 10 pods each way running together; each container's task
+//   - restart: 20 pods each way running together; each container's task
 //     is SIGKILLed once, alternately, and timed from containerd's TaskExit
 //     to the TaskStart of its next run. The pod network's restart makes no
 //     CNI call (the log shows one attachment per pod) and keeps its address
 //     and namespace (checked).
 func TestMeasurePodNetwork(t *testing.T) {
 	nmNeedMeasure(t)
-	const starts, restarts = 20, 10
+	const starts, restarts = 20, 20
 	h := nmHub(t)
 	site := startSite(t)
 	a := nmStartAgent(t, h, site, env.agentBin, nil)
