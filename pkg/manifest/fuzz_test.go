@@ -38,6 +38,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("apiVersion: v1\nkind: Node\nmetadata: {name: a}\nspec: {podCIDR: 10.42.3.0/24, podCIDRs: [10.42.3.0/24]}\n"))
 	f.Add([]byte(strings.Replace(minimalDS, "    spec:\n", "    spec:\n      dnsPolicy: None\n      dnsConfig: {nameservers: [192.0.2.53], searches: [a.example], options: [{name: ndots, value: \"2\"}]}\n", 1)))
 	f.Add([]byte(ns("a") + "---\n" + ns("b")))
+	// Ingresses and their classes.
+	f.Add([]byte(gatewayIngress))
+	f.Add([]byte("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: a}\nspec: {rules: [{host: \"*.a.example\", http: {paths: [{path: /x/, pathType: Exact, backend: {service: {name: s, port: {name: web}}}}]}}]}\n"))
 	// Small alias bombs: a scalar, lists of lists, merge keys, an anchor
 	// containing its own alias.
 	f.Add([]byte(aliasBomb(64, 8)))
