@@ -34,6 +34,8 @@ const (
 	KindConfigMap          = "ConfigMap"
 	KindService            = "Service"
 	KindEndpoints          = "Endpoints"
+	KindIngress            = "Ingress"
+	KindIngressClass       = "IngressClass"
 	// KindCertificateSigningRequest is a node's enrolment request.
 	KindCertificateSigningRequest = "CertificateSigningRequest"
 )
@@ -63,6 +65,10 @@ var kinds = []KindInfo{
 	// The hub keeps each Service's Endpoints from the pods it selects.
 	{Kind: KindEndpoints, APIVersion: "v1", Resource: "endpoints", Singular: "endpoints", ShortNames: []string{"ep"}, Namespaced: true,
 		New: func() Object { return &Endpoints{} }},
+	{Kind: KindIngress, APIVersion: "networking.k8s.io/v1", Resource: "ingresses", Singular: "ingress", ShortNames: []string{"ing"}, Namespaced: true, Writable: true,
+		New: func() Object { return &Ingress{} }},
+	{Kind: KindIngressClass, APIVersion: "networking.k8s.io/v1", Resource: "ingressclasses", Singular: "ingressclass", Writable: true,
+		New: func() Object { return &IngressClass{} }},
 	// Certificate requests are made by enrolment and decided through their
 	// approval subresource, never written directly.
 	{Kind: KindCertificateSigningRequest, APIVersion: "certificates.k8s.io/v1", Resource: "certificatesigningrequests", Singular: "certificatesigningrequest", ShortNames: []string{"csr"},

@@ -66,6 +66,23 @@ func validateSecret(c *collector, s *api.Secret) {
 			c.addf("data", "a Secret of type %s must have the key %s", typ, strings.Join(quoteAll(alternatives), " or "))
 		}
 	}
+	if typ == api.SecretTypeTLS {
+		data, fields := mergedSecretData(s)
+		validateTLSPair(c, data, fields)
+	}
+}
+
+// mergedSecretData is the Secret's data as it will be stored (stringData
+// wins), with the field each value comes from.
+func mergedSecretData(s *api.Secret) (map[string][]byte, map[string]string) {
+	data, fields := map[string][]byte{}, map[string]string{}
+	for k, v := range s.Data {
+		data[k], fields[k] = v, key("data", k)
+	}
+	for k, v := range s.StringData {
+		data[k], fields[k] = []byte(v), key("stringData", k)
+	}
+	return data, fields
 }
 
 func validateConfigMap(c *collector, cm *api.ConfigMap) {

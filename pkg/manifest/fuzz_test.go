@@ -43,6 +43,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(strings.Replace(secureDS, "privileged: false", "privileged: true", 1)))
 	// Device resources: limits, requests, the two disagreeing.
 	f.Add([]byte(strings.Replace(minimalDS, "        ports:\n", "        resources: {limits: {devices.flotilla.io/serial: 1, devices.flotilla.io/video: 2}, requests: {devices.flotilla.io/video: 1}}\n        ports:\n", 1)))
+	// Ingresses and their classes.
+	f.Add([]byte(gatewayIngress))
+	f.Add([]byte("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: a}\nspec: {rules: [{host: \"*.a.example\", http: {paths: [{path: /x/, pathType: Exact, backend: {service: {name: s, port: {name: web}}}}]}}]}\n"))
 	// Small alias bombs: a scalar, lists of lists, merge keys, an anchor
 	// containing its own alias.
 	f.Add([]byte(aliasBomb(64, 8)))

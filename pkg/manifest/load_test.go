@@ -52,7 +52,7 @@ spec:
 ---
 # 4: a kind Flotilla does not have
 apiVersion: networking.k8s.io/v1
-kind: Ingress
+kind: NetworkPolicy
 metadata: {name: web}
 ---
 # 5: a kind only the hub writes
@@ -88,7 +88,7 @@ func TestLoadReportsEveryProblemOfEveryDocument(t *testing.T) {
 		"app.yaml: document 3: spec.template.spec.containers[0].imagePullPolicy: \"Sometimes\" is not one of Always, IfNotPresent, Never",
 		"app.yaml: document 3: spec.template.spec.containers[1].name: required",
 		"app.yaml: document 3: spec.replicas: must be greater than or equal to 0",
-		"app.yaml: document 4: kind: Ingress is not supported by Flotilla (kinds that apply accepts: Namespace, Node, DaemonSet, Deployment, Secret, ConfigMap, Service)",
+		"app.yaml: document 4: kind: NetworkPolicy is not supported by Flotilla (kinds that apply accepts: Namespace, Node, DaemonSet, Deployment, Secret, ConfigMap, Service, Ingress, IngressClass)",
 		"app.yaml: document 5: kind: Pod cannot be applied: the hub makes pods for DaemonSets and Deployments; apply one of those",
 		"app.yaml: document 6: line 53: invalid YAML: did not find expected ',' or ']'",
 		"app.yaml: document 7: items[1].strngData: unknown field",
@@ -137,9 +137,9 @@ func TestLoadDefaultsAndNamespaces(t *testing.T) {
 // are exactly the kinds Load accepts, with no Pod among them; the kinds
 // only the hub writes decode for Decode but are refused by Load.
 func TestKindsNamedInErrorsAreTheOnesApplyAccepts(t *testing.T) {
-	_, err := Decode("ing.yaml", []byte("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: s}\n"))
+	_, err := Decode("ing.yaml", []byte("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: s}\n"))
 	if err == nil {
-		t.Fatal("an Ingress decoded")
+		t.Fatal("a NetworkPolicy decoded")
 	}
 	msg := err.Error()
 	_, listed, ok := strings.Cut(msg, "(kinds that apply accepts: ")

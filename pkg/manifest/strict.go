@@ -194,8 +194,7 @@ func notApplied(k api.KindInfo) string {
 // does not have; they get a clearer message than a typo does.
 var kubernetesKinds = map[string]bool{
 	"StatefulSet": true, "ReplicaSet": true, "ReplicationController": true,
-	"Job": true, "CronJob": true, "EndpointSlice": true,
-	"Ingress": true, "IngressClass": true, "NetworkPolicy": true,
+	"Job": true, "CronJob": true, "EndpointSlice": true, "NetworkPolicy": true,
 	"PersistentVolume": true, "PersistentVolumeClaim": true, "StorageClass": true,
 	"ServiceAccount": true, "Role": true, "RoleBinding": true, "ClusterRole": true,
 	"ClusterRoleBinding": true, "PodDisruptionBudget": true, "HorizontalPodAutoscaler": true,
@@ -257,6 +256,9 @@ var unsupported = map[reflect.Type][]string{
 	},
 	reflect.TypeOf(api.ServicePort{}):  {"appProtocol"},
 	reflect.TypeOf(api.EndpointPort{}): {"appProtocol"},
+	// Ingress backends are Services; a class picks its nodes by annotation.
+	reflect.TypeOf(api.IngressBackend{}):   {"resource"},
+	reflect.TypeOf(api.IngressClassSpec{}): {"parameters"},
 	reflect.TypeOf(api.Volume{}): {
 		"persistentVolumeClaim", "downwardAPI", "projected", "nfs",
 		"iscsi", "csi", "ephemeral", "image", "gitRepo", "awsElasticBlockStore",

@@ -74,6 +74,16 @@ func Validate(obj api.Object) error {
 			validateMeta(c, o, api.KindEndpoints)
 			validateEndpoints(c, o)
 		}
+	case *api.Ingress:
+		if o != nil {
+			validateMeta(c, o, api.KindIngress)
+			validateIngress(c, o)
+		}
+	case *api.IngressClass:
+		if o != nil {
+			validateMeta(c, o, api.KindIngressClass)
+			validateIngressClass(c, o)
+		}
 	// Certificate requests are made by the hub at enrolment; like Events,
 	// they decode and only their metadata is checked.
 	case *api.CertificateSigningRequest:

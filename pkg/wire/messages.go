@@ -24,6 +24,9 @@ type Snapshot struct {
 	// pod networking.
 	Network  *Network  `json:"network,omitempty"`
 	Services []Service `json:"services,omitempty"`
+	// Ingresses are the Ingresses the node serves (ingress.go); nil for a
+	// node that serves none.
+	Ingresses []Ingress `json:"ingresses,omitempty"`
 }
 
 // SnapshotPod is one pod of a snapshot: its identity and its spec. SpecHash

@@ -7,10 +7,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -107,6 +109,10 @@ func addAgentFlags(f *pflag.FlagSet) {
 	f.StringArray("device-class", nil, "a device class and the globs under --dev-root that find its nodes, NAME=GLOB[,GLOB...] (repeatable; replaces the default or profile class of that name; NAME= turns it off); its devices are the node's devices.flotilla.io/NAME")
 	f.String("board-profile", "", "a board profile (arm/boards/*.yaml) whose devices map adds or replaces device classes")
 	f.Duration("device-rescan-interval", devices.DefaultRescan, "how often the dev root is scanned again besides inotify's changes")
+	f.Bool("ingress", true, "serve the Ingresses the hub sends this node (those of the IngressClasses that select it) on its HTTP and HTTPS ports")
+	f.String("ingress-address", "", "the address the Ingress ports listen on (default: every address of the node)")
+	f.Int("ingress-http-port", 80, "the port Ingresses are served on over HTTP (0: none), open only while the node serves an Ingress")
+	f.Int("ingress-https-port", 443, "the port Ingresses are served on over HTTPS (0: none), open only while the node serves an Ingress with a certificate")
 	f.Bool("insecure", false, "connect in plaintext without an identity and accept unsigned snapshots (implied by a tcp:// --broker on a node that is not enrolled)")
 }
 
@@ -194,6 +200,10 @@ func runAgent(cmd *cobra.Command, configFile string) error {
 	if err != nil {
 		return err
 	}
+	httpAddr, httpsAddr, err := ingressAddrs(v.GetString("ingress-address"), v.GetInt("ingress-http-port"), v.GetInt("ingress-https-port"))
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	sec, err := setUpIdentity(ctx, v, config.Given(v, cmd.Flags(), "broker"), nodeName, stateDir, logger)
@@ -228,7 +238,42 @@ func runAgent(cmd *cobra.Command, configFile string) error {
 		ServiceProxy: v.GetBool("service-proxy"),
 		ClusterDNS:   v.GetBool("cluster-dns"),
 		ResolvConf:   v.GetString("resolv-conf"),
+		// Ingresses.
+		Ingress:          v.GetBool("ingress"),
+		IngressHTTPAddr:  httpAddr,
+		IngressHTTPSAddr: httpsAddr,
 	})
+}
+
+// ingressAddrs checks --ingress-address and the Ingress ports and makes
+// the listen addresses ("" for a port of 0).
+func ingressAddrs(host string, httpPort, httpsPort int) (string, string, error) {
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return "", "", fmt.Errorf("--ingress-address %q: want an IP address of this node, such as 192.168.1.20", host)
+		}
+	}
+	addr := func(flag string, port int) (string, error) {
+		switch {
+		case port == 0:
+			return "", nil
+		case port < 0 || port > 65535:
+			return "", fmt.Errorf("--%s %d: want a port from 1 to 65535, or 0 for none", flag, port)
+		}
+		return net.JoinHostPort(host, strconv.Itoa(port)), nil
+	}
+	h, err := addr("ingress-http-port", httpPort)
+	if err != nil {
+		return "", "", err
+	}
+	hs, err := addr("ingress-https-port", httpsPort)
+	if err != nil {
+		return "", "", err
+	}
+	if h != "" && h == hs {
+		return "", "", fmt.Errorf("--ingress-http-port and --ingress-https-port are both %d", httpPort)
+	}
+	return h, hs, nil
 }
 
 // parseNodeIP checks --node-ip: empty, or an IPv4 address.

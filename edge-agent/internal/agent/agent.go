@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/devices"
+	"github.com/flotilla-edge/flotilla/edge-agent/internal/ingress"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/metrics"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/outbox"
 	"github.com/flotilla-edge/flotilla/edge-agent/internal/probe"
@@ -107,6 +108,12 @@ type Config struct {
 	// theirs (devices.go). Its StateFile defaults to
 	// STATE-DIR/devices.json; its Changed and Logger are the agent's.
 	Devices *devices.Config
+	// Ingress serves the Ingresses the hub sends the node (package
+	// ingress) on IngressHTTPAddr and IngressHTTPSAddr (":80", ":443";
+	// "" serves none on that protocol), opened only while there are
+	// Ingresses to serve.
+	Ingress                           bool
+	IngressHTTPAddr, IngressHTTPSAddr string
 }
 
 // localState is what the agent keeps on the board: the newest snapshot,
@@ -141,6 +148,8 @@ type Agent struct {
 	rec atomic.Pointer[reconcile.Reconciler]
 	// services programs the node's Services and DNS (nil: both off).
 	services *services.Programmer
+	// ingress serves the node's Ingresses (nil: off).
+	ingress *ingress.Server
 
 	mu    sync.Mutex
 	facts Facts
@@ -216,6 +225,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if a.services, err = a.newServices(); err != nil {
 		return err
 	}
+	if a.ingress, err = a.newIngress(); err != nil {
+		return err
+	}
 	a.link = a.newLink()
 
 	g, ctx := errgroup.WithContext(ctx)
@@ -224,6 +236,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if a.services != nil {
 		g.Go(func() error { return a.services.Run(ctx) })
+	}
+	if a.ingress != nil {
+		g.Go(func() error { return a.ingress.Run(ctx) })
 	}
 	// Reporting runs from the first second, so a board that boots without
 	// the hub queues what happens for later.
@@ -494,6 +509,9 @@ func (a *Agent) onDesired(topic string, payload []byte) {
 	if a.services != nil {
 		a.services.Changed()
 	}
+	if a.ingress != nil {
+		a.ingress.Changed()
+	}
 }
 
 // rejectSnapshot logs a snapshot the agent will not act on and reports it.
@@ -513,6 +531,9 @@ func (a *Agent) setSecrets(secrets []wire.SnapshotSecret, current, rev uint64) {
 	a.secretsMu.Unlock()
 	if rec := a.rec.Load(); rec != nil && len(secrets) > 0 {
 		rec.Wake()
+	}
+	if a.ingress != nil && len(secrets) > 0 {
+		a.ingress.Changed() // a TLS Secret, perhaps
 	}
 }
 
@@ -616,6 +637,9 @@ func (a *Agent) queueReport(r wire.PodStatusReport) {
 	if a.services != nil {
 		// The node's own endpoints follow its pods at once, hub or not.
 		a.services.SetReport(r)
+	}
+	if a.ingress != nil {
+		a.ingress.SetReport(r)
 	}
 	a.reportMu.Lock()
 	defer a.reportMu.Unlock()

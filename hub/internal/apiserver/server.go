@@ -706,5 +706,7 @@ func clearStatus(obj api.Object) {
 		o.Status = api.NamespaceStatus{}
 	case *api.Service:
 		o.Status = api.ServiceStatus{}
+	case *api.Ingress:
+		o.Status = api.IngressStatus{}
 	}
 }

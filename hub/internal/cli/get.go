@@ -230,6 +230,13 @@ func related(ctx context.Context, c *client.Client, obj api.Object) (printer.Rel
 		rel.PodMetrics, _ = c.PodMetrics(ctx, "", o.Name)
 	case *api.Service:
 		return serviceRelated(ctx, c, o)
+	case *api.Ingress:
+		return ingressRelated(ctx, c, o)
+	case *api.IngressClass:
+		rel.ShowEvents = true
+		var err error
+		rel.Events, err = eventsAbout(ctx, c, api.KindIngressClass, "", o.Name)
+		return rel, err
 	case *api.Endpoints:
 		rel.ShowEvents = true
 		var err error

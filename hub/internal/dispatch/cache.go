@@ -99,6 +99,8 @@ func (d *Dispatcher) handle(ev store.Event) {
 		d.handleConfig(ev)
 	case api.KindService, api.KindEndpoints:
 		d.handleNetwork(ev)
+	case api.KindIngress, api.KindIngressClass:
+		d.handleIngress(ev)
 	}
 }
 
@@ -170,6 +172,9 @@ func (d *Dispatcher) setConfigLocked(key store.Key, sec *api.Secret, cm *api.Con
 		delete(d.secrets, key)
 	default:
 		delete(d.configMaps, key)
+	}
+	if isSecret {
+		d.ingressSecretChanged(key)
 	}
 	for _, p := range d.pods {
 		if p.pod.Namespace != key.Namespace {
@@ -298,8 +303,16 @@ func (d *Dispatcher) resync() error {
 	var cms []*api.ConfigMap
 	var svcs []*api.Service
 	var eps []*api.Endpoints
+	var ings []*api.Ingress
+	var classes []*api.IngressClass
 	err := d.opts.Store.View(func(tx store.Tx) error {
 		var err error
+		if ings, err = store.ListShared[api.Ingress](tx, ""); err != nil {
+			return err
+		}
+		if classes, err = store.ListShared[api.IngressClass](tx, ""); err != nil {
+			return err
+		}
 		if svcs, err = store.ListShared[api.Service](tx, ""); err != nil {
 			return err
 		}
@@ -381,6 +394,7 @@ func (d *Dispatcher) resync() error {
 			d.setEndpoints(k, nil)
 		}
 	}
+	d.resyncIngress(ings, classes)
 	// Compare every known node's content with its record; flush skips the
 	// ones that did not change.
 	for _, ns := range d.nodes {

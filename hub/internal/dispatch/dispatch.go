@@ -100,6 +100,9 @@ type Dispatcher struct {
 	services     map[store.Key]*cachedService
 	endpoints    map[store.Key]*cachedEndpoints
 	serviceOrder []store.Key
+	// ingress is what the Ingress part of the snapshots is made from
+	// (ingress.go).
+	ingress ingressState
 }
 
 // retryAfter is how long a failed publish waits for the next attempt.
@@ -126,12 +129,14 @@ func New(opts Options) *Dispatcher {
 		sites:      map[string]*siteState{},
 		services:   map[store.Key]*cachedService{},
 		endpoints:  map[store.Key]*cachedEndpoints{},
+		ingress:    newIngressState(),
 	}
 	// Dispatch gathers a burst for Debounce, however long its passes
 	// take: a node's snapshot waits for nothing else.
 	debounce := cmp.Or(opts.Debounce, controller.DefaultDebounce)
 	d.loop = controller.New(controller.Options{
-		Name: "dispatch", Store: opts.Store, Kinds: []string{api.KindPod, api.KindNode, api.KindSecret, api.KindConfigMap, api.KindService, api.KindEndpoints},
+		Name: "dispatch", Store: opts.Store, Kinds: []string{api.KindPod, api.KindNode, api.KindSecret, api.KindConfigMap, api.KindService, api.KindEndpoints,
+			api.KindIngress, api.KindIngressClass},
 		Init:     func(context.Context) error { return d.resync() },
 		Event:    d.handle,
 		Pass:     d.pass,
@@ -219,6 +224,7 @@ func (d *Dispatcher) flush(ctx context.Context) (failed bool) {
 	d.mu.Lock()
 	republish := d.republish
 	d.republish = false
+	d.refreshIngressLocked()
 	queued := d.queue
 	d.queue = map[string]*nodeState{}
 	snaps := make(map[*nodeState]built, len(queued))
@@ -293,7 +299,7 @@ func (d *Dispatcher) commit(snaps map[*nodeState]built) (map[*nodeState]*wire.Sn
 		if rec != nil && rec.Hash == hash && rec.Revision >= obs {
 			continue
 		}
-		if rec == nil && len(snap.Pods) == 0 && !b.services && obs == 0 {
+		if rec == nil && len(snap.Pods) == 0 && !b.services && len(snap.Ingresses) == 0 && obs == 0 {
 			continue // a node that never ran anything, and has no Services to serve, needs no empty snapshot
 		}
 		revision := obs + 1

@@ -112,6 +112,7 @@ func (d *Dispatcher) siteChanged(s *siteState, services bool) {
 // address, subnet; nil: the Node is gone) and marks the nodes whose
 // snapshots that changes. The caller holds d.mu.
 func (d *Dispatcher) setNodeNetwork(ns *nodeState, node *api.Node) {
+	d.setIngressNode(ns.name, node)
 	key, ip, cidr := siteKey(ns.name, nil), "", ""
 	if node != nil {
 		key, ip, cidr = siteKey(ns.name, node.Labels), internalIP(node), node.Spec.PodCIDR
@@ -160,6 +161,7 @@ func (d *Dispatcher) setService(key store.Key, svc *api.Service) {
 		}
 	}
 	d.serviceOrder = nil
+	d.ingressInputsChanged() // a backend's port, perhaps
 	for _, s := range d.sites {
 		d.siteChanged(s, true)
 	}

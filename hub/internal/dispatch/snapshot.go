@@ -46,7 +46,8 @@ func (d *Dispatcher) buildLocked(ns *nodeState) built {
 			}
 		}
 	}
-	// Only what the node's pods use, in a stable order.
+	d.addIngressLocked(ns, snap, secrets)
+	// Only what the node's pods and Ingresses use, in a stable order.
 	sort.Slice(snap.Secrets, func(i, j int) bool {
 		a, b := &snap.Secrets[i], &snap.Secrets[j]
 		return a.Namespace < b.Namespace || (a.Namespace == b.Namespace && a.Name < b.Name)
@@ -95,16 +96,16 @@ func snapshotPod(p *api.Pod) wire.SnapshotPod {
 }
 
 // contentHash identifies a snapshot's content, ignoring its revision:
-// its pods, Secrets and ConfigMaps, its Network and its Services (by
-// their site's digest), keyed with Options.HashKey if set. It hashes the
+// its pods, Secrets and ConfigMaps, its Network, its Services (by
+// their site's digest) and its Ingresses, keyed with Options.HashKey if set. It hashes the
 // JSON of
 //
-//	struct{ Pods; Secrets, ConfigMaps, Network, Services `json:",omitempty"` }
+//	struct{ Pods; Secrets, ConfigMaps, Network, Services, Ingresses `json:",omitempty"` }
 //
 // with Services standing for the digest string, written from each pod's
 // JSON as the cache keeps it, so hashing a node costs no marshalling of
-// its pods or its Services; a snapshot without Network and Services
-// hashes as it did before they existed, so a hub upgraded with no pod
+// its pods or its Services; a snapshot without Network, Services and
+// Ingresses hashes as it did before they existed, so a hub upgraded with no pod
 // network in use gives no node a new revision. pods is snap.Pods' cache
 // entries, in order.
 func (d *Dispatcher) contentHash(pods []*cachedPod, s *wire.Snapshot, services string) string {
@@ -137,6 +138,10 @@ func (d *Dispatcher) contentHash(pods []*cachedPod, s *wire.Snapshot, services s
 	if services != "" {
 		h.Write([]byte(`,"Services":`))
 		h.Write(mustJSON(services))
+	}
+	if ni := d.ingress.byNode[s.Node]; ni != nil && len(s.Ingresses) > 0 {
+		h.Write([]byte(`,"Ingresses":`))
+		h.Write(ni.raw)
 	}
 	h.Write([]byte{'}'})
 	return hex.EncodeToString(h.Sum(nil)[:16])

@@ -19,6 +19,8 @@ type Related struct {
 	PodMetrics []api.PodMetrics
 	// Endpoints are a Service's (nil when it has none).
 	Endpoints *api.Endpoints
+	// IngressBackends are an Ingress's backend Services, by name.
+	IngressBackends map[string]IngressBackend
 	// Events are the events about the object; with ShowEvents set, the
 	// description ends with them, or with "Events:  <none>".
 	Events     []*api.Event
@@ -48,6 +50,10 @@ func Describe(w io.Writer, obj api.Object, rel Related, now time.Time) error {
 		describeService(d, o, rel)
 	case *api.Endpoints:
 		describeEndpoints(d, o)
+	case *api.Ingress:
+		describeIngress(d, o, rel)
+	case *api.IngressClass:
+		describeIngressClass(d, o)
 	default:
 		return fmt.Errorf("describe %q: unsupported type %T", obj.GetObjectMeta().Name, obj)
 	}

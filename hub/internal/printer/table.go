@@ -139,6 +139,18 @@ func buildTable(kind string, objs []api.Object, opts Options) (table, error) {
 				return t, wrongType(kind, o)
 			}
 			t.headers, row = endpointsRow(ep, now)
+		case api.KindIngress:
+			in, ok := o.(*api.Ingress)
+			if !ok {
+				return t, wrongType(kind, o)
+			}
+			t.headers, row = ingressRow(in, opts.Wide, now)
+		case api.KindIngressClass:
+			c, ok := o.(*api.IngressClass)
+			if !ok {
+				return t, wrongType(kind, o)
+			}
+			t.headers, row = ingressClassRow(c, now)
 		case api.KindCertificateSigningRequest:
 			csr, ok := o.(*api.CertificateSigningRequest)
 			if !ok {

@@ -32,6 +32,7 @@ import (
 	"github.com/flotilla-edge/flotilla/hub/internal/dispatch"
 	"github.com/flotilla-edge/flotilla/hub/internal/endpoints"
 	"github.com/flotilla-edge/flotilla/hub/internal/ingest"
+	"github.com/flotilla-edge/flotilla/hub/internal/ingress"
 	"github.com/flotilla-edge/flotilla/hub/internal/ipam"
 	"github.com/flotilla-edge/flotilla/hub/internal/lease"
 	"github.com/flotilla-edge/flotilla/hub/internal/nodelifecycle"
@@ -287,6 +288,8 @@ func (h *hub) wire(httpLn net.Listener) (*wiring, error) {
 		component{"endpoints", endpoints.New(endpoints.Options{Store: tel.store("endpoints", st), Logger: log, OnSync: tel.hub.SyncObserver("endpoints")}).Run},
 		component{"podcidr", podcidr.New(podcidr.Options{Store: tel.store("podcidr", st), Network: cfg.Network, Logger: log, EventTTL: cfg.EventTTL,
 			OnSync: tel.hub.SyncObserver("podcidr")}).Run},
+		component{"ingress", ingress.New(ingress.Options{Store: tel.store("ingress", st), Logger: log, EventTTL: cfg.EventTTL,
+			OnSync: tel.hub.SyncObserver("ingress")}).Run},
 	)
 	w.components = append(w.components, tel.components(st, in)...)
 	w.components = append(w.components,

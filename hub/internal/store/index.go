@@ -21,6 +21,7 @@ import (
 var DefaultIndexedKinds = []string{
 	api.KindNamespace, api.KindNode, api.KindPod, api.KindDaemonSet, api.KindDeployment,
 	api.KindControllerRevision, api.KindConfigMap, api.KindService, api.KindEndpoints,
+	api.KindIngress, api.KindIngressClass,
 }
 
 // index is the committed state of the kinds the Badger store keeps in
