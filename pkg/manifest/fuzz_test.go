@@ -38,6 +38,10 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("apiVersion: v1\nkind: Node\nmetadata: {name: a}\nspec: {podCIDR: 10.42.3.0/24, podCIDRs: [10.42.3.0/24]}\n"))
 	f.Add([]byte(strings.Replace(minimalDS, "    spec:\n", "    spec:\n      dnsPolicy: None\n      dnsConfig: {nameservers: [192.0.2.53], searches: [a.example], options: [{name: ndots, value: \"2\"}]}\n", 1)))
 	f.Add([]byte(ns("a") + "---\n" + ns("b")))
+	// Autoscalers: Kubernetes' walkthrough's, and one with every rule.
+	f.Add([]byte(hpaYAML))
+	f.Add([]byte(hpaYAML + "  - type: Resource\n    resource: {name: memory, target: {type: AverageValue, averageValue: 100Mi}}\n" +
+		"  behavior:\n    scaleUp: {stabilizationWindowSeconds: 30, selectPolicy: Min, policies: [{type: Pods, value: 2, periodSeconds: 60}]}\n    scaleDown: {selectPolicy: Disabled}\n"))
 	// Small alias bombs: a scalar, lists of lists, merge keys, an anchor
 	// containing its own alias.
 	f.Add([]byte(aliasBomb(64, 8)))

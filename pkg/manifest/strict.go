@@ -198,7 +198,7 @@ var kubernetesKinds = map[string]bool{
 	"Ingress": true, "IngressClass": true, "NetworkPolicy": true,
 	"PersistentVolume": true, "PersistentVolumeClaim": true, "StorageClass": true,
 	"ServiceAccount": true, "Role": true, "RoleBinding": true, "ClusterRole": true,
-	"ClusterRoleBinding": true, "PodDisruptionBudget": true, "HorizontalPodAutoscaler": true,
+	"ClusterRoleBinding": true, "PodDisruptionBudget": true,
 	"LimitRange": true, "ResourceQuota": true, "PriorityClass": true, "CustomResourceDefinition": true,
 	"PodTemplate": true, "Lease": true,
 }
@@ -250,8 +250,14 @@ var unsupported = map[reflect.Type][]string{
 		"healthCheckNodePort", "allocateLoadBalancerNodePorts", "publishNotReadyAddresses",
 		"trafficDistribution",
 	},
-	reflect.TypeOf(api.ServicePort{}):  {"appProtocol"},
-	reflect.TypeOf(api.EndpointPort{}): {"appProtocol"},
+	reflect.TypeOf(api.ServicePort{}): {"appProtocol"},
+	// Autoscalers follow the cpu and memory of pods (Resource metrics).
+	reflect.TypeOf(api.MetricSpec{}):        {"pods", "object", "external", "containerResource"},
+	reflect.TypeOf(api.MetricStatus{}):      {"pods", "object", "external", "containerResource"},
+	reflect.TypeOf(api.MetricTarget{}):      {"value"},
+	reflect.TypeOf(api.MetricValueStatus{}): {"value"},
+	reflect.TypeOf(api.HPAScalingRules{}):   {"tolerance"},
+	reflect.TypeOf(api.EndpointPort{}):      {"appProtocol"},
 	reflect.TypeOf(api.Volume{}): {
 		"persistentVolumeClaim", "downwardAPI", "projected", "nfs",
 		"iscsi", "csi", "ephemeral", "image", "gitRepo", "awsElasticBlockStore",
