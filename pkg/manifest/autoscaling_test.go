@@ -101,7 +101,9 @@ func TestHPAProblemsNameTheirFields(t *testing.T) {
 			[]string{"spec.scaleTargetRef.kind: a Service cannot be scaled: it has no replicas; must be one of Deployment"}},
 		{"a typo", func(s string) string { return strings.Replace(s, "kind: Deployment", "kind: Deploymnt", 1) },
 			[]string{`spec.scaleTargetRef.kind: unknown kind "Deploymnt"; must be one of Deployment`}},
-		{"wrong apiVersion", func(s string) string { return strings.Replace(s, "apiVersion: apps/v1", "apiVersion: extensions/v1beta1", 1) },
+		{"wrong apiVersion", func(s string) string {
+			return strings.Replace(s, "apiVersion: apps/v1", "apiVersion: extensions/v1beta1", 1)
+		},
 			[]string{`spec.scaleTargetRef.apiVersion: must be "apps/v1" for kind Deployment, not "extensions/v1beta1"`}},
 		{"no name", func(s string) string { return strings.Replace(s, "    name: php-apache\n", "", 1) },
 			[]string{"spec.scaleTargetRef.name: required"}},
