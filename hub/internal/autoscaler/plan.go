@@ -111,6 +111,28 @@ type pass struct {
 	// scale-up needs it; placements of this pass count in it.
 	sched    []scheduler.Node
 	schedIdx map[string]int
+	// amounts caches parsed requests, in thousandths by resource: the
+	// pods of a Deployment repeat the same few.
+	amounts [numResources]map[api.Quantity]int64
+}
+
+// amount is a request of resource r in thousandths (millicores,
+// millibytes).
+func (p *pass) amount(r Resource, q api.Quantity) int64 {
+	if v, ok := p.amounts[r][q]; ok {
+		return v
+	}
+	var v int64
+	if r == CPU {
+		v = q.MilliValue()
+	} else {
+		v = q.Value() * 1000
+	}
+	if p.amounts[r] == nil {
+		p.amounts[r] = map[api.Quantity]int64{}
+	}
+	p.amounts[r][q] = v
+	return v
 }
 
 // Plan decides, for every autoscaler (or those of in.Only), the target's
@@ -399,17 +421,17 @@ func (p *pass) podsOf(d *api.Deployment) []Pod {
 		for _, ct := range pod.Spec.Containers {
 			for r := range numResources {
 				q, ok := manifest.RequestOf(ct, r.String())
-				if !ok || q.MilliValue() <= 0 {
+				amount := int64(0)
+				if ok {
+					amount = p.amount(r, q)
+				}
+				if amount <= 0 {
 					if v.NoRequest[r] == "" {
 						v.NoRequest[r] = ct.Name
 					}
 					continue
 				}
-				if r == CPU {
-					v.Request[r] += q.MilliValue()
-				} else {
-					v.Request[r] += q.Value() * 1000
-				}
+				v.Request[r] += amount
 			}
 		}
 		p.usage(pod, &v)

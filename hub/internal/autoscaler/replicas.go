@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -127,7 +128,7 @@ func (c Calculator) group(pods []Pod, r Resource) groups {
 		}
 		if !p.HasUsage[r] {
 			g.missing = append(g.missing, i)
-			if p.Missing != "" && len(g.missingWhy) < 3 {
+			if p.Missing != "" && len(g.missingWhy) < 3 && !slices.Contains(g.missingWhy, p.Missing) {
 				g.missingWhy = append(g.missingWhy, p.Missing)
 			}
 			continue
