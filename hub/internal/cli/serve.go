@@ -90,6 +90,7 @@ func newServeCommand(e *env) *cobra.Command {
 				MemoryPressureThreshold: memPressure,
 				DiskPressureThreshold:   diskPressure,
 				Network:                 network,
+				AutoscalerPeriod:        v.GetDuration("hpa-sync-period"),
 			})
 		},
 	}
@@ -117,5 +118,6 @@ func newServeCommand(e *env) *cobra.Command {
 	f.String("service-cidr", ipam.DefaultServiceCIDR, "IPv4 range of Services' cluster IPs; must not overlap --cluster-cidr")
 	f.String("service-node-port-range", ipam.DefaultNodePortRange, "ports NodePort Services are given on every node (FIRST-LAST)")
 	f.String("cluster-domain", ipam.DefaultClusterDomain, "DNS domain of Services (NAME.NAMESPACE.svc.DOMAIN)")
+	f.Duration("hpa-sync-period", 15*time.Second, "how often every HorizontalPodAutoscaler is computed from its pods' usage (Kubernetes' --horizontal-pod-autoscaler-sync-period)")
 	return cmd
 }

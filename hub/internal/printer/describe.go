@@ -48,6 +48,8 @@ func Describe(w io.Writer, obj api.Object, rel Related, now time.Time) error {
 		describeService(d, o, rel)
 	case *api.Endpoints:
 		describeEndpoints(d, o)
+	case *api.HorizontalPodAutoscaler:
+		describeHPA(d, o)
 	default:
 		return fmt.Errorf("describe %q: unsupported type %T", obj.GetObjectMeta().Name, obj)
 	}

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flotilla-edge/flotilla/hub/internal/apiserver"
+	"github.com/flotilla-edge/flotilla/hub/internal/autoscaler"
 	"github.com/flotilla-edge/flotilla/hub/internal/broker"
 	"github.com/flotilla-edge/flotilla/hub/internal/daemonset"
 	"github.com/flotilla-edge/flotilla/hub/internal/deployment"
@@ -87,6 +88,9 @@ type Config struct {
 	// back (its messages wait, and so does their acknowledgement), never
 	// dropped.
 	IngestRate, IngestBurst float64
+	// AutoscalerPeriod is how often every HorizontalPodAutoscaler is
+	// computed (default 15 s).
+	AutoscalerPeriod time.Duration
 }
 
 // ingestGroup is the shared-subscription group of the hub's ingest.
@@ -175,7 +179,7 @@ func open(cfg Config, log *slog.Logger) (h *hub, err error) {
 	}
 	// The API's hot kinds and the hub's per-node bookkeeping are held in
 	// memory; events, tokens, credentials and Secrets are read from disk.
-	indexed := append(slices.Clone(store.DefaultIndexedKinds), desired.Kind, lease.Kind)
+	indexed := append(slices.Clone(store.DefaultIndexedKinds), desired.Kind, lease.Kind, api.KindHorizontalPodAutoscaler)
 	// One guard for both Badgers in the data directory, so each keeps
 	// room for what the other holds (pkg/diskguard).
 	guard := diskguard.New(0, filepath.Join(cfg.DataDir, "store"), filepath.Join(cfg.DataDir, "metrics"))
@@ -287,6 +291,8 @@ func (h *hub) wire(httpLn net.Listener) (*wiring, error) {
 		component{"endpoints", endpoints.New(endpoints.Options{Store: tel.store("endpoints", st), Logger: log, OnSync: tel.hub.SyncObserver("endpoints")}).Run},
 		component{"podcidr", podcidr.New(podcidr.Options{Store: tel.store("podcidr", st), Network: cfg.Network, Logger: log, EventTTL: cfg.EventTTL,
 			OnSync: tel.hub.SyncObserver("podcidr")}).Run},
+		component{"autoscaler", autoscaler.New(autoscaler.Options{Store: tel.store("autoscaler", st), Samples: tel.fleet, Period: cfg.AutoscalerPeriod,
+			EventTTL: cfg.EventTTL, Logger: log, OnSync: tel.hub.SyncObserver("autoscaler")}).Run},
 	)
 	w.components = append(w.components, tel.components(st, in)...)
 	w.components = append(w.components,
