@@ -43,11 +43,15 @@ type Options struct {
 	Store   store.Store
 	Samples Samples
 	// Period is how often every autoscaler is computed.
-	Period   time.Duration
-	EventTTL time.Duration
-	Logger   *slog.Logger
-	Now      func() time.Time
-	OnSync   func(time.Duration)
+	Period time.Duration
+	// CPUInitializationPeriod is how long after its start a pod's cpu
+	// samples count only once it is Ready and sampled since (default
+	// 5 min, Kubernetes' --horizontal-pod-autoscaler-cpu-initialization-period).
+	CPUInitializationPeriod time.Duration
+	EventTTL                time.Duration
+	Logger                  *slog.Logger
+	Now                     func() time.Time
+	OnSync                  func(time.Duration)
 }
 
 // Controller runs the autoscalers.
@@ -126,7 +130,7 @@ func (c *Controller) pass(ctx context.Context, why controller.Cause) (time.Time,
 // changed ones), their targets, every pod and node, and the newest
 // sample of each node that runs a target's pods.
 func (c *Controller) read(tx store.Tx) (Input, error) {
-	in := Input{Now: c.loop.Now()}
+	in := Input{Now: c.loop.Now(), CPUInitializationPeriod: c.opts.CPUInitializationPeriod}
 	c.mu.Lock()
 	full, dirty := c.full, c.dirty
 	c.full, c.dirty = false, map[store.Key]bool{}

@@ -62,6 +62,8 @@ type Input struct {
 	// Only, if set, limits the pass to these autoscalers (by uid): new
 	// ones and changed specs, between the periodic passes.
 	Only map[string]bool
+	// CPUInitializationPeriod is the calculator's (default 5 min).
+	CPUInitializationPeriod time.Duration
 }
 
 // Result is what a pass decided.
@@ -141,7 +143,11 @@ func (p *pass) amount(r Resource, q api.Quantity) int64 {
 // sample is missing, not idle; a scale-up is held to what the scheduler
 // can place. It is a pure function of in.
 func Plan(in Input) *Result {
-	p := &pass{in: in, calc: DefaultCalculator(in.Now),
+	calc := DefaultCalculator(in.Now)
+	if in.CPUInitializationPeriod > 0 {
+		calc.CPUInitializationPeriod = in.CPUInitializationPeriod
+	}
+	p := &pass{in: in, calc: calc,
 		pods: make(map[string][]*api.Pod), nodes: make(map[string]*api.Node, len(in.Nodes))}
 	for _, n := range in.Nodes {
 		p.nodes[n.Name] = n

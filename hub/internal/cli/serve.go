@@ -91,6 +91,7 @@ func newServeCommand(e *env) *cobra.Command {
 				DiskPressureThreshold:   diskPressure,
 				Network:                 network,
 				AutoscalerPeriod:        v.GetDuration("hpa-sync-period"),
+				AutoscalerCPUInitialization: v.GetDuration("hpa-cpu-initialization-period"),
 			})
 		},
 	}
@@ -119,5 +120,6 @@ func newServeCommand(e *env) *cobra.Command {
 	f.String("service-node-port-range", ipam.DefaultNodePortRange, "ports NodePort Services are given on every node (FIRST-LAST)")
 	f.String("cluster-domain", ipam.DefaultClusterDomain, "DNS domain of Services (NAME.NAMESPACE.svc.DOMAIN)")
 	f.Duration("hpa-sync-period", 15*time.Second, "how often every HorizontalPodAutoscaler is computed from its pods' usage (Kubernetes' --horizontal-pod-autoscaler-sync-period)")
+	f.Duration("hpa-cpu-initialization-period", 5*time.Minute, "how long after a pod starts its cpu samples count for autoscaling only once it is Ready and sampled since (Kubernetes' --horizontal-pod-autoscaler-cpu-initialization-period)")
 	return cmd
 }

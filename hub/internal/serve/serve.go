@@ -89,8 +89,9 @@ type Config struct {
 	// dropped.
 	IngestRate, IngestBurst float64
 	// AutoscalerPeriod is how often every HorizontalPodAutoscaler is
-	// computed (default 15 s).
-	AutoscalerPeriod time.Duration
+	// computed (default 15 s); AutoscalerCPUInitialization how long a
+	// new pod's cpu samples are trusted only once it is Ready (5 min).
+	AutoscalerPeriod, AutoscalerCPUInitialization time.Duration
 }
 
 // ingestGroup is the shared-subscription group of the hub's ingest.
@@ -292,7 +293,8 @@ func (h *hub) wire(httpLn net.Listener) (*wiring, error) {
 		component{"podcidr", podcidr.New(podcidr.Options{Store: tel.store("podcidr", st), Network: cfg.Network, Logger: log, EventTTL: cfg.EventTTL,
 			OnSync: tel.hub.SyncObserver("podcidr")}).Run},
 		component{"autoscaler", autoscaler.New(autoscaler.Options{Store: tel.store("autoscaler", st), Samples: tel.fleet, Period: cfg.AutoscalerPeriod,
-			EventTTL: cfg.EventTTL, Logger: log, OnSync: tel.hub.SyncObserver("autoscaler")}).Run},
+			CPUInitializationPeriod: cfg.AutoscalerCPUInitialization,
+			EventTTL:                cfg.EventTTL, Logger: log, OnSync: tel.hub.SyncObserver("autoscaler")}).Run},
 	)
 	w.components = append(w.components, tel.components(st, in)...)
 	w.components = append(w.components,
