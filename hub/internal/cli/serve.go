@@ -86,10 +86,11 @@ func newServeCommand(e *env) *cobra.Command {
 				EventTTL:       v.GetDuration("event-ttl"),
 				Logger:         logger,
 				// Metrics.
-				MetricsRetention:            v.GetDuration("metrics-retention"),
-				MemoryPressureThreshold:     memPressure,
-				DiskPressureThreshold:       diskPressure,
-				Network:                     network,
+				MetricsRetention:        v.GetDuration("metrics-retention"),
+				MemoryPressureThreshold: memPressure,
+				DiskPressureThreshold:   diskPressure,
+				Network:                 network,
+				// Autoscaling.
 				AutoscalerPeriod:            v.GetDuration("hpa-sync-period"),
 				AutoscalerCPUInitialization: v.GetDuration("hpa-cpu-initialization-period"),
 			})
