@@ -250,14 +250,8 @@ var unsupported = map[reflect.Type][]string{
 		"healthCheckNodePort", "allocateLoadBalancerNodePorts", "publishNotReadyAddresses",
 		"trafficDistribution",
 	},
-	reflect.TypeOf(api.ServicePort{}): {"appProtocol"},
-	// Autoscalers follow the cpu and memory of pods (Resource metrics).
-	reflect.TypeOf(api.MetricSpec{}):        {"pods", "object", "external", "containerResource"},
-	reflect.TypeOf(api.MetricStatus{}):      {"pods", "object", "external", "containerResource"},
-	reflect.TypeOf(api.MetricTarget{}):      {"value"},
-	reflect.TypeOf(api.MetricValueStatus{}): {"value"},
-	reflect.TypeOf(api.HPAScalingRules{}):   {"tolerance"},
-	reflect.TypeOf(api.EndpointPort{}):      {"appProtocol"},
+	reflect.TypeOf(api.ServicePort{}):  {"appProtocol"},
+	reflect.TypeOf(api.EndpointPort{}): {"appProtocol"},
 	reflect.TypeOf(api.Volume{}): {
 		"persistentVolumeClaim", "downwardAPI", "projected", "nfs",
 		"iscsi", "csi", "ephemeral", "image", "gitRepo", "awsElasticBlockStore",
@@ -265,6 +259,13 @@ var unsupported = map[reflect.Type][]string{
 		"flocker", "glusterfs", "photonPersistentDisk", "portworxVolume", "quobyte", "rbd",
 		"scaleIO", "storageos", "vsphereVolume",
 	},
+
+	// Autoscalers follow the cpu and memory of pods (Resource metrics).
+	reflect.TypeOf(api.MetricSpec{}):        {"pods", "object", "external", "containerResource"},
+	reflect.TypeOf(api.MetricStatus{}):      {"pods", "object", "external", "containerResource"},
+	reflect.TypeOf(api.MetricTarget{}):      {"value"},
+	reflect.TypeOf(api.MetricValueStatus{}): {"value"},
+	reflect.TypeOf(api.HPAScalingRules{}):   {"tolerance"},
 }
 
 func isUnsupported(t reflect.Type, name string) bool {
