@@ -213,11 +213,10 @@ func (c *Controller) plan(in Input) (*Result, time.Time) {
 	return Plan(in), time.Time{}
 }
 
-// write stores what a pass decided: each rescale in a transaction of its
-// own with the autoscaler's status and events, made only while the
-// target still has the replicas the pass read (else the next pass plans
-// again); then the other statuses and events, controller.Batch
-// autoscalers a transaction. The histories move only for what was
+// write stores what a pass decided: the rescales with their autoscalers'
+// statuses and events, each made only while the target still has the
+// replicas the pass read (else the next pass plans again); then the
+// other statuses and events; controller.Batch autoscalers a transaction. The histories move only for what was
 // written.
 func (c *Controller) write(res *Result) error {
 	if res.Full {
@@ -233,25 +232,33 @@ func (c *Controller) write(res *Result) error {
 		}
 	}
 	var errs []error
-	var rest []*Decision
+	var rest, scales []*Decision
 	for _, d := range res.Decisions {
 		if d.Scale == nil {
 			rest = append(rest, d)
-			continue
+		} else {
+			scales = append(scales, d)
 		}
-		written, err := c.rescale(d)
-		switch {
-		case err != nil:
-			errs = append(errs, err)
-			if ferr := c.failedRescale(d, err, res.Now); ferr != nil {
-				errs = append(errs, ferr)
+	}
+	for start := 0; start < len(scales); start += controller.Batch {
+		part := scales[start:min(start+controller.Batch, len(scales))]
+		written, err := c.rescale(part)
+		for _, d := range part {
+			switch {
+			case err != nil:
+				if ferr := c.failedRescale(d, err, res.Now); ferr != nil {
+					errs = append(errs, ferr)
+				}
+			case !written[d]:
+				c.loop.Poke() // the target changed since the pass read it
+				delete(res.History, d.HPA.UID)
+			default:
+				h := res.History[d.HPA.UID]
+				res.History[d.HPA.UID] = h.Record(d.Rules, d.Scale.From, d.Scale.To, res.Now)
 			}
-		case !written:
-			c.loop.Poke() // the target changed since the pass read it
-			delete(res.History, d.HPA.UID)
-		default:
-			h := res.History[d.HPA.UID]
-			res.History[d.HPA.UID] = h.Record(d.Rules, d.Scale.From, d.Scale.To, res.Now)
+		}
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	for start := 0; start < len(rest); start += controller.Batch {
@@ -276,42 +283,47 @@ func (c *Controller) write(res *Result) error {
 	return errors.Join(errs...)
 }
 
-// rescale writes one target's new replicas with the autoscaler's status
-// and events. It reports false, with nothing written, when the target is
-// not the one the pass read (another uid, other replicas).
-func (c *Controller) rescale(d *Decision) (bool, error) {
-	sc := d.Scale
-	written := false
+// rescale writes targets' new replicas, each with its autoscaler's
+// status and events, in one transaction; it leaves out (written false)
+// each target that is not the one its pass read (another uid, other
+// replicas).
+func (c *Controller) rescale(part []*Decision) (map[*Decision]bool, error) {
+	var written map[*Decision]bool
 	err := c.opts.Store.Update(func(tx store.Tx) error {
-		written = false
-		dep, err := store.Get[api.Deployment](tx, sc.Target.Namespace, sc.Target.Name)
-		if store.IsNotFound(err) {
-			return nil
+		written = make(map[*Decision]bool, len(part))
+		for _, d := range part {
+			sc := d.Scale
+			dep, err := store.Get[api.Deployment](tx, sc.Target.Namespace, sc.Target.Name)
+			if store.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if dep.UID != sc.UID || dep.Spec.Replicas == nil && sc.From != 1 || dep.Spec.Replicas != nil && *dep.Spec.Replicas != sc.From {
+				continue
+			}
+			to := sc.To
+			dep.Spec.Replicas = &to
+			dep.Generation++
+			if err := tx.Put(dep); err != nil {
+				return err
+			}
+			if err := c.putStatus(tx, d); err != nil {
+				return err
+			}
+			written[d] = true
 		}
-		if err != nil {
-			return err
-		}
-		if dep.UID != sc.UID || dep.Spec.Replicas == nil && sc.From != 1 || dep.Spec.Replicas != nil && *dep.Spec.Replicas != sc.From {
-			return nil
-		}
-		to := sc.To
-		dep.Spec.Replicas = &to
-		dep.Generation++
-		if err := tx.Put(dep); err != nil {
-			return err
-		}
-		if err := c.putStatus(tx, d); err != nil {
-			return err
-		}
-		written = true
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("autoscaler %s/%s: scale %s from %d to %d: %w", d.HPA.Namespace, d.HPA.Name, sc.Target, sc.From, sc.To, err)
+		return nil, fmt.Errorf("rescale %d targets: %w", len(part), err)
 	}
-	if written {
-		c.loop.Logger().Info("rescale", "hpa", d.HPA.Namespace+"/"+d.HPA.Name, "target", sc.Target.String(),
-			"from", sc.From, "to", sc.To, "reason", sc.Reason)
+	for _, d := range part {
+		if sc := d.Scale; written[d] {
+			c.loop.Logger().Info("rescale", "hpa", d.HPA.Namespace+"/"+d.HPA.Name, "target", sc.Target.String(),
+				"from", sc.From, "to", sc.To, "reason", sc.Reason)
+		}
 	}
 	return written, nil
 }

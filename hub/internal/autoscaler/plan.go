@@ -110,9 +110,8 @@ type pass struct {
 	pods  map[string][]*api.Pod // by controller uid
 	nodes map[string]*api.Node
 	// sched is the scheduler's view of the fleet, built when the first
-	// scale-up needs it; placements of this pass count in it.
-	sched    []scheduler.Node
-	schedIdx map[string]int
+	// scale-up needs it; the room this pass's scale-ups take counts in it.
+	sched []scheduler.Node
 	// amounts caches parsed requests, in thousandths by resource: the
 	// pods of a Deployment repeat the same few.
 	amounts [numResources]map[api.Quantity]int64
@@ -541,29 +540,13 @@ func (p *pass) capacity(dc *decider, d *api.Deployment, current, desired int32) 
 	return held
 }
 
-// place asks the scheduler where n more pods of spec would go, and counts
-// the ones it placed in the pass's view, so that the next scale-up of the
-// pass sees them.
+// place asks the scheduler for room for n more pods of spec, and keeps
+// the room it finds taken in the pass's view, so that the next scale-up
+// of the pass does not count it again.
 func (p *pass) place(spec *api.PodSpec, n int) (int, string) {
 	if p.sched == nil {
 		p.sched = scheduler.NodesFrom(p.in.Nodes, p.in.Pods, nil)
-		p.schedIdx = make(map[string]int, len(p.sched))
-		for i, nd := range p.sched {
-			p.schedIdx[nd.Name] = i
-		}
 	}
 	pod := scheduler.Pod{Requests: scheduler.Requests(spec), NodeSelector: spec.NodeSelector}
-	placements, reason := scheduler.Place(pod, p.sched, n)
-	fits := 0
-	for _, name := range placements {
-		if name == "" {
-			continue
-		}
-		fits++
-		nd := &p.sched[p.schedIdx[name]]
-		nd.Requested.MilliCPU += pod.Requests.MilliCPU
-		nd.Requested.Memory += pod.Requests.Memory
-		nd.Requested.Pods++
-	}
-	return fits, reason
+	return scheduler.Reserve(pod, p.sched, n)
 }
