@@ -3,6 +3,7 @@ package apiserver
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -139,5 +140,46 @@ func TestAutoscalerOwnsReplicas(t *testing.T) {
 			t.Errorf("autoscaler: status %+v generation %d", h.Status, h.Generation)
 		}
 		return nil
+	})
+}
+
+// FuzzScaleBody sends arbitrary bodies to the scale subresource: no panic,
+// a 2xx only for a body that names no other object and asks for 0 or more
+// replicas, and the Deployment stays one that validates.
+func FuzzScaleBody(f *testing.F) {
+	f.Add("PATCH", `{"spec":{"replicas":3}}`)
+	f.Add("PUT", `{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"web"},"spec":{"replicas":0}}`)
+	f.Add("PATCH", `{"spec":{"replicas":-1}}`)
+	f.Add("PATCH", `{"metadata":{"resourceVersion":"x"},"spec":null}`)
+	f.Add("PUT", `[1,2]`)
+	st := store.NewMemory()
+	defer st.Close()
+	if err := st.Update(func(tx store.Tx) error {
+		return tx.Put(&api.Namespace{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: api.KindNamespace}, ObjectMeta: api.ObjectMeta{Name: "default"}})
+	}); err != nil {
+		f.Fatal(err)
+	}
+	srv := httptest.NewServer(New(st, nil).Handler())
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/api/v1/apply", "application/json", strings.NewReader(applyBody(scaledDeployment(2, `{"cpu":"100m"}`))))
+	if err != nil || resp.StatusCode != 200 {
+		f.Fatalf("apply: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	f.Fuzz(func(t *testing.T, method, body string) {
+		if method != "PUT" {
+			method = "PATCH"
+		}
+		code, resp := call(t, srv, method, "/apis/apps/v1/namespaces/default/deployments/web/scale", body)
+		if code >= 500 {
+			t.Fatalf("%s %q: %d %s", method, body, code, resp)
+		}
+		_ = st.View(func(tx store.Tx) error {
+			d, err := store.Get[api.Deployment](tx, "default", "web")
+			if err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas < 0 {
+				t.Fatalf("after %s %q (%d): %+v, %v", method, body, code, d, err)
+			}
+			return nil
+		})
 	})
 }
