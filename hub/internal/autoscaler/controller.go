@@ -292,22 +292,12 @@ func (c *Controller) rescale(part []*Decision) (map[*Decision]bool, error) {
 	err := c.opts.Store.Update(func(tx store.Tx) error {
 		written = make(map[*Decision]bool, len(part))
 		for _, d := range part {
-			sc := d.Scale
-			dep, err := store.Get[api.Deployment](tx, sc.Target.Namespace, sc.Target.Name)
-			if store.IsNotFound(err) {
-				continue
-			}
+			ok, err := setReplicas(tx, d.Scale)
 			if err != nil {
 				return err
 			}
-			if dep.UID != sc.UID || dep.Spec.Replicas == nil && sc.From != 1 || dep.Spec.Replicas != nil && *dep.Spec.Replicas != sc.From {
+			if !ok {
 				continue
-			}
-			to := sc.To
-			dep.Spec.Replicas = &to
-			dep.Generation++
-			if err := tx.Put(dep); err != nil {
-				return err
 			}
 			if err := c.putStatus(tx, d); err != nil {
 				return err
@@ -326,6 +316,34 @@ func (c *Controller) rescale(part []*Decision) (map[*Decision]bool, error) {
 		}
 	}
 	return written, nil
+}
+
+// setReplicas writes a target's spec.replicas, as a write of its scale
+// subresource does (its generation moves), if it is still the object of
+// the uid and replicas the pass read; it reports whether it wrote.
+func setReplicas(tx store.Tx, sc *ScaleChange) (bool, error) {
+	switch sc.Target.Kind {
+	case api.KindDeployment:
+		dep, err := store.Get[api.Deployment](tx, sc.Target.Namespace, sc.Target.Name)
+		if store.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		cur := int32(1)
+		if dep.Spec.Replicas != nil {
+			cur = *dep.Spec.Replicas
+		}
+		if dep.UID != sc.UID || cur != sc.From {
+			return false, nil
+		}
+		to := sc.To
+		dep.Spec.Replicas = &to
+		dep.Generation++
+		return true, tx.Put(dep)
+	}
+	return false, fmt.Errorf("%s cannot be scaled", sc.Target)
 }
 
 // failedRescale records a rescale that could not be written, as

@@ -227,7 +227,7 @@ func (p *pass) one(h *api.HorizontalPodAutoscaler) (*Decision, History, bool) {
 	gen := h.Generation
 	dc.st.ObservedGeneration = &gen
 
-	target, current, err := p.target(h)
+	tgt, current, err := p.target(h)
 	hist, seen := p.in.History[h.UID]
 	if err != nil {
 		dc.condition(api.AbleToScale, api.ConditionFalse, ReasonFailedGetScale, "the HPA controller was unable to get the target's current scale: %v", err)
@@ -254,7 +254,7 @@ func (p *pass) one(h *api.HorizontalPodAutoscaler) (*Decision, History, bool) {
 	case current < minReplicas:
 		desired, reason = minReplicas, "Current number of replicas below Spec.MinReplicas"
 	default:
-		pods := p.podsOf(target)
+		pods := p.podsOf(tgt)
 		n, metric, statuses, ok := dc.metrics(pods, current)
 		dc.st.CurrentMetrics = statuses
 		if !ok {
@@ -282,11 +282,11 @@ func (p *pass) one(h *api.HorizontalPodAutoscaler) (*Decision, History, bool) {
 		} else {
 			dc.condition(api.ScalingLimited, api.ConditionTrue, why, "%s", msg)
 		}
-		desired = p.capacity(dc, target, current, limited)
+		desired = p.capacity(dc, tgt, current, limited)
 	}
 	dc.st.CurrentReplicas = current
 	if desired != current {
-		dc.d.Scale = &ScaleChange{Target: store.KeyOf(target), UID: target.UID, From: current, To: desired, Reason: reason}
+		dc.d.Scale = &ScaleChange{Target: tgt.Key, UID: tgt.UID, From: current, To: desired, Reason: reason}
 		dc.condition(api.AbleToScale, api.ConditionTrue, ReasonSucceededRescale, "the HPA controller was able to update the target scale to %d", desired)
 		dc.event(api.EventNormal, ReasonSuccessfulRescale, fmt.Sprintf("New size: %d; reason: %s", desired, reason))
 		dc.st.LastScaleTime = &dc.now
@@ -305,21 +305,33 @@ func (dc *decider) finish() *Decision {
 	return dc.d
 }
 
-// target finds the autoscaler's target and its spec.replicas.
-func (p *pass) target(h *api.HorizontalPodAutoscaler) (*api.Deployment, int32, error) {
+// target is what the autoscaler needs of the object it scales, of any
+// kind with a scale subresource: its key and uid (its pods' controller),
+// its spec.replicas and its pod template.
+type target struct {
+	Key      store.Key
+	UID      string
+	Replicas int32
+	Template *api.PodTemplateSpec
+}
+
+// target finds the autoscaler's target: the one place, with rescale's
+// write, that knows the scalable kinds (api.CanScale).
+func (p *pass) target(h *api.HorizontalPodAutoscaler) (*target, int32, error) {
 	ref := h.Spec.ScaleTargetRef
-	if !api.CanScale(ref.Kind) {
-		return nil, 0, fmt.Errorf("%s %q cannot be scaled", ref.Kind, ref.Name)
+	switch ref.Kind {
+	case api.KindDeployment:
+		d := p.in.Deployments[key(h.Namespace, ref.Name)]
+		if d == nil {
+			return nil, 0, fmt.Errorf("deployments.apps %q not found", ref.Name)
+		}
+		t := &target{Key: store.KeyOf(d), UID: d.UID, Replicas: 1, Template: &d.Spec.Template}
+		if d.Spec.Replicas != nil {
+			t.Replicas = *d.Spec.Replicas
+		}
+		return t, t.Replicas, nil
 	}
-	d := p.in.Deployments[key(h.Namespace, ref.Name)]
-	if d == nil {
-		return nil, 0, fmt.Errorf("deployments.apps %q not found", ref.Name)
-	}
-	current := int32(1)
-	if d.Spec.Replicas != nil {
-		current = *d.Spec.Replicas
-	}
-	return d, current, nil
+	return nil, 0, fmt.Errorf("%s %q cannot be scaled", ref.Kind, ref.Name)
 }
 
 // metrics is Kubernetes' computeReplicasForMetrics: the largest count the
@@ -413,8 +425,8 @@ func quantity(r Resource, milli int64) *api.Quantity {
 // podsOf gathers what the calculation needs of the target's pods: their
 // requests, readiness and usage from their node's newest sample, if it is
 // current (see staleAfter).
-func (p *pass) podsOf(d *api.Deployment) []Pod {
-	owned := p.pods[d.UID]
+func (p *pass) podsOf(t *target) []Pod {
+	owned := p.pods[t.UID]
 	out := make([]Pod, 0, len(owned))
 	for _, pod := range owned {
 		v := Pod{Name: pod.Name, Phase: pod.Status.Phase, StartTime: pod.Status.StartTime.Time}
@@ -505,12 +517,12 @@ func (p *pass) usage(pod *api.Pod, v *Pod) {
 // while pods of the target wait for a node, and to as many more pods as
 // fit on the nodes now (Ready ones, with room for the pod's requests).
 // A held count sets ScalingLimited and records an event.
-func (p *pass) capacity(dc *decider, d *api.Deployment, current, desired int32) int32 {
+func (p *pass) capacity(dc *decider, t *target, current, desired int32) int32 {
 	if desired <= current {
 		return desired
 	}
 	pending, why := 0, ""
-	for _, pod := range p.pods[d.UID] {
+	for _, pod := range p.pods[t.UID] {
 		if pod.Spec.NodeName == "" && pod.Status.Phase == api.PodPending {
 			for _, c := range pod.Status.Conditions {
 				if c.Type == deployment.PodScheduled && c.Status == api.ConditionFalse {
@@ -529,7 +541,7 @@ func (p *pass) capacity(dc *decider, d *api.Deployment, current, desired int32) 
 		return current
 	}
 	more := int(desired - current)
-	fits, reason := p.place(&d.Spec.Template.Spec, more)
+	fits, reason := p.place(&t.Template.Spec, more)
 	if fits == more {
 		return desired
 	}
