@@ -110,19 +110,14 @@ func (c *Controller) event(ev store.Event) {
 	c.dirty[ev.Key] = true
 }
 
+// pass plans every autoscaler, but for a pass woken by changes (Changed),
+// which plans only the ones whose spec changed unless events were lost.
 func (c *Controller) pass(ctx context.Context, why controller.Cause) (time.Time, error) {
-	if why == controller.Changed {
+	if why != controller.Changed {
 		c.mu.Lock()
-		full := c.full
+		c.full = true
 		c.mu.Unlock()
-		if !full {
-			return c.steps.Pass(ctx, why)
-		}
 	}
-	c.mu.Lock()
-	c.full = true
-	clear(c.dirty)
-	c.mu.Unlock()
 	return c.steps.Pass(ctx, why)
 }
 
