@@ -73,6 +73,8 @@ var kinds = []KindInfo{
 	// approval subresource, never written directly.
 	{Kind: KindCertificateSigningRequest, APIVersion: "certificates.k8s.io/v1", Resource: "certificatesigningrequests", Singular: "certificatesigningrequest", ShortNames: []string{"csr"},
 		New: func() Object { return &CertificateSigningRequest{} }},
+	{Kind: KindHorizontalPodAutoscaler, APIVersion: "autoscaling/v2", Resource: "horizontalpodautoscalers", Singular: "horizontalpodautoscaler", ShortNames: []string{"hpa"}, Namespaced: true, Writable: true,
+		New: func() Object { return &HorizontalPodAutoscaler{} }},
 }
 
 // kindByType maps each supported object type (the struct, not its

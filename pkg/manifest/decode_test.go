@@ -88,7 +88,7 @@ func TestDecodeErrorsAreCollectedAcrossDocuments(t *testing.T) {
 		t.Errorf("got documents with an error: %v", docs)
 	}
 	want := "x.yaml: document 1: metadata.nam: unknown field\n" +
-		`x.yaml: document 3: kind: unknown kind "Namespac" (kinds that apply accepts: Namespace, Node, DaemonSet, Deployment, Secret, ConfigMap, Service, Ingress, IngressClass)`
+		`x.yaml: document 3: kind: unknown kind "Namespac" (kinds that apply accepts: Namespace, Node, DaemonSet, Deployment, Secret, ConfigMap, Service, Ingress, IngressClass, HorizontalPodAutoscaler)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("got\n%v\nwant\n%s", err, want)
 	}
@@ -203,7 +203,7 @@ func TestDecodeErrorMessagesExactly(t *testing.T) {
 		{strings.Replace(minimalDS, "apps/v1", "extensions/v1beta1", 1),
 			`ds.yaml: document 1: apiVersion: must be "apps/v1" for kind DaemonSet, not "extensions/v1beta1"`},
 		{strings.Replace(minimalDS, "kind: DaemonSet", "kind: StatefulSet", 1),
-			"ds.yaml: document 1: kind: StatefulSet is not supported by Flotilla (kinds that apply accepts: Namespace, Node, DaemonSet, Deployment, Secret, ConfigMap, Service, Ingress, IngressClass)"},
+			"ds.yaml: document 1: kind: StatefulSet is not supported by Flotilla (kinds that apply accepts: Namespace, Node, DaemonSet, Deployment, Secret, ConfigMap, Service, Ingress, IngressClass, HorizontalPodAutoscaler)"},
 		{strings.Replace(minimalDS, "kind: DaemonSet", "kind: Deployment", 1) + "  rollout: {}\n",
 			"ds.yaml: document 1: spec.rollout: unknown field"},
 		{strings.Replace(minimalDS, "        ports:", "        livenessProbe:\n          httpGet: {port: {name: http}}\n        ports:", 1),

@@ -56,6 +56,9 @@ const (
 //     internalTrafficPolicy Cluster, externalTrafficPolicy Cluster for a
 //     NodePort Service, ipFamilyPolicy SingleStack and ipFamilies [IPv4];
 //   - in Nodes: podCIDR and podCIDRs from each other;
+//   - in HorizontalPodAutoscalers: minReplicas 1, a cpu target of 80 %
+//     when no metric is given, and what a given behavior leaves out
+//     (Kubernetes' scale-up and scale-down rules);
 //   - in Secrets: type Opaque, and stringData merged into data (a key in
 //     both takes stringData's value), then cleared, as Kubernetes' API
 //     server does on write: the one place where Default moves a value.
@@ -99,6 +102,8 @@ func Default(obj api.Object, namespace string) {
 		defaultService(o)
 	case *api.Node:
 		defaultNodeSpec(&o.Spec)
+	case *api.HorizontalPodAutoscaler:
+		defaultHPASpec(&o.Spec)
 	}
 }
 

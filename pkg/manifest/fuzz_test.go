@@ -46,6 +46,10 @@ func FuzzDecode(f *testing.F) {
 	// Ingresses and their classes.
 	f.Add([]byte(gatewayIngress))
 	f.Add([]byte("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: a}\nspec: {rules: [{host: \"*.a.example\", http: {paths: [{path: /x/, pathType: Exact, backend: {service: {name: s, port: {name: web}}}}]}}]}\n"))
+	// Autoscalers: Kubernetes' walkthrough's, and one with every rule.
+	f.Add([]byte(hpaYAML))
+	f.Add([]byte(hpaYAML + "  - type: Resource\n    resource: {name: memory, target: {type: AverageValue, averageValue: 100Mi}}\n" +
+		"  behavior:\n    scaleUp: {stabilizationWindowSeconds: 30, selectPolicy: Min, policies: [{type: Pods, value: 2, periodSeconds: 60}]}\n    scaleDown: {selectPolicy: Disabled}\n"))
 	// Small alias bombs: a scalar, lists of lists, merge keys, an anchor
 	// containing its own alias.
 	f.Add([]byte(aliasBomb(64, 8)))

@@ -88,7 +88,7 @@ func TestLoadReportsEveryProblemOfEveryDocument(t *testing.T) {
 		"app.yaml: document 3: spec.template.spec.containers[0].imagePullPolicy: \"Sometimes\" is not one of Always, IfNotPresent, Never",
 		"app.yaml: document 3: spec.template.spec.containers[1].name: required",
 		"app.yaml: document 3: spec.replicas: must be greater than or equal to 0",
-		"app.yaml: document 4: kind: NetworkPolicy is not supported by Flotilla (kinds that apply accepts: Namespace, Node, DaemonSet, Deployment, Secret, ConfigMap, Service, Ingress, IngressClass)",
+		"app.yaml: document 4: kind: NetworkPolicy is not supported by Flotilla (kinds that apply accepts: Namespace, Node, DaemonSet, Deployment, Secret, ConfigMap, Service, Ingress, IngressClass, HorizontalPodAutoscaler)",
 		"app.yaml: document 5: kind: Pod cannot be applied: the hub makes pods for DaemonSets and Deployments; apply one of those",
 		"app.yaml: document 6: line 53: invalid YAML: did not find expected ',' or ']'",
 		"app.yaml: document 7: items[1].strngData: unknown field",
@@ -155,7 +155,7 @@ func TestKindsNamedInErrorsAreTheOnesApplyAccepts(t *testing.T) {
 		}
 		doc := `{"apiVersion": "` + info.APIVersion + `", "kind": "` + kind + `", "metadata": {"name": "x"}}`
 		_, err := Load("x.json", []byte(doc), LoadOptions{Apply: true})
-		if err != nil && strings.Contains(err.Error(), "kind:") {
+		if err != nil && strings.Contains(err.Error(), "document 1: kind:") {
 			t.Errorf("listed kind %s is refused by apply: %v", kind, err)
 		}
 	}

@@ -197,7 +197,7 @@ var kubernetesKinds = map[string]bool{
 	"Job": true, "CronJob": true, "EndpointSlice": true, "NetworkPolicy": true,
 	"PersistentVolume": true, "PersistentVolumeClaim": true, "StorageClass": true,
 	"ServiceAccount": true, "Role": true, "RoleBinding": true, "ClusterRole": true,
-	"ClusterRoleBinding": true, "PodDisruptionBudget": true, "HorizontalPodAutoscaler": true,
+	"ClusterRoleBinding": true, "PodDisruptionBudget": true,
 	"LimitRange": true, "ResourceQuota": true, "PriorityClass": true, "CustomResourceDefinition": true,
 	"PodTemplate": true, "Lease": true,
 }
@@ -266,6 +266,13 @@ var unsupported = map[reflect.Type][]string{
 		"flocker", "glusterfs", "photonPersistentDisk", "portworxVolume", "quobyte", "rbd",
 		"scaleIO", "storageos", "vsphereVolume",
 	},
+
+	// Autoscalers follow the cpu and memory of pods (Resource metrics).
+	reflect.TypeOf(api.MetricSpec{}):        {"pods", "object", "external", "containerResource"},
+	reflect.TypeOf(api.MetricStatus{}):      {"pods", "object", "external", "containerResource"},
+	reflect.TypeOf(api.MetricTarget{}):      {"value"},
+	reflect.TypeOf(api.MetricValueStatus{}): {"value"},
+	reflect.TypeOf(api.HPAScalingRules{}):   {"tolerance"},
 }
 
 func isUnsupported(t reflect.Type, name string) bool {

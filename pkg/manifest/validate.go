@@ -84,6 +84,11 @@ func Validate(obj api.Object) error {
 			validateMeta(c, o, api.KindIngressClass)
 			validateIngressClass(c, o)
 		}
+	case *api.HorizontalPodAutoscaler:
+		if o != nil {
+			validateMeta(c, o, api.KindHorizontalPodAutoscaler)
+			validateHPASpec(c, &o.Spec)
+		}
 	// Certificate requests are made by the hub at enrolment; like Events,
 	// they decode and only their metadata is checked.
 	case *api.CertificateSigningRequest:

@@ -64,6 +64,12 @@ func mergeForWrite(existing, incoming api.Object) (api.Object, bool, error) {
 		if !jsonEqual(ex.Spec, in.Spec) {
 			im.Generation++
 		}
+	case *api.HorizontalPodAutoscaler:
+		ex := existing.(*api.HorizontalPodAutoscaler)
+		in.Status = ex.Status
+		if !jsonEqual(ex.Spec, in.Spec) {
+			im.Generation++
+		}
 	}
 	return incoming, !jsonEqual(existing, incoming), nil
 }

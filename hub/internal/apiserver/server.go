@@ -200,6 +200,10 @@ func parsePath(path string) (target, error) {
 func (s *Server) resource(w http.ResponseWriter, r *http.Request) {
 	t, err := parsePath(r.URL.Path)
 	if err != nil {
+		if st, ok := scalePath(r.URL.Path); ok {
+			s.scale(w, r, st)
+			return
+		}
 		s.writeError(w, err)
 		return
 	}
@@ -616,6 +620,10 @@ func (s *Server) applyErr(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		problems = append(problems, more...)
+		if more, err = checkScaleTargets(tx, docs); err != nil {
+			return err
+		}
 		if problems = append(problems, more...); len(problems) > 0 {
 			return invalid(problems)
 		}
@@ -677,6 +685,9 @@ func (s *Server) applyOne(tx store.Tx, d manifest.Document, addrs *addresses) (a
 	if err := admitPodSecurity(tx, existing, obj); err != nil {
 		return res, err
 	}
+	if err := keepScaledReplicas(tx, existing, obj); err != nil {
+		return res, err
+	}
 	if err := addrs.prepare(existing, obj); err != nil {
 		return res, err
 	}
@@ -708,5 +719,7 @@ func clearStatus(obj api.Object) {
 		o.Status = api.ServiceStatus{}
 	case *api.Ingress:
 		o.Status = api.IngressStatus{}
+	case *api.HorizontalPodAutoscaler:
+		o.Status = api.HorizontalPodAutoscalerStatus{}
 	}
 }

@@ -31,7 +31,7 @@ func newGetCommand(e *env) *cobra.Command {
 	o := &getOptions{}
 	cmd := &cobra.Command{
 		Use:   "get (KIND [NAME...] | KIND/NAME...)",
-		Short: "List objects: nodes, pods, daemonsets, deployments, services, endpoints, controllerrevisions, namespaces",
+		Short: "List objects: nodes, pods, daemonsets, deployments, services, endpoints, horizontalpodautoscalers, controllerrevisions, namespaces",
 		Example: `  hub get nodes -o wide
   hub get pods -A
   hub get ds sensor -o yaml
@@ -241,6 +241,11 @@ func related(ctx context.Context, c *client.Client, obj api.Object) (printer.Rel
 		rel.ShowEvents = true
 		var err error
 		rel.Events, err = eventsAbout(ctx, c, api.KindEndpoints, o.Namespace, o.Name)
+		return rel, err
+	case *api.HorizontalPodAutoscaler:
+		rel.ShowEvents = true
+		var err error
+		rel.Events, err = eventsAbout(ctx, c, api.KindHorizontalPodAutoscaler, o.Namespace, o.Name)
 		return rel, err
 	case *api.DaemonSet, *api.Deployment:
 		m := obj.GetObjectMeta()

@@ -90,6 +90,9 @@ func newServeCommand(e *env) *cobra.Command {
 				MemoryPressureThreshold: memPressure,
 				DiskPressureThreshold:   diskPressure,
 				Network:                 network,
+				// Autoscaling.
+				AutoscalerPeriod:            v.GetDuration("hpa-sync-period"),
+				AutoscalerCPUInitialization: v.GetDuration("hpa-cpu-initialization-period"),
 			})
 		},
 	}
@@ -117,5 +120,7 @@ func newServeCommand(e *env) *cobra.Command {
 	f.String("service-cidr", ipam.DefaultServiceCIDR, "IPv4 range of Services' cluster IPs; must not overlap --cluster-cidr")
 	f.String("service-node-port-range", ipam.DefaultNodePortRange, "ports NodePort Services are given on every node (FIRST-LAST)")
 	f.String("cluster-domain", ipam.DefaultClusterDomain, "DNS domain of Services (NAME.NAMESPACE.svc.DOMAIN)")
+	f.Duration("hpa-sync-period", 15*time.Second, "how often every HorizontalPodAutoscaler is computed from its pods' usage (Kubernetes' --horizontal-pod-autoscaler-sync-period)")
+	f.Duration("hpa-cpu-initialization-period", 5*time.Minute, "how long after a pod starts its cpu samples count for autoscaling only once it is Ready and sampled since (Kubernetes' --horizontal-pod-autoscaler-cpu-initialization-period)")
 	return cmd
 }

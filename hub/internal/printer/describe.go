@@ -54,6 +54,8 @@ func Describe(w io.Writer, obj api.Object, rel Related, now time.Time) error {
 		describeIngress(d, o, rel)
 	case *api.IngressClass:
 		describeIngressClass(d, o)
+	case *api.HorizontalPodAutoscaler:
+		describeHPA(d, o)
 	default:
 		return fmt.Errorf("describe %q: unsupported type %T", obj.GetObjectMeta().Name, obj)
 	}

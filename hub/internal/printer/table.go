@@ -157,6 +157,12 @@ func buildTable(kind string, objs []api.Object, opts Options) (table, error) {
 				return t, wrongType(kind, o)
 			}
 			t.headers, row = csrRow(csr, now)
+		case api.KindHorizontalPodAutoscaler:
+			h, ok := o.(*api.HorizontalPodAutoscaler)
+			if !ok {
+				return t, wrongType(kind, o)
+			}
+			t.headers, row = hpaRow(h, now)
 		default:
 			return t, fmt.Errorf("no table columns for kind %q", kind)
 		}

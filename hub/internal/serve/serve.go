@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flotilla-edge/flotilla/hub/internal/apiserver"
+	"github.com/flotilla-edge/flotilla/hub/internal/autoscaler"
 	"github.com/flotilla-edge/flotilla/hub/internal/broker"
 	"github.com/flotilla-edge/flotilla/hub/internal/daemonset"
 	"github.com/flotilla-edge/flotilla/hub/internal/deployment"
@@ -88,6 +89,10 @@ type Config struct {
 	// back (its messages wait, and so does their acknowledgement), never
 	// dropped.
 	IngestRate, IngestBurst float64
+	// AutoscalerPeriod is how often every HorizontalPodAutoscaler is
+	// computed (default 15 s); AutoscalerCPUInitialization how long a
+	// new pod's cpu samples are trusted only once it is Ready (5 min).
+	AutoscalerPeriod, AutoscalerCPUInitialization time.Duration
 }
 
 // ingestGroup is the shared-subscription group of the hub's ingest.
@@ -176,7 +181,7 @@ func open(cfg Config, log *slog.Logger) (h *hub, err error) {
 	}
 	// The API's hot kinds and the hub's per-node bookkeeping are held in
 	// memory; events, tokens, credentials and Secrets are read from disk.
-	indexed := append(slices.Clone(store.DefaultIndexedKinds), desired.Kind, lease.Kind)
+	indexed := append(slices.Clone(store.DefaultIndexedKinds), desired.Kind, lease.Kind, api.KindHorizontalPodAutoscaler)
 	// One guard for both Badgers in the data directory, so each keeps
 	// room for what the other holds (pkg/diskguard).
 	guard := diskguard.New(0, filepath.Join(cfg.DataDir, "store"), filepath.Join(cfg.DataDir, "metrics"))
@@ -290,6 +295,9 @@ func (h *hub) wire(httpLn net.Listener) (*wiring, error) {
 			OnSync: tel.hub.SyncObserver("podcidr")}).Run},
 		component{"ingress", ingress.New(ingress.Options{Store: tel.store("ingress", st), Logger: log, EventTTL: cfg.EventTTL,
 			OnSync: tel.hub.SyncObserver("ingress")}).Run},
+		component{"autoscaler", autoscaler.New(autoscaler.Options{Store: tel.store("autoscaler", st), Samples: tel.fleet, Period: cfg.AutoscalerPeriod,
+			CPUInitializationPeriod: cfg.AutoscalerCPUInitialization,
+			EventTTL:                cfg.EventTTL, Logger: log, OnSync: tel.hub.SyncObserver("autoscaler")}).Run},
 	)
 	w.components = append(w.components, tel.components(st, in)...)
 	w.components = append(w.components,
