@@ -14,6 +14,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -43,6 +44,8 @@ type servedResource struct {
 	shortNames     []string
 	categories     []string
 	subresources   []servedSubresource
+	// typ is the Go type of the resource's objects (openapi.go).
+	typ reflect.Type
 }
 
 // servedSubresource is a subresource of a resource.
@@ -72,8 +75,8 @@ var categoryAll = map[string]bool{
 // metricsResources are the metrics API's (metrics.go), which are not
 // stored kinds.
 var metricsResources = []servedResource{
-	{resource: "nodes", singular: "", kind: "NodeMetrics", verbs: []string{"get", "list"}},
-	{resource: "pods", singular: "", kind: "PodMetrics", namespaced: true, verbs: []string{"get", "list"}},
+	{resource: "nodes", kind: api.KindNodeMetrics, verbs: []string{"get", "list"}, typ: reflect.TypeFor[api.NodeMetrics]()},
+	{resource: "pods", kind: api.KindPodMetrics, namespaced: true, verbs: []string{"get", "list"}, typ: reflect.TypeFor[api.PodMetrics]()},
 }
 
 // verbsOf are the verbs the API serves for a kind: every kind is read and
@@ -133,6 +136,7 @@ func newDiscovery() *discovery {
 			group: group, version: ver, resource: k.Resource, singular: k.Singular, kind: k.Kind,
 			namespaced: k.Namespaced, verbs: verbsOf(k), shortNames: k.ShortNames,
 			categories: categoriesOf(k.Resource), subresources: subresources[k.Resource],
+			typ: reflect.TypeOf(k.New()).Elem(),
 		})
 	}
 	group, ver := splitAPIVersion(api.MetricsAPIVersion)

@@ -1,3 +1,5 @@
+//go:generate go run ./internal/apidocgen -src ../../../pkg/api -out zz_generated_apidoc.go
+
 // Package apiserver is the hub's HTTP API: JSON, resource-shaped paths in
 // Kubernetes' style (/api/v1/namespaces/{ns}/pods/{name},
 // /apis/apps/v1/namespaces/{ns}/daemonsets), an atomic multi-object apply,
@@ -75,6 +77,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/apis/", s.resource)
 	s.registerTelemetry(mux)
 	s.registerDiscovery(mux)
+	s.registerOpenAPI(mux)
 	return mux
 }
 
