@@ -119,7 +119,9 @@ type discovery struct {
 	versions []groupVersion
 }
 
-func newDiscovery() *discovery {
+// newDiscovery lists the kinds of the table, the metrics API and extra
+// (the views).
+func newDiscovery(extra ...servedResource) *discovery {
 	d := &discovery{}
 	add := func(r servedResource) {
 		for i := range d.versions {
@@ -142,6 +144,9 @@ func newDiscovery() *discovery {
 	group, ver := splitAPIVersion(api.MetricsAPIVersion)
 	for _, r := range metricsResources {
 		r.group, r.version = group, ver
+		add(r)
+	}
+	for _, r := range extra {
 		add(r)
 	}
 	// The core group first, as /api is apart from /apis; the others in

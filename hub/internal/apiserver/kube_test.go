@@ -65,6 +65,28 @@ func newKubeServer(t *testing.T, configure func(*Server)) *kubeServer {
 	return &kubeServer{srv: srv, st: st, api: s, cfg: &rest.Config{Host: srv.URL, Timeout: 10 * time.Second}}
 }
 
+// waitCacheCovers waits until the watch cache has taken in the store's
+// changes and does (or, with covers false, no longer does) hold every
+// change after version.
+func (k *kubeServer) waitCacheCovers(t *testing.T, version string, covers bool) {
+	t.Helper()
+	var v uint64
+	fmt.Sscan(version, &v)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		k.api.watches.mu.Lock()
+		last, since := k.api.watches.last, k.api.watches.since
+		k.api.watches.mu.Unlock()
+		if last == k.st.Version() && (since <= v) == covers {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the watch cache is at %d (since %d), the store at %d", last, since, k.st.Version())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (k *kubeServer) clientset(t *testing.T) *kubernetes.Clientset {
 	t.Helper()
 	cs, err := kubernetes.NewForConfig(k.cfg)
@@ -561,6 +583,7 @@ func TestWatchTooOldIsGone(t *testing.T) {
 	for i := range 6 {
 		k.put(t, testPod("default", fmt.Sprint("p", i), "n1", api.PodRunning, nil))
 	}
+	k.waitCacheCovers(t, list.ResourceVersion, false)
 	w, err := cs.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
 	if err != nil {
 		t.Fatal(err)
@@ -580,6 +603,7 @@ func TestWatchTooOldIsGone(t *testing.T) {
 	for i := range 6 {
 		k.put(t, testPod("default", fmt.Sprint("q", i), "n1", api.PodRunning, nil))
 	}
+	k.waitCacheCovers(t, first.ResourceVersion, false)
 	if _, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{Limit: 2, Continue: first.Continue}); !apierrors.IsResourceExpired(err) {
 		t.Errorf("continue past the cache: %v", err)
 	}
@@ -656,5 +680,46 @@ func TestInformerSyncsAndFollows(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("no %q", want)
 		}
+	}
+}
+
+func TestViews(t *testing.T) {
+	k := newKubeServer(t, nil)
+	ref := &api.ObjectReference{Kind: "Pod", Namespace: "default", Name: "web-1"}
+	k.put(t,
+		&api.Endpoints{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: api.KindEndpoints}, ObjectMeta: api.ObjectMeta{Namespace: "default", Name: "web"},
+			Subsets: []api.EndpointSubset{{
+				Addresses:         []api.EndpointAddress{{IP: "10.42.0.5", NodeName: "n1", TargetRef: ref}},
+				NotReadyAddresses: []api.EndpointAddress{{IP: "10.42.0.6", NodeName: "n1"}},
+				Ports:             []api.EndpointPort{{Name: "http", Port: 8080, Protocol: "TCP"}},
+			}}},
+		&api.Node{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: api.KindNode}, ObjectMeta: api.ObjectMeta{Name: "n1"},
+			Status: api.NodeStatus{LastSeen: api.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))}},
+	)
+	ctx := context.Background()
+	cs := k.clientset(t)
+	// As kubectl describe service asks for a Service's slices.
+	slices, err := cs.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=web"})
+	if err != nil || len(slices.Items) != 1 {
+		t.Fatalf("endpointslices of web: %v %+v", err, slices)
+	}
+	s := slices.Items[0]
+	if len(s.Endpoints) != 2 || s.Endpoints[0].Addresses[0] != "10.42.0.5" || !*s.Endpoints[0].Conditions.Ready || *s.Endpoints[1].Conditions.Ready ||
+		*s.Ports[0].Port != 8080 || *s.Ports[0].Name != "http" || s.Endpoints[0].TargetRef.Name != "web-1" {
+		t.Errorf("slice %+v", s)
+	}
+	if l, err := cs.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=other"}); err != nil || len(l.Items) != 0 {
+		t.Errorf("slices of another service: %v %+v", err, l)
+	}
+	// As kubectl describe node asks for the node's lease.
+	l, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, "n1", metav1.GetOptions{})
+	if err != nil || *l.Spec.HolderIdentity != "n1" || !l.Spec.RenewTime.Equal(&metav1.MicroTime{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}) {
+		t.Errorf("lease of n1: %v %+v", err, l)
+	}
+	if _, err := cs.CoordinationV1().Leases("kube-node-lease").Get(ctx, "n2", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("lease of a node the hub does not know: %v", err)
+	}
+	if _, err := cs.DiscoveryV1().EndpointSlices("default").Watch(ctx, metav1.ListOptions{}); !apierrors.IsMethodNotSupported(err) {
+		t.Errorf("a watch of a view: %v", err)
 	}
 }

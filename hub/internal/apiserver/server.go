@@ -43,6 +43,9 @@ type Server struct {
 	rand    ipam.Rand
 	// discovery is what /api and /apis list (discovery.go).
 	discovery *discovery
+	// views are the read-only resources derived from stored ones
+	// (views.go).
+	views []view
 	// watches serves ?watch=1 (watchcache.go, watch.go); Run runs it.
 	watches *watchCache
 	// bookmarkInterval is how often a watcher that asked for bookmarks
@@ -56,8 +59,13 @@ func New(s store.Store, logger *slog.Logger) *Server {
 		logger = slog.Default()
 	}
 	log := logger.With("component", "apiserver")
+	views := newViews()
+	extra := make([]servedResource, len(views))
+	for i, v := range views {
+		extra[i] = v.servedResource
+	}
 	return &Server{store: s, log: log, now: time.Now,
-		network: ipam.DefaultConfig(), rand: ipam.DefaultRand, discovery: newDiscovery(),
+		network: ipam.DefaultConfig(), rand: ipam.DefaultRand, discovery: newDiscovery(extra...), views: views,
 		watches: newWatchCache(s, log, DefaultWatchCacheSize), bookmarkInterval: time.Minute}
 }
 
@@ -78,6 +86,7 @@ func (s *Server) Handler() http.Handler {
 	s.registerTelemetry(mux)
 	s.registerDiscovery(mux)
 	s.registerOpenAPI(mux)
+	s.registerViews(mux)
 	return mux
 }
 
