@@ -482,7 +482,44 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, t target) error {
 	return nil
 }
 
-// newTable builds the Table of items: the kind's columns, one row each.
+// tableColumns are the column definitions of kind's Table.
+func tableColumns(k api.KindInfo) []metav1.TableColumnDefinition {
+	var out []metav1.TableColumnDefinition
+	for _, c := range printer.KubeColumns(k.Kind) {
+		out = append(out, metav1.TableColumnDefinition{
+			Name: c.Name, Type: c.Type, Format: c.Format, Description: c.Description, Priority: c.Priority,
+		})
+	}
+	return out
+}
+
+// tableRow is item's row: its cells, the pod conditions Kubernetes marks
+// a finished pod with, and the object as includeObject asks.
+func tableRow(format responseFormat, item listed, now time.Time) (metav1.TableRow, error) {
+	row := metav1.TableRow{Cells: printer.KubeCells(item.obj, now)}
+	if p, ok := item.obj.(*api.Pod); ok {
+		switch p.Status.Phase {
+		case api.PodSucceeded:
+			row.Conditions = []metav1.TableRowCondition{{Type: metav1.RowCompleted, Status: metav1.ConditionTrue, Reason: string(p.Status.Phase), Message: "The pod has completed successfully."}}
+		case api.PodFailed:
+			row.Conditions = []metav1.TableRowCondition{{Type: metav1.RowCompleted, Status: metav1.ConditionTrue, Reason: string(p.Status.Phase), Message: "The pod failed."}}
+		}
+	}
+	switch format.includeObject {
+	case "Object":
+		row.Object = runtime.RawExtension{Raw: item.raw}
+	case "Metadata":
+		b, err := partialMetadata(format.tableAPIVersion, item.obj)
+		if err != nil {
+			return row, err
+		}
+		row.Object = runtime.RawExtension{Raw: b}
+	}
+	return row, nil
+}
+
+// newTable builds the Table of items: the kind's columns (when headers),
+// one row each.
 func newTable(k api.KindInfo, format responseFormat, meta metav1.ListMeta, items []listed, now time.Time, headers bool) (*metav1.Table, error) {
 	t := &metav1.Table{
 		TypeMeta: metav1.TypeMeta{APIVersion: format.tableAPIVersion, Kind: "Table"},
@@ -490,31 +527,12 @@ func newTable(k api.KindInfo, format responseFormat, meta metav1.ListMeta, items
 		Rows:     make([]metav1.TableRow, 0, len(items)),
 	}
 	if headers {
-		for _, c := range printer.KubeColumns(k.Kind) {
-			t.ColumnDefinitions = append(t.ColumnDefinitions, metav1.TableColumnDefinition{
-				Name: c.Name, Type: c.Type, Format: c.Format, Description: c.Description, Priority: c.Priority,
-			})
-		}
+		t.ColumnDefinitions = tableColumns(k)
 	}
 	for _, item := range items {
-		row := metav1.TableRow{Cells: printer.KubeCells(item.obj, now)}
-		if p, ok := item.obj.(*api.Pod); ok {
-			switch p.Status.Phase {
-			case api.PodSucceeded:
-				row.Conditions = []metav1.TableRowCondition{{Type: metav1.RowCompleted, Status: metav1.ConditionTrue, Reason: string(p.Status.Phase), Message: "The pod has completed successfully."}}
-			case api.PodFailed:
-				row.Conditions = []metav1.TableRowCondition{{Type: metav1.RowCompleted, Status: metav1.ConditionTrue, Reason: string(p.Status.Phase), Message: "The pod failed."}}
-			}
-		}
-		switch format.includeObject {
-		case "Object":
-			row.Object = runtime.RawExtension{Raw: item.raw}
-		case "Metadata":
-			b, err := partialMetadata(format.tableAPIVersion, item.obj)
-			if err != nil {
-				return nil, err
-			}
-			row.Object = runtime.RawExtension{Raw: b}
+		row, err := tableRow(format, item, now)
+		if err != nil {
+			return nil, err
 		}
 		t.Rows = append(t.Rows, row)
 	}
@@ -531,17 +549,69 @@ func partialMetadata(apiVersion string, obj api.Object) ([]byte, error) {
 	}{apiVersion, "PartialObjectMetadata", obj.GetObjectMeta()})
 }
 
+// writeTable writes the Table of items, row by row: encoding/json would
+// check every row's object again, most of a large table's cost.
 func writeTable(w http.ResponseWriter, k api.KindInfo, format responseFormat, meta metav1.ListMeta, items []listed, now time.Time) error {
-	t, err := newTable(k, format, meta, items, now, true)
-	if err != nil {
-		return err
-	}
-	b, err := json.Marshal(t)
+	empty, err := json.Marshal(&metav1.Table{
+		TypeMeta:          metav1.TypeMeta{APIVersion: format.tableAPIVersion, Kind: "Table"},
+		ListMeta:          meta,
+		ColumnDefinitions: tableColumns(k),
+		Rows:              []metav1.TableRow{},
+	})
 	if err != nil {
 		return fmt.Errorf("encode %s table: %w", k.Resource, err)
 	}
+	open, ok := bytes.CutSuffix(empty, []byte("[]}"))
+	if !ok {
+		return fmt.Errorf("encode %s table: it ends in %q", k.Resource, empty[max(0, len(empty)-8):])
+	}
+	rows := make([][]byte, 0, len(items))
+	for _, item := range items {
+		row, err := tableRow(format, item, now)
+		if err != nil {
+			return err
+		}
+		b, err := encodeRow(row)
+		if err != nil {
+			return fmt.Errorf("encode %s table: %w", k.Resource, err)
+		}
+		rows = append(rows, b)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(append(b, '\n'))
-	return nil
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(open)
+	bw.WriteByte('[')
+	for i, b := range rows {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.Write(b)
+	}
+	bw.WriteString("]}\n")
+	return bw.Flush()
+}
+
+// encodeRow is row's JSON, its object written as it is.
+func encodeRow(row metav1.TableRow) ([]byte, error) {
+	cells, err := json.Marshal(row.Cells)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, len(cells)+len(row.Object.Raw)+32)
+	b = append(b, `{"cells":`...)
+	b = append(b, cells...)
+	if len(row.Conditions) > 0 {
+		conds, err := json.Marshal(row.Conditions)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, `,"conditions":`...)
+		b = append(b, conds...)
+	}
+	if len(row.Object.Raw) > 0 {
+		b = append(b, `,"object":`...)
+		b = append(b, row.Object.Raw...)
+	}
+	return append(b, '}'), nil
 }
