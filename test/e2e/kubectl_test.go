@@ -246,6 +246,14 @@ spec:
 		t.Errorf("describe svc kds: no endpoints:\n%s", out)
 	}
 
+	// rollout status reads (and watches) the workloads' status.
+	if out := k.ok("rollout", "status", "deploy/kdep", "--timeout", "30s"); !strings.Contains(out, `deployment "kdep" successfully rolled out`) {
+		t.Errorf("rollout status deploy/kdep: %q", out)
+	}
+	if out := k.ok("rollout", "status", "ds/kds", "--timeout", "30s"); !strings.Contains(out, `daemon set "kds" successfully rolled out`) {
+		t.Errorf("rollout status ds/kds: %q", out)
+	}
+
 	// explain, from the hub's OpenAPI.
 	out = k.ok("explain", "pods.spec.containers")
 	for _, w := range []string{"KIND:       Pod", "FIELD: containers <[]Container>", "image\t<string> -required-"} {
