@@ -270,6 +270,14 @@ spec:
 	k.fails(`the server doesn't have a resource type "widgets"`, "get", "widgets")
 	k.fails(`Error from server (BadRequest)`, "get", "pods", "--field-selector", "spec.schedulerName=x")
 	k.fails(`field "nope" does not exist`, "explain", "pods.spec.nope")
+	// An unsupported or unknown field is refused by the hub at its path,
+	// and kubectl shows it; writes it does not serve yet are refused, not
+	// half done.
+	_, errOut, code := k.run("patch", "ds", "kds", "--type", "merge", "-p", `{"spec":{"template":{"spec":{"containers":[{"name":"main","image":"x","imagee":"y"}]}}}}`)
+	if code != 1 || !strings.Contains(errOut, "spec.template.spec.containers[0].imagee: unknown field") {
+		t.Errorf("patch with an unknown field: exit %d, %q", code, errOut)
+	}
+	k.fails(`POST is not supported on /api/v1/namespaces/default/configmaps`, "create", "configmap", "c1", "--from-literal", "a=1")
 	noToken := &kubectl{t: t, bin: k.bin, env: k.env, args: append(append([]string{}, k.args...), "--token", "wrong")}
 	noToken.fails("You must be logged in to the server", "get", "nodes")
 
