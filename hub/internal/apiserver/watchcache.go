@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -215,18 +216,19 @@ func (c *watchCache) add(ev store.Event) {
 	}
 }
 
-// offerLocked queues item for sub without blocking, ending sub when its
-// buffer is full.
+// offerLocked queues item for sub without blocking. A change that does
+// not fit ends sub; a bookmark that does not fit is left out (the changes
+// before it will move the watcher's version).
 func (c *watchCache) offerLocked(sub *subscriber, item watchItem) {
-	if item.change != nil {
-		if item.change.version <= sub.since || !sub.wants(item.change) {
-			return
-		}
+	if item.change != nil && (item.change.version <= sub.since || !sub.wants(item.change)) {
+		return
 	}
 	select {
 	case sub.ch <- item:
 	default:
-		c.endLocked(sub, errWatchBehind)
+		if item.change != nil {
+			c.endLocked(sub, errWatchBehind)
+		}
 	}
 }
 
@@ -250,12 +252,12 @@ func (c *watchCache) subscribe(ctx context.Context, kind, namespace string, sinc
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-time.After(10 * time.Second):
-		return nil, errorf(503, "ServiceUnavailable", "the hub's watch is not running")
+		return nil, errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "the hub's watch is not running")
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, errorf(503, "ServiceUnavailable", "%v", errHubStopping)
+		return nil, errorf(http.StatusServiceUnavailable, "ServiceUnavailable", "%v", errHubStopping)
 	}
 	if since < c.since {
 		return nil, errTooOld{asked: since, oldest: c.since}
@@ -265,7 +267,7 @@ func (c *watchCache) subscribe(ctx context.Context, kind, namespace string, sinc
 		ch := c.ring[(c.head+i)%c.capacity]
 		if ch.version > since && sub.wants(ch) {
 			if len(sub.ch) == cap(sub.ch) {
-				return nil, errorf(410, "Expired", "too many changes (more than %d) since resource version %d: list again", watchBuffer, since)
+				return nil, errorf(http.StatusGone, ReasonExpired, "too many changes (more than %d) since resource version %d: list again", watchBuffer, since)
 			}
 			sub.ch <- watchItem{change: ch}
 		}
