@@ -723,3 +723,38 @@ func TestViews(t *testing.T) {
 		t.Errorf("a watch of a view: %v", err)
 	}
 }
+
+// TestWatchOutlivesTheServerReadTimeout: the hub's HTTP server has a read
+// timeout (60 s); a watch must not be cut when it passes.
+func TestWatchOutlivesTheServerReadTimeout(t *testing.T) {
+	st := store.NewMemory()
+	s := New(st, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	srv := httptest.NewUnstartedServer(s.Handler())
+	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	cs := kubernetes.NewForConfigOrDie(&rest.Config{Host: srv.URL})
+	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer wcancel()
+	w, err := cs.CoreV1().Pods("").Watch(wctx, metav1.ListOptions{ResourceVersion: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	time.Sleep(600 * time.Millisecond) // past the read timeout: what is measured
+	if err := st.Update(func(tx store.Tx) error { return tx.Put(testPod("default", "late", "n1", api.PodRunning, nil)) }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev, ok := <-w.ResultChan():
+		if !ok || ev.Type != watch.Added {
+			t.Fatalf("after the read timeout: %v %+v", ok, ev)
+		}
+	case <-wctx.Done():
+		t.Fatal("no event after the read timeout")
+	}
+}
