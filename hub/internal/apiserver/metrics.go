@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/fields"
+
 	"github.com/flotilla-edge/flotilla/hub/internal/logs"
 	"github.com/flotilla-edge/flotilla/hub/internal/metrics"
 	"github.com/flotilla-edge/flotilla/hub/internal/store"
@@ -128,24 +130,18 @@ func (s *Server) podMetricsAll(r *http.Request, namespace string) ([]api.PodMetr
 	if err != nil {
 		return nil, err
 	}
-	fields, err := parseFieldSelector(r.URL.Query().Get("fieldSelector"))
+	sel, err := podMetricsFieldSelector(r.URL.Query().Get("fieldSelector"))
 	if err != nil {
 		return nil, err
 	}
 	current := src.Current()
 	var out []api.PodMetrics
 	for _, node := range sortedKeys(current) {
-		if want, ok := fields["spec.nodeName"]; ok && want != node {
-			continue
-		}
 		for _, pm := range metrics.PodMetrics(node, current[node]) {
 			if namespace != "" && pm.Namespace != namespace {
 				continue
 			}
-			if want, ok := fields["metadata.name"]; ok && want != pm.Name {
-				continue
-			}
-			if want, ok := fields["metadata.namespace"]; ok && want != pm.Namespace {
+			if !sel.Matches(fields.Set{"spec.nodeName": node, "metadata.name": pm.Name, "metadata.namespace": pm.Namespace}) {
 				continue
 			}
 			out = append(out, pm)
@@ -359,6 +355,26 @@ func (s *Server) logQuery(pod *api.Pod, q url.Values) (logs.Query, error) {
 		query.SinceTime = &t
 	}
 	return query, nil
+}
+
+// podMetricsFieldSelector reads the field selector of a PodMetrics list:
+// spec.nodeName, metadata.name and metadata.namespace.
+func podMetricsFieldSelector(s string) (fields.Selector, error) {
+	if s == "" {
+		return fields.Everything(), nil
+	}
+	sel, err := fields.ParseSelector(s)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, api.ReasonBadRequest, "fieldSelector %q: %v", s, err)
+	}
+	for _, r := range sel.Requirements() {
+		switch r.Field {
+		case "spec.nodeName", "metadata.name", "metadata.namespace":
+		default:
+			return nil, errorf(http.StatusBadRequest, api.ReasonBadRequest, "field label not supported: %s (podmetrics offer spec.nodeName, metadata.name, metadata.namespace)", r.Field)
+		}
+	}
+	return sel, nil
 }
 
 // boolParam reads a true/false query parameter; absent is false.

@@ -1,3 +1,5 @@
+//go:generate go run ./internal/apidocgen -src ../../../pkg/api -out zz_generated_apidoc.go
+
 // Package apiserver is the hub's HTTP API: JSON, resource-shaped paths in
 // Kubernetes' style (/api/v1/namespaces/{ns}/pods/{name},
 // /apis/apps/v1/namespaces/{ns}/daemonsets), an atomic multi-object apply,
@@ -6,8 +8,7 @@
 package apiserver
 
 import (
-	"bufio"
-	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +16,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +41,16 @@ type Server struct {
 	// (network.go); rand picks where allocations start looking.
 	network ipam.Config
 	rand    ipam.Rand
+	// discovery is what /api and /apis list (discovery.go).
+	discovery *discovery
+	// views are the read-only resources derived from stored ones
+	// (views.go).
+	views []view
+	// watches serves ?watch=1 (watchcache.go, watch.go); Run runs it.
+	watches *watchCache
+	// bookmarkInterval is how often a watcher that asked for bookmarks
+	// gets one.
+	bookmarkInterval time.Duration
 }
 
 // New returns a Server.
@@ -48,9 +58,20 @@ func New(s store.Store, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Server{store: s, log: logger.With("component", "apiserver"), now: time.Now,
-		network: ipam.DefaultConfig(), rand: ipam.DefaultRand}
+	log := logger.With("component", "apiserver")
+	views := newViews()
+	extra := make([]servedResource, len(views))
+	for i, v := range views {
+		extra[i] = v.servedResource
+	}
+	return &Server{store: s, log: log, now: time.Now,
+		network: ipam.DefaultConfig(), rand: ipam.DefaultRand, discovery: newDiscovery(extra...), views: views,
+		watches: newWatchCache(s, log, DefaultWatchCacheSize), bookmarkInterval: time.Minute}
 }
+
+// Run keeps the watch cache that ?watch=1 is served from until ctx
+// ends; watches wait for it to start, and end when it does.
+func (s *Server) Run(ctx context.Context) error { return s.watches.Run(ctx) }
 
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler {
@@ -63,6 +84,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/api/v1/", s.resource)
 	mux.HandleFunc("/apis/", s.resource)
 	s.registerTelemetry(mux)
+	s.registerDiscovery(mux)
+	s.registerOpenAPI(mux)
+	s.registerViews(mux)
 	return mux
 }
 
@@ -211,7 +235,7 @@ func (s *Server) resource(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && t.name == "":
 		err = s.list(w, r, t)
 	case r.Method == http.MethodGet:
-		err = s.get(w, t)
+		err = s.get(w, r, t)
 	case r.Method == http.MethodDelete && t.name != "":
 		err = s.delete(w, t)
 	case r.Method == http.MethodPatch && t.name != "":
@@ -222,128 +246,6 @@ func (s *Server) resource(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.writeError(w, err)
 	}
-}
-
-// list serves a list, filtered by ?labelSelector= and ?fieldSelector=
-// (spec.nodeName=, metadata.name=, metadata.namespace=).
-func (s *Server) list(w http.ResponseWriter, r *http.Request, t target) error {
-	labelSel, err := api.ParseSelector(r.URL.Query().Get("labelSelector"))
-	if err != nil {
-		return errorf(http.StatusBadRequest, api.ReasonBadRequest, "labelSelector: %v", err)
-	}
-	fields, err := parseFieldSelector(r.URL.Query().Get("fieldSelector"))
-	if err != nil {
-		return err
-	}
-	var recs []store.Record
-	var nj nodeJoin
-	var version uint64
-	err = s.store.View(func(tx store.Tx) error {
-		var err error
-		if recs, err = tx.List(t.kind.Kind, t.namespace); err != nil {
-			return err
-		}
-		if t.kind.Kind == api.KindNode {
-			nj, err = readNodeJoin(tx)
-		}
-		version = s.store.Version()
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	items := make([]json.RawMessage, 0, len(recs))
-	for _, rec := range recs {
-		// Read only: the store's shared object, if it keeps one.
-		obj, err := store.DecodeShared(rec, t.kind.NewObject())
-		if err != nil {
-			return err
-		}
-		if !labelSel.Matches(obj.GetObjectMeta().Labels) || !fields.matches(obj) {
-			continue
-		}
-		n, isNode := obj.(*api.Node)
-		if !isNode {
-			// The stored JSON is the object as served.
-			items = append(items, rec.Value)
-			continue
-		}
-		// What the joins set are fields of the status struct: a shallow
-		// copy keeps the shared node as it is.
-		served := *n
-		nj.join(&served)
-		s.joinMetrics(&served)
-		b, err := json.Marshal(&served)
-		if err != nil {
-			return err
-		}
-		items = append(items, b)
-	}
-	writeList(w, api.List{
-		TypeMeta: api.TypeMeta{APIVersion: t.kind.APIVersion, Kind: t.kind.Kind + "List"},
-		Metadata: api.ListMeta{ResourceVersion: strconv.FormatUint(version, 10)},
-	}, items)
-	return nil
-}
-
-// writeList writes a list whose items are JSON already. encoding/json
-// would check and compact every item again, which for 10,000 nodes is
-// most of the list's cost.
-func writeList(w http.ResponseWriter, head api.List, items []json.RawMessage) {
-	// The list with no items, opened up where they go.
-	head.Items = []json.RawMessage{}
-	empty, err := json.Marshal(head)
-	if err != nil {
-		panic("apiserver: list head does not encode: " + err.Error()) // plain data always encodes
-	}
-	open, ok := bytes.CutSuffix(empty, []byte("[]}"))
-	if !ok {
-		panic("apiserver: list head ends in " + string(empty[max(0, len(empty)-8):]))
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 64<<10)
-	bw.Write(open)
-	bw.WriteByte('[')
-	for i, item := range items {
-		if i > 0 {
-			bw.WriteByte(',')
-		}
-		bw.Write(item)
-	}
-	bw.WriteString("]}\n")
-	_ = bw.Flush()
-}
-
-func (s *Server) get(w http.ResponseWriter, t target) error {
-	var obj api.Object
-	err := s.store.View(func(tx store.Tx) error {
-		rec, err := tx.Get(store.Key{Kind: t.kind.Kind, Namespace: t.namespace, Name: t.name})
-		if store.IsNotFound(err) {
-			return notFound(t.kind, t.name)
-		}
-		if err != nil {
-			return err
-		}
-		obj = t.kind.NewObject()
-		if err := json.Unmarshal(rec.Value, obj); err != nil {
-			return fmt.Errorf("decode %s: %w", rec.Key, err)
-		}
-		if t.kind.Kind == api.KindNode {
-			nj, err := readNodeJoin(tx)
-			if err != nil {
-				return err
-			}
-			nj.join(obj)
-			s.joinMetrics(obj)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, obj)
-	return nil
 }
 
 // nodeJoin is what the hub keeps about nodes apart from the Node objects,
@@ -381,54 +283,6 @@ func (nj nodeJoin) join(obj api.Object) {
 	}
 	desired.Join(n, nj.snaps[n.Name])
 	lease.Join(n, nj.leases[n.Name])
-}
-
-// fieldSelector is a conjunction of field=value terms.
-type fieldSelector map[string]string
-
-func parseFieldSelector(s string) (fieldSelector, error) {
-	out := fieldSelector{}
-	if s == "" {
-		return out, nil
-	}
-	for _, term := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(term, "=")
-		k = strings.TrimSuffix(k, "=")
-		v = strings.TrimPrefix(v, "=")
-		if !ok {
-			return nil, errorf(http.StatusBadRequest, api.ReasonBadRequest, "fieldSelector term %q: want field=value", term)
-		}
-		switch k {
-		case "spec.nodeName", "metadata.name", "metadata.namespace":
-			out[k] = v
-		default:
-			return nil, errorf(http.StatusBadRequest, api.ReasonBadRequest, "fieldSelector: field %q is not supported (spec.nodeName, metadata.name, metadata.namespace)", k)
-		}
-	}
-	return out, nil
-}
-
-func (f fieldSelector) matches(obj api.Object) bool {
-	m := obj.GetObjectMeta()
-	for k, v := range f {
-		var got string
-		switch k {
-		case "metadata.name":
-			got = m.Name
-		case "metadata.namespace":
-			got = m.Namespace
-		case "spec.nodeName":
-			p, ok := obj.(*api.Pod)
-			if !ok {
-				return false
-			}
-			got = p.Spec.NodeName
-		}
-		if got != v {
-			return false
-		}
-	}
-	return true
 }
 
 // delete removes one object. Deleting a namespace deletes what is in it;

@@ -146,6 +146,7 @@ file with its URL, CA and an administrator's token:
 		newTokenCommand(e),
 		newCertificateCommand(e),
 		newNodeCommand(e),
+		newKubeconfigCommand(e),
 	)
 	return root
 }

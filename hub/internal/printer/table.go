@@ -333,21 +333,8 @@ func configMapRow(cm *api.ConfigMap, now time.Time) ([]string, []string) {
 // csrRow is kubectl's: the condition is Pending until approved or denied,
 // then Approved,Issued once the certificate is there.
 func csrRow(c *api.CertificateSigningRequest, now time.Time) ([]string, []string) {
-	var conds []string
-	for _, cd := range c.Status.Conditions {
-		if cd.Status == api.ConditionTrue || cd.Status == "" {
-			conds = append(conds, cd.Type)
-		}
-	}
-	if len(c.Status.Certificate) > 0 {
-		conds = append(conds, "Issued")
-	}
-	cond := "Pending"
-	if len(conds) > 0 {
-		cond = strings.Join(conds, ",")
-	}
 	return []string{"NAME", "AGE", "SIGNERNAME", "REQUESTOR", "NODE", "CONDITION"},
-		[]string{c.Name, age(now, c.CreationTimestamp), c.Spec.SignerName, c.Spec.Username, c.Spec.NodeName, cond}
+		[]string{c.Name, age(now, c.CreationTimestamp), c.Spec.SignerName, c.Spec.Username, c.Spec.NodeName, csrCondition(c)}
 }
 
 // nodeStatus is kubectl's node STATUS: Ready, NotReady (the Ready condition

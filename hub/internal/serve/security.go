@@ -126,16 +126,32 @@ func newAuthenticator(token string) *authenticator {
 }
 
 func (a *authenticator) ok(r *http.Request) bool {
-	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.PeerCertificates) > 0 &&
-		r.TLS.PeerCertificates[0].Subject.CommonName == pki.AdminIdentity {
-		return true
+	_, ok := a.authenticate(r)
+	return ok
+}
+
+// authenticate says who made r and whether the API admits them: the
+// administrator (the token, or a certificate for pki.AdminIdentity) is
+// admitted; anyone else with a certificate of the hub CA (a node, the
+// hub's own client) is known by its name but not admitted, so that the
+// answer is 403, as Kubernetes answers an authenticated user it does not
+// authorize; anyone else is unknown ("") and gets 401.
+func (a *authenticator) authenticate(r *http.Request) (user string, admitted bool) {
+	// A certificate first, then a token, as Kubernetes tries them: either
+	// proving the administrator is enough.
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.PeerCertificates) > 0 {
+		user = r.TLS.PeerCertificates[0].Subject.CommonName
+		if user == pki.AdminIdentity {
+			return user, true
+		}
 	}
-	tok, ok := bearerToken(r.Header.Get("Authorization"))
-	if !ok {
-		return false
+	if tok, ok := bearerToken(r.Header.Get("Authorization")); ok {
+		h := sha256.Sum256([]byte(tok))
+		if subtle.ConstantTimeCompare(h[:], a.tokenHash[:]) == 1 {
+			return pki.AdminIdentity, true
+		}
 	}
-	h := sha256.Sum256([]byte(tok))
-	return subtle.ConstantTimeCompare(h[:], a.tokenHash[:]) == 1
+	return user, false
 }
 
 // bearerToken reads "Authorization: Bearer TOKEN". The scheme is
@@ -150,21 +166,33 @@ func bearerToken(header string) (string, bool) {
 	return tok, tok != ""
 }
 
-// wrap refuses unauthenticated requests with 401, except the health check.
+// wrap refuses unauthenticated requests with 401 and requests of anyone
+// but the administrator with 403, except the health check.
 func (a *authenticator) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" || a.ok(r) {
+		if r.URL.Path == "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		user, admitted := a.authenticate(r)
+		if admitted {
 			next.ServeHTTP(w, r)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("WWW-Authenticate", `Bearer realm="flotilla"`)
-		w.WriteHeader(http.StatusUnauthorized)
-		_ = json.NewEncoder(w).Encode(api.Status{
-			TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "Status"},
-			Status:   api.StatusFailure, Reason: "Unauthorized", Code: http.StatusUnauthorized,
-			Message: "this hub requires credentials: use `hub --config {data-dir}/" + AdminConfigFile + "` (or FLOTILLA_CONFIG), or --token",
-		})
+		st := api.Status{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "Status"}, Status: api.StatusFailure}
+		if user != "" {
+			st.Reason, st.Code = api.ReasonForbidden, http.StatusForbidden
+			st.Message = fmt.Sprintf("User %q cannot %s %s: the hub's API admits its administrator only "+
+				"(the token of {data-dir}/%s, or a client certificate for %s)", user, strings.ToLower(r.Method), r.URL.Path, AdminConfigFile, pki.AdminIdentity)
+		} else {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="flotilla"`)
+			st.Reason, st.Code = "Unauthorized", http.StatusUnauthorized
+			st.Message = "this hub requires credentials: use `hub --config {data-dir}/" + AdminConfigFile + "` (or FLOTILLA_CONFIG), or --token; " +
+				"for kubectl, the kubeconfig `hub kubeconfig` writes"
+		}
+		w.WriteHeader(st.Code)
+		_ = json.NewEncoder(w).Encode(st)
 	})
 }
 

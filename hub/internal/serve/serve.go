@@ -300,11 +300,14 @@ func (h *hub) wire(httpLn net.Listener) (*wiring, error) {
 			EventTTL:                cfg.EventTTL, Logger: log, OnSync: tel.hub.SyncObserver("autoscaler")}).Run},
 	)
 	w.components = append(w.components, tel.components(st, in)...)
+	apiSrv := apiserver.New(st, log).WithTelemetry(tel.api()).WithNetwork(cfg.Network)
 	w.components = append(w.components,
 		component{"store-gc", func(ctx context.Context) error { return st.RunGC(ctx, 10*time.Minute) }},
 		component{"store-space", func(ctx context.Context) error { return st.RunSpaceCheck(ctx, 5*time.Second) }},
 		component{"crl", h.writeCRLDaily},
-		component{"http", h.httpServer(httpLn, auth, m.embedded).run},
+		// The watch cache the API's watches are served from.
+		component{"api-watch", apiSrv.Run},
+		component{"http", h.httpServer(httpLn, apiSrv.Handler(), auth, m.embedded).run},
 	)
 	return w, nil
 }
@@ -401,10 +404,10 @@ type apiServer struct {
 	shutdownTimeout time.Duration
 }
 
-// httpServer builds the HTTP API: the API server, the PKI's endpoints and
+// httpServer builds the HTTP API: the API server's handler, the PKI's endpoints and
 // authentication (auth nil: none). A revoked node's CRL entry is written
 // and, on the embedded broker (nil: external), its connections closed.
-func (h *hub) httpServer(ln net.Listener, auth *authenticator, embedded *broker.Broker) *apiServer {
+func (h *hub) httpServer(ln net.Listener, apiH http.Handler, auth *authenticator, embedded *broker.Broker) *apiServer {
 	log := h.log
 	onRevoke := func(node string) {
 		if err := h.authority.WriteCRL(h.crlPath); err != nil {
@@ -418,7 +421,7 @@ func (h *hub) httpServer(ln net.Listener, auth *authenticator, embedded *broker.
 		}
 	}
 	return &apiServer{ln: ln, log: log, shutdownTimeout: 5 * time.Second, srv: &http.Server{
-		Handler:           apiHandler(apiserver.New(h.st, log).WithTelemetry(h.tel.api()).WithNetwork(h.cfg.Network).Handler(), h.authority, onRevoke, auth),
+		Handler:           apiHandler(apiH, h.authority, onRevoke, auth),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,

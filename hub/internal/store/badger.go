@@ -373,8 +373,10 @@ func (b *Badger) commit(tx *badgerTx) error {
 	if err := tx.txn.Commit(); err != nil {
 		return wrapTxnErr("update: commit", err)
 	}
-	b.version.Store(tx.log.version)
+	// The index before the version, so that a View begun after Version
+	// returned a version sees its commit (Store.Version).
 	b.index.commit(tx.state, tx.changes)
+	b.version.Store(tx.log.version)
 	b.watchers.publish(tx.log.events())
 	return nil
 }
@@ -737,10 +739,14 @@ func (tx *badgerTx) put(obj api.Object, ttl time.Duration) error {
 		return tx.log.fail(wrapTxnErr("put "+key.String(), err))
 	}
 	tx.tally.Entry(len(e.Key), len(e.Value))
+	var old []byte
 	if tx.index.holds(key.Kind) {
+		if prev, ok := tx.lookup(key); ok {
+			old = prev.value
+		}
 		tx.changes[key] = &entry{key: key, version: version, value: data}
 	}
-	tx.log.put(key, version)
+	tx.log.put(key, version, data, old)
 	return nil
 }
 
@@ -764,14 +770,22 @@ func (tx *badgerTx) Delete(key Key) error {
 	if err != nil {
 		return tx.log.fail(fmt.Errorf("delete: %w", err))
 	}
+	// What is deleted goes with the event, for watchers to serve.
+	var old []byte
 	if tx.index.holds(key.Kind) {
-		if _, ok := tx.lookup(key); !ok {
+		prev, ok := tx.lookup(key)
+		if !ok {
 			return fmt.Errorf("delete %s: %w", key, ErrNotFound)
 		}
-	} else if _, err := tx.txn.Get(k); errors.Is(err, badger.ErrKeyNotFound) {
-		return fmt.Errorf("delete %s: %w", key, ErrNotFound)
-	} else if err != nil {
-		return tx.log.fail(fmt.Errorf("delete %s: %w", key, err))
+		old = prev.value
+	} else {
+		rec, err := tx.Get(key)
+		if IsNotFound(err) {
+			return fmt.Errorf("delete %s: %w", key, ErrNotFound)
+		} else if err != nil {
+			return tx.log.fail(fmt.Errorf("delete %s: %w", key, err))
+		}
+		old = rec.Value
 	}
 	if tx.refuse != nil {
 		return tx.log.fail(tx.refuse)
@@ -783,6 +797,6 @@ func (tx *badgerTx) Delete(key Key) error {
 	if tx.index.holds(key.Kind) {
 		tx.changes[key] = nil
 	}
-	tx.log.remove(key)
+	tx.log.remove(key, old)
 	return nil
 }

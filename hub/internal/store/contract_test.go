@@ -99,6 +99,15 @@ func rv(o api.Object) uint64 {
 	return v
 }
 
+// change is what an event says happened, without the objects.
+type change struct {
+	Type    EventType
+	Key     Key
+	Version uint64
+}
+
+func (ev Event) change() change { return change{ev.Type, ev.Key, ev.Version} }
+
 // recv waits for one event.
 func recv(t *testing.T, ch <-chan Event) Event {
 	t.Helper()
@@ -495,19 +504,114 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 		}
 		del := s.Version()
 		ka, kx, kb := KeyOf(a), KeyOf(x), KeyOf(b)
-		wantThings := []Event{{Put, ka, rv(a)}, {Put, kb, rv(b)}, {Deleted, ka, del}}
-		wantAll := []Event{{Put, ka, rv(a)}, {Put, kx, rv(x)}, {Put, kb, rv(b)}, {Deleted, ka, del}}
+		wantThings := []change{{Put, ka, rv(a)}, {Put, kb, rv(b)}, {Deleted, ka, del}}
+		wantAll := []change{{Put, ka, rv(a)}, {Put, kx, rv(x)}, {Put, kb, rv(b)}, {Deleted, ka, del}}
 		for _, c := range []struct {
 			name string
 			ch   <-chan Event
-			want []Event
+			want []change
 		}{{"Thing", things, wantThings}, {"all", all, wantAll}, {"Thing+Other", two, wantAll}, {"Nothing", none, nil}} {
 			for i, want := range c.want {
-				if got := recv(t, c.ch); got != want {
+				if got := recv(t, c.ch).change(); got != want {
 					t.Errorf("watch %s: event %d = %+v, want %+v", c.name, i, got, want)
 				}
 			}
 			expectNoEvent(t, c.ch)
+		}
+	})
+
+	t.Run("WatchCarriesValues", func(t *testing.T) {
+		// A watcher gets each change's object as committed, and what a
+		// delete removed, however the key changed after.
+		s := open(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		w := s.Watch(ctx, "Thing")
+		a := newThing("Thing", "ns", "a")
+		put(t, s, a)
+		first, _ := get(s, KeyOf(a))
+		a.Labels = map[string]string{"v": "2"}
+		put(t, s, a)
+		second, _ := get(s, KeyOf(a))
+		if err := s.Update(func(tx Tx) error { return tx.Delete(KeyOf(a)) }); err != nil {
+			t.Fatal(err)
+		}
+		ev := recv(t, w)
+		if ev.Type != Put || string(ev.Value) != string(first.Value) || ev.Old != nil {
+			t.Errorf("create: %s value %s old %s, want Put %s and no old", ev.Type, ev.Value, ev.Old, first.Value)
+		}
+		ev = recv(t, w)
+		if ev.Type != Put || string(ev.Value) != string(second.Value) {
+			t.Errorf("update: %s value %s, want Put %s", ev.Type, ev.Value, second.Value)
+		}
+		// Old is optional for a Put (a store reading the kind from disk
+		// does not read it), but right when given.
+		if ev.Old != nil && string(ev.Old) != string(first.Value) {
+			t.Errorf("update: old %s, want %s", ev.Old, first.Value)
+		}
+		ev = recv(t, w)
+		if ev.Type != Deleted || ev.Value != nil || string(ev.Old) != string(second.Value) {
+			t.Errorf("delete: %s value %s old %s, want Deleted with old %s", ev.Type, ev.Value, ev.Old, second.Value)
+		}
+		// Two changes to one key in one transaction: one event, with the
+		// last value and what the key held before the transaction.
+		b := newThing("Thing", "ns", "b")
+		put(t, s, b)
+		before, _ := get(s, KeyOf(b))
+		recv(t, w)
+		err := s.Update(func(tx Tx) error {
+			b.Labels = map[string]string{"n": "1"}
+			if err := tx.Put(b); err != nil {
+				return err
+			}
+			b.Labels = map[string]string{"n": "2"}
+			return tx.Put(b)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		after, _ := get(s, KeyOf(b))
+		ev = recv(t, w)
+		if string(ev.Value) != string(after.Value) || (ev.Old != nil && string(ev.Old) != string(before.Value)) {
+			t.Errorf("two puts: value %s old %s, want %s and %s", ev.Value, ev.Old, after.Value, before.Value)
+		}
+		expectNoEvent(t, w)
+	})
+
+	t.Run("ViewAfterVersionSeesIt", func(t *testing.T) {
+		// A View begun after Version returned v sees the commit of v,
+		// however busy the writer: a list read so misses nothing a watch
+		// from v leaves out. The writer rewrites ten keys, each commit
+		// one of them, so the newest record a View sees is the newest
+		// commit it sees.
+		s := open(t)
+		done := make(chan error, 1)
+		go func() {
+			defer close(done)
+			for i := range 1000 {
+				if err := s.Update(func(tx Tx) error { return tx.Put(newThing("Thing", "ns", fmt.Sprintf("t%d", i%10))) }); err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+		for writing := true; writing; {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+				writing = false
+			default:
+			}
+			v := s.Version()
+			var newest uint64
+			for _, r := range list(t, s, "Thing", "ns") {
+				newest = max(newest, r.Version)
+			}
+			if newest < v {
+				t.Fatalf("Version said %d, a View after it saw at most %d", v, newest)
+			}
 		}
 	})
 
@@ -549,7 +653,7 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 		expectNoEvent(t, slow) // a single Overflow, nothing after it
 		late := newThing("Thing", "ns", "late")
 		put(t, s, late)
-		if ev := recv(t, slow); ev != (Event{Put, KeyOf(late), rv(late)}) {
+		if ev := recv(t, slow).change(); ev != (change{Put, KeyOf(late), rv(late)}) {
 			t.Fatalf("after overflow: %+v", ev)
 		}
 	})

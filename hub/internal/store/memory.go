@@ -242,6 +242,10 @@ func (tx *memTx) put(obj api.Object, ttl time.Duration) error {
 	if err != nil {
 		return tx.log.fail(err)
 	}
+	var old []byte
+	if prev, ok := tx.lookup(key, time.Now()); ok {
+		old = prev.value
+	}
 	rec := &memRecord{version: version, value: data}
 	if ttl > 0 {
 		rec.expires = time.Now().Add(ttl)
@@ -249,7 +253,7 @@ func (tx *memTx) put(obj api.Object, ttl time.Duration) error {
 		rec.e = &entry{key: key, version: version, value: data}
 	}
 	tx.writes[key] = rec
-	tx.log.put(key, version)
+	tx.log.put(key, version, data, old)
 	return nil
 }
 
@@ -260,11 +264,12 @@ func (tx *memTx) Delete(key Key) error {
 	if err := key.validate(); err != nil {
 		return tx.log.fail(fmt.Errorf("delete: %w", err))
 	}
-	if _, ok := tx.lookup(key, time.Now()); !ok {
+	prev, ok := tx.lookup(key, time.Now())
+	if !ok {
 		return fmt.Errorf("delete %s: %w", key, ErrNotFound)
 	}
 	tx.writes[key] = nil
-	tx.log.remove(key)
+	tx.log.remove(key, prev.value)
 	return nil
 }
 

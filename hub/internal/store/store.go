@@ -94,7 +94,10 @@ type Store interface {
 	// behind loses events and then receives one Event with Type Overflow;
 	// it should then re-read everything it cares about.
 	Watch(ctx context.Context, kinds ...string) <-chan Event
-	// Version returns the latest committed resource version.
+	// Version returns the latest committed resource version. A View
+	// begun after Version returned v sees every commit up to v (and maybe
+	// later ones): a list read that way, with v as its version, misses
+	// nothing that a watch from v will not deliver.
 	Version() uint64
 	// Close releases the store; later calls return ErrClosed.
 	Close() error
@@ -122,11 +125,21 @@ func (t EventType) String() string {
 	return "EventType(" + strconv.Itoa(int(t)) + ")"
 }
 
-// Event is one committed change.
+// Event is one committed change. Within one transaction only the last
+// change to a key is announced.
 type Event struct {
 	Type    EventType
 	Key     Key
 	Version uint64
+	// Value is the object's JSON as this change committed it (nil for
+	// Deleted), so that a watcher can serve the change as it was without
+	// reading the store again, when the key may have changed since.
+	Value []byte
+	// Old is the object's JSON before the transaction: always set for
+	// Deleted (what was deleted); for Put, set when the store had it
+	// without a read (the kinds it keeps in memory) and the object
+	// existed, nil otherwise. Value and Old are shared: never modify them.
+	Old []byte
 }
 
 // Decode unmarshals a record into a new object of type T, which the

@@ -85,16 +85,18 @@ func (l *writeLog) encode(obj api.Object) (Key, uint64, []byte, error) {
 	return key, version, data, nil
 }
 
-// put records a Put of key at version, which encode handed out.
-func (l *writeLog) put(key Key, version uint64) {
-	l.changes = append(l.changes, Event{Type: Put, Key: key, Version: version})
+// put records a Put of key at version, which encode handed out, with
+// the JSON it wrote and the one it replaced (nil when unknown or new).
+func (l *writeLog) put(key Key, version uint64, value, old []byte) {
+	l.changes = append(l.changes, Event{Type: Put, Key: key, Version: version, Value: value, Old: old})
 }
 
-// remove records a Delete of key and returns its version: a delete takes
-// a version too, so that event versions strictly increase.
-func (l *writeLog) remove(key Key) uint64 {
+// remove records a Delete of key, whose JSON was old, and returns its
+// version: a delete takes a version too, so that event versions strictly
+// increase.
+func (l *writeLog) remove(key Key, old []byte) uint64 {
 	l.version++
-	l.changes = append(l.changes, Event{Type: Deleted, Key: key, Version: l.version})
+	l.changes = append(l.changes, Event{Type: Deleted, Key: key, Version: l.version, Old: old})
 	return l.version
 }
 
@@ -114,8 +116,13 @@ func (l *writeLog) rollback() {
 }
 
 // events returns one event per changed key, the last change to each, in
-// version order.
+// version order, with the Old of the first: what the key held before the
+// transaction.
 func (l *writeLog) events() []Event {
+	first := make(map[Key][]byte, len(l.changes))
+	for i := len(l.changes) - 1; i >= 0; i-- {
+		first[l.changes[i].Key] = l.changes[i].Old
+	}
 	seen := make(map[Key]bool, len(l.changes))
 	out := make([]Event, 0, len(l.changes))
 	for i := len(l.changes) - 1; i >= 0; i-- {
@@ -124,6 +131,7 @@ func (l *writeLog) events() []Event {
 			continue
 		}
 		seen[ev.Key] = true
+		ev.Old = first[ev.Key]
 		out = append(out, ev)
 	}
 	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
