@@ -108,7 +108,9 @@ func TestDeviceCgroupRule(t *testing.T) {
 	b := make([]byte, 6)
 	rand.Read(b)
 	token := "flotilla-devtest-" + hex.EncodeToString(b)
-	script := "echo " + token + " > /dev/kmsg && echo wrote || echo denied"
+	// The shell's complaint goes to stdout with the verdict: one stream,
+	// so the log holds both in order.
+	script := "{ echo " + token + " > /dev/kmsg; } 2>&1 && echo wrote || echo denied"
 
 	_, log := runToExit(t, rt, reconcile.ContainerSpec{ID: uniqueID("kmsg"), Command: []string{"sh", "-c", script},
 		Devices: []reconcile.DeviceNode{deviceOf(t, "/dev/kmsg", "/dev/kmsg")}})
