@@ -345,6 +345,11 @@ func startAgentWith(t *testing.T, h *hubProc, target string, environ []string, e
 		if err := env.ctd.Cleanup(ctx); err != nil {
 			t.Log(err)
 		}
+		// The pods' network namespaces, bound under the state
+		// directory, which the test's temporary directory holds.
+		if err := harness.UnmountUnder(a.stateDir); err != nil {
+			t.Log(err)
+		}
 	})
 	return a
 }

@@ -136,8 +136,13 @@ func TestLAN(t *testing.T) {
 	if err := site.Restore(); err != nil {
 		t.Fatal(err)
 	}
-	if err := reachHost(); err != nil {
-		t.Fatalf("the host is not reachable from the LAN once the uplink is back: %v", err)
+	// The router's end carries traffic once the kernel has noticed its
+	// carrier (up to a second later): a dial or two may fail before.
+	deadline := time.Now().Add(10 * time.Second)
+	for err := reachHost(); err != nil; err = reachHost() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the host is not reachable from the LAN once the uplink is back: %v", err)
+		}
 	}
 
 	// A host's reboot (its link to the bridge deleted and made again)

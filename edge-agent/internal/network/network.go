@@ -20,6 +20,7 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/flotilla-edge/flotilla/pkg/wire"
 )
@@ -258,7 +259,10 @@ func (n *Node) Configure(ctx context.Context, w *wire.Network) error {
 		if err := setSysctls(ctx); err != nil {
 			return err
 		}
-		h, err := netlink.NewHandle()
+		// Routing netlink only: without families, the handle opens
+		// xfrm's and netfilter's sockets too, which a kernel without
+		// CONFIG_XFRM_USER (or qemu-user) refuses.
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return fmt.Errorf("netlink: %w", err)
 		}
